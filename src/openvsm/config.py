@@ -1,0 +1,354 @@
+"""Node configuration: one TOML file per VSM node or VEM host.
+
+Validation is strict: an invalid file raises ``ConfigError`` naming the key
+and the allowed range; ``openvsm vsm``/``openvsm vem`` then exit with code 2
+before anything is started.
+
+VSM node file::
+
+    [node]
+    name = "primary"            # free text, used for the run directory name
+    domain_id = 100             # 1-4095
+    role = "primary"            # primary | secondary
+    secret = "lab-secret"       # domain secret (HMAC key), at least 8 characters
+    system_mac = "02:00:00:00:00:01"  # optional; derived from domain+role if absent
+    data_dir = "/var/lib/openvsm/primary"
+    run_dir = "/run/openvsm/primary"
+    hostname = "switch"         # CLI prompt
+    clock_offset_s = 0.0        # added to the wall clock (fault campaigns only)
+
+    [interfaces.control]        # heartbeats + sync (TCP on the same port)
+    transport = "udp"           # udp | l2
+    local = "127.0.0.1:17001"
+    peer = "127.0.0.1:17101"
+    # l2 only: device = "eth1", peer_mac = "..." (optional)
+
+    [interfaces.mgmt]           # heartbeats only when degraded; REST lives here
+    local = "127.0.0.1:17002"
+    peer = "127.0.0.1:17102"
+
+    [timers]
+    heartbeat_interval_ms = 1000    # 100-1000
+    max_loss_interval_ms = 15000    # 6 heartbeats .. 30000 (seed: 6-30 s, default 15 s)
+    discovery_window_ms = 5000      # >= 2 heartbeats
+
+    [sync]
+    buffer_bytes = 4194304          # what the active buffers for an unreachable standby
+
+    [vem]
+    listen = "127.0.0.1:17003"      # where this node talks to VEMs (UDP)
+    module_limit = 1024
+
+    [rest]
+    listen = "127.0.0.1:8080"       # optional; absent = no REST server
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message names the key and the rule."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    name: str  # "control" | "mgmt"
+    transport: str  # "udp" | "l2"
+    local: Endpoint
+    peer: Endpoint | None
+    device: str | None = None
+    peer_mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Timers:
+    heartbeat_interval: float = 1.0
+    max_loss_interval: float = 15.0
+    discovery_window: float = 5.0
+
+    @property
+    def degraded_after(self) -> float:
+        """Seed: half of the max heartbeat loss interval."""
+        return self.max_loss_interval / 2
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    domain_id: int
+    role: str
+    secret: bytes
+    system_mac: str
+    data_dir: Path
+    run_dir: Path
+    hostname: str
+    control: InterfaceConfig
+    mgmt: InterfaceConfig
+    timers: Timers
+    sync_buffer_bytes: int
+    vem_listen: Endpoint
+    module_limit: int
+    rest_listen: Endpoint | None
+    clock_offset_s: float = 0.0
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def sup_number(self) -> int:
+        return 1 if self.role == "primary" else 2
+
+    @property
+    def peer_role(self) -> str:
+        return "secondary" if self.role == "primary" else "primary"
+
+
+@dataclass(frozen=True)
+class VemConfig:
+    host_uuid: str
+    host_name: str
+    host_ip: str
+    domain_id: int
+    secret: bytes
+    local: Endpoint
+    vsms: tuple[Endpoint, ...]
+    run_dir: Path
+    data_dir: Path
+    backend: str
+    heartbeat_interval: float
+    headless_after: float
+    ovs_run_dir: Path | None = None
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def _get(section: dict[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
+    if key not in section:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}: required key is missing")
+        return default
+    value = section[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _int_range(
+    section: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...
+) -> int:
+    value: int = _get(section, key, where, int, default)
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}: {value} is out of range (allowed {lo}-{hi})")
+    return value
+
+
+def parse_endpoint(text: str, where: str) -> Endpoint:
+    host, sep, port_s = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{where}: {text!r} is not ip:port")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{where}: {host!r} is not an IP address") from None
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{where}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} is out of range (allowed 0-65535)")
+    return Endpoint(host, port)
+
+
+def _mac(text: str, where: str) -> str:
+    parts = text.split(":")
+    if len(parts) != 6 or any(len(p) != 2 for p in parts):
+        raise ConfigError(f"{where}: {text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    try:
+        [int(p, 16) for p in parts]
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)") from None
+    return text.lower()
+
+
+def derived_mac(seed: str) -> str:
+    """A locally administered unicast MAC derived from a seed string."""
+    raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def _interface(doc: dict[str, Any], name: str) -> InterfaceConfig:
+    where = f"interfaces.{name}"
+    section = doc.get("interfaces", {}).get(name)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: required section is missing")
+    transport = _get(section, "transport", where, str, "udp")
+    if transport not in ("udp", "l2"):
+        raise ConfigError(f"{where}.transport: {transport!r} is not allowed (udp | l2)")
+    local = parse_endpoint(_get(section, "local", where, str), f"{where}.local")
+    peer_s = _get(section, "peer", where, str, None)
+    peer = parse_endpoint(peer_s, f"{where}.peer") if peer_s else None
+    device = _get(section, "device", where, str, None)
+    if transport == "l2" and not device:
+        raise ConfigError(f'{where}.device: required with transport = "l2"')
+    peer_mac_s = _get(section, "peer_mac", where, str, None)
+    peer_mac = _mac(peer_mac_s, f"{where}.peer_mac") if peer_mac_s else None
+    return InterfaceConfig(name, transport, local, peer, device, peer_mac)
+
+
+def _timers(doc: dict[str, Any]) -> Timers:
+    where = "timers"
+    section = doc.get("timers", {})
+    if not isinstance(section, dict):
+        raise ConfigError("timers: must be a table")
+    hb = _int_range(section, "heartbeat_interval_ms", where, 100, 1000, 1000)
+    loss = _int_range(section, "max_loss_interval_ms", where, 6 * hb, 30000, max(15000, 6 * hb))
+    disc = _int_range(section, "discovery_window_ms", where, 2 * hb, 60000, 5 * hb)
+    return Timers(hb / 1000, loss / 1000, disc / 1000)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    doc = load_toml(path)
+    cfg = node_config_from_dict(doc, base=path.parent)
+    return NodeConfig(**{**cfg.__dict__, "path": path})
+
+
+def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> NodeConfig:
+    node = doc.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError("node: required section is missing")
+    where = "node"
+    domain_id = _int_range(node, "domain_id", where, 1, 4095)
+    role = _get(node, "role", where, str)
+    if role not in ("primary", "secondary"):
+        raise ConfigError(f"node.role: {role!r} is not allowed (primary | secondary)")
+    secret = _get(node, "secret", where, str)
+    if len(secret) < 8:
+        raise ConfigError("node.secret: must be at least 8 characters")
+    name = _get(node, "name", where, str, role)
+    mac_s = _get(node, "system_mac", where, str, None)
+    system_mac = _mac(mac_s, "node.system_mac") if mac_s else derived_mac(f"{domain_id}/{name}")
+    base = base or Path.cwd()
+    data_dir = base / _get(node, "data_dir", where, str)
+    run_dir = base / _get(node, "run_dir", where, str)
+    if len(str(run_dir / "cfgmgr.sock")) > 100:
+        raise ConfigError(f"node.run_dir: {run_dir} is too long for Unix sockets (max ~90 chars)")
+    hostname = _get(node, "hostname", where, str, "switch")
+    offset = _get(node, "clock_offset_s", where, float, 0.0)
+    sync = doc.get("sync", {})
+    buffer_bytes = _int_range(sync, "buffer_bytes", "sync", 1024, 1 << 34, 4 << 20)
+    vem = doc.get("vem", {})
+    vem_listen = parse_endpoint(_get(vem, "listen", "vem", str), "vem.listen")
+    module_limit = _int_range(vem, "module_limit", "vem", 1, 65000, 1024)
+    rest = doc.get("rest", {})
+    rest_s = _get(rest, "listen", "rest", str, None)
+    rest_listen = parse_endpoint(rest_s, "rest.listen") if rest_s else None
+    return NodeConfig(
+        name=name,
+        domain_id=domain_id,
+        role=role,
+        secret=secret.encode(),
+        system_mac=system_mac,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        hostname=hostname,
+        control=_interface(doc, "control"),
+        mgmt=_interface(doc, "mgmt"),
+        timers=_timers(doc),
+        sync_buffer_bytes=buffer_bytes,
+        vem_listen=vem_listen,
+        module_limit=module_limit,
+        rest_listen=rest_listen,
+        clock_offset_s=offset,
+        raw=doc,
+    )
+
+
+def load_vem_config(path: Path) -> VemConfig:
+    doc = load_toml(path)
+    return vem_config_from_dict(doc, base=path.parent, path=path)
+
+
+def vem_config_from_dict(
+    doc: dict[str, Any], base: Path | None = None, path: Path | None = None
+) -> VemConfig:
+    """VEM host file::
+
+    [vem]
+    host_uuid = "..."; host_name = "host-1"; host_ip = "127.0.0.1"
+    domain_id = 100; secret = "..."
+    local = "127.0.0.1:18001"            # this agent's UDP socket
+    vsms = ["127.0.0.1:17003", "127.0.0.1:17103"]  # both VSMs' VEM endpoints
+    run_dir = "..."; data_dir = "..."
+    backend = "memory"                   # memory | ovs
+    heartbeat_interval_ms = 1000
+    headless_after_ms = 15000            # seed: ~15 s
+    """
+    vem = doc.get("vem")
+    if not isinstance(vem, dict):
+        raise ConfigError("vem: required section is missing")
+    where = "vem"
+    base = base or Path.cwd()
+    vsms_raw = _get(vem, "vsms", where, list)
+    if not vsms_raw or not all(isinstance(v, str) for v in vsms_raw):
+        raise ConfigError("vem.vsms: must be a non-empty list of ip:port strings")
+    backend = _get(vem, "backend", where, str, "memory")
+    if backend not in ("memory", "ovs"):
+        raise ConfigError(f"vem.backend: {backend!r} is not allowed (memory | ovs)")
+    hb = _int_range(vem, "heartbeat_interval_ms", where, 100, 10000, 1000)
+    headless = _int_range(vem, "headless_after_ms", where, 3 * hb, 120000, 15000)
+    secret = _get(vem, "secret", where, str)
+    if len(secret) < 8:
+        raise ConfigError("vem.secret: must be at least 8 characters")
+    ovs_run = _get(vem, "ovs_run_dir", where, str, None)
+    return VemConfig(
+        host_uuid=_get(vem, "host_uuid", where, str),
+        host_name=_get(vem, "host_name", where, str),
+        host_ip=_get(vem, "host_ip", where, str, "127.0.0.1"),
+        domain_id=_int_range(vem, "domain_id", where, 1, 4095),
+        secret=secret.encode(),
+        local=parse_endpoint(_get(vem, "local", where, str), "vem.local"),
+        vsms=tuple(parse_endpoint(v, "vem.vsms") for v in vsms_raw),
+        run_dir=base / _get(vem, "run_dir", where, str),
+        data_dir=base / _get(vem, "data_dir", where, str),
+        backend=backend,
+        heartbeat_interval=hb / 1000,
+        headless_after=headless / 1000,
+        ovs_run_dir=(base / ovs_run) if ovs_run else None,
+        path=path,
+        raw=doc,
+    )

@@ -1,0 +1,221 @@
+"""Local IPC between the services of one node (DESIGN §1).
+
+Unix-domain stream sockets under the node's run directory; each frame is a
+4-byte big-endian length and a msgpack body. A connection carries requests
+(``{"op", "args"}``) answered in order by replies (``{"ok", "result",
+"error"}``), and, after an ``op="subscribe"`` request, events pushed by the
+server (``{"event": topic, "data": ...}``).
+
+A handler raises ``IpcError`` for an error meant for the caller (the text is
+shown to the operator); any other exception is reported as an internal error
+and never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+MAX_IPC_FRAME = 64 * 1024 * 1024
+_LEN = struct.Struct("!I")
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder()
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class IpcError(Exception):
+    """An error whose text is meant for the caller."""
+
+
+class IpcUnavailable(IpcError):
+    """The service is not reachable (not running, restarting)."""
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    head = await reader.readexactly(_LEN.size)
+    (length,) = _LEN.unpack(head)
+    if length > MAX_IPC_FRAME:
+        raise IpcError(f"IPC frame of {length} bytes exceeds the limit")
+    return _dec.decode(await reader.readexactly(length))
+
+
+def encode_frame(obj: Any) -> bytes:
+    body = _enc.encode(obj)
+    return _LEN.pack(len(body)) + body
+
+
+class IpcServer:
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = path
+        self._handler = handler
+        self._server: asyncio.base_events.Server | None = None
+        self._subscribers: dict[str, set[asyncio.StreamWriter]] = {}
+        self._conns: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.start_unix_server(self._on_conn, path=str(self.path))
+        os.chmod(self.path, 0o600)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        for task in list(self._conns):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def publish(self, topic: str, data: Any) -> None:
+        frame = encode_frame({"event": topic, "data": data})
+        for writer in list(self._subscribers.get(topic, ())):
+            if writer.is_closing():
+                self._subscribers[topic].discard(writer)
+                continue
+            writer.write(frame)
+
+    def subscriber_count(self, topic: str) -> int:
+        return len(self._subscribers.get(topic, ()))
+
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            while True:
+                try:
+                    req = await read_frame(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                except (IpcError, msgspec.DecodeError):
+                    return
+                reply = await self._dispatch(req, writer)
+                writer.write(encode_frame(reply))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._conns.discard(task)
+            for subs in self._subscribers.values():
+                subs.discard(writer)
+            writer.close()
+
+    async def _dispatch(self, req: Any, writer: asyncio.StreamWriter) -> dict[str, Any]:
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            return {"ok": False, "error": "malformed request"}
+        args = req.get("args") or {}
+        if not isinstance(args, dict):
+            return {"ok": False, "error": "malformed request arguments"}
+        op: str = req["op"]
+        if op == "subscribe":
+            topic = args.get("topic")
+            if not isinstance(topic, str):
+                return {"ok": False, "error": "subscribe needs a topic"}
+            self._subscribers.setdefault(topic, set()).add(writer)
+            try:
+                result = await self._handler("subscribed", {"topic": topic})
+            except IpcError:
+                result = None
+            return {"ok": True, "result": result}
+        try:
+            result = await self._handler(op, args)
+        except IpcError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            log.exception("IPC handler %s failed", op)
+            return {"ok": False, "error": f"internal error in {op}: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "result": result}
+
+
+class IpcClient:
+    """A request/reply connection to one service; reconnects on demand."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError, OSError) as exc:
+            raise IpcUnavailable(f"service at {self.path.name} is not reachable: {exc}") from None
+
+    async def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        async with self._lock:
+            for attempt in range(2):
+                if self._writer is None or self._writer.is_closing():
+                    await self._connect()
+                assert self._reader is not None and self._writer is not None
+                try:
+                    self._writer.write(encode_frame({"op": op, "args": args}))
+                    await self._writer.drain()
+                    reply = await asyncio.wait_for(
+                        read_frame(self._reader), timeout or self.timeout
+                    )
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    self.close()
+                    if attempt == 1:
+                        raise IpcUnavailable(f"service at {self.path.name} went away") from exc
+                except TimeoutError:
+                    self.close()
+                    raise IpcUnavailable(f"service at {self.path.name} timed out") from None
+        if not isinstance(reply, dict):
+            raise IpcError("malformed reply")
+        if not reply.get("ok"):
+            raise IpcError(str(reply.get("error")))
+        return reply.get("result")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._reader = None
+
+
+async def subscribe(path: Path, topic: str) -> AsyncIterator[Any]:
+    """Yield the events of ``topic`` from the service at ``path``.
+
+    The first item is the server's answer to the subscription (its current
+    state, where the service provides one). Ends when the connection ends.
+    """
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except (FileNotFoundError, ConnectionRefusedError, OSError) as exc:
+        raise IpcUnavailable(f"service at {path.name} is not reachable: {exc}") from None
+    try:
+        writer.write(encode_frame({"op": "subscribe", "args": {"topic": topic}}))
+        await writer.drain()
+        reply = await read_frame(reader)
+        if isinstance(reply, dict) and reply.get("ok"):
+            yield reply.get("result")
+        while True:
+            try:
+                msg = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if isinstance(msg, dict) and msg.get("event") == topic:
+                yield msg.get("data")
+    finally:
+        writer.close()

@@ -1,0 +1,95 @@
+"""The VEM's desired datapath state, as data (faucet-style).
+
+The VEM core computes a ``DesiredState`` from the configuration the VSM
+pushed and the vEth ports attached on the host; a datapath backend
+(``memory`` or ``ovs``) converges the datapath to it with ``apply`` and
+reports what it did. Backends never decide policy.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+
+class PortProfileConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A port profile as pushed to VEMs (only what the datapath needs)."""
+
+    name: str
+    mode: str = "access"  # access | trunk
+    access_vlan: int = 1
+    allowed_vlans: tuple[int, ...] = ()  # trunk: empty = all configured VLANs
+    enabled: bool = True  # "state enabled" and not "shutdown"
+    max_macs: int = 0  # port-security maximum MAC addresses; 0 = unlimited
+    bridge_domain: str = ""  # VXLAN segment (bridge domain name) instead of a VLAN
+    channel_group: int = 0  # uplink profiles: port-channel number
+    lacp_mode: str = ""  # "" (static) | active | passive
+    uplink: bool = False  # type ethernet (uplink) profile
+
+
+class BridgeDomainConfig(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    segment_id: int  # VXLAN id 4096-16000000
+    sub_type: str = "unicast"  # unicast | native_vxlan
+    group_ip: str = ""
+
+
+class VemConfigSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a VEM needs from the VSM, pushed whole (it is small per VEM)."""
+
+    config_seq: int = 0
+    vlans: tuple[int, ...] = ()
+    port_profiles: tuple[PortProfileConfig, ...] = ()
+    bridge_domains: tuple[BridgeDomainConfig, ...] = ()
+    vteps: tuple[str, ...] = ()  # VXLAN tunnel endpoints of the other VEMs (unicast flood list)
+
+
+class VethState(msgspec.Struct, frozen=True, kw_only=True):
+    name: str  # datapath port name (e.g. the tap/veth device)
+    vm: str
+    mac: str
+    port_profile: str
+    mode: str = "access"
+    access_vlan: int = 0  # 0 = not forwarding (unknown profile or VLAN)
+    trunk_vlans: tuple[int, ...] = ()
+    vni: int = 0  # VXLAN segment id when the profile binds a bridge domain
+    enabled: bool = True
+    max_macs: int = 0
+
+
+class PortChannelState(msgspec.Struct, frozen=True, kw_only=True):
+    number: int
+    members: tuple[str, ...]  # uplink device names in configuration order
+    lacp_mode: str = ""  # "" (static) | active | passive
+    port_priorities: tuple[tuple[str, int], ...] = ()  # LACP port priority per member
+    trunk_vlans: tuple[int, ...] = ()
+
+
+class DesiredState(msgspec.Struct, frozen=True, kw_only=True):
+    ports: tuple[VethState, ...] = ()
+    port_channels: tuple[PortChannelState, ...] = ()
+    vxlan_peers: tuple[str, ...] = ()  # remote VTEP IPs
+    vnis: tuple[int, ...] = ()
+    local_vtep: str = ""
+
+
+class Backend(Protocol):
+    """A datapath: converges to a desired state; idempotent; never raises on bad config."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def apply(self, desired: DesiredState) -> list[str]:
+        """Converge to ``desired``; return human-readable errors (empty when all applied).
+
+        Ports that already match are left untouched (no flap).
+        """
+        ...
+
+    def observed(self) -> DesiredState:
+        """What the datapath holds now (used to reconcile after a restart)."""
+        ...

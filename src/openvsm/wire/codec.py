@@ -1,0 +1,153 @@
+"""Frame codec: header, msgpack payload, HMAC-SHA256 tag (DESIGN §2).
+
+Layout (network byte order)::
+
+    magic "OV" | version u8 | type u8 | domain u16 | role u8 | mac 6s |
+    epoch u64 | seq u64 | payload_len u32 | payload | tag 16s
+
+The tag is HMAC-SHA256 over everything before it, keyed by the domain's
+shared secret, truncated to 16 bytes. ``decode`` never raises: a frame that
+is not acceptable comes back as a ``Drop`` with its reason, which the caller
+counts (``show system internal redundancy counters``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from openvsm.wire.messages import MESSAGE_TYPES, TYPE_NUMBERS, Message, SenderRole
+
+MAGIC: Final = b"OV"
+VERSION: Final = 1
+TAG_LEN: Final = 16
+_HEADER = struct.Struct("!2sBBHB6sQQI")
+HEADER_LEN: Final = _HEADER.size
+MAX_FRAME: Final = 65507  # largest UDP payload
+
+
+class DropReason(enum.Enum):
+    MALFORMED = "malformed"
+    BAD_MAGIC = "bad_magic"
+    BAD_VERSION = "bad_version"
+    BAD_DOMAIN = "bad_domain"
+    BAD_TAG = "bad_tag"
+    BAD_TYPE = "bad_type"
+    BAD_MAC = "bad_mac"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    role: SenderRole
+    mac: str  # "aa:bb:cc:dd:ee:ff"
+    epoch: int
+    seq: int
+    msg: Message
+    domain: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    reason: DropReason
+    detail: str = ""
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"invalid MAC address {mac!r}")
+    try:
+        raw = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ValueError(f"invalid MAC address {mac!r}") from None
+    if any(len(p) != 2 for p in parts):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    return raw
+
+
+def mac_to_str(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODERS: Final[dict[int, msgspec.msgpack.Decoder[msgspec.Struct]]] = {
+    num: msgspec.msgpack.Decoder(cls) for num, cls in MESSAGE_TYPES.items()
+}
+
+
+class Codec:
+    """Encodes and decodes frames for one domain."""
+
+    def __init__(self, domain_id: int, secret: bytes) -> None:
+        if not 1 <= domain_id <= 4095:
+            raise ValueError("domain id must be 1-4095")
+        self.domain_id = domain_id
+        self._secret = secret
+
+    def _tag(self, data: bytes) -> bytes:
+        return hmac.new(self._secret, data, hashlib.sha256).digest()[:TAG_LEN]
+
+    def encode(self, msg: Message, *, role: SenderRole, mac: str, epoch: int, seq: int) -> bytes:
+        payload = _ENCODER.encode(msg)
+        header = _HEADER.pack(
+            MAGIC,
+            VERSION,
+            TYPE_NUMBERS[type(msg)],
+            self.domain_id,
+            int(role),
+            mac_to_bytes(mac),
+            epoch,
+            seq,
+            len(payload),
+        )
+        body = header + payload
+        return body + self._tag(body)
+
+    def decode(self, data: bytes) -> Frame | Drop:
+        """Decode one frame; never raises on any input."""
+        try:
+            return self._decode(data)
+        except Exception as exc:  # untrusted input must never escape
+            return Drop(DropReason.MALFORMED, f"{type(exc).__name__}")
+
+    def _decode(self, data: bytes) -> Frame | Drop:
+        if len(data) < HEADER_LEN + TAG_LEN:
+            return Drop(DropReason.MALFORMED, "short frame")
+        magic, version, mtype, domain, role, mac, epoch, seq, plen = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            return Drop(DropReason.BAD_MAGIC)
+        if version != VERSION:
+            return Drop(DropReason.BAD_VERSION, f"version {version}")
+        if HEADER_LEN + plen + TAG_LEN != len(data):
+            return Drop(DropReason.MALFORMED, "length mismatch")
+        if domain != self.domain_id:
+            return Drop(DropReason.BAD_DOMAIN, f"domain {domain}")
+        body = data[: HEADER_LEN + plen]
+        if not hmac.compare_digest(self._tag(body), data[HEADER_LEN + plen :]):
+            return Drop(DropReason.BAD_TAG)
+        decoder = _DECODERS.get(mtype)
+        if decoder is None:
+            return Drop(DropReason.BAD_TYPE, f"type {mtype}")
+        try:
+            sender = SenderRole(role)
+        except ValueError:
+            return Drop(DropReason.MALFORMED, f"role {role}")
+        try:
+            msg = decoder.decode(data[HEADER_LEN : HEADER_LEN + plen])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Drop(DropReason.MALFORMED, str(exc)[:80])
+        return Frame(
+            role=sender,
+            mac=mac_to_str(mac),
+            epoch=epoch,
+            seq=seq,
+            msg=msg,  # type: ignore[arg-type]
+            domain=domain,
+        )
