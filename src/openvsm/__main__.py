@@ -1,0 +1,5 @@
+import sys
+
+from openvsm.main import main
+
+sys.exit(main())

@@ -1,0 +1,626 @@
+"""The loopback lab: a VSM pair and VEM agents as real processes (DESIGN §8).
+
+``openvsm lab --dir D --no-shell [--vems N] [--timers default|fast]`` runs in
+the foreground until SIGINT/SIGTERM and writes ``D/lab.json`` once the pair
+is "Active with HA standby" and the VEMs are attached. Each VSM node and each
+VEM runs in its own process group, so ``kill -9 -<pgid>`` kills one whole.
+Without ``--no-shell`` the lab opens the CLI of the active and stops
+everything when the shell exits.
+
+The ``Lab`` class is also the harness of the integration tests and of the
+benchmarks; with ``proxy=True`` the two nodes reach each other only through a
+fault-injecting proxy process (control UDP+TCP, mgmt UDP), so tests can cut
+one interface, one direction, or both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openvsm.ipc import IpcClient, IpcError
+
+TIMER_PROFILES: dict[str, dict[str, int]] = {
+    "default": {
+        "heartbeat_interval_ms": 1000,
+        "max_loss_interval_ms": 15000,
+        "discovery_window_ms": 3000,
+        "vem_heartbeat_ms": 1000,
+        "vem_headless_ms": 15000,
+    },
+    "fast": {
+        "heartbeat_interval_ms": 100,
+        "max_loss_interval_ms": 600,
+        "discovery_window_ms": 400,
+        "vem_heartbeat_ms": 100,
+        "vem_headless_ms": 1500,
+    },
+}
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise LabError("no free port")
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``cond`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise LabError(f"timed out after {timeout:.1f} s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def ipc_call(sock: Path, op: str, timeout: float = 10.0, **args: Any) -> Any:
+    async def _call() -> Any:
+        client = IpcClient(sock, timeout=timeout)
+        try:
+            return await client.call(op, **args)
+        finally:
+            client.close()
+
+    return asyncio.run(_call())
+
+
+@dataclass
+class NodeHandle:
+    name: str
+    role: str
+    dir: Path
+    config: Path
+    control: tuple[str, int]
+    mgmt: tuple[str, int]
+    vem: tuple[str, int]
+    rest: tuple[str, int] | None
+    peer_control: tuple[str, int]
+    peer_mgmt: tuple[str, int]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rundir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def datadir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+@dataclass
+class VemHandle:
+    host: str
+    uuid: str
+    dir: Path
+    config: Path
+    addr: tuple[str, int]
+    proc: subprocess.Popen[bytes] | None = None
+    ports: list[str] = field(default_factory=list)
+
+    @property
+    def rundir(self) -> Path:
+        return self.dir / "run"
+
+
+class Lab:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        vems: int = 0,
+        timers: str = "default",
+        proxy: bool = False,
+        domain_id: int = 100,
+        rest: bool = True,
+        sync_buffer_bytes: int = 4 << 20,
+        module_limit: int = 1024,
+        extra_node_toml: str = "",
+    ) -> None:
+        if timers not in TIMER_PROFILES:
+            raise LabError(f"unknown timer profile {timers!r} (default | fast)")
+        self.root = root
+        self.timers = TIMER_PROFILES[timers]
+        self.timer_profile = timers
+        self.domain_id = domain_id
+        self.secret = secrets.token_hex(16)
+        self.password = secrets.token_urlsafe(12)
+        self.use_proxy = proxy
+        self.nvems = vems
+        self.rest = rest
+        self.sync_buffer_bytes = sync_buffer_bytes
+        self.module_limit = module_limit
+        self.extra_node_toml = extra_node_toml
+        self.nodes: dict[str, NodeHandle] = {}
+        self.vems: list[VemHandle] = []
+        self.proxy_proc: subprocess.Popen[bytes] | None = None
+        self.proxy_ctl = root / "proxy.sock"
+        self._plan()
+
+    # ---- topology -------------------------------------------------------
+    def _plan(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        host = "127.0.0.1"
+        ports = {
+            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest")}
+            for role in ("primary", "secondary")
+        }
+        self.proxy_ports: dict[str, dict[str, int]] = {}
+        if self.use_proxy:
+            # Each node's peer address is a proxy port; the proxy forwards to the
+            # other node's real socket.
+            self.proxy_ports = {
+                role: {"control": free_port(host), "mgmt": free_port(host)}
+                for role in ("primary", "secondary")
+            }
+        for role in ("primary", "secondary"):
+            other = "secondary" if role == "primary" else "primary"
+            p = ports[role]
+            if self.use_proxy:
+                peer_c = (host, self.proxy_ports[role]["control"])
+                peer_m = (host, self.proxy_ports[role]["mgmt"])
+            else:
+                peer_c = (host, ports[other]["control"])
+                peer_m = (host, ports[other]["mgmt"])
+            node = NodeHandle(
+                name=role,
+                role=role,
+                dir=self.root / role,
+                config=self.root / role / "node.toml",
+                control=(host, p["control"]),
+                mgmt=(host, p["mgmt"]),
+                vem=(host, p["vem"]),
+                rest=(host, p["rest"]) if self.rest else None,
+                peer_control=peer_c,
+                peer_mgmt=peer_m,
+            )
+            self.nodes[role] = node
+            self._write_node_config(node)
+
+    def _write_node_config(self, node: NodeHandle) -> None:
+        node.dir.mkdir(parents=True, exist_ok=True)
+        t = self.timers
+        rest = f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n' if node.rest else ""
+        node.config.write_text(
+            f"""# openvsm lab node {node.name}
+[node]
+name = "{node.name}"
+domain_id = {self.domain_id}
+role = "{node.role}"
+secret = "{self.secret}"
+data_dir = "data"
+run_dir = "run"
+hostname = "switch"
+
+[interfaces.control]
+local = "{node.control[0]}:{node.control[1]}"
+peer = "{node.peer_control[0]}:{node.peer_control[1]}"
+
+[interfaces.mgmt]
+local = "{node.mgmt[0]}:{node.mgmt[1]}"
+peer = "{node.peer_mgmt[0]}:{node.peer_mgmt[1]}"
+
+[timers]
+heartbeat_interval_ms = {t["heartbeat_interval_ms"]}
+max_loss_interval_ms = {t["max_loss_interval_ms"]}
+discovery_window_ms = {t["discovery_window_ms"]}
+
+[sync]
+buffer_bytes = {self.sync_buffer_bytes}
+
+[vem]
+listen = "{node.vem[0]}:{node.vem[1]}"
+module_limit = {self.module_limit}
+{rest}{self.extra_node_toml}"""
+        )
+
+    def proxy_links(self) -> dict[str, Any]:
+        """Links of the fault proxy: per interface, both directions of UDP, and TCP
+        (sync) in both connection directions."""
+        p, s = self.nodes["primary"], self.nodes["secondary"]
+        pp, sp = self.proxy_ports["primary"], self.proxy_ports["secondary"]
+        links: dict[str, Any] = {"udp": [], "tcp": []}
+        for iface in ("control", "mgmt"):
+            p_addr = p.control if iface == "control" else p.mgmt
+            s_addr = s.control if iface == "control" else s.mgmt
+            # primary sends to pp[iface] -> secondary; secondary sends to sp[iface] -> primary
+            links["udp"].append(
+                {
+                    "name": iface,
+                    "a": list(p_addr),
+                    "a_listen": ["127.0.0.1", sp[iface]],
+                    "b": list(s_addr),
+                    "b_listen": ["127.0.0.1", pp[iface]],
+                }
+            )
+        links["tcp"].append(
+            {
+                "name": "control-tcp-p2s",
+                "listen": ["127.0.0.1", pp["control"]],
+                "target": list(s.control),
+            }
+        )
+        links["tcp"].append(
+            {
+                "name": "control-tcp-s2p",
+                "listen": ["127.0.0.1", sp["control"]],
+                "target": list(p.control),
+            }
+        )
+        return links
+
+    # ---- processes ------------------------------------------------------
+    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "openvsm", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start_proxy(self) -> None:
+        if not self.use_proxy or self.proxy_proc is not None:
+            return
+        cfg = self.root / "proxy.json"
+        cfg.write_text(json.dumps(self.proxy_links()))
+        self.proxy_proc = self._spawn(
+            ["faultproxy", "--control", str(self.proxy_ctl), "--config", str(cfg)],
+            self.root / "proxy.log",
+        )
+        wait_for(lambda: self.proxy("stats") is not None, 15, "fault proxy to start")
+
+    def proxy(self, op: str, **args: Any) -> Any:
+        return ipc_call(self.proxy_ctl, op, **args)
+
+    def start_node(self, name: str) -> None:
+        node = self.nodes[name]
+        if node.pid is not None:
+            return
+        node.proc = self._spawn(["vsm", "--config", str(node.config)], node.dir / "console.log")
+
+    def kill_node(self, name: str, sig: int = signal.SIGKILL) -> None:
+        node = self.nodes[name]
+        if node.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.proc.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                node.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGKILL)
+                node.proc.wait(5)
+            # The group may still hold children that outlived sysmgr for a moment.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc = None
+
+    def start(self, timeout: float | None = None) -> str:
+        """Start everything; returns the name of the active node."""
+        self.start_proxy()
+        for name in ("primary", "secondary"):
+            self.start_node(name)
+        active = self.wait_pair(timeout)
+        self.configure_defaults(active)
+        if self.nvems:
+            self.start_vems(self.nvems)
+        self.write_lab_json()
+        return active
+
+    def wait_pair(self, timeout: float | None = None) -> str:
+        if timeout is None:
+            timeout = 60.0 if self.timer_profile == "default" else 30.0
+
+        def ready() -> str | None:
+            for name in ("primary", "secondary"):
+                st = self.status(name)
+                if st and st.get("this_sup_internal_state") == "Active with HA standby":
+                    return name
+            return None
+
+        active: str = wait_for(ready, timeout, "the pair to reach 'Active with HA standby'")
+        return active
+
+    def rundir(self, name: str) -> Path:
+        return self.nodes[name].rundir
+
+    def cli(self, name: str, command: str, timeout: float = 15.0) -> dict[str, Any]:
+        """Run one CLI line on a node; returns {output, prompt, error}."""
+        result: dict[str, Any] = ipc_call(
+            self.nodes[name].rundir / "cfgmgr.sock",
+            "cli",
+            timeout=timeout,
+            line=command,
+            session=f"lab-{os.getpid()}",
+        )
+        return result
+
+    def cli_json(self, name: str, command: str) -> dict[str, Any]:
+        res = self.cli(name, command + " | json")
+        if res.get("error"):
+            raise LabError(f"{name}: {command}: {res.get('output')}")
+        data: dict[str, Any] = json.loads(res["output"])
+        return data
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.cli_json(name, "show system redundancy status")
+        except (IpcError, LabError, OSError, ValueError):
+            return None
+
+    def active(self) -> str | None:
+        for name in ("primary", "secondary"):
+            st = self.status(name)
+            if st and st.get("this_sup_rdn_state") == "Active":
+                return name
+        return None
+
+    def configure_defaults(self, active: str) -> None:
+        """Admin user for REST (lab.json carries its password) and a default profile."""
+        for line in (
+            "configure terminal",
+            f"username admin password {self.password} role network-admin",
+            "vlan 10",
+            "vlan 20",
+            "port-profile type vethernet vm-net",
+            "switchport mode access",
+            "switchport access vlan 10",
+            "state enabled",
+            "no shutdown",
+            "end",
+        ):
+            res = self.cli(active, line)
+            if res.get("error"):
+                raise LabError(f"lab default configuration failed at {line!r}: {res.get('output')}")
+
+    def _write_vem_config(self, vem: VemHandle) -> None:
+        vsms = ", ".join(f'"{n.vem[0]}:{n.vem[1]}"' for n in self.nodes.values())
+        vem.dir.mkdir(parents=True, exist_ok=True)
+        vem.config.write_text(
+            f"""# openvsm lab VEM {vem.host}
+[vem]
+host_uuid = "{vem.uuid}"
+host_name = "{vem.host}"
+host_ip = "127.0.0.1"
+domain_id = {self.domain_id}
+secret = "{self.secret}"
+local = "{vem.addr[0]}:{vem.addr[1]}"
+vsms = [{vsms}]
+run_dir = "run"
+data_dir = "data"
+backend = "memory"
+heartbeat_interval_ms = {self.timers["vem_heartbeat_ms"]}
+headless_after_ms = {self.timers["vem_headless_ms"]}
+"""
+        )
+
+    def add_vem(self, index: int) -> VemHandle:
+        host = f"host-{index}"
+        vem = VemHandle(
+            host=host,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.root}/{host}")),
+            dir=self.root / "vems" / host,
+            config=self.root / "vems" / host / "vem.toml",
+            addr=("127.0.0.1", free_port()),
+        )
+        self._write_vem_config(vem)
+        self.vems.append(vem)
+        return vem
+
+    def start_vem(self, vem: VemHandle) -> None:
+        vem.proc = self._spawn(["vem", "--config", str(vem.config)], vem.dir / "console.log")
+
+    def start_vems(self, n: int, ports_per_vem: int = 2, timeout: float = 60.0) -> None:
+        new = [self.add_vem(len(self.vems) + 1) for _ in range(n)]
+        for vem in new:
+            self.start_vem(vem)
+        for vem in new:
+            sock = vem.rundir / "vem.sock"
+            wait_for(sock.exists, timeout, f"{vem.host} control socket")
+            for i in range(ports_per_vem):
+                idx = self.vems.index(vem)
+                mac = f"02:00:{idx >> 8 & 0xFF:02x}:{idx & 0xFF:02x}:00:{i & 0xFF:02x}"
+                res = ipc_call(
+                    sock,
+                    "attach_port",
+                    vm=f"vm-{vem.host}-{i + 1}",
+                    port_profile="vm-net",
+                    mac=mac,
+                )
+                if isinstance(res, dict) and res.get("name"):
+                    vem.ports.append(str(res["name"]))
+
+        def attached() -> bool:
+            active = self.active()
+            if active is None:
+                return False
+            mods = self.cli_json(active, "show module")
+            rows = mods.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
+            ok = [
+                r
+                for r in rows
+                if r.get("modtype") == "Virtual Ethernet Module" and r.get("status") == "ok"
+            ]
+            return len(ok) >= len(self.vems)
+
+        wait_for(attached, timeout, f"{len(self.vems)} VEMs to attach")
+
+    def kill_vem(self, vem: VemHandle, sig: int = signal.SIGKILL) -> None:
+        if vem.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(vem.proc.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                vem.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(vem.proc.pid, signal.SIGKILL)
+                vem.proc.wait(5)
+            vem.proc = None
+
+    def lab_json(self) -> dict[str, Any]:
+        def fmt(addr: tuple[str, int] | None) -> str | None:
+            return f"{addr[0]}:{addr[1]}" if addr else None
+
+        nodes = []
+        for node in self.nodes.values():
+            pid = node.pid
+            nodes.append(
+                {
+                    "name": node.name,
+                    "rundir": str(node.rundir),
+                    "pid": pid,
+                    "pgid": pid,
+                    "config": str(node.config),
+                    "control": fmt(node.control),
+                    "mgmt": fmt(node.mgmt),
+                    "vem": fmt(node.vem),
+                    "rest": f"http://{node.rest[0]}:{node.rest[1]}" if node.rest else None,
+                }
+            )
+        vems = []
+        for vem in self.vems:
+            pid = vem.proc.pid if vem.proc is not None and vem.proc.poll() is None else None
+            vems.append(
+                {
+                    "host": vem.host,
+                    "uuid": vem.uuid,
+                    "pid": pid,
+                    "pgid": pid,
+                    "addr": fmt(vem.addr),
+                    "rundir": str(vem.rundir),
+                    "config": str(vem.config),
+                }
+            )
+        return {
+            "nodes": nodes,
+            "vems": vems,
+            "user": "admin",
+            "password": self.password,
+            "domain_id": self.domain_id,
+            "timers": self.timer_profile,
+            "proxy": str(self.proxy_ctl) if self.use_proxy else None,
+        }
+
+    def write_lab_json(self) -> None:
+        path = self.root / "lab.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.lab_json(), indent=2) + "\n")
+        tmp.replace(path)
+
+    def stop(self) -> None:
+        for vem in self.vems:
+            self.kill_vem(vem, signal.SIGTERM)
+        for name in ("secondary", "primary"):
+            self.kill_node(name, signal.SIGTERM)
+        if self.proxy_proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proxy_proc.pid, signal.SIGKILL)
+            self.proxy_proc.wait(5)
+            self.proxy_proc = None
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm lab", description="VSM pair + VEMs on loopback")
+    parser.add_argument("--dir", type=Path, help="lab directory (default: a temporary one)")
+    parser.add_argument("--no-shell", action="store_true", help="run until SIGINT/SIGTERM")
+    parser.add_argument("--vems", type=int, default=4)
+    parser.add_argument("--timers", choices=sorted(TIMER_PROFILES), default="default")
+    parser.add_argument("--proxy", action="store_true", help="route the pair through a fault proxy")
+    args = parser.parse_args(argv)
+    if args.vems < 0:
+        print("openvsm lab: --vems must be >= 0", file=sys.stderr)
+        return 2
+    tmp = None
+    if args.dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="openvsm-lab-"))
+        root = tmp
+    else:
+        root = args.dir.resolve()
+    lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy)
+    stop_requested = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(
+            f"openvsm lab in {root} (timers: {args.timers}); starting the VSM pair ...", flush=True
+        )
+        active = lab.start()
+        print(f"pair up: {active} is active with an HA standby; {len(lab.vems)} VEMs attached")
+        for node in lab.nodes.values():
+            print(f"  {node.name:9s} openvsm cli --node {node.rundir}")
+        print(f"  lab.json: {root / 'lab.json'}", flush=True)
+        if args.no_shell:
+            while not stop_requested:
+                time.sleep(0.5)
+        else:
+            from openvsm.cli.shell import run_shell
+
+            run_shell(lab.nodes[active].rundir)
+    except KeyboardInterrupt:
+        pass
+    except LabError as exc:
+        print(f"openvsm lab: {exc}", file=sys.stderr)
+        lab.stop()
+        return 1
+    finally:
+        lab.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0

@@ -1,0 +1,101 @@
+"""Entry of one service process: ``openvsm service NAME --config FILE``.
+
+Sets up logging to ``RUNDIR/NAME.log``, ties the process's life to sysmgr's
+(PR_SET_PDEATHSIG), runs the service's coroutine, and maps the outcome to an
+exit code that sysmgr understands: 0 stopped, ``RELOAD_EXIT`` the node must
+reload, anything else a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+from pathlib import Path
+
+from openvsm.config import ConfigError, NodeConfig, load_node_config
+
+RELOAD_EXIT = 75
+SERVICES = ("hamgr", "cfgmgr", "vemmgr")
+
+
+class NodeReload(Exception):
+    """Raised by a service that needs the whole node to reload."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def setup_logging(path: Path, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=str(path),
+        level=logging.INFO,
+        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _runner(name: str) -> Callable[[NodeConfig], Coroutine[Any, Any, None]]:
+    if name == "hamgr":
+        from openvsm.redundancy.hamgr import run_hamgr
+
+        return run_hamgr
+    if name == "cfgmgr":
+        from openvsm.cfgmgr.service import run_cfgmgr
+
+        return run_cfgmgr
+    if name == "vemmgr":
+        from openvsm.modules.vemmgr import run_vemmgr
+
+        return run_vemmgr
+    raise ValueError(f"unknown service {name!r}")
+
+
+async def _main(name: str, cfg: NodeConfig) -> int:
+    runner = _runner(name)
+    task: asyncio.Task[None] = asyncio.create_task(runner(cfg))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        return 0
+    except NodeReload as exc:
+        (cfg.run_dir / "reload-reason").write_text(f"{name}: {exc.reason}\n")
+        logging.getLogger(name).warning("node reload requested: %s", exc.reason)
+        return RELOAD_EXIT
+    return 0
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm service")
+    parser.add_argument("name", choices=SERVICES)
+    parser.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_node_config(args.config)
+    except ConfigError as exc:
+        print(f"openvsm service: {exc}", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    setup_logging(cfg.run_dir / f"{args.name}.log", args.name)
+    try:
+        return asyncio.run(_main(args.name, cfg))
+    except Exception:
+        logging.getLogger(args.name).exception("service crashed")
+        raise

@@ -1,0 +1,257 @@
+"""sysmgr: the parent process of a VSM node (service-level HA, DESIGN §1).
+
+Starts every service (hamgr, cfgmgr, vemmgr) as its own OS process, watches
+it and restarts it when it exits, with back-off. A service that crashes
+``CRASH_LOOP_COUNT`` times within ``CRASH_LOOP_WINDOW`` seconds makes the node
+reload. A service exiting with ``RELOAD_EXIT`` asks for a node reload: sysmgr
+stops every service and re-executes itself (a fresh process tree, same pid,
+so the lab's pid/pgid stay valid). SIGTERM/SIGINT stop the services in
+reverse start order and exit; no orphans (services also die with sysmgr via
+PR_SET_PDEATHSIG).
+
+sysmgr does no networking. It serves ``RUNDIR/sysmgr.sock`` with the ops
+``services`` (``show system internal sysmgr services``), ``restart_service``
+and ``reload``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openvsm.config import ConfigError, NodeConfig, load_node_config
+from openvsm.ipc import IpcError, IpcServer
+from openvsm.sysmgr.service import RELOAD_EXIT, SERVICES, setup_logging
+
+log = logging.getLogger("sysmgr")
+
+CRASH_LOOP_COUNT = 5
+CRASH_LOOP_WINDOW = 60.0
+BACKOFF_START = 0.05
+BACKOFF_MAX = 5.0
+STOP_GRACE = 3.0
+
+
+class ServiceState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Service:
+    name: str
+    proc: asyncio.subprocess.Process | None = None
+    state: ServiceState = ServiceState.STOPPED
+    started_at: float = 0.0
+    restarts: int = 0
+    last_exit: str | None = None
+    crashes: list[float] = field(default_factory=list)
+    backoff: float = BACKOFF_START
+    manual_restart: bool = False
+
+
+class Sysmgr:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.services = {name: Service(name) for name in SERVICES}
+        self._stopping = False
+        self._reload_reason: str | None = None
+        self._done = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self.ipc = IpcServer(cfg.run_dir / "sysmgr.sock", self._handle)
+
+    async def run(self) -> str | None:
+        """Run until stopped; returns a reload reason when the node must reload."""
+        await self.ipc.start()
+        for name in SERVICES:
+            await self._start(self.services[name])
+        await self._done.wait()
+        await self._stop_all()
+        await self.ipc.stop()
+        return self._reload_reason
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._done.set()
+
+    def reload(self, reason: str) -> None:
+        if self._reload_reason is None:
+            log.warning("node reload: %s", reason)
+            self._reload_reason = reason
+        self.stop()
+
+    async def _start(self, svc: Service) -> None:
+        if self._stopping:
+            return
+        svc.state = ServiceState.STARTING
+        cmd = [sys.executable, "-m", "openvsm", "service", svc.name, "--config", str(self.cfg.path)]
+        svc.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
+        svc.started_at = time.monotonic()
+        svc.state = ServiceState.RUNNING
+        log.info("started %s pid %d", svc.name, svc.proc.pid)
+        task = asyncio.create_task(self._watch(svc, svc.proc))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, svc: Service, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if self._stopping or svc.proc is not proc:
+            svc.state = ServiceState.STOPPED
+            return
+        svc.last_exit = _describe_exit(code)
+        log.warning("%s exited: %s", svc.name, svc.last_exit)
+        if code == RELOAD_EXIT:
+            reason = _read_reason(self.cfg.run_dir) or f"{svc.name} requested a reload"
+            self.reload(reason)
+            return
+        now = time.monotonic()
+        if svc.manual_restart:
+            svc.manual_restart = False
+        else:
+            svc.crashes = [t for t in svc.crashes if now - t < CRASH_LOOP_WINDOW] + [now]
+            if len(svc.crashes) >= CRASH_LOOP_COUNT:
+                self.reload(
+                    f"{svc.name} crashed {len(svc.crashes)} times in {CRASH_LOOP_WINDOW:.0f} s"
+                )
+                return
+        if now - svc.started_at > 30:
+            svc.backoff = BACKOFF_START
+        svc.state = ServiceState.BACKOFF
+        delay = 0.0 if len(svc.crashes) <= 1 else svc.backoff
+        svc.backoff = min(svc.backoff * 2, BACKOFF_MAX)
+        await asyncio.sleep(delay)
+        svc.restarts += 1
+        await self._start(svc)
+
+    async def _stop_all(self) -> None:
+        self._stopping = True
+        for name in reversed(SERVICES):
+            svc = self.services[name]
+            proc = svc.proc
+            if proc is None or proc.returncode is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            svc.state = ServiceState.STOPPED
+        for task in list(self._watchers):
+            task.cancel()
+
+    def services_table(self) -> dict[str, Any]:
+        now = time.monotonic()
+        rows = []
+        for name in SERVICES:
+            svc = self.services[name]
+            running = svc.proc is not None and svc.proc.returncode is None
+            rows.append(
+                {
+                    "name": name,
+                    "pid": svc.proc.pid if svc.proc is not None and running else None,
+                    "state": svc.state.value,
+                    "restarts": svc.restarts,
+                    "uptime_s": int(now - svc.started_at) if running else 0,
+                    "last_exit": svc.last_exit,
+                }
+            )
+        return {"TABLE_service": {"ROW_service": rows}}
+
+    async def _handle(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "services":
+            return self.services_table()
+        if op == "restart_service":
+            name = args.get("name")
+            svc = self.services.get(str(name))
+            if svc is None:
+                raise IpcError(f"% Unknown service '{name}'. Services: {', '.join(SERVICES)}")
+            if svc.proc is not None and svc.proc.returncode is None:
+                svc.manual_restart = True
+                svc.last_exit = "restarted by operator"
+                with contextlib.suppress(ProcessLookupError):
+                    svc.proc.kill()
+            return {"restarted": svc.name}
+        if op == "reload":
+            self.reload(str(args.get("reason") or "operator reload"))
+            return {"reloading": True}
+        if op == "subscribed":
+            return None
+        raise IpcError(f"unknown op {op}")
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if code == RELOAD_EXIT:
+        return "requested node reload"
+    return f"exited with code {code}"
+
+
+def _read_reason(run_dir: Path) -> str | None:
+    path = run_dir / "reload-reason"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _lock_run_dir(run_dir: Path) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / "sysmgr.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"node.run_dir: {run_dir} is in use by another openvsm vsm") from None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+async def _amain(cfg: NodeConfig) -> str | None:
+    mgr = Sysmgr(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, mgr.stop)
+    return await mgr.run()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm vsm", description="Run a VSM node.")
+    parser.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_node_config(args.config.resolve())
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock_run_dir(cfg.run_dir)
+    except (ConfigError, OSError) as exc:
+        print(f"openvsm vsm: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.run_dir / "sysmgr.log", "sysmgr")
+    (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
+    reason = asyncio.run(_amain(cfg))
+    if reason is None:
+        return 0
+    log.warning("re-executing for reload: %s", reason)
+    logging.shutdown()
+    os.close(lock_fd)
+    os.execv(sys.executable, [sys.executable, "-m", "openvsm", "vsm", "--config", str(cfg.path)])
+    return 0  # not reached
