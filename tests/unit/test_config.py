@@ -1,0 +1,117 @@
+"""Node configuration: defaults, ranges, clear errors naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openvsm.config import ConfigError, load_node_config, node_config_from_dict
+
+BASE: dict[str, Any] = {
+    "node": {
+        "domain_id": 100,
+        "role": "primary",
+        "secret": "lab-secret-123",
+        "data_dir": "data",
+        "run_dir": "run",
+    },
+    "interfaces": {
+        "control": {"local": "127.0.0.1:17001", "peer": "127.0.0.1:17101"},
+        "mgmt": {"local": "127.0.0.1:17002", "peer": "127.0.0.1:17102"},
+    },
+    "vem": {"listen": "127.0.0.1:17003"},
+}
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    keys = path.split(".")
+    cur = doc
+    for k in keys[:-1]:
+        cur = cur.setdefault(k, {})
+    cur[keys[-1]] = value
+    return doc
+
+
+def test_seed_defaults() -> None:
+    cfg = node_config_from_dict(BASE, base=Path("/tmp"))
+    assert cfg.timers.heartbeat_interval == 1.0
+    assert cfg.timers.max_loss_interval == 15.0
+    assert cfg.timers.degraded_after == 7.5
+    assert cfg.sup_number == 1 and cfg.peer_role == "secondary"
+    assert cfg.control.peer is not None and cfg.control.peer.port == 17101
+
+
+def test_fast_profile_allowed() -> None:
+    doc = with_("timers", {"heartbeat_interval_ms": 100, "max_loss_interval_ms": 600})
+    cfg = node_config_from_dict(doc)
+    assert cfg.timers.heartbeat_interval == 0.1 and cfg.timers.max_loss_interval == 0.6
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        ("node.domain_id", 0, "node.domain_id: 0 is out of range (allowed 1-4095)"),
+        ("node.domain_id", 4096, "allowed 1-4095"),
+        ("node.role", "tertiary", "node.role"),
+        ("node.secret", "short", "node.secret"),
+        (
+            "timers",
+            {"max_loss_interval_ms": 5000},
+            "timers.max_loss_interval_ms: 5000 is out of range (allowed 6000-30000)",
+        ),
+        ("timers", {"max_loss_interval_ms": 31000}, "allowed 6000-30000"),
+        (
+            "timers",
+            {"heartbeat_interval_ms": 100, "max_loss_interval_ms": 500},
+            "allowed 600-30000",
+        ),
+        ("timers", {"heartbeat_interval_ms": 50}, "timers.heartbeat_interval_ms"),
+        ("interfaces.control.local", "nowhere", "interfaces.control.local"),
+        ("interfaces.control.local", "127.0.0.1:99999", "out of range"),
+        ("interfaces.mgmt.transport", "carrier-pigeon", "interfaces.mgmt.transport"),
+        ("node.system_mac", "zz:00", "node.system_mac"),
+        ("vem.module_limit", 0, "vem.module_limit"),
+    ],
+)
+def test_invalid_values_name_the_key(path: str, value: Any, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        node_config_from_dict(with_(path, value))
+    assert needle in str(err.value)
+
+
+def test_missing_section() -> None:
+    doc = dict(BASE)
+    del doc["interfaces"]
+    with pytest.raises(ConfigError, match=r"interfaces\.control: required section is missing"):
+        node_config_from_dict(doc)
+
+
+def test_bad_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[node\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_node_config(path)
+
+
+def test_daemon_exits_2_on_bad_config_and_starts_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[node]\ndomain_id = 9000\nrole = "primary"\nsecret = "lab-secret-123"\n'
+        'data_dir = "data"\nrun_dir = "run"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "openvsm", "vsm", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "node.domain_id: 9000 is out of range (allowed 1-4095)" in proc.stderr
+    assert not (tmp_path / "run").exists()
