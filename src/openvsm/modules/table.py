@@ -1,0 +1,837 @@
+"""Sans-IO module table of the VSM (vemmgr core, DESIGN §5).
+
+Owns the VEM modules seen by this VSM: module numbers, attach/detach, VEM
+heartbeats, status, per-module counters, vEth numbering, and the
+configuration snapshot each VEM needs. Frames and time go in; effects come
+out as data: ``Send`` (a frame to a VEM), ``Commit`` (store operations for
+cfgmgr, so ``module`` and ``veth`` objects are replicated to the standby and
+survive a switchover), ``ModuleCount`` (for hamgr's split-brain resolution)
+and ``Trace``.
+
+Module status (VSM view)::
+
+    (new) --attach--> ok --no VEM heartbeat for loss_time--> offline
+                       ^                                        |
+                       +-----------------attach-----------------+
+    ok --VemDetach (the VEM switched to another VSM)--> offline
+
+Only the active serves VEMs; the standby keeps the table current from the
+replicated store objects (``apply_changes``) and answers ``show`` from it.
+
+Numbering: modules are 3, 4, ... assigned once per host UUID and never
+reused for another UUID (a detached module keeps its number); vEths are
+Vethernet1, 2, ... stable per (host UUID, port name) while the port exists
+(a new port gets a number above all in use, so a freed one is not reused at once).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
+from openvsm.wire.codec import Frame
+from openvsm.wire.messages import (
+    ConfigDelta,
+    Message,
+    SenderRole,
+    SwitchRequest,
+    VemAttach,
+    VemAttachAck,
+    VemDetach,
+    VemHeartbeat,
+    VemPortEvent,
+    VethPort,
+)
+
+Addr = tuple[str, int]
+FIRST_MODULE = 3
+MAX_PORTS_PER_VEM = 4096
+CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
+
+
+# ---- effects ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    addr: Addr
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    kind: str
+    key: str
+    body: dict[str, Any] | None  # None deletes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "body": self.body}
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    ops: tuple[StoreOp, ...]
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleCount:
+    count: int  # modules attached to (served by) this VSM
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    text: str
+
+
+Effect = Send | Commit | ModuleCount | Trace
+
+
+class ModuleStatus(enum.Enum):
+    OK = "ok"
+    HEADLESS = "headless"
+    OFFLINE = "offline"
+
+
+@dataclass
+class Module:
+    number: int
+    host_uuid: str
+    host_name: str = ""
+    host_ip: str = ""
+    host_os: str = ""
+    version: str = ""
+    status: ModuleStatus = ModuleStatus.OFFLINE
+    addr: Addr | None = None
+    vem_mac: str = ""
+    last_heard: float = -math.inf
+    last_attach_wall: float = 0.0
+    hb_sent: int = 0
+    hb_received: int = 0
+    hb_missed: int = 0
+    config_pushes: int = 0
+    attaches: int = 0
+    pushed_seq: int = 0
+    pushed_config: bytes = b""  # snapshot (with config_seq 0) last pushed
+    dirty: bool = False
+
+    def body(self, ports: int) -> dict[str, Any]:
+        return {
+            "module": self.number,
+            "host_uuid": self.host_uuid,
+            "host_name": self.host_name,
+            "host_ip": self.host_ip,
+            "host_os": self.host_os,
+            "version": self.version,
+            "status": self.status.value,
+            "ports": ports,
+            "addr": f"{self.addr[0]}:{self.addr[1]}" if self.addr else "",
+            "last_attach": self.last_attach_wall,
+        }
+
+
+@dataclass
+class Veth:
+    number: int
+    host_uuid: str
+    port: str  # the name the VEM knows the port by
+    vm: str
+    mac: str
+    port_profile: str
+    status: str = "up"
+
+    @property
+    def name(self) -> str:
+        return f"Vethernet{self.number}"
+
+    def body(self, module: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": module,
+            "host_uuid": self.host_uuid,
+            "port": self.port,
+            "vm": self.vm,
+            "mac": self.mac,
+            "port_profile": self.port_profile,
+            "status": self.status,
+        }
+
+
+def _parse_addr(text: object) -> Addr | None:
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        return (host, int(port))
+    except ValueError:
+        return None
+
+
+def _int(value: object, default: int = 0) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return default
+    return default
+
+
+def profile_config(body: Mapping[str, Any]) -> PortProfileConfig:
+    """A ``port_profile`` store body as the VEM needs it."""
+    allowed = body.get("allowed_vlans") or ()
+    return PortProfileConfig(
+        name=str(body.get("name", "")),
+        mode=str(body.get("mode", "access") or "access"),
+        access_vlan=_int(body.get("access_vlan"), 1) or 1,
+        allowed_vlans=tuple(sorted({_int(v) for v in allowed if _int(v) > 0})),
+        enabled=bool(body.get("enabled", True)) and not bool(body.get("shutdown", False)),
+        max_macs=_int(body.get("max_macs")),
+        bridge_domain=str(body.get("bridge_domain", "") or ""),
+        channel_group=_int(body.get("channel_group")),
+        lacp_mode=str(body.get("lacp_mode", "") or ""),
+        uplink=body.get("type") == "ethernet",
+    )
+
+
+def bridge_domain_config(key: str, body: Mapping[str, Any]) -> BridgeDomainConfig:
+    return BridgeDomainConfig(
+        name=str(body.get("name") or key),
+        segment_id=_int(body.get("segmentId")),
+        sub_type=str(body.get("subType", "unicast") or "unicast"),
+        group_ip=str(body.get("groupIp", "") or ""),
+    )
+
+
+def parse_ops(raw: object) -> list[StoreOp]:
+    """Store operations from an IPC payload (list of {kind, key, body}); bad items skipped."""
+    ops: list[StoreOp] = []
+    if not isinstance(raw, list | tuple):
+        return ops
+    for item in raw:
+        if isinstance(item, Mapping):
+            kind, key, body = item.get("kind"), item.get("key"), item.get("body")
+        elif isinstance(item, list | tuple) and len(item) == 3:
+            kind, key, body = item
+        else:
+            continue
+        if not isinstance(kind, str) or not isinstance(key, str):
+            continue
+        ops.append(StoreOp(kind, key, dict(body) if isinstance(body, Mapping) else None))
+    return ops
+
+
+_TABLE_COUNTERS = (
+    "attach_requests",
+    "attach_refused",
+    "bad_attach",
+    "not_active",
+    "replayed",
+    "bad_role",
+    "unknown_module",
+    "switch_requests_sent",
+    "detaches",
+    "offline_events",
+)
+
+
+@dataclass
+class ModuleTable:
+    """The modules of one VSM; see the module docstring."""
+
+    module_limit: int
+    listen: str = ""  # ip:port where this VSM serves VEMs (sent in SwitchRequest)
+    heartbeat_interval: float = 1.0
+    loss_time: float = 15.0
+    wall: Callable[[], float] = time.time
+    active: bool = False
+    epoch: int = 0
+    modules: dict[str, Module] = field(default_factory=dict)
+    veths: dict[tuple[str, str], Veth] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vlans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bridge_domains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TABLE_COUNTERS, 0))
+    _next_heartbeat: float = math.inf
+    _config_seq: int = 0
+    _last_seq: dict[str, int] = field(default_factory=dict)
+    _reported_count: int = -1
+    _refusal_traced: bool = False
+    _veth_high: int = 0
+
+    # ---- loading --------------------------------------------------------------
+
+    def load(self, modules: Mapping[str, Any], veths: Mapping[str, Any]) -> None:
+        """Replace modules and vEths with the store's objects (key -> body)."""
+        self.modules.clear()
+        self.veths.clear()
+        for key, body in modules.items():
+            if isinstance(body, Mapping):
+                self._load_module(key, body)
+        for key, body in veths.items():
+            if isinstance(body, Mapping):
+                self._load_veth(key, body)
+
+    def _load_module(self, key: str, body: Mapping[str, Any]) -> None:
+        number = _int(body.get("module"))
+        if number < FIRST_MODULE:
+            return
+        try:
+            status = ModuleStatus(body.get("status", "offline"))
+        except ValueError:
+            status = ModuleStatus.OFFLINE
+        old = self.modules.get(key)
+        mod = old or Module(number=number, host_uuid=key)
+        mod.number = number
+        mod.host_name = str(body.get("host_name", ""))
+        mod.host_ip = str(body.get("host_ip", ""))
+        mod.host_os = str(body.get("host_os", ""))
+        mod.version = str(body.get("version", ""))
+        mod.status = status
+        mod.addr = _parse_addr(body.get("addr"))
+        last = body.get("last_attach")
+        mod.last_attach_wall = float(last) if isinstance(last, int | float) else 0.0
+        self.modules[key] = mod
+
+    def _load_veth(self, key: str, body: Mapping[str, Any]) -> None:
+        if not key.startswith("Vethernet"):
+            return
+        number = _int(key[len("Vethernet") :])
+        host = str(body.get("host_uuid", ""))
+        if number < 1 or not host:
+            return
+        port = str(body.get("port") or key)
+        for k, v in list(self.veths.items()):
+            if v.number == number and k != (host, port):
+                del self.veths[k]
+        self.veths[(host, port)] = Veth(
+            number=number,
+            host_uuid=host,
+            port=port,
+            vm=str(body.get("vm", "")),
+            mac=str(body.get("mac", "")),
+            port_profile=str(body.get("port_profile", "")),
+            status=str(body.get("status", "up")),
+        )
+
+    def load_config(
+        self,
+        port_profiles: Mapping[str, Any],
+        vlans: Mapping[str, Any],
+        bridge_domains: Mapping[str, Any],
+    ) -> None:
+        self.profiles = {k: dict(v) for k, v in port_profiles.items() if isinstance(v, Mapping)}
+        self.vlans = {k: dict(v) for k, v in vlans.items() if isinstance(v, Mapping)}
+        self.bridge_domains = {
+            k: dict(v) for k, v in bridge_domains.items() if isinstance(v, Mapping)
+        }
+
+    def apply_changes(self, ops: Iterable[StoreOp], now: float) -> list[Effect]:
+        """Committed store changes (cfgmgr ``changes``): config kinds push to VEMs.
+
+        ``module``/``veth`` changes are taken only on the standby (they are
+        the active's own commits, replicated); the active is their author.
+        """
+        config_changed = False
+        for op in ops:
+            if op.kind in CONFIG_KINDS:
+                target = {
+                    "port_profile": self.profiles,
+                    "vlan": self.vlans,
+                    "os_bridge_domain": self.bridge_domains,
+                }[op.kind]
+                if op.body is None:
+                    target.pop(op.key, None)
+                else:
+                    target[op.key] = dict(op.body)
+                config_changed = True
+            elif not self.active and op.kind == "module":
+                if op.body is None:
+                    self.modules.pop(op.key, None)
+                else:
+                    self._load_module(op.key, op.body)
+            elif not self.active and op.kind == "veth":
+                if op.body is None:
+                    for k, v in list(self.veths.items()):
+                        if v.name == op.key:
+                            del self.veths[k]
+                else:
+                    self._load_veth(op.key, op.body)
+        if not (config_changed and self.active):
+            return []
+        for mod in self.modules.values():
+            mod.dirty = True
+        return self._flush(now)
+
+    # ---- role -----------------------------------------------------------------
+
+    def became_active(self, epoch: int, now: float) -> list[Effect]:
+        """This VSM became active: broadcast a switch request to every known VEM."""
+        self.active = True
+        self.epoch = epoch
+        self._next_heartbeat = now + self.heartbeat_interval
+        effects: list[Effect] = []
+        targets = 0
+        for mod in sorted(self.modules.values(), key=lambda m: m.number):
+            if mod.status is not ModuleStatus.OFFLINE:
+                mod.last_heard = now  # give it loss_time to come to us
+            mod.pushed_config = b""
+            if mod.addr is not None:
+                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
+                targets += 1
+        self.counters["switch_requests_sent"] += targets
+        effects.append(Trace(f"active (epoch {epoch}): switch request sent to {targets} VEM(s)"))
+        return effects
+
+    def became_standby(self) -> list[Effect]:
+        self.active = False
+        self._next_heartbeat = math.inf
+        self._reported_count = -1
+        return [Trace("not active: no longer serving VEMs")]
+
+    # ---- time -----------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        if not self.active:
+            return math.inf
+        deadline = self._next_heartbeat
+        for mod in self.modules.values():
+            if mod.status is not ModuleStatus.OFFLINE:
+                deadline = min(deadline, mod.last_heard + self.loss_time)
+        return deadline
+
+    def tick(self, now: float) -> list[Effect]:
+        if not self.active:
+            return []
+        effects: list[Effect] = []
+        lost: list[Module] = []
+        for mod in self.modules.values():
+            if mod.status is not ModuleStatus.OFFLINE and now >= mod.last_heard + self.loss_time:
+                mod.status = ModuleStatus.OFFLINE
+                self.counters["offline_events"] += 1
+                lost.append(mod)
+        if lost:
+            effects.append(
+                Commit(
+                    tuple(StoreOp("module", m.host_uuid, m.body(self._ports(m))) for m in lost),
+                    "module offline",
+                )
+            )
+            for mod in lost:
+                effects.append(
+                    Trace(
+                        f"module {mod.number} ({mod.host_name}) offline: no heartbeat for "
+                        f"{self.loss_time:g} s"
+                    )
+                )
+        if now >= self._next_heartbeat:
+            for mod in self.modules.values():
+                if mod.status is ModuleStatus.OFFLINE or mod.addr is None:
+                    continue
+                if now - mod.last_heard > 1.5 * self.heartbeat_interval:
+                    mod.hb_missed += 1
+                mod.hb_sent += 1
+                effects.append(
+                    Send(
+                        mod.addr,
+                        VemHeartbeat(
+                            host_uuid=mod.host_uuid,
+                            module=mod.number,
+                            config_seq=mod.pushed_seq,
+                        ),
+                    )
+                )
+            nxt = self._next_heartbeat + self.heartbeat_interval
+            self._next_heartbeat = nxt if nxt > now else now + self.heartbeat_interval
+            effects += self._flush(now)
+        effects += self._count_effect()
+        return effects
+
+    # ---- frames ---------------------------------------------------------------
+
+    def on_frame(self, frame: Frame, src: Addr, now: float) -> list[Effect]:
+        if frame.role is not SenderRole.VEM:
+            self.counters["bad_role"] += 1
+            return []
+        if not self.active:
+            self.counters["not_active"] += 1
+            return []
+        last = self._last_seq.get(frame.mac)
+        if last is not None and frame.seq <= last:
+            self.counters["replayed"] += 1
+            return []
+        self._last_seq[frame.mac] = frame.seq
+        msg = frame.msg
+        if isinstance(msg, VemAttach):
+            return self._on_attach(frame, msg, src, now)
+        if isinstance(msg, VemHeartbeat):
+            return self._on_heartbeat(frame, msg, src, now)
+        if isinstance(msg, VemPortEvent):
+            return self._on_port_event(frame, msg, src, now)
+        if isinstance(msg, VemDetach):
+            return self._on_detach(msg, src)
+        self.counters["bad_role"] += 1
+        return []
+
+    def _on_attach(self, frame: Frame, msg: VemAttach, src: Addr, now: float) -> list[Effect]:
+        self.counters["attach_requests"] += 1
+        names = [p.name for p in msg.ports]
+        if (
+            not msg.host_uuid
+            or len(msg.host_uuid) > 128
+            or len(msg.ports) > MAX_PORTS_PER_VEM
+            or len(set(names)) != len(names)
+        ):
+            self.counters["bad_attach"] += 1
+            return []
+        effects: list[Effect] = []
+        mod = self.modules.get(msg.host_uuid)
+        new = mod is None
+        if mod is None:
+            if len(self.modules) >= self.module_limit:
+                self.counters["attach_refused"] += 1
+                reason = f"module limit {self.module_limit} reached"
+                if not self._refusal_traced:
+                    self._refusal_traced = True
+                    effects.append(
+                        Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}")
+                    )
+                effects.append(
+                    Send(src, VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason))
+                )
+                return effects
+            mod = Module(number=self._free_module_number(), host_uuid=msg.host_uuid)
+            self.modules[msg.host_uuid] = mod
+        vtep_changed = new or mod.host_ip != msg.host_ip
+        mod.host_name = msg.host_name
+        mod.host_ip = msg.host_ip
+        mod.host_os = msg.host_os
+        mod.version = msg.version
+        mod.status = ModuleStatus.OK
+        mod.addr = src
+        mod.vem_mac = frame.mac
+        mod.last_heard = now
+        mod.last_attach_wall = self.wall()
+        mod.attaches += 1
+        ops = self._sync_ports(mod, msg.ports)
+        ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
+        effects.append(Commit(tuple(ops), f"module {mod.number} attach"))
+        effects.append(
+            Trace(
+                f"module {mod.number} attached: {msg.host_name} ({msg.host_uuid}) at "
+                f"{src[0]}:{src[1]}, {len(msg.ports)} port(s), reason {msg.reason}"
+            )
+        )
+        seq, raw = self._snapshot_for(mod)
+        mod.config_pushes += 1
+        mod.dirty = False
+        effects.append(
+            Send(
+                src,
+                VemAttachAck(
+                    host_uuid=msg.host_uuid,
+                    accepted=True,
+                    module=mod.number,
+                    config=raw,
+                    config_seq=seq,
+                ),
+            )
+        )
+        if vtep_changed:
+            for other in self.modules.values():
+                if other is not mod:
+                    other.dirty = True
+        effects += self._count_effect()
+        return effects
+
+    def _on_heartbeat(self, frame: Frame, msg: VemHeartbeat, src: Addr, now: float) -> list[Effect]:
+        mod = self.modules.get(msg.host_uuid)
+        if mod is None:
+            self.counters["unknown_module"] += 1
+            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="unknown module"))]
+        if mod.status is ModuleStatus.OFFLINE:
+            # It went offline here (or detached); it must attach again.
+            self.counters["unknown_module"] += 1
+            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="module is offline"))]
+        mod.hb_received += 1
+        mod.last_heard = now
+        mod.addr = src
+        mod.vem_mac = frame.mac
+        effects: list[Effect] = []
+        status = ModuleStatus.HEADLESS if msg.headless else ModuleStatus.OK
+        if status is not mod.status:
+            mod.status = status
+            effects.append(
+                Commit(
+                    (StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))),),
+                    f"module {mod.number} {status.value}",
+                )
+            )
+        if msg.config_seq != mod.pushed_seq:
+            mod.dirty = True
+            mod.pushed_config = b""  # lost push: send it again
+            effects += self._flush(now, only=mod)
+        return effects
+
+    def _on_port_event(
+        self, frame: Frame, msg: VemPortEvent, src: Addr, now: float
+    ) -> list[Effect]:
+        mod = self.modules.get(msg.host_uuid)
+        if mod is None or mod.status is ModuleStatus.OFFLINE:
+            self.counters["unknown_module"] += 1
+            return []
+        mod.last_heard = now
+        current = {v.port: v for v in self.veths.values() if v.host_uuid == mod.host_uuid}
+        for name in msg.detached:
+            current.pop(name, None)
+        for port in msg.attached:
+            current[port.name] = Veth(
+                0, mod.host_uuid, port.name, port.vm, port.mac, port.port_profile
+            )
+        ports = [
+            VethPort(name=v.port, vm=v.vm, mac=v.mac, port_profile=v.port_profile)
+            for v in current.values()
+        ]
+        if len(ports) > MAX_PORTS_PER_VEM:
+            self.counters["bad_attach"] += 1
+            return []
+        ops = self._sync_ports(mod, ports)
+        if not ops:
+            return []
+        ops.append(StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
+        effects: list[Effect] = [Commit(tuple(ops), f"module {mod.number} ports")]
+        mod.dirty = True
+        effects += self._flush(now, only=mod)
+        return effects
+
+    def _on_detach(self, msg: VemDetach, src: Addr) -> list[Effect]:
+        mod = self.modules.get(msg.host_uuid)
+        if mod is None or mod.status is ModuleStatus.OFFLINE:
+            return []
+        self.counters["detaches"] += 1
+        mod.status = ModuleStatus.OFFLINE
+        effects: list[Effect] = [
+            Commit(
+                (StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))),),
+                f"module {mod.number} detach",
+            ),
+            Trace(f"module {mod.number} ({mod.host_name}) detached: {msg.reason}"),
+        ]
+        effects += self._count_effect()
+        return effects
+
+    # ---- helpers --------------------------------------------------------------
+
+    def _free_module_number(self) -> int:
+        used = {m.number for m in self.modules.values()}
+        number = FIRST_MODULE
+        while number in used:
+            number += 1
+        return number
+
+    def _ports(self, mod: Module) -> int:
+        return sum(1 for v in self.veths.values() if v.host_uuid == mod.host_uuid)
+
+    def _sync_ports(self, mod: Module, ports: list[VethPort]) -> list[StoreOp]:
+        """Make this module's vEths match the VEM's port list; returns store ops."""
+        ops: list[StoreOp] = []
+        wanted = {p.name: p for p in ports}
+        for key, veth in list(self.veths.items()):
+            if veth.host_uuid == mod.host_uuid and veth.port not in wanted:
+                del self.veths[key]
+                ops.append(StoreOp("veth", veth.name, None))
+        # New vEths get numbers above every number in use or used before, so a
+        # freed number is not handed to another port at once.
+        number = max([self._veth_high, *(v.number for v in self.veths.values())])
+        for port in ports:
+            pkey = (mod.host_uuid, port.name)
+            found = self.veths.get(pkey)
+            changed = found is None
+            if found is None:
+                number += 1
+                self._veth_high = number
+                found = Veth(number, mod.host_uuid, port.name, "", "", "")
+                self.veths[pkey] = found
+            veth = found
+            status = "up" if port.state == "up" else "down"
+            values = (port.vm, port.mac, port.port_profile, status)
+            if changed or values != (veth.vm, veth.mac, veth.port_profile, veth.status):
+                veth.vm, veth.mac, veth.port_profile, veth.status = values
+                ops.append(StoreOp("veth", veth.name, veth.body(mod.number)))
+        return ops
+
+    def snapshot(self, mod: Module) -> VemConfigSnapshot:
+        """What this VEM needs: its ports' profiles, all VLANs, their bridge domains, VTEPs."""
+        used = {v.port_profile for v in self.veths.values() if v.host_uuid == mod.host_uuid}
+        profiles = [profile_config(self.profiles[n]) for n in sorted(used) if n in self.profiles]
+        wanted_bds = {p.bridge_domain for p in profiles if p.bridge_domain}
+        bds = [
+            bridge_domain_config(k, b)
+            for k, b in sorted(self.bridge_domains.items())
+            if str(b.get("name") or k) in wanted_bds
+        ]
+        vlans = sorted(
+            {v for k, b in self.vlans.items() if 1 <= (v := _int(b.get("id"), _int(k))) <= 4094}
+        )
+        vteps = sorted(
+            {
+                m.host_ip
+                for m in self.modules.values()
+                if m is not mod and m.host_ip and m.host_ip != mod.host_ip
+            }
+        )
+        return VemConfigSnapshot(
+            vlans=tuple(vlans),
+            port_profiles=tuple(profiles),
+            bridge_domains=tuple(bds),
+            vteps=tuple(vteps),
+        )
+
+    def _snapshot_for(self, mod: Module) -> tuple[int, bytes]:
+        snap = self.snapshot(mod)
+        key = msgspec.msgpack.encode(snap)
+        if key != mod.pushed_config or not mod.pushed_seq:
+            self._config_seq += 1
+            mod.pushed_seq = self._config_seq
+            mod.pushed_config = key
+        raw = msgspec.msgpack.encode(msgspec.structs.replace(snap, config_seq=mod.pushed_seq))
+        return mod.pushed_seq, raw
+
+    def _flush(self, now: float, only: Module | None = None) -> list[Effect]:
+        """Push the configuration to attached modules whose snapshot changed."""
+        effects: list[Effect] = []
+        mods = [only] if only is not None else list(self.modules.values())
+        for mod in mods:
+            if not mod.dirty:
+                continue
+            mod.dirty = False
+            if mod.status is ModuleStatus.OFFLINE or mod.addr is None:
+                continue
+            before = mod.pushed_config
+            seq, raw = self._snapshot_for(mod)
+            if mod.pushed_config == before:
+                continue
+            mod.config_pushes += 1
+            effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw)))
+        return effects
+
+    def attached_count(self) -> int:
+        return sum(1 for m in self.modules.values() if m.status is not ModuleStatus.OFFLINE)
+
+    def _count_effect(self) -> list[Effect]:
+        count = self.attached_count()
+        if count == self._reported_count:
+            return []
+        self._reported_count = count
+        return [ModuleCount(count)]
+
+    # ---- show data ------------------------------------------------------------
+
+    def _sorted(self) -> list[Module]:
+        return sorted(self.modules.values(), key=lambda m: m.number)
+
+    def modules_data(self) -> dict[str, Any]:
+        """``show module`` VEM rows (NX-OS keys, specs/cli-output.md)."""
+        mods = self._sorted()
+        return {
+            "TABLE_modinfo": {
+                "ROW_modinfo": [
+                    {
+                        "modinf": m.number,
+                        "ports": self._ports(m),
+                        "modtype": "Virtual Ethernet Module",
+                        "model": "NA",
+                        "status": m.status.value,
+                    }
+                    for m in mods
+                ]
+            },
+            "TABLE_modwwninfo": {
+                "ROW_modwwninfo": [
+                    {"modwwn": m.number, "sw": m.version, "hw": m.host_os} for m in mods
+                ]
+            },
+            "TABLE_modsrvinfo": {
+                "ROW_modsrvinfo": [
+                    {
+                        "modsrv": m.number,
+                        "srvip": m.host_ip,
+                        "srvuuid": m.host_uuid,
+                        "srvname": m.host_name,
+                    }
+                    for m in mods
+                ]
+            },
+        }
+
+    def counters_data(self) -> dict[str, Any]:
+        """``show module vem counters``."""
+        rows = [
+            {
+                "module": m.number,
+                "host_name": m.host_name,
+                "status": m.status.value,
+                "hb_sent": m.hb_sent,
+                "hb_received": m.hb_received,
+                "hb_missed": m.hb_missed,
+                "config_pushes": m.config_pushes,
+                "attaches": m.attaches,
+                "last_attach": _wall_str(m.last_attach_wall),
+            }
+            for m in self._sorted()
+        ]
+        return {"TABLE_vem_counters": {"ROW_vem_counters": rows}, "table": dict(self.counters)}
+
+    def neighbors_data(self, now: float) -> dict[str, Any]:
+        """``show svs neighbors``: the VEMs this VSM hears."""
+        rows = [
+            {
+                "src_mac": m.vem_mac,
+                "type": "VEM",
+                "node_id": m.number,
+                "addr": f"{m.addr[0]}:{m.addr[1]}" if m.addr else "",
+                "host_name": m.host_name,
+                "last_learnt_s": round(now - m.last_heard, 1)
+                if m.hb_received or m.attaches
+                else None,
+            }
+            for m in self._sorted()
+            if m.status is not ModuleStatus.OFFLINE and m.vem_mac
+        ]
+        return {"TABLE_neighbor": {"ROW_neighbor": rows}}
+
+    def interfaces_data(self) -> dict[str, Any]:
+        """``show interface virtual``: vEth, module, owner VM, port profile, status."""
+        by_host = {m.host_uuid: m for m in self.modules.values()}
+        rows = []
+        for veth in sorted(self.veths.values(), key=lambda v: v.number):
+            mod = by_host.get(veth.host_uuid)
+            up = veth.status == "up" and mod is not None and mod.status is not ModuleStatus.OFFLINE
+            rows.append(
+                {
+                    "interface": veth.name,
+                    "module": mod.number if mod else 0,
+                    "owner": veth.vm,
+                    "port_profile": veth.port_profile,
+                    "mac": veth.mac,
+                    "status": "up" if up else "down",
+                    "port": veth.port,
+                }
+            )
+        return {"TABLE_vif": {"ROW_vif": rows}}
+
+
+def _wall_str(t: float) -> str:
+    if not t:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))

@@ -1,0 +1,627 @@
+"""Sans-IO core of the VEM agent: attach, heartbeats, switch, headless (DESIGN §5).
+
+Frames and time go in; effects come out as data (``Send``, ``ApplyDatapath``,
+``Trace``). No sockets, no clock, no asyncio: the agent (``vem.agent``) and
+the simulator (``vem.sim``) own those, and tests drive a fake clock.
+
+Theory of operation (seed, "VSM-VEM Communication Loss")::
+
+    BOOTING ──ack──> ATTACHED ──switch request (epoch >= highest)──> SWITCHING
+       ^               │  │                                            │   │
+       │               │  └──no heartbeat for headless_after──┐        │   │
+       │               │                                      v        │   │
+       │               └──VemDetach from the active──> HEADLESS <──────┘   │
+       │                                                  │   (no ack)     │
+       └───────────── (never returns) ATTACHED <──ack─────┴────────ack─────┘
+
+- BOOTING: send ``VemAttach`` to every VSM address known, every heartbeat
+  interval, until an active accepts (``VemAttachAck(accepted=True)``).
+- ATTACHED: heartbeat the active every interval; heartbeats from any other
+  VSM are ignored (counted) -- the VEM stays with its original active -- but
+  a ``SwitchRequest`` from another VSM makes it detach and attach to that VSM.
+- SWITCHING: attaching to the VSM that asked; other VSMs are ignored.
+- HEADLESS: no heartbeat from our VSM for ``headless_after`` (seed: ~15 s).
+  The VEM keeps its ports and datapath state untouched and attaches to any
+  active it can reach (``VemAttach`` to every known address, and at once to
+  any VSM it hears from).
+
+Fencing: every frame header carries the sender's epoch. A ``SwitchRequest``
+or ``VemAttachAck`` from an epoch lower than the highest the VEM accepted is
+ignored and counted (``stale_epoch``). A frame whose sequence number is not
+newer than the last accepted from that VSM (same epoch) is a replay or a
+duplicate: dropped and counted (``replayed``).
+
+Configuration: attach acks and ``ConfigDelta`` carry a msgpack
+``VemConfigSnapshot``; with the attached vEth ports it becomes a
+``DesiredState`` (``desired_state``), applied only when it changes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import msgspec
+
+from openvsm.config import VemConfig
+from openvsm.vem.model import DesiredState, VemConfigSnapshot, VethState
+from openvsm.wire.codec import Frame
+from openvsm.wire.messages import (
+    ConfigDelta,
+    Message,
+    SenderRole,
+    SwitchRequest,
+    VemAttach,
+    VemAttachAck,
+    VemDetach,
+    VemHeartbeat,
+    VemPortEvent,
+    VethPort,
+)
+
+Addr = tuple[str, int]
+
+
+# ---- effects ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    addr: Addr
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyDatapath:
+    desired: DesiredState
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    text: str
+
+
+Effect = Send | ApplyDatapath | Trace
+
+
+class VemState(enum.Enum):
+    BOOTING = "booting"
+    ATTACHED = "attached"
+    SWITCHING = "switching"
+    HEADLESS = "headless"
+
+
+_TRANSITIONS: dict[VemState, frozenset[VemState]] = {
+    VemState.BOOTING: frozenset({VemState.ATTACHED, VemState.SWITCHING}),
+    VemState.ATTACHED: frozenset({VemState.SWITCHING, VemState.HEADLESS}),
+    VemState.SWITCHING: frozenset({VemState.ATTACHED, VemState.SWITCHING, VemState.HEADLESS}),
+    VemState.HEADLESS: frozenset({VemState.ATTACHED, VemState.SWITCHING}),
+}
+
+
+class LocalProtocolError(ValueError):
+    """The local caller asked for something impossible (bad port, duplicate name)."""
+
+
+class ImpossibleTransition(RuntimeError):
+    """A bug: the core tried a transition its table does not allow."""
+
+
+_COUNTERS = (
+    "frames_in",
+    "replayed",
+    "stale_epoch",
+    "bad_role",
+    "heartbeats_sent",
+    "heartbeats_received",
+    "foreign_heartbeats_ignored",
+    "attach_sent",
+    "attach_accepted",
+    "attach_refused",
+    "acks_ignored",
+    "switch_requests",
+    "switch_requests_ignored",
+    "switches",
+    "config_applied",
+    "config_ignored",
+    "bad_config",
+    "detach_received",
+    "headless_events",
+)
+
+
+def _valid_mac(mac: str) -> bool:
+    parts = mac.split(":")
+    if len(parts) != 6 or any(len(p) != 2 for p in parts):
+        return False
+    try:
+        [int(p, 16) for p in parts]
+    except ValueError:
+        return False
+    return True
+
+
+def desired_state(
+    snapshot: VemConfigSnapshot, ports: list[VethPort], local_vtep: str = ""
+) -> tuple[DesiredState, list[str]]:
+    """Turn the VSM's configuration and the attached ports into datapath state.
+
+    Returns the state and the configuration errors found (a port whose
+    profile, VLAN or bridge domain is unknown is kept but does not forward).
+    """
+    profiles = {p.name: p for p in snapshot.port_profiles}
+    vlans = set(snapshot.vlans)
+    domains = {d.name: d for d in snapshot.bridge_domains}
+    errors: list[str] = []
+    out: list[VethState] = []
+    vnis: set[int] = set()
+    for port in ports:
+        prof = profiles.get(port.port_profile)
+        if prof is None:
+            errors.append(f"{port.name}: port profile {port.port_profile!r} is not known")
+            out.append(
+                VethState(
+                    name=port.name,
+                    vm=port.vm,
+                    mac=port.mac,
+                    port_profile=port.port_profile,
+                    access_vlan=0,
+                    enabled=False,
+                )
+            )
+            continue
+        access_vlan = 0
+        trunk: tuple[int, ...] = ()
+        vni = 0
+        if prof.bridge_domain:
+            bd = domains.get(prof.bridge_domain)
+            if bd is None:
+                errors.append(f"{port.name}: bridge domain {prof.bridge_domain!r} is not known")
+            else:
+                vni = bd.segment_id
+                vnis.add(vni)
+        elif prof.mode == "trunk":
+            allowed = prof.allowed_vlans or tuple(sorted(vlans))
+            trunk = tuple(sorted(v for v in set(allowed) if v in vlans))
+            missing = sorted(set(allowed) - vlans)
+            if missing:
+                errors.append(f"{port.name}: VLANs {missing} of the trunk are not configured")
+        elif prof.access_vlan in vlans:
+            access_vlan = prof.access_vlan
+        else:
+            errors.append(f"{port.name}: access VLAN {prof.access_vlan} is not configured")
+        out.append(
+            VethState(
+                name=port.name,
+                vm=port.vm,
+                mac=port.mac,
+                port_profile=port.port_profile,
+                mode=prof.mode,
+                access_vlan=access_vlan,
+                trunk_vlans=trunk,
+                vni=vni,
+                enabled=prof.enabled,
+                max_macs=prof.max_macs,
+            )
+        )
+    desired = DesiredState(
+        ports=tuple(out),
+        vxlan_peers=tuple(v for v in snapshot.vteps if v != local_vtep) if vnis else (),
+        vnis=tuple(sorted(vnis)),
+        local_vtep=local_vtep if vnis else "",
+    )
+    return desired, errors
+
+
+@dataclass
+class _Timers:
+    next_attach: float = math.inf
+    next_heartbeat: float = math.inf
+    last_heard: float = 0.0  # last heartbeat / ack from our VSM
+
+
+@dataclass
+class VemCore:
+    """The protocol state of one VEM; see the module docstring."""
+
+    host_uuid: str
+    host_name: str
+    host_ip: str
+    vsms: tuple[Addr, ...]
+    heartbeat_interval: float = 1.0
+    headless_after: float = 15.0
+    version: str = "openvsm"
+    host_os: str = "linux"
+    state: VemState = VemState.BOOTING
+    module: int = 0
+    highest_epoch: int = 0
+    active_addr: Addr | None = None
+    active_mac: str = ""
+    active_epoch: int = 0
+    switch_target: Addr | None = None
+    config: VemConfigSnapshot = field(default_factory=VemConfigSnapshot)
+    config_seq: int = 0
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    _ports: dict[str, VethPort] = field(default_factory=dict)
+    _known: list[Addr] = field(default_factory=list)
+    _last_seq: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _timers: _Timers = field(default_factory=_Timers)
+    _applied: DesiredState | None = None
+    _last_refusal: str = ""
+    _next_port: int = 1
+
+    @classmethod
+    def from_config(
+        cls, cfg: VemConfig, *, version: str = "openvsm", host_os: str = "linux"
+    ) -> VemCore:
+        return cls(
+            host_uuid=cfg.host_uuid,
+            host_name=cfg.host_name,
+            host_ip=cfg.host_ip,
+            vsms=tuple(v.addr for v in cfg.vsms),
+            heartbeat_interval=cfg.heartbeat_interval,
+            headless_after=cfg.headless_after,
+            version=version,
+            host_os=host_os,
+        )
+
+    def __post_init__(self) -> None:
+        for addr in self.vsms:
+            if addr not in self._known:
+                self._known.append(addr)
+
+    # ---- inputs ---------------------------------------------------------------
+
+    def start(self, now: float) -> list[Effect]:
+        """Boot: apply the ports we hold and start attaching."""
+        effects = self._recompute()
+        self._timers.last_heard = now
+        effects += self._send_attach(now, "boot")
+        return effects
+
+    def next_deadline(self) -> float:
+        t = self._timers
+        deadline = min(t.next_attach, t.next_heartbeat)
+        if self.state in (VemState.ATTACHED, VemState.SWITCHING):
+            deadline = min(deadline, t.last_heard + self.headless_after)
+        return deadline
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        t = self._timers
+        if (
+            self.state in (VemState.ATTACHED, VemState.SWITCHING)
+            and now >= t.last_heard + self.headless_after
+        ):
+            effects += self._go_headless(
+                now, f"no heartbeat from the VSM for {self.headless_after:g} s"
+            )
+        if self.state is VemState.ATTACHED and now >= t.next_heartbeat:
+            effects.append(self._heartbeat())
+            t.next_heartbeat = _next(t.next_heartbeat, now, self.heartbeat_interval)
+        if self.state is not VemState.ATTACHED and now >= t.next_attach:
+            reason = {VemState.SWITCHING: "switch", VemState.HEADLESS: "headless"}.get(
+                self.state, "boot"
+            )
+            effects += self._send_attach(now, reason)
+        return effects
+
+    def on_frame(self, frame: Frame, src: Addr, now: float) -> list[Effect]:
+        self.counters["frames_in"] += 1
+        if frame.role is SenderRole.VEM:
+            self.counters["bad_role"] += 1
+            return []
+        last = self._last_seq.get(frame.mac)
+        if last is not None:
+            if frame.epoch < last[0]:
+                self.counters["stale_epoch"] += 1
+                return []
+            if frame.epoch == last[0] and frame.seq <= last[1]:
+                self.counters["replayed"] += 1
+                return []
+        self._last_seq[frame.mac] = (frame.epoch, frame.seq)
+        msg = frame.msg
+        if isinstance(msg, VemHeartbeat):
+            return self._on_heartbeat(frame, src, now)
+        if isinstance(msg, VemAttachAck):
+            return self._on_ack(frame, msg, src, now)
+        if isinstance(msg, SwitchRequest):
+            return self._on_switch_request(frame, src, now)
+        if isinstance(msg, ConfigDelta):
+            return self._on_config_delta(frame, msg)
+        if isinstance(msg, VemDetach):
+            return self._on_detach(frame, msg, now)
+        self.counters["bad_role"] += 1  # a VSM<->VSM message sent to a VEM
+        return []
+
+    # ---- ports (local API) ----------------------------------------------------
+
+    def attach_port(
+        self, vm: str, port_profile: str, mac: str, name: str | None = None
+    ) -> tuple[str, list[Effect]]:
+        mac = mac.lower()
+        if not _valid_mac(mac):
+            raise LocalProtocolError(f"invalid MAC address {mac!r}")
+        if not vm or not port_profile:
+            raise LocalProtocolError("a port needs a VM name and a port profile")
+        if name is None:
+            while f"vnet{self._next_port}" in self._ports:
+                self._next_port += 1
+            name = f"vnet{self._next_port}"
+            self._next_port += 1
+        if name in self._ports:
+            raise LocalProtocolError(f"port {name} already exists")
+        port = VethPort(name=name, vm=vm, mac=mac, port_profile=port_profile)
+        self._ports[name] = port
+        effects = self._recompute()
+        if self.state is VemState.ATTACHED and self.active_addr is not None:
+            effects.append(
+                Send(
+                    self.active_addr,
+                    VemPortEvent(host_uuid=self.host_uuid, attached=[port], detached=[]),
+                )
+            )
+        return name, effects
+
+    def detach_port(self, name: str) -> list[Effect]:
+        if name not in self._ports:
+            raise LocalProtocolError(f"no port {name}")
+        del self._ports[name]
+        effects = self._recompute()
+        if self.state is VemState.ATTACHED and self.active_addr is not None:
+            effects.append(
+                Send(
+                    self.active_addr,
+                    VemPortEvent(host_uuid=self.host_uuid, attached=[], detached=[name]),
+                )
+            )
+        return effects
+
+    def restore_ports(self, ports: list[VethPort]) -> None:
+        """Ports the host already had (agent restart); call before ``start``."""
+        for port in ports:
+            self._ports[port.name] = port
+
+    @property
+    def ports(self) -> list[VethPort]:
+        return list(self._ports.values())
+
+    @property
+    def applied(self) -> DesiredState | None:
+        return self._applied
+
+    @property
+    def known_vsms(self) -> list[Addr]:
+        return list(self._known)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "host_uuid": self.host_uuid,
+            "host_name": self.host_name,
+            "state": self.state.value,
+            "headless": self.state is VemState.HEADLESS,
+            "module": self.module,
+            "active": _fmt(self.active_addr) if self.state is VemState.ATTACHED else None,
+            "active_mac": self.active_mac if self.state is VemState.ATTACHED else "",
+            "epoch": self.highest_epoch,
+            "config_seq": self.config_seq,
+            "ports": len(self._ports),
+            "vsms": [_fmt(a) for a in self._known],
+            "counters": dict(self.counters),
+        }
+
+    # ---- message handlers -----------------------------------------------------
+
+    def _is_active(self, frame: Frame) -> bool:
+        return self.state is VemState.ATTACHED and frame.mac == self.active_mac
+
+    def _learn(self, src: Addr) -> None:
+        if src not in self._known:
+            self._known.append(src)
+
+    def _on_heartbeat(self, frame: Frame, src: Addr, now: float) -> list[Effect]:
+        if self._is_active(frame):
+            self.counters["heartbeats_received"] += 1
+            self._timers.last_heard = now
+            self.active_addr = src
+            return []
+        self.counters["foreign_heartbeats_ignored"] += 1
+        self._learn(src)
+        if (
+            self.state in (VemState.BOOTING, VemState.HEADLESS)
+            and frame.epoch >= self.highest_epoch
+        ):
+            # Headless (or booting): attach to any active we can reach, now.
+            reason = "headless" if self.state is VemState.HEADLESS else "boot"
+            self.counters["attach_sent"] += 1
+            return [Send(src, self._attach_msg(reason))]
+        return []
+
+    def _on_ack(self, frame: Frame, msg: VemAttachAck, src: Addr, now: float) -> list[Effect]:
+        if msg.host_uuid != self.host_uuid:
+            self.counters["acks_ignored"] += 1
+            return []
+        if frame.epoch < self.highest_epoch:
+            self.counters["stale_epoch"] += 1
+            return [Trace(f"attach ack from {_fmt(src)} ignored: epoch {frame.epoch} is stale")]
+        if self._is_active(frame) and msg.accepted:
+            # The active re-acknowledged (e.g. its vemmgr restarted): take its config.
+            self._timers.last_heard = now
+            self.module = msg.module or self.module
+            return self._take_config(msg.config, msg.config_seq)
+        accepting = self.state in (VemState.BOOTING, VemState.HEADLESS) or (
+            self.state is VemState.SWITCHING and src == self.switch_target
+        )
+        if not accepting:
+            self.counters["acks_ignored"] += 1
+            return []
+        if not msg.accepted:
+            self.counters["attach_refused"] += 1
+            if msg.reason != self._last_refusal:
+                self._last_refusal = msg.reason
+                return [Trace(f"attach refused by {_fmt(src)}: {msg.reason}")]
+            return []
+        previous = self.state
+        self._move(VemState.ATTACHED)
+        self._last_refusal = ""
+        self.counters["attach_accepted"] += 1
+        self.active_addr = src
+        self.active_mac = frame.mac
+        self.active_epoch = frame.epoch
+        self.highest_epoch = max(self.highest_epoch, frame.epoch)
+        self.module = msg.module
+        self.switch_target = None
+        t = self._timers
+        t.last_heard = now
+        t.next_attach = math.inf
+        t.next_heartbeat = now + self.heartbeat_interval
+        effects: list[Effect] = [
+            Trace(
+                f"attached to {_fmt(src)} ({frame.mac}, epoch {frame.epoch}) as module "
+                f"{msg.module} after {previous.value}"
+            )
+        ]
+        effects += self._take_config(msg.config, msg.config_seq)
+        effects.append(self._heartbeat())
+        return effects
+
+    def _on_switch_request(self, frame: Frame, src: Addr, now: float) -> list[Effect]:
+        self.counters["switch_requests"] += 1
+        self._learn(src)
+        if frame.epoch < self.highest_epoch:
+            self.counters["stale_epoch"] += 1
+            self.counters["switch_requests_ignored"] += 1
+            return [
+                Trace(
+                    f"switch request from {_fmt(src)} ignored: epoch {frame.epoch} < "
+                    f"{self.highest_epoch}"
+                )
+            ]
+        if self._is_active(frame):
+            self.highest_epoch = max(self.highest_epoch, frame.epoch)
+            self.counters["switch_requests_ignored"] += 1
+            return []
+        effects: list[Effect] = []
+        if self.state is VemState.ATTACHED and self.active_addr is not None:
+            effects.append(
+                Send(
+                    self.active_addr,
+                    VemDetach(host_uuid=self.host_uuid, reason=f"switch to {_fmt(src)}"),
+                )
+            )
+        effects.append(
+            Trace(
+                f"switch request from {_fmt(src)} ({frame.mac}, epoch {frame.epoch}): "
+                f"{self.state.value} -> switching"
+            )
+        )
+        self._move(VemState.SWITCHING)
+        self.counters["switches"] += 1
+        self.highest_epoch = max(self.highest_epoch, frame.epoch)
+        self.switch_target = src
+        self.active_addr = None
+        self.active_mac = ""
+        self._timers.last_heard = now
+        self._timers.next_heartbeat = math.inf
+        effects += self._send_attach(now, "switch")
+        return effects
+
+    def _on_config_delta(self, frame: Frame, msg: ConfigDelta) -> list[Effect]:
+        if not self._is_active(frame):
+            self.counters["config_ignored"] += 1
+            return []
+        return self._take_config(msg.config, msg.config_seq)
+
+    def _on_detach(self, frame: Frame, msg: VemDetach, now: float) -> list[Effect]:
+        if not self._is_active(frame) or msg.host_uuid != self.host_uuid:
+            self.counters["acks_ignored"] += 1
+            return []
+        self.counters["detach_received"] += 1
+        return self._go_headless(now, f"detached by the VSM: {msg.reason}")
+
+    # ---- helpers --------------------------------------------------------------
+
+    def _move(self, new: VemState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise ImpossibleTransition(f"{self.state.value} -> {new.value}")
+        self.state = new
+
+    def _go_headless(self, now: float, why: str) -> list[Effect]:
+        self._move(VemState.HEADLESS)
+        self.counters["headless_events"] += 1
+        self.active_addr = None
+        self.active_mac = ""
+        self.switch_target = None
+        self._timers.next_heartbeat = math.inf
+        effects: list[Effect] = [Trace(f"headless: {why}; keeping {len(self._ports)} ports")]
+        effects += self._send_attach(now, "headless")
+        return effects
+
+    def _attach_msg(self, reason: str) -> VemAttach:
+        return VemAttach(
+            host_uuid=self.host_uuid,
+            host_name=self.host_name,
+            host_ip=self.host_ip,
+            version=self.version,
+            host_os=self.host_os,
+            config_seq=self.config_seq,
+            ports=list(self._ports.values()),
+            reason=reason,
+        )
+
+    def _send_attach(self, now: float, reason: str) -> list[Effect]:
+        targets = (
+            [self.switch_target]
+            if self.state is VemState.SWITCHING and self.switch_target is not None
+            else list(self._known)
+        )
+        msg = self._attach_msg(reason)
+        self.counters["attach_sent"] += len(targets)
+        self._timers.next_attach = now + self.heartbeat_interval
+        return [Send(addr, msg) for addr in targets]
+
+    def _heartbeat(self) -> Send:
+        assert self.active_addr is not None
+        self.counters["heartbeats_sent"] += 1
+        return Send(
+            self.active_addr,
+            VemHeartbeat(
+                host_uuid=self.host_uuid,
+                module=self.module,
+                config_seq=self.config_seq,
+                ports=len(self._ports),
+                headless=False,
+                status="ok",
+            ),
+        )
+
+    def _take_config(self, raw: bytes, seq: int) -> list[Effect]:
+        try:
+            snapshot = msgspec.msgpack.decode(raw, type=VemConfigSnapshot) if raw else None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.counters["bad_config"] += 1
+            return [Trace(f"configuration from the VSM rejected: {str(exc)[:80]}")]
+        self.counters["config_applied"] += 1
+        if snapshot is not None:
+            self.config = snapshot
+        self.config_seq = seq
+        return self._recompute()
+
+    def _recompute(self) -> list[Effect]:
+        desired, errors = desired_state(self.config, list(self._ports.values()), self.host_ip)
+        if desired == self._applied:
+            return []
+        self._applied = desired
+        effects: list[Effect] = [Trace(f"config error: {e}") for e in errors]
+        effects.append(ApplyDatapath(desired))
+        return effects
+
+
+def _next(deadline: float, now: float, interval: float) -> float:
+    nxt = deadline + interval
+    return nxt if nxt > now else now + interval
+
+
+def _fmt(addr: Addr | None) -> str:
+    return f"{addr[0]}:{addr[1]}" if addr is not None else ""
