@@ -1,0 +1,531 @@
+"""Text renderers: handler data (``openvsm.cli.views``) -> NX-OS screen text.
+
+``render(handler, data)`` returns the text an operator sees after the
+command line, every line ending in ``\\n`` (empty data may render as ``""``).
+Layouts of ``show system redundancy status`` and ``show module`` are pinned
+byte for byte by ``specs/cli-output.md`` and golden files; the others follow
+NX-OS's look. Renderers only read data; they never fetch anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+Renderer = Callable[[Mapping[str, Any]], str]
+
+_RENDERERS: dict[str, Renderer] = {}
+
+
+def renderer(*handlers: str) -> Callable[[Renderer], Renderer]:
+    def bind(fn: Renderer) -> Renderer:
+        for handler in handlers:
+            _RENDERERS[handler] = fn
+        return fn
+
+    return bind
+
+
+def has_renderer(handler: str) -> bool:
+    return handler in _RENDERERS
+
+
+def render(handler: str, data: Mapping[str, Any]) -> str:
+    """The screen text of ``handler``'s data. Unknown handlers: a message
+    (``{"message": ...}``) or a generic ``key: value`` listing."""
+    fn = _RENDERERS.get(handler)
+    if fn is not None:
+        return fn(data)
+    if set(data) <= {"message"}:
+        return _message(data)
+    return "".join(f"{key}: {_text(value)}\n" for key, value in data.items())
+
+
+def _rows(data: Mapping[str, Any], table: str, row: str) -> list[Mapping[str, Any]]:
+    """``data[TABLE_x][ROW_x]`` as a list (NX-OS sends a lone row as a dict)."""
+    rows = (data.get(table) or {}).get(row) or []
+    if isinstance(rows, Mapping):
+        return [rows]
+    return list(rows)
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _table(
+    headers: Sequence[str], widths: Sequence[int], rows: Sequence[Sequence[Any]], gap: int = 2
+) -> list[str]:
+    """Left-aligned columns with a dashed rule; the last column is not padded."""
+    sep = " " * gap
+
+    def line(cells: Sequence[Any]) -> str:
+        parts = [
+            str(c).ljust(w) if i < len(cells) - 1 else str(c)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return sep.join(parts).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in rows)
+    return out
+
+
+def _lines(lines: Sequence[str]) -> str:
+    return "".join(f"{ln}\n" for ln in lines)
+
+
+@renderer(
+    "reload",
+    "system_switchover",
+    "restart_service",
+    "clear_peer_mac",
+    "copy_running_startup",
+    "clear_activeactive_accounting_logs",
+    "clear_activeactive_redundancy_traces",
+    "clear_activeactive_remote_accounting_logs",
+    "clear_activeactive_remote_redundancy_traces",
+)
+def _message(data: Mapping[str, Any]) -> str:
+    text = str(data.get("message") or "")
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+# --- show system redundancy status ------------------------------------------
+
+
+def _sup_name(sup: str) -> str:
+    """``"(sup-2)"`` -> ``"sup-2"``."""
+    return sup.strip().strip("()")
+
+
+@renderer("show_redundancy_status")
+def render_redundancy_status(d: Mapping[str, Any]) -> str:
+    mode_oper = d.get("rdn_mode_oper")
+    out = [
+        "",
+        "Redundancy role",
+        "-----",
+        f"      administrative:  {d['rdn_role_admin']}",
+        f"      operational:    {d['rdn_role_oper']}",
+        "",
+        "Redundancy mode",
+        "-----",
+        f"      administrative:  {d['rdn_mode_admin']}",
+        f"      operational:    {'None' if mode_oper is None else mode_oper}",
+    ]
+    for heading, prefix in (("This supervisor", "this_sup"), ("Other supervisor", "other_sup")):
+        out += ["", f"{heading} {d[prefix]}", "-----"]
+        for label, key in (
+            ("Redundancy state:  ", "rdn_state"),
+            ("Supervisor state:  ", "sup_state"),
+            ("Internal state:   ", "internal_state"),
+        ):
+            value = d.get(f"{prefix}_{key}")
+            if value is not None:
+                out.append(f"      {label}{value}")
+    collisions = list(d.get("collisions") or [])
+    if collisions:
+        this_sup, other_sup = _sup_name(d["this_sup"]), _sup_name(d["other_sup"])
+        out += [
+            "",
+            f"WARNING! Conflicting {this_sup}(s) detected in same domain",
+            "-----",
+            "      MAC                Latest Collision Time",
+        ]
+        out += [f"{c['mac']}      {c['latest_collision_time']}" for c in collisions]
+        for ow in d.get("overwrites") or []:
+            if isinstance(ow, str):
+                out.append(ow if ow.startswith("Overwritten:") else f"Overwritten: {ow}")
+            else:
+                out.append(f"Overwritten: {ow['old_mac']} by {ow['new_mac']} at {ow['time']}")
+        out += [
+            "",
+            f"NOTE: Please run the same command on {other_sup} to check for "
+            f"conflicting(if any) {other_sup}(s) in the same domain.",
+        ]
+    return _lines(out)
+
+
+# --- redundancy internals ------------------------------------------------------
+
+
+def _trace_lines(d: Mapping[str, Any]) -> list[str]:
+    rows = _rows(d, "TABLE_trace", "ROW_trace")
+    width = max([len("Time"), *(len(str(r["time"])) for r in rows)])
+    return _table(("Time", "Event"), (width, 5), [(r["time"], r["event"]) for r in rows])
+
+
+@renderer("show_redundancy_trace")
+def render_redundancy_trace(d: Mapping[str, Any]) -> str:
+    return _lines(_trace_lines(d))
+
+
+_COUNTER_LABELS = (
+    ("hb_sent", "Heartbeats sent"),
+    ("hb_recv", "Heartbeats received"),
+    ("hb_missed", "Heartbeats missed"),
+    ("drop_bad_mac", "Dropped, bad MAC"),
+    ("drop_bad_tag", "Dropped, bad tag"),
+    ("drop_bad_domain", "Dropped, bad domain"),
+    ("drop_malformed", "Dropped, malformed"),
+)
+
+
+@renderer("show_redundancy_counters")
+def render_redundancy_counters(d: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    known = {k for k, _ in _COUNTER_LABELS} | {"interface"}
+    for row in _rows(d, "TABLE_interface", "ROW_interface"):
+        if out:
+            out.append("")
+        out.append(f"Interface {row.get('interface', '?')}")
+        labels = [(k, lbl) for k, lbl in _COUNTER_LABELS if k in row]
+        labels += [(k, k) for k in row if k not in known]
+        width = max((len(lbl) for _, lbl in labels), default=0) + 1
+        out += [f"  {(lbl + ':').ljust(width)}  {_text(row[k])}" for k, lbl in labels]
+    return _lines(out)
+
+
+def _acct_line(r: Mapping[str, Any]) -> str:
+    result = r.get("result") or "SUCCESS"
+    return (
+        f"{r['time']}:seq={r['seq']}:source={r['source']}:user={r['user']}"
+        f":cmd={r['command']} ({result})"
+    )
+
+
+@renderer("show_accounting_log")
+def render_accounting_log(d: Mapping[str, Any]) -> str:
+    return _lines([_acct_line(r) for r in _rows(d, "TABLE_acct", "ROW_acct")])
+
+
+def _saved_header(d: Mapping[str, Any], what: str) -> list[str] | None:
+    if d.get("saved_at") is None:
+        return None
+    whose = f" of {_sup_name(str(d['peer']))}" if d.get("peer") else ""
+    return [f"{what}{whose} saved at {d['saved_at']} (last split-brain resolution)", ""]
+
+
+@renderer("show_activeactive_accounting_logs", "show_activeactive_remote_accounting_logs")
+def render_activeactive_logs(d: Mapping[str, Any]) -> str:
+    head = _saved_header(d, "Accounting log")
+    if head is None:
+        return "No accounting logs saved during a split-brain resolution.\n"
+    out = head + [_acct_line(r) for r in _rows(d, "TABLE_acct", "ROW_acct")]
+    discarded = _rows(d, "TABLE_discarded", "ROW_acct")
+    if discarded:
+        out += ["", "Discarded changes (made during the split, not kept):"]
+        out += [_acct_line(r) for r in discarded]
+    return _lines(out)
+
+
+@renderer("show_activeactive_redundancy_traces", "show_activeactive_remote_redundancy_traces")
+def render_activeactive_traces(d: Mapping[str, Any]) -> str:
+    head = _saved_header(d, "Redundancy traces")
+    if head is None:
+        return "No redundancy traces saved during a split-brain resolution.\n"
+    return _lines(head + _trace_lines(d))
+
+
+# --- sysmgr ----------------------------------------------------------------------
+
+
+def _uptime(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02}h"
+    return f"{hours:02}:{minutes:02}:{secs:02}"
+
+
+@renderer("show_sysmgr_services")
+def render_sysmgr_services(d: Mapping[str, Any]) -> str:
+    rows = [
+        (
+            r["name"],
+            _text(r.get("pid")),
+            r.get("state", "-"),
+            r.get("restarts", 0),
+            _uptime(r.get("uptime_s")),
+            _text(r.get("last_exit")),
+        )
+        for r in _rows(d, "TABLE_service", "ROW_service")
+    ]
+    return _lines(
+        _table(
+            ("Service", "PID", "State", "Restarts", "Uptime", "Last exit"),
+            (10, 8, 10, 8, 10, 9),
+            rows,
+        )
+    )
+
+
+# --- modules -------------------------------------------------------------------------
+
+
+@renderer("show_module")
+def render_module(d: Mapping[str, Any]) -> str:
+    out = _table(
+        ("Mod", "Ports", "Module-Type", "Model", "Status"),
+        (3, 5, 32, 18, 12),
+        [
+            (r["modinf"], r["ports"], r["modtype"], r["model"], r["status"])
+            for r in _rows(d, "TABLE_modinfo", "ROW_modinfo")
+        ],
+    )
+    out.append("")
+    out += _table(
+        ("Mod", "Sw", "Hw"),
+        (3, 18, 48),
+        [(r["modwwn"], r["sw"], r["hw"]) for r in _rows(d, "TABLE_modwwninfo", "ROW_modwwninfo")],
+    )
+    out.append("")
+    out += _table(
+        ("Mod", "Server-IP", "Server-UUID", "Server-Name"),
+        (3, 15, 36, 20),
+        [
+            (r["modsrv"], r["srvip"], r["srvuuid"], r["srvname"])
+            for r in _rows(d, "TABLE_modsrvinfo", "ROW_modsrvinfo")
+        ],
+    )
+    out += ["", "* this terminal session"]
+    return _lines(out)
+
+
+@renderer("show_module_vem_counters")
+def render_vem_counters(d: Mapping[str, Any]) -> str:
+    rows = [
+        (
+            r["module"],
+            r.get("hb_sent", 0),
+            r.get("hb_recv", 0),
+            r.get("hb_missed", 0),
+            r.get("config_pushes", 0),
+            _text(r.get("last_attach")),
+        )
+        for r in _rows(d, "TABLE_vem_counters", "ROW_vem_counters")
+    ]
+    return _lines(
+        _table(
+            ("Mod", "HB-Sent", "HB-Recv", "HB-Missed", "Config-Push", "Last-Attach"),
+            (3, 10, 10, 10, 11, 20),
+            rows,
+        )
+    )
+
+
+@renderer("show_svs_domain")
+def render_svs_domain(d: Mapping[str, Any]) -> str:
+    out = [
+        "SVS domain config:",
+        f"  Domain id:             {d['domain_id']}",
+        f"  Control interface:     {d['control']}",
+        f"  Management interface:  {d['mgmt']}",
+    ]
+    if d.get("transport"):
+        out.append(f"  Transport:             {d['transport']}")
+    out.append(f"  Status:                {d['state']}")
+    return _lines(out)
+
+
+@renderer("show_svs_neighbors")
+def render_svs_neighbors(d: Mapping[str, Any]) -> str:
+    out = [
+        "",
+        f"Active Domain ID: {d['domain_id']}",
+        "",
+        f"System MAC: {d.get('system_mac', '-')}",
+        "",
+    ]
+    rows = [
+        (
+            r["src_mac"],
+            r["type"],
+            r["domain_id"],
+            r["node_id"],
+            f"{float(r['last_learnt_s']):.2f}",
+        )
+        for r in _rows(d, "TABLE_neighbor", "ROW_neighbor")
+    ]
+    out += _table(
+        ("Src MAC", "Type", "Domain-id", "Node-id", "Last learnt (Sec. ago)"),
+        (17, 4, 9, 7, 22),
+        rows,
+    )
+    return _lines(out)
+
+
+def _short_if(name: str) -> str:
+    for long, short in (("Vethernet", "Veth"), ("Ethernet", "Eth"), ("port-channel", "Po")):
+        if name.startswith(long):
+            return short + name[len(long) :]
+    return name
+
+
+@renderer("show_interface_virtual")
+def render_interface_virtual(d: Mapping[str, Any]) -> str:
+    rule = "-" * 79
+    out = [rule, f"{'Port':<12}{'Owner':<25}{'Mod':<5}{'Port-Profile':<25}Status", rule]
+    for r in _rows(d, "TABLE_interface", "ROW_interface"):
+        out.append(
+            f"{_short_if(r['interface']):<12}{_text(r.get('owner')):<25}"
+            f"{r['module']!s:<5}{_text(r.get('port_profile')):<25}{r['status']}"
+        )
+    return _lines(out)
+
+
+@renderer("show_port_channel_summary")
+def render_port_channel_summary(d: Mapping[str, Any]) -> str:
+    rule = "-" * 80
+    out = [
+        "Flags:  D - Down        P - Up in port-channel (members)",
+        "        I - Individual  H - Hot-standby (LACP only)",
+        "        s - Suspended   r - Module-removed",
+        "        S - Switched    R - Routed",
+        "        U - Up (port-channel)",
+        rule,
+        "Group Port-       Type     Protocol  Member Ports",
+        "      Channel",
+        rule,
+    ]
+    for r in _rows(d, "TABLE_channel", "ROW_channel"):
+        name = f"{_short_if(r['port_channel'])}({r.get('layer', 'S')}{r.get('status', 'D')})"
+        members = " ".join(
+            f"{_short_if(m['port'])}({m['port_status']})"
+            for m in _rows(r, "TABLE_member", "ROW_member")
+        )
+        line = f"{r['group']!s:<6}{name:<12}{r.get('type', 'Eth'):<9}{r.get('prtcl', 'NONE'):<10}"
+        out.append((line + members).rstrip())
+    return _lines(out)
+
+
+@renderer("show_lacp_neighbor")
+def render_lacp_neighbor(d: Mapping[str, Any]) -> str:
+    out = [
+        "Flags:  S - Device is sending Slow LACPDUs F - Device is sending Fast LACPDUs",
+        "        A - Device is in Active mode       P - Device is in Passive mode",
+    ]
+    current = None
+    for r in _rows(d, "TABLE_lacp_neighbor", "ROW_lacp_neighbor"):
+        if r["port_channel"] != current:
+            current = r["port_channel"]
+            out += [f"{current} neighbors", "Partner's information"]
+        out += [
+            f"{'':12}{'Partner':<23}{'Partner':<16}{'':12}Partner",
+            f"{'Port':<12}{'System ID':<23}{'Port Number':<16}{'Age':<12}Flags",
+            f"{_short_if(r['port']):<12}{r['partner_system_id']:<23}"
+            f"{r['partner_port_number']:<16}{r['age_s']!s:<12}{r['flags']}",
+            "",
+            f"{'':12}{'LACP Partner':<23}{'Partner':<28}Partner",
+            f"{'':12}{'Port Priority':<23}{'Oper Key':<28}Port State",
+            f"{'':12}{r['partner_port_priority']!s:<23}{r['partner_oper_key']:<28}"
+            f"{r['partner_port_state']}",
+            "",
+        ]
+    return _lines(out)
+
+
+@renderer("show_lacp_counters")
+def render_lacp_counters(d: Mapping[str, Any]) -> str:
+    rule = "-" * 78
+    out = [
+        rule,
+        f"{'':18}{'LACPDUs':<20}{'Markers/Resp LACPDUs':<22}",
+        f"{'Port':<18}{'Sent':<10}{'Recv':<10}{'Sent':<11}{'Recv':<11}Pkts Err",
+        rule,
+    ]
+    current = None
+    for r in _rows(d, "TABLE_lacp_counters", "ROW_lacp_counters"):
+        if r["port_channel"] != current:
+            current = r["port_channel"]
+            out.append(str(current))
+        out.append(
+            f"{_short_if(r['port']):<18}{r['lacpdus_sent']!s:<10}{r['lacpdus_recv']!s:<10}"
+            f"{r['markers_sent']!s:<11}{r['markers_recv']!s:<11}{r['pkts_err']}"
+        )
+    out[1] = out[1].rstrip()
+    return _lines(out)
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+@renderer("show_port_profile")
+def render_port_profile(d: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    for r in _rows(d, "TABLE_port_profile", "ROW_port_profile"):
+        if out:
+            out.append("")
+        out += [
+            f"port-profile {r['profile_name']}",
+            f" type: {r.get('type', 'Vethernet')}",
+            f" description: {r.get('description', '')}".rstrip(),
+            f" status: {r.get('status', 'disabled')}",
+            f" owner: {r.get('owner', 'cli')}",
+            f" inherit: {r.get('inherit', '')}".rstrip(),
+            " config attributes:",
+        ]
+        out += [f"  {a}" for a in r.get("config_attributes") or []]
+        out.append(" assigned interfaces:")
+        out += [f"  {i}" for i in r.get("assigned_interfaces") or []]
+    return _lines(out)
+
+
+@renderer("show_running_config")
+def render_running_config(d: Mapping[str, Any]) -> str:
+    out = ["", "!Command: show running-config", f"!Time: {d.get('time', '')}".rstrip(), ""]
+    out += list(d.get("lines") or [])
+    return _lines(out)
+
+
+@renderer("show_openstack_sync")
+def render_openstack_sync(d: Mapping[str, Any]) -> str:
+    out = [
+        "OpenStack sync:",
+        f"  Last notification:    {_text(d.get('last_notification'))}"
+        f" at {_text(d.get('last_notification_time'))}",
+        f"  Network profiles:     {d.get('network_profiles', 0)}",
+        f"  Networks:             {d.get('networks', 0)}",
+        f"  Subnets:              {d.get('subnets', 0)}",
+        f"  Ports:                {d.get('ports', 0)}",
+        "MD5 hashes:",
+    ]
+    for key in ("network_profile_md5", "subnet_md5", "network_md5", "port_md5", "consolidated_md5"):
+        out.append(f"  {(key + ':').ljust(21)} {_text(d.get(key))}")
+    return _lines(out)
+
+
+@renderer("show_version")
+def render_version(d: Mapping[str, Any]) -> str:
+    out = [
+        "openvsm: an open Nexus 1000V-style distributed virtual switch",
+        "",
+        "Software",
+        f"  system:    version {d['sys_ver_str']}",
+    ]
+    if d.get("os_str"):
+        out.append(f"  host OS:   {d['os_str']}")
+    out += [
+        "",
+        "Hardware",
+        f"  {d.get('chassis_id', 'openvsm Virtual Supervisor Module')}",
+        "",
+        f"  Device name: {d['host_name']}",
+        "",
+        f"Kernel uptime is {d.get('kern_uptm_days', 0)} day(s), {d.get('kern_uptm_hrs', 0)}"
+        f" hour(s), {d.get('kern_uptm_mins', 0)} minute(s), {d.get('kern_uptm_secs', 0)}"
+        " second(s)",
+    ]
+    if d.get("rr_reason"):
+        out += ["", "Last reset", f"  Reason: {d['rr_reason']}"]
+    return _lines(out)
+
+
+@renderer("show_hostname")
+def render_hostname(d: Mapping[str, Any]) -> str:
+    return f"{d['hostname']}\n"
