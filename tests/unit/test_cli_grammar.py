@@ -71,28 +71,30 @@ def test_commands_and_abbreviations(line: str, handler: str) -> None:
     assert parsed.json is False
 
 
-@pytest.mark.parametrize(
-    ("line", "which"),
-    [
-        ("show system internal active-active accounting logs", "accounting_logs"),
-        ("show system internal active-active redundancy traces", "redundancy_traces"),
-        ("sh sys int act rem acc log", "remote_accounting_logs"),
-        ("show system internal active-active remote redundancy traces", "remote_redundancy_traces"),
-    ],
-)
-def test_active_active_show_commands_carry_which(line: str, which: str) -> None:
-    parsed = ok(line)
-    assert parsed.handler == f"show_activeactive_{which}"
+# ``which`` uses hamgr's names for its active-active stores (op activeactive).
+AA_STORES = [
+    ("accounting logs", "accounting_logs", "accounting"),
+    ("redundancy traces", "redundancy_traces", "traces"),
+    ("remote accounting logs", "remote_accounting_logs", "remote accounting"),
+    ("remote redundancy traces", "remote_redundancy_traces", "remote traces"),
+]
+
+
+@pytest.mark.parametrize(("words", "suffix", "which"), AA_STORES)
+def test_active_active_show_commands_carry_which(words: str, suffix: str, which: str) -> None:
+    parsed = ok(f"show system internal active-active {words}")
+    assert parsed.handler == f"show_activeactive_{suffix}"
     assert parsed.args == {"which": which}
 
 
-@pytest.mark.parametrize(
-    "which",
-    ["accounting_logs", "redundancy_traces", "remote_accounting_logs", "remote_redundancy_traces"],
-)
-def test_active_active_clear_commands(which: str) -> None:
-    parsed = ok("clear active-active " + which.replace("_", " "))
-    assert parsed.handler == f"clear_activeactive_{which}"
+def test_active_active_abbreviated() -> None:
+    assert ok("sh sys int act rem acc log").args == {"which": "remote accounting"}
+
+
+@pytest.mark.parametrize(("words", "suffix", "which"), AA_STORES)
+def test_active_active_clear_commands(words: str, suffix: str, which: str) -> None:
+    parsed = ok(f"clear active-active {words}")
+    assert parsed.handler == f"clear_activeactive_{suffix}"
     assert parsed.args == {"which": which}
 
 

@@ -265,9 +265,9 @@ def test_redundancy_counters_per_interface() -> None:
     mgmt = dict(row, interface="mgmt")
     text = render("show_redundancy_counters", {"TABLE_interface": {"ROW_interface": [row, mgmt]}})
     assert "Interface control\n" in text and "\n\nInterface mgmt\n" in text
-    assert "  Heartbeats missed:    1\n" in text
-    assert "  Dropped, bad tag:     3\n" in text
-    assert "drop_bad_version:" in text
+    assert "  Heartbeats missed:     1\n" in text
+    assert "  Dropped, bad tag:      3\n" in text
+    assert "  Dropped, bad version:  5\n" in text
 
 
 def test_activeactive_logs_empty_and_saved() -> None:
@@ -445,3 +445,56 @@ def test_small_views() -> None:
     assert render("reload", {"message": "reloading"}) == "reloading\n"
     assert render("clear_peer_mac", {"message": ""}) == ""
     assert render("no_such_handler", {"a": 1, "b": None}) == "a: 1\nb: -\n"
+
+
+def test_hamgr_saved_active_active_forms_render() -> None:
+    entry = {
+        "time": "2012-Sep-11 18:59:17",
+        "user": "admin",
+        "command": "vlan 10",
+        "result": "SUCCESS",
+        "seq": 4,
+    }
+    logs = render(
+        "show_activeactive_accounting_logs",
+        {
+            "which": "accounting",
+            "saved": "2012-Sep-11 19:00:00",
+            "winner": "primary",
+            "entries": [entry],
+            "discarded": [dict(entry, seq=5, command="vlan 11")],
+        },
+    )
+    assert logs.startswith("Accounting log saved at 2012-Sep-11 19:00:00")
+    assert "2012-Sep-11 18:59:17:seq=4:user=admin:cmd=vlan 10 (SUCCESS)\n" in logs
+    assert "cmd=vlan 11" in logs.split("Discarded changes")[1]
+    assert "No accounting logs" in render("show_activeactive_accounting_logs", {"which": "x"})
+    traces = render(
+        "show_activeactive_remote_redundancy_traces",
+        {
+            "saved": "2012-Sep-11 19:00:00",
+            "from": "(sup-2)",
+            "traces": ["2012-Sep-11 18:59:17 peer lost on control", "odd"],
+        },
+    )
+    assert traces.startswith("Redundancy traces of sup-2 saved at")
+    assert "2012-Sep-11 18:59:17  peer lost on control\n" in traces
+
+
+def test_hamgr_counters_table_renders() -> None:
+    text = render(
+        "show_redundancy_counters",
+        {
+            "TABLE_counters": {
+                "ROW_counters": [
+                    {"interface": "control", "hb_sent": 3, "drop_bad_magic": 1, "socket_errors": 0}
+                ]
+            }
+        },
+    )
+    assert text.splitlines() == [
+        "Interface control",
+        "  Heartbeats sent:      3",
+        "  Dropped, bad magic:   1",
+        "  Socket errors:        0",
+    ]

@@ -175,7 +175,7 @@ def test_string_results_and_messages() -> None:
         return "This command will reboot the system"
 
     async def clear(args: dict[str, str], session: CliSession) -> HandlerResult:
-        assert args == {"which": "remote_redundancy_traces"}
+        assert args == {"which": "remote traces"}
         return None
 
     server.register("reload", reload)

@@ -150,10 +150,23 @@ def render_redundancy_status(d: Mapping[str, Any]) -> str:
 # --- redundancy internals ------------------------------------------------------
 
 
+def _trace_rows(d: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Trace rows; also hamgr's saved form ``{"traces": ["<time> <event>", ...]}``."""
+    rows = [(str(r["time"]), str(r["event"])) for r in _rows(d, "TABLE_trace", "ROW_trace")]
+    for item in d.get("traces") or []:
+        if isinstance(item, Mapping):
+            rows.append((str(item.get("time", "")), str(item.get("event", ""))))
+        else:
+            # "2012-Sep-11 18:59:17 event text": the time is the first two words
+            parts = str(item).split(" ", 2)
+            rows.append((" ".join(parts[:2]), parts[2]) if len(parts) == 3 else ("", str(item)))
+    return rows
+
+
 def _trace_lines(d: Mapping[str, Any]) -> list[str]:
-    rows = _rows(d, "TABLE_trace", "ROW_trace")
-    width = max([len("Time"), *(len(str(r["time"])) for r in rows)])
-    return _table(("Time", "Event"), (width, 5), [(r["time"], r["event"]) for r in rows])
+    rows = _trace_rows(d)
+    width = max([len("Time"), *(len(t) for t, _ in rows)])
+    return _table(("Time", "Event"), (width, 5), rows)
 
 
 @renderer("show_redundancy_trace")
@@ -172,26 +185,40 @@ _COUNTER_LABELS = (
 )
 
 
+def _counter_label(key: str) -> str:
+    if key.startswith("drop_"):
+        return "Dropped, " + key[5:].replace("_", " ")
+    return key.replace("_", " ").capitalize()
+
+
 @renderer("show_redundancy_counters")
 def render_redundancy_counters(d: Mapping[str, Any]) -> str:
     out: list[str] = []
     known = {k for k, _ in _COUNTER_LABELS} | {"interface"}
-    for row in _rows(d, "TABLE_interface", "ROW_interface"):
+    rows = _rows(d, "TABLE_interface", "ROW_interface") or _rows(
+        d, "TABLE_counters", "ROW_counters"
+    )
+    labelled = []
+    for row in rows:
+        labels = [(k, lbl) for k, lbl in _COUNTER_LABELS if k in row]
+        labels += [(k, _counter_label(k)) for k in row if k not in known]
+        labelled.append((row, labels))
+    # one value column for all interfaces, so that they compare at a glance
+    width = max([len("Heartbeats received"), *(len(lbl) for _, ls in labelled for _, lbl in ls)])
+    for row, labels in labelled:
         if out:
             out.append("")
         out.append(f"Interface {row.get('interface', '?')}")
-        labels = [(k, lbl) for k, lbl in _COUNTER_LABELS if k in row]
-        labels += [(k, k) for k in row if k not in known]
-        width = max((len(lbl) for _, lbl in labels), default=0) + 1
-        out += [f"  {(lbl + ':').ljust(width)}  {_text(row[k])}" for k, lbl in labels]
+        out += [f"  {(lbl + ':').ljust(width + 1)}  {_text(row[k])}" for k, lbl in labels]
     return _lines(out)
 
 
 def _acct_line(r: Mapping[str, Any]) -> str:
     result = r.get("result") or "SUCCESS"
+    source = f":source={r['source']}" if r.get("source") else ""
     return (
-        f"{r['time']}:seq={r['seq']}:source={r['source']}:user={r['user']}"
-        f":cmd={r['command']} ({result})"
+        f"{r.get('time', '')}:seq={r.get('seq', '-')}{source}:user={r.get('user', '')}"
+        f":cmd={r.get('command', '')} ({result})"
     )
 
 
@@ -201,10 +228,17 @@ def render_accounting_log(d: Mapping[str, Any]) -> str:
 
 
 def _saved_header(d: Mapping[str, Any], what: str) -> list[str] | None:
-    if d.get("saved_at") is None:
+    saved = d.get("saved_at", d.get("saved"))
+    if saved is None:
         return None
-    whose = f" of {_sup_name(str(d['peer']))}" if d.get("peer") else ""
-    return [f"{what}{whose} saved at {d['saved_at']} (last split-brain resolution)", ""]
+    peer = d.get("peer") or d.get("from")
+    whose = f" of {_sup_name(str(peer))}" if peer else ""
+    return [f"{what}{whose} saved at {saved} (last split-brain resolution)", ""]
+
+
+def _acct_rows(d: Mapping[str, Any], table: str, raw: str) -> list[Mapping[str, Any]]:
+    """``TABLE_x.ROW_acct`` rows, or hamgr's saved list under ``raw``."""
+    return _rows(d, table, "ROW_acct") or list(d.get(raw) or [])
 
 
 @renderer("show_activeactive_accounting_logs", "show_activeactive_remote_accounting_logs")
@@ -212,8 +246,8 @@ def render_activeactive_logs(d: Mapping[str, Any]) -> str:
     head = _saved_header(d, "Accounting log")
     if head is None:
         return "No accounting logs saved during a split-brain resolution.\n"
-    out = head + [_acct_line(r) for r in _rows(d, "TABLE_acct", "ROW_acct")]
-    discarded = _rows(d, "TABLE_discarded", "ROW_acct")
+    out = head + [_acct_line(r) for r in _acct_rows(d, "TABLE_acct", "entries")]
+    discarded = _acct_rows(d, "TABLE_discarded", "discarded")
     if discarded:
         out += ["", "Discarded changes (made during the split, not kept):"]
         out += [_acct_line(r) for r in discarded]

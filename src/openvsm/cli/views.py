@@ -91,7 +91,9 @@ class RedundancyCounterTable(TypedDict):
 
 
 class RedundancyCounters(TypedDict):
-    """``show_redundancy_counters``."""
+    """``show_redundancy_counters``. ``{"TABLE_counters": {"ROW_counters": ...}}``
+    (hamgr's op ``counters``) renders as well; every ``drop_<reason>`` key of
+    ``openvsm.wire.codec.DropReason`` is shown."""
 
     TABLE_interface: RedundancyCounterTable
 
@@ -102,7 +104,7 @@ class AccountingRow(TypedDict):
     seq: int
     time: str
     user: str
-    source: str  # cli | rest | sync
+    source: NotRequired[str]  # cli | rest | sync
     command: str
     result: NotRequired[str]  # SUCCESS (default) | FAILURE | DISCARDED
 
@@ -121,7 +123,10 @@ class ActiveActiveLogs(TypedDict):
     """``show_activeactive_(remote_)accounting_logs``: the log saved during the
     last split-brain resolution. ``saved_at`` is None when nothing is stored.
     ``TABLE_discarded`` (our addition): the loser's changes made during the
-    split that were dropped."""
+    split that were dropped. The handler's args carry ``which``: ``accounting``
+    | ``remote accounting`` (hamgr op ``activeactive``'s names); hamgr's saved
+    form ``{"saved", "from"|"winner", "entries": [row], "discarded": [row]}``
+    renders as well."""
 
     saved_at: str | None
     peer: NotRequired[str]  # "(sup-1)" / "(sup-2)": whose log it is
@@ -130,7 +135,9 @@ class ActiveActiveLogs(TypedDict):
 
 
 class ActiveActiveTraces(TypedDict):
-    """``show_activeactive_(remote_)redundancy_traces``."""
+    """``show_activeactive_(remote_)redundancy_traces`` (``which``: ``traces`` |
+    ``remote traces``). hamgr's saved form ``{"saved", "traces": ["<time>
+    <event>", ...]}`` renders as well."""
 
     saved_at: str | None
     peer: NotRequired[str]
