@@ -35,6 +35,7 @@ class Cfgmgr:
         self.cli = CliServer("switch", self._config)
         self.cli.register("show_hostname", self._hostname)
         self.cli.register("show_svs_domain", self._refuse)
+        self.cli.register("reload", self._go_away)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -80,8 +81,14 @@ class Cfgmgr:
     def stop(self) -> None:
         stop = self._stop
         assert stop is not None
-        self._loop.call_soon_threadsafe(stop.set)
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(stop.set)
+            self._thread.join(10)
+
+    async def _go_away(self, args: dict[str, str], session: CliSession) -> HandlerResult:
+        assert self._stop is not None
+        self._stop.set()  # the service stops after answering this request
+        return "going away"
 
 
 @pytest.fixture
@@ -215,3 +222,18 @@ def test_exit_leaves_the_shell(cfgmgr: Cfgmgr) -> None:
         code = asyncio.run(run_shell(cfgmgr.rundir, input=pipe, output=DummyOutput()))
     assert code == 0
     assert cfgmgr.cli.session_count() == 0
+
+
+def test_shell_survives_cfgmgr_going_away(cfgmgr: Cfgmgr) -> None:
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from openvsm.cli.shell import run_shell
+
+    with create_pipe_input() as pipe:
+        pipe.send_text("reload\r")
+        pipe.send_text("show hostname\r")  # nobody answers: reported, shell stays
+        pipe.send_text("\x04")
+        code = asyncio.run(run_shell(cfgmgr.rundir, input=pipe, output=DummyOutput()))
+    assert code == 0
+    assert [r["line"] for r in cfgmgr.requests] == ["", "reload"]

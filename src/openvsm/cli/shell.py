@@ -2,7 +2,8 @@
 
 The prompt is the one the server returns (``switch#``, ``switch(config)#``
 ...); the server's session handles ``exit``/``end`` and mode changes, and
-tells the shell when the session ended. History lives in
+tells the shell when the session ended. A cfgmgr that goes away mid-session
+(service restart) is reported and the shell stays. History lives in
 ``RUNDIR/cli_history``. Ctrl-D leaves, Ctrl-C abandons the current line.
 Tab completes exec-mode keywords from the local grammar.
 """
@@ -21,6 +22,7 @@ from prompt_toolkit.output import Output
 
 from openvsm.cli.client import CliConnection
 from openvsm.cli.grammar import complete
+from openvsm.ipc import IpcError
 
 HISTORY_FILE = "cli_history"
 
@@ -65,7 +67,11 @@ async def run_shell(
                 return 0
             if not line.strip():
                 continue
-            result = await conn.run(line)
+            try:
+                result = await conn.run(line)
+            except IpcError as exc:
+                # cfgmgr restarting: say so and keep the shell; the next line reconnects
+                result = {"output": f"% {exc}\n", "prompt": prompt, "error": True}
             text = str(result["output"])
             if text:
                 session.app.output.write_raw(text if text.endswith("\n") else text + "\n")
