@@ -272,8 +272,13 @@ class ModuleTable:
     # ---- loading --------------------------------------------------------------
 
     def load(self, modules: Mapping[str, Any], veths: Mapping[str, Any]) -> None:
-        """Replace modules and vEths with the store's objects (key -> body)."""
-        self.modules.clear()
+        """Replace modules and vEths with the store's objects (key -> body).
+
+        Modules already in the table keep their counters (a reload in the same
+        process, e.g. a new epoch, is not a new attach).
+        """
+        for key in [k for k in self.modules if k not in modules]:
+            del self.modules[key]
         self.veths.clear()
         for key, body in modules.items():
             if isinstance(body, Mapping):

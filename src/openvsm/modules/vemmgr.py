@@ -1,0 +1,363 @@
+"""vemmgr: the VSM service that serves VEMs (asyncio adapter of ``ModuleTable``).
+
+``run_vemmgr(cfg)`` is the service body (started by sysmgr as
+``openvsm service vemmgr``). It owns:
+
+- the UDP socket on ``cfg.vem_listen`` (codec with the domain secret; drops
+  counted by reason). Only the ACTIVE serves VEMs; the standby drops their
+  frames (counted ``not_active``);
+- a subscription to hamgr ``status`` (retried with back-off: hamgr may not
+  exist yet or may restart). On becoming active it loads modules, vEths and
+  the configuration from cfgmgr, then broadcasts ``SwitchRequest`` to every
+  known VEM; on leaving active it stops serving;
+- a subscription to cfgmgr ``changes``: configuration changes are pushed to
+  the VEMs that need them (``ConfigDelta``); on the standby the replicated
+  ``module``/``veth`` objects keep the table current;
+- commits of ``module``/``veth`` objects through cfgmgr op ``commit`` (user
+  and source ``vemmgr``), in order, retried while cfgmgr is unreachable;
+- the attached module count, reported to hamgr (``set_module_count``);
+- ``RUNDIR/vemmgr.sock`` ops ``modules``, ``counters``, ``neighbors``,
+  ``interfaces``, ``traces`` (data with NX-OS keys; see ``ModuleTable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from openvsm.config import NodeConfig
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.modules.table import (
+    Addr,
+    Commit,
+    Effect,
+    ModuleCount,
+    ModuleTable,
+    Send,
+    StoreOp,
+    Trace,
+    parse_ops,
+)
+from openvsm.wire.codec import MAX_FRAME, Codec, Drop
+from openvsm.wire.messages import SenderRole
+from openvsm.wire.udp import UdpEndpoint
+
+log = logging.getLogger("vemmgr")
+
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+TRACE_LINES = 500
+
+
+def merge_commits(pending: list[Commit]) -> tuple[list[dict[str, Any]], str]:
+    """Collapse queued commits into one op list (last body per object wins, order kept)."""
+    merged: dict[tuple[str, str], StoreOp] = {}
+    for commit in pending:
+        for op in commit.ops:
+            merged.pop((op.kind, op.key), None)
+            merged[(op.kind, op.key)] = op
+    commands = sorted({c.command for c in pending})
+    command = "; ".join(commands[:5]) + (" ..." if len(commands) > 5 else "")
+    return [op.as_dict() for op in merged.values()], command
+
+
+class Vemmgr:
+    def __init__(self, cfg: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        vem_raw = cfg.raw.get("vem", {}) if isinstance(cfg.raw.get("vem"), dict) else {}
+        hb_ms = vem_raw.get("heartbeat_interval_ms")
+        loss_ms = vem_raw.get("loss_ms")
+        self.table = ModuleTable(
+            module_limit=cfg.module_limit,
+            listen=str(cfg.vem_listen),
+            heartbeat_interval=hb_ms / 1000
+            if isinstance(hb_ms, int)
+            else cfg.timers.heartbeat_interval,
+            loss_time=loss_ms / 1000 if isinstance(loss_ms, int) else cfg.timers.max_loss_interval,
+        )
+        self.codec = Codec(cfg.domain_id, cfg.secret)
+        self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
+        self.endpoint = UdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
+        self.run_dir: Path = cfg.run_dir
+        self.ipc = IpcServer(self.run_dir / "vemmgr.sock", self.handle)
+        self.cfgmgr = IpcClient(self.run_dir / "cfgmgr.sock")
+        self.hamgr = IpcClient(self.run_dir / "hamgr.sock")
+        self.drops: dict[str, int] = {}
+        self.traces: deque[str] = deque(maxlen=TRACE_LINES)
+        self.ha_state = "initializing"
+        self.commit_errors = 0
+        self._seq = time.time_ns() // 1000  # never below a previous run's numbers
+        self._pending: list[Commit] = []
+        self._commit_wake = asyncio.Event()
+        self._count: int | None = None
+        self._count_wake = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._activation: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        await self.endpoint.open()
+        await self.ipc.start()
+        for coro in (
+            self._watch_ha(),
+            self._watch_changes(),
+            self._timer_loop(),
+            self._committer(),
+            self._count_reporter(),
+        ):
+            self._tasks.append(asyncio.create_task(coro))
+        self.trace(f"serving VEMs on {self.cfg.vem_listen} when active")
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        if self._activation is not None:
+            tasks.append(self._activation)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.ipc.stop()
+        self.endpoint.close()
+        self.cfgmgr.close()
+        self.hamgr.close()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # ---- effects --------------------------------------------------------------
+
+    def trace(self, text: str) -> None:
+        self.traces.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
+        log.info("%s", text)
+
+    def process(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect.addr, effect)
+            elif isinstance(effect, Commit):
+                if self.table.active:
+                    self._pending.append(effect)
+                    self._commit_wake.set()
+            elif isinstance(effect, ModuleCount):
+                self._count = effect.count
+                self._count_wake.set()
+            elif isinstance(effect, Trace):
+                self.trace(effect.text)
+        self._timer_wake.set()
+
+    def _send(self, addr: Addr, effect: Send) -> None:
+        self._seq += 1
+        data = self.codec.encode(
+            effect.msg,
+            role=self.role,
+            mac=self.cfg.system_mac,
+            epoch=self.table.epoch,
+            seq=self._seq,
+        )
+        if len(data) > MAX_FRAME:
+            self.trace(f"{type(effect.msg).__name__} to {addr[0]}:{addr[1]} too large, not sent")
+            return
+        self.endpoint.send(data, addr)
+
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        result = self.codec.decode(data)
+        if isinstance(result, Drop):
+            key = result.reason.value
+            self.drops[key] = self.drops.get(key, 0) + 1
+            return
+        self.process(self.table.on_frame(result, addr, self.clock()))
+
+    # ---- HA role --------------------------------------------------------------
+
+    async def _watch_ha(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                async for status in subscribe(self.run_dir / "hamgr.sock", "status"):
+                    backoff = BACKOFF_MIN
+                    if isinstance(status, dict):
+                        self.on_ha_status(status)
+            except (IpcError, OSError, ConnectionError) as exc:
+                log.debug("hamgr status subscription: %s", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def on_ha_status(self, status: dict[str, Any]) -> None:
+        state = str(status.get("state", ""))
+        epoch = status.get("epoch", 0)
+        epoch = epoch if isinstance(epoch, int) else 0
+        self.ha_state = state
+        if state == "active":
+            if self.table.active and epoch == self.table.epoch:
+                return
+            if self._activation is not None and not self._activation.done():
+                self._activation.cancel()
+            self._activation = asyncio.create_task(self._become_active(epoch))
+        elif self.table.active or (self._activation is not None and not self._activation.done()):
+            if self._activation is not None:
+                self._activation.cancel()
+            self._pending.clear()
+            self.process(self.table.became_standby())
+
+    async def _become_active(self, epoch: int) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                await self._load_from_store()
+                break
+            except IpcError as exc:
+                self.trace(f"becoming active: cannot load modules from cfgmgr yet ({exc})")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        self.process(self.table.became_active(epoch, self.clock()))
+        self._commit_wake.set()
+
+    async def _list(self, kind: str) -> dict[str, Any]:
+        result = await self.cfgmgr.call("list", kind=kind)
+        return dict(result) if isinstance(result, dict) else {}
+
+    async def _load_from_store(self) -> None:
+        modules = await self._list("module")
+        veths = await self._list("veth")
+        profiles = await self._list("port_profile")
+        vlans = await self._list("vlan")
+        bds = await self._list("os_bridge_domain")
+        self.table.load(modules, veths)
+        self.table.load_config(profiles, vlans, bds)
+
+    # ---- configuration changes ------------------------------------------------
+
+    async def _watch_changes(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                async for event in subscribe(self.run_dir / "cfgmgr.sock", "changes"):
+                    backoff = BACKOFF_MIN
+                    if isinstance(event, dict) and "ops" in event:
+                        self.on_changes(event)
+            except (IpcError, OSError, ConnectionError) as exc:
+                log.debug("cfgmgr changes subscription: %s", exc)
+            if self.table.active:
+                # Changes may have been missed while disconnected: reload the config.
+                with contextlib.suppress(IpcError):
+                    self.table.load_config(
+                        await self._list("port_profile"),
+                        await self._list("vlan"),
+                        await self._list("os_bridge_domain"),
+                    )
+                    self.process(self.table.apply_changes([], self.clock()))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def on_changes(self, event: dict[str, Any]) -> None:
+        self.process(self.table.apply_changes(parse_ops(event.get("ops")), self.clock()))
+
+    # ---- background work ------------------------------------------------------
+
+    async def _timer_loop(self) -> None:
+        while True:
+            delay = self.table.next_deadline() - self.clock()
+            if delay > 0:
+                self._timer_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._timer_wake.wait(), min(delay, 1.0))
+                continue
+            self.process(self.table.tick(self.clock()))
+
+    async def _committer(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake.clear()
+            while self._pending and self.table.active:
+                batch = list(self._pending)
+                ops, command = merge_commits(batch)
+                try:
+                    await self.cfgmgr.call(
+                        "commit", ops=ops, user="vemmgr", source="vemmgr", command=command
+                    )
+                except IpcError as exc:
+                    self.commit_errors += 1
+                    log.warning("commit of %d op(s) failed: %s", len(ops), exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_MIN
+                if self._pending[: len(batch)] == batch:
+                    del self._pending[: len(batch)]
+
+    async def _count_reporter(self) -> None:
+        reported: int | None = None
+        backoff = BACKOFF_MIN
+        while True:
+            await self._count_wake.wait()
+            self._count_wake.clear()
+            while self._count is not None and self._count != reported:
+                count = self._count
+                try:
+                    await self.hamgr.call("set_module_count", count=count)
+                except IpcError:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_MIN
+                reported = count
+
+    # ---- show -----------------------------------------------------------------
+
+    async def _store_view(self) -> ModuleTable:
+        """The standby's view: the replicated objects in cfgmgr's store."""
+        if self.table.active:
+            return self.table
+        try:
+            modules = await self._list("module")
+            veths = await self._list("veth")
+        except IpcUnavailable:
+            return self.table
+        view = ModuleTable(module_limit=self.cfg.module_limit)
+        view.load(modules, veths)
+        return view
+
+    async def handle(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "subscribed":
+            return None
+        if op == "modules":
+            data = (await self._store_view()).modules_data()
+            data["active"] = self.table.active
+            return data
+        if op == "counters":
+            data = self.table.counters_data()
+            data["drops"] = dict(self.drops)
+            data["commit_errors"] = self.commit_errors
+            data["pending_commits"] = len(self._pending)
+            return data
+        if op == "neighbors":
+            return self.table.neighbors_data(self.clock())
+        if op == "interfaces":
+            return (await self._store_view()).interfaces_data()
+        if op == "traces":
+            return {"traces": list(self.traces)}
+        raise IpcError(f"unknown op {op}")
+
+
+async def run_vemmgr(cfg: NodeConfig) -> None:
+    await Vemmgr(cfg).run()
+
+
+__all__ = ["Vemmgr", "merge_commits", "run_vemmgr"]

@@ -1,0 +1,315 @@
+"""``openvsm vem --config FILE``: the VEM agent process (asyncio adapter).
+
+A thin adapter around the sans-IO ``VemCore``: it owns the UDP socket (the
+codec with the domain secret; undecodable frames are dropped and counted by
+reason), the clock (monotonic), the datapath backend (``memory``, or
+``ovs`` from ``openvsm.vem.ovs`` imported only when configured) and the
+local control socket ``RUN_DIR/vem.sock`` (ops ``attach_port``,
+``detach_port``, ``status``, ``ports``). vEth ports are kept in
+``DATA_DIR/ports.json`` so an agent restart re-attaches with them.
+
+``VemRunner`` (core + codec + backend + timer) is shared with ``vem-sim``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import platform
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from openvsm import __version__
+from openvsm.config import ConfigError, VemConfig, derived_mac, load_vem_config
+from openvsm.ipc import IpcError, IpcServer
+from openvsm.vem.core import (
+    Addr,
+    ApplyDatapath,
+    Effect,
+    LocalProtocolError,
+    Send,
+    Trace,
+    VemCore,
+)
+from openvsm.vem.memory import MemoryBackend
+from openvsm.vem.model import Backend
+from openvsm.wire.codec import MAX_FRAME, Codec, Drop
+from openvsm.wire.messages import SenderRole, VethPort
+from openvsm.wire.udp import UdpEndpoint
+
+log = logging.getLogger(__name__)
+
+TRACE_LINES = 200
+
+
+def make_backend(cfg: VemConfig) -> Backend:
+    """The datapath backend the configuration names (``ovs`` imported lazily)."""
+    if cfg.backend == "memory":
+        return MemoryBackend()
+    module = importlib.import_module("openvsm.vem.ovs")
+    backend: Backend = module.OvsBackend(cfg)
+    return backend
+
+
+class VemRunner:
+    """One VEM protocol instance: core, codec, backend and timer; no sockets of its own."""
+
+    def __init__(
+        self,
+        core: VemCore,
+        codec: Codec,
+        backend: Backend,
+        send: Callable[[bytes, Addr], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "vem",
+    ) -> None:
+        self.core = core
+        self.codec = codec
+        self.backend = backend
+        self.mac = derived_mac(f"vem/{core.host_uuid}")
+        self.send_raw = send
+        self.clock = clock
+        self.name = name
+        # Sequence numbers start from the wall clock so a restarted agent is
+        # never taken for a replay by the VSM.
+        self._seq = time.time_ns() // 1000
+        self.drops: dict[str, int] = {}
+        self.datapath_errors: list[str] = []
+        self.traces: deque[str] = deque(maxlen=TRACE_LINES)
+        self.wake = asyncio.Event()
+
+    def on_datagram(self, data: bytes, addr: Addr) -> None:
+        result = self.codec.decode(data)
+        if isinstance(result, Drop):
+            key = result.reason.value
+            self.drops[key] = self.drops.get(key, 0) + 1
+            return
+        self.process(self.core.on_frame(result, addr, self.clock()))
+
+    def process(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                data = self.codec.encode(
+                    effect.msg,
+                    role=SenderRole.VEM,
+                    mac=self.mac,
+                    epoch=self.core.highest_epoch,
+                    seq=self._next_seq(),
+                )
+                if len(data) > MAX_FRAME:
+                    self.trace(f"frame {type(effect.msg).__name__} too large, not sent")
+                    continue
+                self.send_raw(data, effect.addr)
+            elif isinstance(effect, ApplyDatapath):
+                errors = self.backend.apply(effect.desired)
+                self.datapath_errors = errors
+                for err in errors:
+                    self.trace(f"datapath: {err}")
+            elif isinstance(effect, Trace):
+                self.trace(effect.text)
+        self.wake.set()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def trace(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.traces.append(f"{stamp} {text}")
+        log.info("%s: %s", self.name, text)
+
+    def start(self) -> None:
+        self.process(self.core.start(self.clock()))
+
+    def due(self) -> float:
+        return self.core.next_deadline()
+
+    def tick(self) -> None:
+        self.process(self.core.tick(self.clock()))
+
+    async def timer_loop(self) -> None:
+        while True:
+            delay = self.due() - self.clock()
+            if delay > 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), min(delay, 1.0))
+                continue
+            self.tick()
+
+    def ports_data(self) -> list[dict[str, Any]]:
+        applied = {p.name: p for p in (self.core.applied.ports if self.core.applied else ())}
+        rows = []
+        for port in self.core.ports:
+            st = applied.get(port.name)
+            rows.append(
+                {
+                    "name": port.name,
+                    "vm": port.vm,
+                    "mac": port.mac,
+                    "port_profile": port.port_profile,
+                    "mode": st.mode if st else "",
+                    "access_vlan": st.access_vlan if st else 0,
+                    "trunk_vlans": list(st.trunk_vlans) if st else [],
+                    "vni": st.vni if st else 0,
+                    "enabled": st.enabled if st else False,
+                    "forwarding": bool(
+                        st and st.enabled and (st.access_vlan or st.trunk_vlans or st.vni)
+                    ),
+                }
+            )
+        return rows
+
+    def status_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.core.status())
+        data["drops"] = dict(self.drops)
+        data["backend"] = self.backend.name
+        data["datapath_errors"] = list(self.datapath_errors)
+        return data
+
+
+class VemAgent:
+    """The agent process body: one runner, a UDP socket, the control socket."""
+
+    def __init__(self, cfg: VemConfig, backend: Backend | None = None) -> None:
+        self.cfg = cfg
+        self.backend = backend or make_backend(cfg)
+        self.endpoint = UdpEndpoint(cfg.local.addr, self._on_datagram)
+        core = VemCore.from_config(
+            cfg, version=__version__, host_os=f"{platform.system()} {platform.release()}"
+        )
+        self.runner = VemRunner(
+            core, Codec(cfg.domain_id, cfg.secret), self.backend, self.endpoint.send
+        )
+        self.ipc = IpcServer(cfg.run_dir / "vem.sock", self._handle)
+        self._ports_file = cfg.data_dir / "ports.json"
+        self._timer: asyncio.Task[None] | None = None
+
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        self.runner.on_datagram(data, addr)
+
+    def _load_ports(self) -> list[VethPort]:
+        try:
+            raw = self._ports_file.read_bytes()
+        except FileNotFoundError:
+            return []
+        try:
+            return msgspec.json.decode(raw, type=list[VethPort])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.runner.trace(f"{self._ports_file} unreadable, starting without ports: {exc}")
+            return []
+
+    def _save_ports(self) -> None:
+        self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._ports_file.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(self.runner.core.ports))
+        tmp.replace(self._ports_file)
+
+    async def start(self) -> None:
+        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.backend.start()
+        self.runner.core.restore_ports(self._load_ports())
+        await self.endpoint.open()
+        await self.ipc.start()
+        self.runner.trace(
+            f"VEM agent {self.cfg.host_name} ({self.cfg.host_uuid}) on "
+            f"{self.endpoint.local[0]}:{self.endpoint.local[1]}, backend {self.backend.name}"
+        )
+        self.runner.start()
+        self._timer = asyncio.create_task(self.runner.timer_loop())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        await self.ipc.stop()
+        self.endpoint.close()
+        self.backend.stop()
+
+    async def _handle(self, op: str, args: dict[str, Any]) -> Any:
+        runner = self.runner
+        if op == "subscribed":
+            return None
+        if op == "attach_port":
+            name = args.get("name")
+            try:
+                port_name, effects = runner.core.attach_port(
+                    str(args.get("vm", "")),
+                    str(args.get("port_profile", "")),
+                    str(args.get("mac", "")),
+                    str(name) if name else None,
+                )
+            except LocalProtocolError as exc:
+                raise IpcError(str(exc)) from None
+            runner.process(effects)
+            self._save_ports()
+            return {"name": port_name}
+        if op == "detach_port":
+            try:
+                effects = runner.core.detach_port(str(args.get("name", "")))
+            except LocalProtocolError as exc:
+                raise IpcError(str(exc)) from None
+            runner.process(effects)
+            self._save_ports()
+            return {"ok": True}
+        if op == "status":
+            data = runner.status_data()
+            data["local"] = f"{self.endpoint.local[0]}:{self.endpoint.local[1]}"
+            data["traces"] = list(runner.traces)[-50:]
+            return data
+        if op == "ports":
+            return {"ports": runner.ports_data()}
+        raise IpcError(f"unknown op {op}")
+
+
+async def run_agent(cfg: VemConfig, stop: asyncio.Event | None = None) -> None:
+    agent = VemAgent(cfg)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm vem", description="run a VEM agent")
+    parser.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_vem_config(args.config)
+    except ConfigError as exc:
+        print(f"openvsm vem: {exc}", file=sys.stderr)
+        return 2
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=str(cfg.run_dir / "vem.log"),
+        level=logging.INFO,
+        format="%(asctime)s vem[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run_agent(cfg))
+    except OSError as exc:
+        print(f"openvsm vem: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,69 @@
+"""``openvsm vem-ctl --run-dir D COMMAND``: attach/detach vEth ports on a VEM host.
+
+Talks to the agent's control socket ``D/vem.sock``::
+
+    attach-port --vm X --port-profile P --mac M [--name N]   prints the port name
+    detach-port NAME
+    status                                                    JSON
+    ports                                                     JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from openvsm.ipc import IpcClient, IpcError
+
+
+async def _call(sock: Path, op: str, **args: Any) -> Any:
+    client = IpcClient(sock, timeout=10.0)
+    try:
+        return await client.call(op, **args)
+    finally:
+        client.close()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm vem-ctl", description="control a VEM agent")
+    parser.add_argument("--run-dir", required=True, type=Path, help="the agent's run directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    attach = sub.add_parser("attach-port", help="attach a vEth port")
+    attach.add_argument("--vm", required=True)
+    attach.add_argument("--port-profile", required=True)
+    attach.add_argument("--mac", required=True)
+    attach.add_argument("--name", default=None)
+    detach = sub.add_parser("detach-port", help="detach a vEth port")
+    detach.add_argument("name")
+    sub.add_parser("status", help="attachment state and counters (JSON)")
+    sub.add_parser("ports", help="vEth ports and their datapath state (JSON)")
+    args = parser.parse_args(argv)
+    sock = args.run_dir / "vem.sock"
+    try:
+        if args.command == "attach-port":
+            kwargs: dict[str, Any] = {
+                "vm": args.vm,
+                "port_profile": args.port_profile,
+                "mac": args.mac,
+            }
+            if args.name:
+                kwargs["name"] = args.name
+            result = asyncio.run(_call(sock, "attach_port", **kwargs))
+            print(result["name"])
+        elif args.command == "detach-port":
+            asyncio.run(_call(sock, "detach_port", name=args.name))
+        else:
+            result = asyncio.run(_call(sock, args.command))
+            print(json.dumps(result, indent=2, sort_keys=True))
+    except IpcError as exc:
+        print(f"openvsm vem-ctl: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,161 @@
+"""``openvsm vem-sim``: N VEM protocol instances in one process, to load a VSM.
+
+Each instance is the real ``VemCore`` with a memory backend and its own UDP
+socket on 127.0.0.1 (``--base-port P`` gives P, P+1, ...; default: any free
+port), so the VSM sees N distinct VEMs. One timer task serves all instances.
+Host UUIDs are derived from ``--name`` and the index, so a restarted
+simulator comes back as the same modules. Prints a status line whenever the
+counts change (at most once a second) and runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+
+from openvsm.config import ConfigError, parse_endpoint
+from openvsm.vem.agent import VemRunner
+from openvsm.vem.core import LocalProtocolError, VemCore
+from openvsm.vem.memory import MemoryBackend
+from openvsm.wire.codec import Codec
+from openvsm.wire.udp import UdpEndpoint
+
+
+def _unbound(data: bytes, addr: tuple[str, int]) -> None:
+    """Placeholder receiver until the instance's runner exists."""
+
+
+class Simulator:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.codec = Codec(args.domain, args.secret.encode())
+        self.vsms = tuple(parse_endpoint(v, "--vsm").addr for v in args.vsm)
+        self.runners: list[VemRunner] = []
+        self.endpoints: list[UdpEndpoint] = []
+        self.wake = asyncio.Event()
+
+    async def start(self) -> None:
+        a = self.args
+        for i in range(a.count):
+            host = f"{a.name}-{i + 1}"
+            core = VemCore(
+                host_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"openvsm-sim/{a.domain}/{host}")),
+                host_name=host,
+                host_ip=a.host_ip,
+                vsms=self.vsms,
+                heartbeat_interval=a.heartbeat_ms / 1000,
+                headless_after=a.headless_ms / 1000,
+                version="vem-sim",
+            )
+            port = a.base_port + i if a.base_port else 0
+            endpoint = UdpEndpoint(("127.0.0.1", port), _unbound)
+            await endpoint.open()
+            runner = VemRunner(core, self.codec, MemoryBackend(), endpoint.send, name=host)
+            runner.wake = self.wake
+            endpoint.on_datagram = runner.on_datagram
+            for p in range(a.ports):
+                mac = f"02:5e:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}:00:{p & 0xFF:02x}"
+                with contextlib.suppress(LocalProtocolError):
+                    core.attach_port(f"vm-{host}-{p + 1}", a.port_profile, mac)
+            self.runners.append(runner)
+            self.endpoints.append(endpoint)
+        for runner in self.runners:
+            runner.backend.start()
+            runner.start()
+
+    def stop(self) -> None:
+        for ep in self.endpoints:
+            ep.close()
+
+    async def timer_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = min((r.due() for r in self.runners), default=now + 1.0)
+            if due > now:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), min(due - now, 1.0))
+                continue
+            for runner in self.runners:
+                if runner.due() <= now:
+                    runner.tick()
+
+    def status_line(self) -> str:
+        states = Counter(r.core.state.value for r in self.runners)
+        modules = sum(1 for r in self.runners if r.core.module)
+        return (
+            f"vem-sim: {len(self.runners)} VEMs: "
+            + ", ".join(f"{k} {states[k]}" for k in sorted(states))
+            + f"; modules assigned {modules}"
+        )
+
+    async def status_loop(self) -> None:
+        last = ""
+        while True:
+            line = self.status_line()
+            if line != last:
+                print(line, flush=True)
+                last = line
+            await asyncio.sleep(1.0)
+
+
+async def _amain(args: argparse.Namespace) -> int:
+    sim = Simulator(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sim.start()
+    except OSError as exc:
+        sim.stop()
+        print(f"openvsm vem-sim: {exc}", file=sys.stderr)
+        return 1
+    tasks = [asyncio.create_task(sim.timer_loop()), asyncio.create_task(sim.status_loop())]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        sim.stop()
+    print(sim.status_line(), flush=True)
+    return 0
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openvsm vem-sim", description="simulate N VEMs")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--vsm", action="append", required=True, help="ip:port (repeatable)")
+    parser.add_argument("--domain", type=int, required=True)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--ports", type=int, default=2, help="vEth ports per VEM")
+    parser.add_argument("--port-profile", default="vm-net")
+    parser.add_argument("--base-port", type=int, default=0)
+    parser.add_argument("--name", default="sim", help="host name prefix (and UUID seed)")
+    parser.add_argument("--host-ip", default="127.0.0.1")
+    parser.add_argument("--heartbeat-ms", type=int, default=1000)
+    parser.add_argument("--headless-ms", type=int, default=15000)
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.ports < 0 or not 1 <= args.domain <= 4095:
+        print("openvsm vem-sim: --count >= 1, --ports >= 0, --domain 1-4095", file=sys.stderr)
+        return 2
+    try:
+        for v in args.vsm:
+            parse_endpoint(v, "--vsm")
+    except ConfigError as exc:
+        print(f"openvsm vem-sim: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,257 @@
+"""vemmgr's IPC and UDP behaviour against tiny stand-ins for hamgr and cfgmgr.
+
+hamgr and cfgmgr are separate services; here each is a few lines of
+IpcServer speaking the documented ops (docs/CONTRACTS.md). The VEM is the
+real core and runner over UDP on 127.0.0.1. Waits are on conditions with
+deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from openvsm.config import node_config_from_dict
+from openvsm.ipc import IpcClient, IpcError, IpcServer
+from openvsm.modules.table import Commit, StoreOp
+from openvsm.modules.vemmgr import Vemmgr, merge_commits
+from openvsm.vem.agent import VemRunner
+from openvsm.vem.core import VemCore, VemState
+from openvsm.vem.memory import MemoryBackend
+from openvsm.wire.codec import Codec
+from openvsm.wire.udp import UdpEndpoint
+
+DOMAIN = 77
+SECRET = "unit-secret"
+
+
+class FakeHamgr:
+    def __init__(self, path: Path) -> None:
+        self.status: dict[str, Any] = {"state": "standby", "role": "primary", "epoch": 2}
+        self.counts: list[int] = []
+        self.server = IpcServer(path, self.handle)
+
+    async def handle(self, op: str, args: dict[str, Any]) -> Any:
+        if op in ("status", "subscribed"):
+            return self.status
+        if op == "set_module_count":
+            self.counts.append(int(args["count"]))
+            return {"ok": True}
+        raise IpcError(f"unknown op {op}")
+
+    def set(self, **changes: Any) -> None:
+        self.status = {**self.status, **changes}
+        self.server.publish("status", self.status)
+
+
+class FakeCfgmgr:
+    def __init__(self, path: Path) -> None:
+        self.store: dict[str, dict[str, Any]] = {
+            "port_profile": {"vm-net": {"name": "vm-net", "type": "vethernet", "access_vlan": 10}},
+            "vlan": {"10": {"id": 10}, "20": {"id": 20}},
+        }
+        self.commits: list[dict[str, Any]] = []
+        self.seq = 0
+        self.server = IpcServer(path, self.handle)
+
+    async def handle(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "subscribed":
+            return None
+        if op == "list":
+            return dict(self.store.get(args["kind"], {}))
+        if op == "commit":
+            self.commit(args["ops"])
+            self.commits.append(args)
+            return {"seq": self.seq}
+        raise IpcError(f"unknown op {op}")
+
+    def commit(self, ops: list[dict[str, Any]]) -> None:
+        for op in ops:
+            objs = self.store.setdefault(op["kind"], {})
+            if op["body"] is None:
+                objs.pop(op["key"], None)
+            else:
+                objs[op["key"]] = op["body"]
+        self.seq += 1
+        self.server.publish("changes", {"seq": self.seq, "ops": ops})
+
+
+async def wait_until(cond: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def deployment() -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, VemRunner, Path]]:
+    root = Path(tempfile.mkdtemp(prefix="ovvm"))
+    run = root / "run"
+    cfg = node_config_from_dict(
+        {
+            "node": {
+                "domain_id": DOMAIN,
+                "role": "primary",
+                "secret": SECRET,
+                "data_dir": str(root / "data"),
+                "run_dir": str(run),
+            },
+            "interfaces": {
+                "control": {"local": "127.0.0.1:0"},
+                "mgmt": {"local": "127.0.0.1:0"},
+            },
+            "timers": {"heartbeat_interval_ms": 100, "max_loss_interval_ms": 1000},
+            "vem": {"listen": "127.0.0.1:0", "module_limit": 8},
+        }
+    )
+    hamgr = FakeHamgr(run / "hamgr.sock")
+    cfgmgr = FakeCfgmgr(run / "cfgmgr.sock")
+    await hamgr.server.start()
+    await cfgmgr.server.start()
+    mgr = Vemmgr(cfg)
+    vem_ep: UdpEndpoint | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await mgr.start()
+        vsm_addr = mgr.endpoint.local
+        core = VemCore(
+            host_uuid="uuid-host-1",
+            host_name="host-1",
+            host_ip="127.0.0.1",
+            vsms=(vsm_addr,),
+            heartbeat_interval=0.1,
+            headless_after=1.0,
+        )
+        vem_ep = UdpEndpoint(("127.0.0.1", 0), lambda d, a: None)
+        await vem_ep.open()
+        runner = VemRunner(core, Codec(DOMAIN, SECRET.encode()), MemoryBackend(), vem_ep.send)
+        vem_ep.on_datagram = runner.on_datagram
+        core.attach_port("vm-a", "vm-net", "02:00:00:00:00:aa")
+        runner.start()
+        tasks.append(asyncio.create_task(runner.timer_loop()))
+        yield mgr, hamgr, cfgmgr, runner, run
+    finally:
+        for task in tasks:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if vem_ep is not None:
+            vem_ep.close()
+        await mgr.stop()
+        await hamgr.server.stop()
+        await cfgmgr.server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def call(run: Path, op: str) -> Any:
+    client = IpcClient(run / "vemmgr.sock", timeout=5.0)
+    try:
+        return await client.call(op)
+    finally:
+        client.close()
+
+
+def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
+    async def scenario() -> None:
+        async with deployment() as (mgr, hamgr, cfgmgr, runner, run):
+            core = runner.core
+            # Standby: the VEM's attach requests are dropped, not answered.
+            await wait_until(lambda: mgr.table.counters["not_active"] >= 2, "dropped attaches")
+            assert core.state is VemState.BOOTING
+            hamgr.set(state="active", epoch=3)
+            await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
+            assert core.module == 3 and core.highest_epoch == 3
+            await wait_until(lambda: "module" in cfgmgr.store, "module committed")
+            body = cfgmgr.store["module"]["uuid-host-1"]
+            assert body["module"] == 3 and body["status"] == "ok"
+            assert cfgmgr.store["veth"]["Vethernet1"]["vm"] == "vm-a"
+            assert cfgmgr.commits[0]["user"] == "vemmgr"
+            await wait_until(lambda: hamgr.counts and hamgr.counts[-1] == 1, "module count")
+            applied = core.applied
+            assert applied is not None and applied.ports[0].access_vlan == 10
+
+            mods = await call(run, "modules")
+            assert mods["TABLE_modinfo"]["ROW_modinfo"] == [
+                {
+                    "modinf": 3,
+                    "ports": 1,
+                    "modtype": "Virtual Ethernet Module",
+                    "model": "NA",
+                    "status": "ok",
+                }
+            ]
+            (vif,) = (await call(run, "interfaces"))["TABLE_vif"]["ROW_vif"]
+            assert (vif["interface"], vif["owner"], vif["status"]) == ("Vethernet1", "vm-a", "up")
+            await wait_until(lambda: mgr.table.modules["uuid-host-1"].hb_received > 0, "hb")
+            counters = await call(run, "counters")
+            row = counters["TABLE_vem_counters"]["ROW_vem_counters"][0]
+            assert row["hb_sent"] > 0 and row["config_pushes"] >= 1
+            neighbors = await call(run, "neighbors")
+            assert neighbors["TABLE_neighbor"]["ROW_neighbor"][0]["node_id"] == 3
+
+            # A configuration change reaches the VEM's datapath.
+            cfgmgr.commit(
+                [
+                    {
+                        "kind": "port_profile",
+                        "key": "vm-net",
+                        "body": {"name": "vm-net", "access_vlan": 20},
+                    }
+                ]
+            )
+
+            def moved() -> bool:
+                state = core.applied
+                return state is not None and state.ports[0].access_vlan == 20
+
+            await wait_until(moved, "config pushed")
+
+            # Standby again: show module comes from the replicated store objects.
+            hamgr.set(state="standby")
+            await wait_until(lambda: not mgr.table.active, "vemmgr standby")
+            mods = await call(run, "modules")
+            assert mods["active"] is False
+            assert mods["TABLE_modsrvinfo"]["ROW_modsrvinfo"][0]["srvuuid"] == "uuid-host-1"
+
+    asyncio.run(scenario())
+
+
+def test_new_epoch_broadcasts_switch_request_and_vem_follows() -> None:
+    async def scenario() -> None:
+        async with deployment() as (mgr, hamgr, _cfgmgr, runner, _run):
+            core = runner.core
+            hamgr.set(state="active", epoch=3)
+            await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
+            attaches = mgr.table.modules["uuid-host-1"].attaches
+            # A new active epoch (e.g. failover back to this node): switch request to all.
+            hamgr.set(state="active", epoch=4)
+            await wait_until(lambda: core.highest_epoch == 4, "VEM took the new epoch")
+            assert mgr.table.counters["switch_requests_sent"] == 1
+            assert core.state is VemState.ATTACHED
+            assert mgr.table.modules["uuid-host-1"].attaches == attaches
+
+    asyncio.run(scenario())
+
+
+def test_merge_commits_keeps_last_body_per_object() -> None:
+    ops, command = merge_commits(
+        [
+            Commit((StoreOp("module", "u1", {"status": "ok"}),), "module 3 attach"),
+            Commit((StoreOp("veth", "Vethernet1", {"vm": "a"}),), "module 3 ports"),
+            Commit((StoreOp("module", "u1", {"status": "offline"}),), "module offline"),
+        ]
+    )
+    assert ops == [
+        {"kind": "veth", "key": "Vethernet1", "body": {"vm": "a"}},
+        {"kind": "module", "key": "u1", "body": {"status": "offline"}},
+    ]
+    assert "module 3 attach" in command
