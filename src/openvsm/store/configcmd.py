@@ -1,0 +1,1003 @@
+"""NX-OS configuration commands, sans-IO (DESIGN §4, specs/cli-output.md).
+
+Owns the configuration-mode language of the CLI: it turns one line into the
+store ops to commit, a mode change, text output, or an error that changed
+nothing. It never writes: ``ConfigSession.execute`` reads a *store view*
+(anything with ``get(kind, key)`` and ``list(kind)``) and returns a
+``ConfigResult``; the caller commits ``result.ops`` (one change) before it
+executes the next line of the session. Also owns the text the configuration
+reads back as: ``render_running_config`` (re-playable), ``show_port_profile``
+and the accounting log renderer.
+
+Modes (``Mode``) and transitions of a session::
+
+    exec --configure terminal--> config --port-profile NAME--> config-port-prof
+                                  config --vlan LIST--------> config-vlan
+    config-port-prof / config-vlan --exit--> config --exit--> exec
+    any configuration mode --end--> exec
+
+In a sub-mode, a line that is not a sub-mode command is tried as a
+``config`` command and leaves the sub-mode (as on NX-OS: ``vlan 20`` inside
+a port-profile moves to that VLAN, ``no vlan 20`` returns to ``config``).
+Keywords may be abbreviated to a unique prefix (``sw mo tr``). Lines
+starting with ``!`` are comments and do nothing, so the OpenStack section
+of the running configuration is skipped when it is replayed.
+
+Objects whose body has ``owner == "openstack"`` belong to the Neutron
+driver: the CLI refuses to change them (see ``_openstack_refusal``).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from openvsm.store.pss import Op
+from openvsm.wire.messages import AccountingEntry
+
+INVALID: Final = "% Invalid command at '^' marker."
+AMBIGUOUS: Final = "% Ambiguous command at '^' marker."
+INCOMPLETE: Final = "% Incomplete command"
+
+VLAN_MIN: Final = 1
+VLAN_MAX: Final = 4094
+RESERVED_VLANS: Final = range(3968, 4048)  # 3968-4047, internal use (NX-OS)
+ROLES: Final = ("network-admin", "network-operator")
+DEFAULT_ROLE: Final = "network-operator"
+MAX_DESCRIPTION: Final = 80
+MAX_VLAN_NAME: Final = 32
+MAX_PORT_SECURITY: Final = 1025
+MAX_CHANNEL_GROUP: Final = 4096
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,80}")
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
+_WORD = re.compile(r"\S+")
+_PROFILE_NS = uuid.UUID("6f70656e-7673-6d00-0000-706f72747072")  # stable ids of CLI profiles
+
+COPY_OUTPUT: Final = (
+    "[########################################] 100%\n"
+    "Copy complete: the configuration is always durable here "
+    "(every change is committed to the store before it is acknowledged).\n"
+)
+
+
+class StoreView(Protocol):
+    """What configuration commands and renderers read: a ``Store`` or a stand-in."""
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def list(self, kind: str) -> dict[str, dict[str, Any]]: ...
+
+
+class ConfigError(Exception):
+    """An operator error from a show helper; the text is the CLI's answer."""
+
+
+class Mode(enum.Enum):
+    EXEC = "exec"
+    CONFIG = "config"
+    PORT_PROFILE = "config-port-prof"
+    VLAN = "config-vlan"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigResult:
+    """The outcome of one line. ``error`` set means nothing is to be committed."""
+
+    ops: tuple[Op, ...] = ()
+    output: str = ""  # informational text / warnings, newline-terminated
+    error: str | None = None  # full NX-OS error text (echo, caret, message)
+    mode: Mode = Mode.EXEC
+    prompt: str = "switch#"
+    close: bool = False  # ``exit`` in exec mode: end the session
+
+
+class _Fail(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+# --- passwords ---------------------------------------------------------------------
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64): self-describing, random salt."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def _parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return None
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return None
+    # Bounds keep a forged hash from making verification eat memory or time.
+    if not (2 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        return None
+    if n * r * 128 > 256 * 1024 * 1024 or not salt or len(digest) < 16:
+        return None
+    return n, r, p, salt, digest
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """True when ``password`` matches ``stored`` (a ``hash_password`` string)."""
+    parsed = _parse_hash(stored)
+    if parsed is None:
+        return False
+    n, r, p, salt, digest = parsed
+    candidate = hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        dklen=len(digest),
+        maxmem=n * r * 128 + 1024 * 1024,
+    )
+    return hmac.compare_digest(candidate, digest)
+
+
+# --- VLAN lists --------------------------------------------------------------------
+
+
+def format_vlan_list(vlans: Iterable[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1-3,5"``."""
+    ids = sorted(set(vlans))
+    parts: list[str] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _vlan_id(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(text)
+    n = int(text)
+    if not VLAN_MIN <= n <= VLAN_MAX:
+        raise _Fail(f"% VLAN {n} is out of range ({VLAN_MIN}-{VLAN_MAX})\n")
+    return n
+
+
+def parse_vlan_list(text: str) -> list[int]:
+    """``"10,20-25"`` -> sorted ids. ``ValueError``: malformed; ``_Fail``: out of range."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo_s, sep, hi_s = part.partition("-")
+        lo = _vlan_id(lo_s)
+        hi = _vlan_id(hi_s) if sep else lo
+        if hi < lo:
+            raise _Fail(f"% VLAN range {part} is reversed\n")
+        for n in range(lo, hi + 1):
+            if n in RESERVED_VLANS:
+                raise _Fail(
+                    f"% VLAN {n} is reserved ({RESERVED_VLANS.start}-{RESERVED_VLANS.stop - 1})\n"
+                )
+        out.extend(range(lo, hi + 1))
+    seen: set[int] = set()
+    for n in out:
+        if n in seen:
+            raise _Fail(f"% VLAN {n} appears more than once in '{text}'\n")
+        seen.add(n)
+    return sorted(out)
+
+
+def default_vlan_name(n: int) -> str:
+    return "default" if n == 1 else f"VLAN{n:04d}"
+
+
+# --- objects -----------------------------------------------------------------------
+
+
+def new_port_profile(name: str, ptype: str) -> dict[str, Any]:
+    """A CLI-created port profile with NX-OS defaults (disabled until ``state enabled``)."""
+    return {
+        "name": name,
+        "type": ptype,
+        "mode": "access",
+        "access_vlan": 1,
+        "allowed_vlans": [],  # trunk: empty = all configured VLANs
+        "enabled": False,
+        "shutdown": False,
+        "description": "",
+        "max_macs": 0,
+        "channel_group": 0,
+        "lacp_mode": "",
+        "owner": "cli",
+        "uuid": str(uuid.uuid5(_PROFILE_NS, name)),
+        "inherit": "",
+        "bridge_domain": "",
+        "dynamic": False,
+    }
+
+
+def _is_openstack(body: Mapping[str, Any] | None) -> bool:
+    return body is not None and body.get("owner") == "openstack"
+
+
+def _openstack_refusal(what: str) -> _Fail:
+    return _Fail(
+        f"% {what} is managed by OpenStack (owner openstack): change it through Neutron.\n"
+        "% A change made here would leave the VSM and OpenStack out of sync, and the\n"
+        "% Neutron driver's next sync would conflict with it or overwrite it.\n"
+    )
+
+
+# --- line parsing --------------------------------------------------------------------
+
+
+class _Line:
+    """Words of one line with their columns; keyword matching by unique prefix."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        self.words = [(m.start(), m.group()) for m in _WORD.finditer(line)]
+        self.i = 0
+
+    def fail(self, message: str = INVALID, at: int | None = None) -> _Fail:
+        index = self.i if at is None else at
+        col = self.words[index][0] if index < len(self.words) else len(self.line.rstrip()) + 1
+        return _Fail(f"{self.line}\n{' ' * col}^\n{message}\n")
+
+    def at_end(self) -> bool:
+        return self.i >= len(self.words)
+
+    def peek(self, *choices: str) -> str | None:
+        """The keyword the next word selects, or None (no word / no match)."""
+        if self.at_end():
+            return None
+        word = self.words[self.i][1].lower()
+        if word in choices:
+            return word
+        hits = [c for c in choices if c.startswith(word)]
+        if len(hits) > 1:
+            raise self.fail(AMBIGUOUS)
+        return hits[0] if hits else None
+
+    def keyword(self, *choices: str) -> str:
+        if self.at_end():
+            raise self.fail(INCOMPLETE)
+        hit = self.peek(*choices)
+        if hit is None:
+            raise self.fail()
+        self.i += 1
+        return hit
+
+    def arg(self) -> str:
+        if self.at_end():
+            raise self.fail(INCOMPLETE)
+        word = self.words[self.i][1]
+        self.i += 1
+        return word
+
+    def int_arg(self, lo: int, hi: int, what: str) -> int:
+        index = self.i
+        word = self.arg()
+        if not word.isdigit():
+            raise self.fail(at=index)
+        n = int(word)
+        if not lo <= n <= hi:
+            raise _Fail(f"% {what} {n} is out of range ({lo}-{hi})\n")
+        return n
+
+    def vlan_list(self) -> list[int]:
+        index = self.i
+        word = self.arg()
+        try:
+            return parse_vlan_list(word)
+        except ValueError:
+            raise self.fail(at=index) from None
+
+    def rest(self) -> str:
+        """The raw remainder of the line (free text), at least one word."""
+        if self.at_end():
+            raise self.fail(INCOMPLETE)
+        text = self.line[self.words[self.i][0] :].strip()
+        self.i = len(self.words)
+        return text
+
+    def end(self) -> None:
+        if not self.at_end():
+            raise self.fail()
+
+
+# --- the session ---------------------------------------------------------------------
+
+
+_PP_WORDS: Final = ("description", "switchport", "state", "shutdown", "channel-group")
+_VLAN_WORDS: Final = ("name",)
+_CONFIG_WORDS: Final = ("port-profile", "vlan", "username")
+
+
+class ConfigSession:
+    """One operator's configuration session (mode and sub-mode context)."""
+
+    def __init__(
+        self,
+        view: StoreView,
+        *,
+        hostname: str = "switch",
+        user: str = "admin",
+        mode: Mode = Mode.EXEC,
+    ) -> None:
+        if mode in (Mode.PORT_PROFILE, Mode.VLAN):
+            raise ValueError("a session starts in exec or config mode")
+        self.view = view
+        self.hostname = hostname
+        self.user = user
+        self.mode: Mode = mode
+        self.profile = ""  # config-port-prof: the profile being edited
+        self.vlans: tuple[int, ...] = ()  # config-vlan: the VLANs being edited
+
+    @property
+    def prompt(self) -> str:
+        if self.mode is Mode.EXEC:
+            return f"{self.hostname}#"
+        return f"{self.hostname}({self.mode.value})#"
+
+    def execute(self, line: str) -> ConfigResult:
+        """Run one line. Nothing changes (neither ops nor mode) when it fails."""
+        saved = (self.mode, self.profile, self.vlans)
+        line = line.rstrip("\r\n")
+        try:
+            if not line.strip() or line.lstrip().startswith("!"):
+                return self._result()
+            ops, output, close = self._dispatch(_Line(line))
+        except _Fail as exc:
+            self.mode, self.profile, self.vlans = saved
+            return ConfigResult(error=exc.text, mode=self.mode, prompt=self.prompt)
+        return self._result(tuple(ops), output, close)
+
+    def _result(
+        self, ops: tuple[Op, ...] = (), output: str = "", close: bool = False
+    ) -> ConfigResult:
+        return ConfigResult(ops=ops, output=output, mode=self.mode, prompt=self.prompt, close=close)
+
+    # --- dispatch ---
+
+    def _dispatch(self, ln: _Line) -> tuple[list[Op], str, bool]:
+        if self.mode is Mode.EXEC:
+            return self._exec(ln)
+        first = ln.peek("end", "exit", "no", *_CONFIG_WORDS, *self._sub_words())
+        if first == "end":
+            ln.keyword("end")
+            ln.end()
+            self._to(Mode.EXEC)
+            return [], "", False
+        if first == "exit":
+            ln.keyword("exit")
+            ln.end()
+            self._to(Mode.CONFIG if self.mode is not Mode.CONFIG else Mode.EXEC)
+            return [], "", False
+        if self.mode is not Mode.CONFIG and self._is_sub_command(ln):
+            if self.mode is Mode.PORT_PROFILE:
+                ops, out = self._port_profile_line(ln)
+            else:
+                ops, out = self._vlan_line(ln)
+            return ops, out, False
+        self._to(Mode.CONFIG)  # a global command leaves the sub-mode (restored on error)
+        ops, out = self._config(ln)
+        return ops, out, False
+
+    def _sub_words(self) -> tuple[str, ...]:
+        if self.mode is Mode.PORT_PROFILE:
+            return _PP_WORDS
+        if self.mode is Mode.VLAN:
+            return _VLAN_WORDS
+        return ()
+
+    def _is_sub_command(self, ln: _Line) -> bool:
+        """Whether the line belongs to the sub-mode (else: a config-level command)."""
+        sub = self._sub_words()
+        word = ln.peek("no", *_CONFIG_WORDS, *sub)
+        if word == "no":
+            probe = _Line(ln.line)
+            probe.i = ln.i + 1
+            return probe.peek(*_CONFIG_WORDS, *sub) in sub
+        return word in sub
+
+    def _to(self, mode: Mode) -> None:
+        self.mode = mode
+        if mode is not Mode.PORT_PROFILE:
+            self.profile = ""
+        if mode is not Mode.VLAN:
+            self.vlans = ()
+
+    def _exec(self, ln: _Line) -> tuple[list[Op], str, bool]:
+        word = ln.keyword("configure", "copy", "exit", "end")
+        if word == "configure":
+            if not ln.at_end():
+                ln.keyword("terminal")
+            ln.end()
+            self._to(Mode.CONFIG)
+            return [], "Enter configuration commands, one per line. End with CNTL/Z.\n", False
+        if word == "copy":
+            ln.keyword("running-config")
+            ln.keyword("startup-config")
+            ln.end()
+            return [], COPY_OUTPUT, False
+        if word == "exit":
+            ln.end()
+            return [], "", True
+        raise ln.fail(at=ln.i - 1)
+
+    # --- config mode ---
+
+    def _config(self, ln: _Line) -> tuple[list[Op], str]:
+        negate = ln.peek("no", *_CONFIG_WORDS) == "no"
+        if negate:
+            ln.keyword("no")
+        word = ln.keyword(*_CONFIG_WORDS)
+        if word == "port-profile":
+            return self._no_port_profile(ln) if negate else self._enter_port_profile(ln)
+        if word == "vlan":
+            return self._no_vlan(ln) if negate else self._enter_vlan(ln)
+        return self._no_username(ln) if negate else self._username(ln)
+
+    def _profile_name_arg(self, ln: _Line) -> tuple[str, str | None]:
+        """``[type vethernet|ethernet] NAME`` -> (name, type or None)."""
+        remaining = len(ln.words) - ln.i
+        ptype: str | None = None
+        if remaining >= 3 or (remaining == 2 and ln.peek("type") == "type"):
+            ln.keyword("type")
+            ptype = ln.keyword("vethernet", "ethernet")
+        index = ln.i
+        name = ln.arg()
+        ln.end()
+        if not _PROFILE_NAME.fullmatch(name):
+            raise ln.fail(
+                "% Invalid port-profile name (1-80 of letters, digits, _ . : / @ + -)", at=index
+            )
+        return name, ptype
+
+    def _enter_port_profile(self, ln: _Line) -> tuple[list[Op], str]:
+        name, ptype = self._profile_name_arg(ln)
+        body = self.view.get("port_profile", name)
+        ops: list[Op] = []
+        if body is None:
+            ops.append(Op("port_profile", name, new_port_profile(name, ptype or "vethernet")))
+        elif _is_openstack(body):
+            raise _openstack_refusal(f"port-profile {name}")
+        elif ptype is not None and body.get("type", "vethernet") != ptype:
+            raise _Fail(
+                f"% port-profile {name} already exists with type {body.get('type')}; "
+                "names are unique across types\n"
+            )
+        self._to(Mode.PORT_PROFILE)
+        self.profile = name
+        return ops, ""
+
+    def _no_port_profile(self, ln: _Line) -> tuple[list[Op], str]:
+        name, ptype = self._profile_name_arg(ln)
+        body = self.view.get("port_profile", name)
+        if body is None or (ptype is not None and body.get("type", "vethernet") != ptype):
+            raise _Fail(f"ERROR: port-profile {name} does not exist\n")
+        if _is_openstack(body):
+            raise _openstack_refusal(f"port-profile {name}")
+        users = sorted(
+            (k for k, v in self.view.list("veth").items() if v.get("port_profile") == name),
+            key=_natural,
+        )
+        if users:
+            shown = ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
+            raise _Fail(
+                f"% port-profile {name} is in use by {len(users)} interface(s) ({shown}); "
+                "move them to another profile first\n"
+            )
+        children = sorted(
+            k for k, v in self.view.list("port_profile").items() if v.get("inherit") == name
+        )
+        if children:
+            raise _Fail(
+                f"% port-profile {name} is inherited by {', '.join(children[:5])}; "
+                "remove those first\n"
+            )
+        return [Op("port_profile", name, None)], ""
+
+    def _enter_vlan(self, ln: _Line) -> tuple[list[Op], str]:
+        ids = ln.vlan_list()
+        ln.end()
+        ops: list[Op] = []
+        for n in ids:
+            body = self.view.get("vlan", str(n))
+            if _is_openstack(body):
+                raise _openstack_refusal(f"VLAN {n}")
+            if body is None:
+                ops.append(
+                    Op("vlan", str(n), {"id": n, "name": default_vlan_name(n), "owner": "cli"})
+                )
+        self._to(Mode.VLAN)
+        self.vlans = tuple(ids)
+        return ops, ""
+
+    def _no_vlan(self, ln: _Line) -> tuple[list[Op], str]:
+        ids = ln.vlan_list()
+        ln.end()
+        if 1 in ids:
+            raise _Fail("% The default VLAN 1 cannot be deleted\n")
+        ops: list[Op] = []
+        missing: list[int] = []
+        for n in ids:
+            body = self.view.get("vlan", str(n))
+            if body is None:
+                missing.append(n)
+                continue
+            if _is_openstack(body):
+                raise _openstack_refusal(f"VLAN {n}")
+            ops.append(Op("vlan", str(n), None))
+        out = ""
+        if missing:
+            out += f"Warning: VLAN(s) {format_vlan_list(missing)} did not exist\n"
+        gone = set(ids) - set(missing)
+        using = sorted(
+            k
+            for k, v in self.view.list("port_profile").items()
+            if v.get("mode", "access") == "access" and v.get("access_vlan") in gone
+        )
+        if using:
+            out += (
+                f"Warning: port-profile(s) {', '.join(using)} use a deleted VLAN as access VLAN;"
+                " their ports stop forwarding\n"
+            )
+        return ops, out
+
+    def _username(self, ln: _Line) -> tuple[list[Op], str]:
+        index = ln.i
+        name = ln.arg()
+        if not _USER_NAME.fullmatch(name):
+            raise ln.fail("% Invalid user name (letters, digits, _ . -; at most 32)", at=index)
+        existing = self.view.get("user", name)
+        ln.keyword("password")
+        pw_index = ln.i
+        password = ln.arg()
+        if password in ("0", "5") and not ln.at_end() and ln.peek("role") is None:
+            # NX-OS: "password 0 CLEAR" / "password 5 HASH" (how running-config shows it)
+            encrypted = password == "5"
+            pw_index = ln.i
+            password = ln.arg()
+            if encrypted and _parse_hash(password) is None:
+                raise ln.fail("% Invalid password hash", at=pw_index)
+            password_hash = password if encrypted else hash_password(password)
+        else:
+            password_hash = ""
+        role = (existing or {}).get("role", DEFAULT_ROLE)
+        if not ln.at_end():
+            ln.keyword("role")
+            role = ln.keyword(*ROLES)
+        ln.end()
+        if not password_hash:
+            if len(password) < 4:
+                raise ln.fail("% Password too short (at least 4 characters)", at=pw_index)
+            password_hash = hash_password(password)
+        return [Op("user", name, {"name": name, "password_hash": password_hash, "role": role})], ""
+
+    def _no_username(self, ln: _Line) -> tuple[list[Op], str]:
+        name = ln.arg()
+        ln.end()
+        if self.view.get("user", name) is None:
+            raise _Fail(f"% User {name} does not exist\n")
+        if name == "admin":
+            raise _Fail("% User admin cannot be deleted\n")
+        if name == self.user:
+            raise _Fail(f"% User {name} is logged in here and cannot delete itself\n")
+        return [Op("user", name, None)], ""
+
+    # --- port-profile mode ---
+
+    def _current_profile(self) -> dict[str, Any]:
+        body = self.view.get("port_profile", self.profile)
+        if body is None:
+            raise _Fail(f"% port-profile {self.profile} no longer exists\n")
+        if _is_openstack(body):
+            raise _openstack_refusal(f"port-profile {self.profile}")
+        return dict(body)
+
+    def _port_profile_line(self, ln: _Line) -> tuple[list[Op], str]:
+        body = self._current_profile()
+        before = dict(body)
+        negate = ln.peek("no", *_PP_WORDS) == "no"
+        if negate:
+            ln.keyword("no")
+        word = ln.keyword(*_PP_WORDS)
+        out = ""
+        if word == "description":
+            if negate:
+                ln.end()
+                body["description"] = ""
+            else:
+                text = ln.rest()
+                if len(text) > MAX_DESCRIPTION:
+                    raise _Fail(f"% Description longer than {MAX_DESCRIPTION} characters\n")
+                body["description"] = text
+        elif word == "switchport":
+            out = self._switchport(ln, body, negate)
+        elif word == "state":
+            ln.keyword("enabled")
+            ln.end()
+            body["enabled"] = not negate
+        elif word == "shutdown":
+            ln.end()
+            body["shutdown"] = not negate
+        else:
+            self._channel_group(ln, body, negate)
+        if body == before:
+            return [], out
+        return [Op("port_profile", self.profile, body)], out
+
+    def _switchport(self, ln: _Line, body: dict[str, Any], negate: bool) -> str:
+        what = ln.keyword("mode", "access", "trunk", "port-security")
+        if what == "mode":
+            if negate:
+                ln.end()
+                body["mode"] = "access"
+                return ""
+            body["mode"] = ln.keyword("access", "trunk")
+            ln.end()
+            return ""
+        if what == "access":
+            ln.keyword("vlan")
+            if negate:
+                ln.end()
+                body["access_vlan"] = 1
+                return ""
+            ids = ln.vlan_list()
+            ln.end()
+            if len(ids) != 1:
+                raise _Fail("% An access port carries exactly one VLAN\n")
+            body["access_vlan"] = ids[0]
+            out = ""
+            if self.view.get("vlan", str(ids[0])) is None:
+                out += (
+                    f"Warning: VLAN {ids[0]} does not exist; ports of this profile will not "
+                    "forward until it is created\n"
+                )
+            if body.get("mode", "access") != "access":
+                out += (
+                    "Warning: the profile is in trunk mode; "
+                    "the access VLAN applies in access mode\n"
+                )
+            return out
+        if what == "trunk":
+            ln.keyword("allowed")
+            ln.keyword("vlan")
+            if negate:
+                ln.end()
+                body["allowed_vlans"] = []
+                return ""
+            return self._trunk_allowed(ln, body)
+        ln.keyword("maximum")
+        if negate:
+            if not ln.at_end():
+                ln.int_arg(1, MAX_PORT_SECURITY, "port-security maximum")
+            ln.end()
+            body["max_macs"] = 0
+            return ""
+        body["max_macs"] = ln.int_arg(1, MAX_PORT_SECURITY, "port-security maximum")
+        ln.end()
+        return ""
+
+    def _trunk_allowed(self, ln: _Line, body: dict[str, Any]) -> str:
+        current = [int(v) for v in body.get("allowed_vlans") or []]
+        how = ln.peek("add", "remove", "all")
+        if how == "all":
+            ln.keyword("all")
+            ln.end()
+            body["allowed_vlans"] = []
+            return ""
+        if how is not None:
+            ln.keyword(how)
+        ids = ln.vlan_list()
+        ln.end()
+        out = ""
+        if how == "add":
+            if not current:
+                raise _Fail(
+                    "% All VLANs are allowed already; "
+                    "use 'switchport trunk allowed vlan LIST' to restrict\n"
+                )
+            already = sorted(set(ids) & set(current))
+            if already:
+                out = f"Warning: VLAN(s) {format_vlan_list(already)} already allowed\n"
+            new = sorted(set(current) | set(ids))
+        elif how == "remove":
+            if not current:
+                raise _Fail(
+                    "% All VLANs are allowed; set an explicit list before removing from it\n"
+                )
+            absent = sorted(set(ids) - set(current))
+            if absent:
+                out = f"Warning: VLAN(s) {format_vlan_list(absent)} were not allowed\n"
+            new = sorted(set(current) - set(ids))
+            if not new:
+                raise _Fail(
+                    "% Removing every allowed VLAN is not supported; "
+                    "use 'shutdown' to stop the profile's ports\n"
+                )
+        else:
+            new = ids
+        body["allowed_vlans"] = new
+        return out
+
+    def _channel_group(self, ln: _Line, body: dict[str, Any], negate: bool) -> None:
+        if body.get("type", "vethernet") != "ethernet":
+            raise _Fail("% channel-group is valid only in an ethernet (uplink) port-profile\n")
+        if negate:
+            ln.end()
+            body["channel_group"] = 0
+            body["lacp_mode"] = ""
+            return
+        if ln.peek("auto") == "auto":
+            ln.keyword("auto")
+            number = int(body.get("channel_group") or 0) or self._free_channel_group()
+        else:
+            number = ln.int_arg(1, MAX_CHANNEL_GROUP, "channel-group")
+            for key, other in self.view.list("port_profile").items():
+                if key != self.profile and other.get("channel_group") == number:
+                    raise _Fail(f"% channel-group {number} is used by port-profile {key}\n")
+        lacp = ""
+        if not ln.at_end():
+            ln.keyword("mode")
+            mode = ln.keyword("active", "passive", "on")
+            lacp = "" if mode == "on" else mode
+        ln.end()
+        body["channel_group"] = number
+        body["lacp_mode"] = lacp
+
+    def _free_channel_group(self) -> int:
+        used = {int(v.get("channel_group") or 0) for v in self.view.list("port_profile").values()}
+        n = 1
+        while n in used:
+            n += 1
+        if n > MAX_CHANNEL_GROUP:
+            raise _Fail("% No free channel-group number\n")
+        return n
+
+    # --- vlan mode ---
+
+    def _vlan_line(self, ln: _Line) -> tuple[list[Op], str]:
+        negate = ln.peek("no", *_VLAN_WORDS) == "no"
+        if negate:
+            ln.keyword("no")
+        ln.keyword(*_VLAN_WORDS)
+        name = ""
+        if negate:
+            ln.end()
+        else:
+            name = ln.rest()
+            if len(name) > MAX_VLAN_NAME:
+                raise _Fail(f"% VLAN name longer than {MAX_VLAN_NAME} characters\n")
+        ops: list[Op] = []
+        for n in self.vlans:
+            body = self.view.get("vlan", str(n))
+            if body is None:
+                raise _Fail(f"% VLAN {n} no longer exists\n")
+            if _is_openstack(body):
+                raise _openstack_refusal(f"VLAN {n}")
+            new = {**body, "name": name or default_vlan_name(n)}
+            if new != body:
+                ops.append(Op("vlan", str(n), new))
+        return ops, ""
+
+
+class MemoryView:
+    """A dict-backed store view that applies ops (tests, dry runs, replays)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        body = self.objects.get(kind, {}).get(key)
+        return None if body is None else dict(body)
+
+    def list(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in sorted(self.objects.get(kind, {}).items())}
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        for op in ops:
+            table = self.objects.setdefault(op.kind, {})
+            if op.body is None:
+                table.pop(op.key, None)
+            else:
+                table[op.key] = dict(op.body)
+
+
+def _natural(text: str) -> tuple[str, int]:
+    m = re.match(r"(.*?)(\d+)$", text)
+    return (m.group(1), int(m.group(2))) if m else (text, -1)
+
+
+# --- running configuration -----------------------------------------------------------
+
+
+def port_profile_lines(body: Mapping[str, Any]) -> list[str]:
+    """The configuration lines inside ``port-profile`` (without indentation)."""
+    lines: list[str] = []
+    if body.get("description"):
+        lines.append(f"description {body['description']}")
+    lines.append(f"switchport mode {body.get('mode', 'access')}")
+    access = int(body.get("access_vlan") or 1)
+    if access != 1:
+        lines.append(f"switchport access vlan {access}")
+    allowed = body.get("allowed_vlans") or []
+    if allowed:
+        lines.append(f"switchport trunk allowed vlan {format_vlan_list(int(v) for v in allowed)}")
+    if body.get("max_macs"):
+        lines.append(f"switchport port-security maximum {int(body['max_macs'])}")
+    if body.get("channel_group"):
+        mode = f" mode {body['lacp_mode']}" if body.get("lacp_mode") else ""
+        lines.append(f"channel-group {int(body['channel_group'])}{mode}")
+    # Set only through OpenStack (dynamic profiles); shown as comments so that a
+    # replay of the running configuration skips them.
+    if body.get("inherit"):
+        lines.append(f"! inherit port-profile {body['inherit']}")
+    if body.get("bridge_domain"):
+        lines.append(f"! switchport access bridge-domain {body['bridge_domain']}")
+    lines.append("shutdown" if body.get("shutdown") else "no shutdown")
+    if body.get("enabled"):
+        lines.append("state enabled")
+    return lines
+
+
+def running_config_lines(view: StoreView) -> list[str]:
+    """``show running-config`` lines, in NX-OS order; CLI-owned objects re-playable."""
+    out: list[str] = []
+    users = view.list("user")
+    for name in sorted(users):
+        u = users[name]
+        out.append(
+            f"username {name} password 5 {u.get('password_hash', '')}"
+            f"  role {u.get('role', DEFAULT_ROLE)}"
+        )
+    vlans = view.list("vlan")
+    cli_vlans = {int(k): v for k, v in vlans.items() if not _is_openstack(v)}
+    os_vlans = {int(k): v for k, v in vlans.items() if _is_openstack(v)}
+    if cli_vlans:
+        out.append("")
+        out.append(f"vlan {format_vlan_list(cli_vlans)}")
+        for n in sorted(cli_vlans):
+            name = cli_vlans[n].get("name") or default_vlan_name(n)
+            if name != default_vlan_name(n):
+                out += [f"vlan {n}", f"  name {name}"]
+    profiles = view.list("port_profile")
+    cli_profiles = {k: v for k, v in profiles.items() if not _is_openstack(v)}
+    os_profiles = {k: v for k, v in profiles.items() if _is_openstack(v)}
+    for name in sorted(cli_profiles, key=lambda k: (cli_profiles[k].get("type") != "ethernet", k)):
+        body = cli_profiles[name]
+        out.append("")
+        out.append(f"port-profile type {body.get('type', 'vethernet')} {name}")
+        out += [f"  {line}" for line in port_profile_lines(body)]
+    if os_vlans or os_profiles:
+        out += [
+            "",
+            "! Configuration owned by OpenStack (made through Neutron; not re-playable here)",
+        ]
+        for n in sorted(os_vlans):
+            out.append(f"!vlan {n}")
+            out.append(f"!  name {os_vlans[n].get('name') or default_vlan_name(n)}")
+        for name in sorted(os_profiles):
+            body = os_profiles[name]
+            out.append(f"!port-profile type {body.get('type', 'vethernet')} {name}")
+            out += [f"!  {line}" for line in port_profile_lines(body)]
+    return out
+
+
+def render_running_config(view: StoreView, *, now: float | None = None) -> str:
+    """The NX-OS ``show running-config`` text."""
+    stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now))
+    head = ["", "!Command: show running-config", f"!Time: {stamp}", ""]
+    return "\n".join(head + running_config_lines(view)) + "\n"
+
+
+# --- show port-profile ----------------------------------------------------------------
+
+
+def show_port_profile(view: StoreView, name: str | None = None) -> dict[str, Any]:
+    """``show port-profile [name NAME]`` data (NX-OS JSON keys)."""
+    profiles = view.list("port_profile")
+    if name is not None:
+        if name not in profiles:
+            raise ConfigError(f"ERROR: port-profile {name} does not exist")
+        profiles = {name: profiles[name]}
+    assigned: dict[str, list[str]] = {}
+    for key, veth in view.list("veth").items():
+        assigned.setdefault(str(veth.get("port_profile", "")), []).append(key)
+    rows = []
+    for key in sorted(profiles):
+        body = profiles[key]
+        rows.append(
+            {
+                "profile_name": key,
+                "type": "Ethernet" if body.get("type") == "ethernet" else "Vethernet",
+                "description": str(body.get("description", "")),
+                "status": "enabled" if body.get("enabled") else "disabled",
+                "inherit": str(body.get("inherit", "")),
+                "owner": str(body.get("owner", "cli")),
+                "config_attributes": port_profile_lines(
+                    {**body, "description": "", "enabled": False}
+                ),
+                "assigned_interfaces": sorted(assigned.get(key, []), key=_natural),
+            }
+        )
+    return {"TABLE_port_profile": {"ROW_port_profile": rows}}
+
+
+def render_port_profile(data: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    for r in data["TABLE_port_profile"]["ROW_port_profile"]:
+        if out:
+            out.append("")
+        out += [
+            f"port-profile {r['profile_name']}",
+            f" type: {r['type']}",
+            f" description: {r['description']}".rstrip(),
+            f" status: {r['status']}",
+            f" owner: {r['owner']}",
+            f" inherit: {r['inherit']}".rstrip(),
+            " config attributes:",
+        ]
+        out += [f"  {a}" for a in r["config_attributes"]]
+        out.append(" assigned interfaces:")
+        out += [f"  {i}" for i in r["assigned_interfaces"]]
+    return "\n".join(out) + "\n" if out else ""
+
+
+# --- accounting log ----------------------------------------------------------------------
+
+
+def _acct_id(entry: AccountingEntry) -> str:
+    return f"change.{entry.seq}" if entry.seq else "local"
+
+
+def accounting_log_data(entries: Sequence[AccountingEntry]) -> dict[str, Any]:
+    """``show accounting log`` data (JSON)."""
+    return {
+        "TABLE_acct_log": {
+            "ROW_acct_log": [
+                {
+                    "time": e.time,
+                    "type": "update",
+                    "id": _acct_id(e),
+                    "user": e.user,
+                    "cmd": e.command,
+                    "result": e.result,
+                    "seq": e.seq,
+                }
+                for e in entries
+            ]
+        }
+    }
+
+
+def render_accounting_log(entries: Sequence[AccountingEntry]) -> str:
+    """NX-OS ``show accounting log`` text, one line per entry (local time)."""
+    lines = [
+        f"{time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(e.time))}:type=update:"
+        f"id={_acct_id(e)}:user={e.user}:cmd={e.command} ({e.result})"
+        for e in entries
+    ]
+    return "".join(f"{line}\n" for line in lines)
