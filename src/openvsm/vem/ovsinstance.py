@@ -132,7 +132,19 @@ class OvsInstance:
             self._spawn(ovsdb_server, d / "ovsdb-server.out")
             self._wait(lambda: self._vsctl_ok(), timeout, "ovsdb-server")
             subprocess.run(
-                [_which("ovs-vsctl") or "ovs-vsctl", f"--db={self.remote}", "--no-wait", "init"],
+                [
+                    _which("ovs-vsctl") or "ovs-vsctl",
+                    f"--db={self.remote}",
+                    "--no-wait",
+                    "init",
+                    "--",
+                    "set",
+                    "Open_vSwitch",
+                    ".",
+                    # veth hands the userspace datapath packets with partial
+                    # checksums (tx offload); with TSO support OVS completes them.
+                    "other_config:userspace-tso-enable=true",
+                ],
                 check=True,
                 capture_output=True,
                 env=self.env,

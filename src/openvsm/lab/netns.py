@@ -1,0 +1,389 @@
+"""The netns lab: hosts, VMs and an upstream switch as network namespaces (root only).
+
+Builds data-plane topologies for tests and benchmarks and tears them down
+whole: every namespace, veth, OVS daemon and directory it created carries the
+run's prefix (``ovsm<pid>`` by default), so leftovers from a crashed run are
+identifiable and ``cleanup_prefix`` removes them.
+
+- ``Topology.add_host(name)``: a namespace with a private OVS instance
+  (``OvsInstance``, userspace datapath); ``host.backend(...)`` gives the
+  ``OvsBackend`` the VEM agent would use there.
+- ``Topology.add_vm(name, host, port, ip)``: a "VM" namespace whose ``eth0``
+  is a veth whose peer ``port`` sits in the host namespace (the vEth).
+- ``Topology.link(a, dev_a, b, dev_b)``: a "physical" veth between two
+  namespaces (host uplinks, LACP members to the upstream switch).
+- ``Topology.add_switch(name)``: an "upstream switch" namespace with its own
+  OVS (e.g. holding an LACP bond towards a host).
+
+Traffic helpers run small Python UDP programs inside namespaces (there is no
+``ping`` here): ``udp_exchange`` (echo, count replies) and ``UdpStream`` (a
+steady numbered stream; counts lost datagrams and the longest gap).
+
+``python -m openvsm.lab.netns`` runs a smoke: two hosts, two VMs on VLAN 10,
+one UDP exchange, full teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openvsm.vem.ovs import OvsBackend
+from openvsm.vem.ovsinstance import OvsInstance, missing_binaries
+
+PREFIX_BASE = "ovsm"
+
+
+def unavailable_reason() -> str | None:
+    """Why the netns lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if shutil.which("ip") is None:
+        return "iproute2 'ip' not found"
+    missing = missing_binaries()
+    if missing:
+        return f"Open vSwitch binaries missing: {', '.join(missing)} (apt-get openvswitch-switch)"
+    return None
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def netns_exec(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    ovs: OvsInstance
+    topology: Topology
+
+    @property
+    def ovsdb(self) -> str:
+        return self.ovs.remote
+
+    def backend(self, uplinks: tuple[str, ...] = (), **kwargs: Any) -> OvsBackend:
+        """The OvsBackend a VEM agent on this host would construct."""
+        backend = OvsBackend(
+            bridge="br-int",
+            ovsdb=self.ovs.remote,
+            uplinks=uplinks,
+            rundir=str(self.ovs.directory),
+            netns=self.ns,
+            **kwargs,
+        )
+        backend.start()
+        self.topology._backends.append(backend)
+        return backend
+
+    def ip(self, *args: str, check: bool = True) -> str:
+        return sh("ip", "-n", self.ns, *args, check=check)
+
+
+@dataclass
+class Vm:
+    name: str
+    ns: str
+    ip: str
+    mac: str
+    port: str  # the vEth device in the host namespace
+
+
+@dataclass
+class Topology:
+    prefix: str = field(default_factory=lambda: f"{PREFIX_BASE}{os.getpid()}")
+    workdir: Path | None = None
+    namespaces: list[str] = field(default_factory=list)
+    hosts: dict[str, Host] = field(default_factory=dict)
+    vms: dict[str, Vm] = field(default_factory=dict)
+    _instances: list[OvsInstance] = field(default_factory=list)
+    _backends: list[OvsBackend] = field(default_factory=list)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.workdir is None:
+            self.workdir = Path("/tmp") / self.prefix
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def namespace(self, name: str) -> str:
+        ns = f"{self.prefix}-{name}"
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        return ns
+
+    def add_host(self, name: str) -> Host:
+        ns = self.namespace(name)
+        assert self.workdir is not None
+        ovs = OvsInstance(self.workdir / name, netns=ns)
+        self._instances.append(ovs)
+        ovs.start()
+        ovs.vsctl("--may-exist", "add-br", "br-int", "--", "set", "bridge", "br-int",
+                  "datapath_type=netdev")  # fmt: skip
+        sh("ip", "-n", ns, "link", "set", "br-int", "up")
+        host = Host(name=name, ns=ns, ovs=ovs, topology=self)
+        self.hosts[name] = host
+        return host
+
+    def add_switch(self, name: str) -> Host:
+        """An upstream switch: same as a host (a namespace with its own OVS)."""
+        return self.add_host(name)
+
+    def link(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str, up: bool = True) -> None:
+        sh("ip", "link", "add", dev_a, "netns", ns_a, "type", "veth",
+           "peer", "name", dev_b, "netns", ns_b)  # fmt: skip
+        for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
+            # No offloads: the userspace datapath forwards what the kernel hands it as is.
+            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", check=False)
+            if up:
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+
+    def add_vm(self, name: str, host: Host, port: str, ip: str, mac: str = "") -> Vm:
+        ns = self.namespace(name)
+        if not mac:
+            mac = "02:00:" + ":".join(f"{int(x):02x}" for x in ip.split("/")[0].split("."))
+        self.link(ns, "eth0", host.ns, port)
+        sh("ip", "-n", ns, "link", "set", "eth0", "address", mac)
+        sh("ip", "-n", ns, "addr", "add", ip if "/" in ip else f"{ip}/24", "dev", "eth0")
+        vm = Vm(name=name, ns=ns, ip=ip.split("/")[0], mac=mac, port=port)
+        self.vms[name] = vm
+        return vm
+
+    def spawn(self, ns: str, *argv: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            netns_exec(ns, *argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def teardown(self) -> None:
+        """Stop everything this topology started; never raises."""
+        for backend in self._backends:
+            with contextlib.suppress(Exception):
+                backend.stop()
+        for proc in self._procs:
+            with contextlib.suppress(Exception):
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        for ovs in self._instances:
+            with contextlib.suppress(Exception):
+                ovs.stop(remove=True)
+        for ns in reversed(self.namespaces):
+            _kill_ns_pids(ns)
+            sh("ip", "netns", "del", ns, check=False)
+        self.namespaces.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+
+def _kill_ns_pids(ns: str) -> None:
+    out = sh("ip", "netns", "pids", ns, check=False)
+    for pid in out.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def cleanup_prefix(prefix: str) -> list[str]:
+    """Remove namespaces and directories left by a run with ``prefix``; return what went."""
+    removed = []
+    for line in sh("ip", "netns", "list", check=False).splitlines():
+        ns = line.split()[0] if line.split() else ""
+        if ns.startswith(prefix):
+            _kill_ns_pids(ns)
+            sh("ip", "netns", "del", ns, check=False)
+            removed.append(ns)
+    path = Path("/tmp") / prefix
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+# -- UDP traffic inside namespaces ------------------------------------------------
+
+_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(2048)
+    s.sendto(data, addr)
+"""
+
+_CLIENT = """
+import json, socket, sys, time
+dst, port, count, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.2)
+got = set()
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline and len(got) < count:
+    for i in range(count):
+        if i not in got:
+            s.sendto(str(i).encode(), (dst, port))
+    end = time.monotonic() + 0.2
+    while time.monotonic() < end:
+        try:
+            data, _ = s.recvfrom(2048)
+            got.add(int(data))
+        except (socket.timeout, ValueError):
+            break
+        except OSError:
+            time.sleep(0.05)
+            break
+print(json.dumps({"replies": len(got)}))
+"""
+
+_SINK = """
+import json, signal, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(0.2)
+seen, last, gap = set(), None, 0.0
+stop = False
+def _stop(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, _stop)
+print("ready", flush=True)
+while not stop:
+    try:
+        data, _ = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    now = time.monotonic()
+    if last is not None:
+        gap = max(gap, now - last)
+    last = now
+    seen.add(int(data.split(b" ")[0]))
+result = {"received": len(seen), "max_gap_ms": gap * 1000}
+print(json.dumps(result), flush=True)
+"""
+
+_SENDER = """
+import json, socket, sys, time
+dst, port, rate, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+interval = 1.0 / rate
+start = time.monotonic()
+n = 0
+while time.monotonic() - start < duration:
+    try:
+        s.sendto(b"%d x" % n, (dst, port))
+    except OSError:
+        pass
+    n += 1
+    target = start + n * interval
+    delay = target - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+print(json.dumps({"sent": n}), flush=True)
+"""
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def udp_exchange(
+    topo: Topology, src: Vm, dst: Vm, count: int = 3, timeout: float = 3.0, port: int = 7000
+) -> int:
+    """Send ``count`` datagrams src -> dst's echo server; return how many came back."""
+    server = topo.spawn(dst.ns, _python(), "-c", _ECHO, str(port))
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        out = sh(*netns_exec(src.ns, _python(), "-c", _CLIENT, dst.ip, str(port), str(count),
+                             str(timeout)))  # fmt: skip
+        replies: int = json.loads(out)["replies"]
+        return replies
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@dataclass
+class StreamResult:
+    sent: int
+    received: int
+    max_gap_ms: float
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+
+class UdpStream:
+    """A steady numbered UDP stream src -> dst (``rate`` datagrams/s for ``duration`` s)."""
+
+    def __init__(
+        self, topo: Topology, src: Vm, dst: Vm, rate: float, duration: float, port: int = 7100
+    ) -> None:
+        self.topo = topo
+        self.sink = topo.spawn(dst.ns, _python(), "-c", _SINK, str(port))
+        assert self.sink.stdout is not None
+        self.sink.stdout.readline()
+        self.sender = topo.spawn(
+            src.ns, _python(), "-c", _SENDER, dst.ip, str(port), str(rate), str(duration)
+        )
+
+    def result(self, timeout: float = 60.0) -> StreamResult:
+        out, _ = self.sender.communicate(timeout=timeout)
+        sent = json.loads(out)["sent"]
+        time.sleep(0.3)  # datagrams in flight
+        self.sink.send_signal(signal.SIGTERM)
+        sink_out, _ = self.sink.communicate(timeout=10)
+        data = json.loads(sink_out)
+        return StreamResult(sent=sent, received=data["received"], max_gap_ms=data["max_gap_ms"])
+
+
+def _smoke() -> int:
+    from openvsm.vem.model import DesiredState, VethState
+
+    reason = unavailable_reason()
+    if reason:
+        print(f"netns smoke skipped: {reason}")
+        return 0
+    with Topology() as topo:
+        h1, h2 = topo.add_host("h1"), topo.add_host("h2")
+        topo.link(h1.ns, "eth1", h2.ns, "eth1")
+        a = topo.add_vm("a", h1, "vetha", "10.10.0.1")
+        b = topo.add_vm("b", h2, "vethb", "10.10.0.2")
+        for host, vm in ((h1, a), (h2, b)):
+            backend = host.backend(uplinks=("eth1",))
+            port = VethState(name=vm.port, vm=vm.name, mac=vm.mac, port_profile="p10",
+                             access_vlan=10)  # fmt: skip
+            errors = backend.apply(DesiredState(ports=(port,)))
+            print(f"{host.name}: apply errors {errors}")
+        print(f"UDP replies a->b: {udp_exchange(topo, a, b)}/3")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_smoke())
