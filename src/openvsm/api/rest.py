@@ -1,0 +1,380 @@
+"""The ``/api/n1k`` HTTP server of the OpenStack n1kv driver (DESIGN §6).
+
+A thin aiohttp adapter around the pure model of ``openvsm.api.n1kv``: it
+authenticates (HTTP Basic against ``RestBackend.verify_user``), reads and
+decodes the body (size-limited), asks the model for the ops of the request
+and commits them through the backend as one change. Writes are serialised by
+one ``asyncio.Lock`` so that validation and commit see the same store; the
+answer is sent only when ``commit`` returned, i.e. when the change is durable
+and replicated. Reads are answered by any node; writes only by the active
+(``role()``), the standby answers 503 naming the active.
+
+Answers (the driver checks for exactly 200): GET -> ``application/json``;
+POST/DELETE -> ``text/plain`` with a short message; every error is a
+``text/plain`` sentence (401 carries ``WWW-Authenticate: Basic``), never a
+stack trace. Nothing is started at import; ``create_app`` builds the
+application and ``start_server`` runs it on a host/port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+import msgspec
+from aiohttp import web
+
+from openvsm.api import n1kv
+from openvsm.api.n1kv import ApiError, Outcome, ReadView
+from openvsm.api.openapi import openapi_document
+from openvsm.store.pss import Op
+
+log = logging.getLogger("openvsm.api.rest")
+
+BASE: Final = "/api/n1k"
+OPENAPI_PATH: Final = f"{BASE}/openapi.json"
+MAX_BODY: Final = 1 << 20  # 1 MiB: far above any body of the driver
+REALM: Final = 'Basic realm="openvsm", charset="UTF-8"'
+
+
+class RestBackend(Protocol):
+    """What the REST server needs from its node (cfgmgr implements it)."""
+
+    def role(self) -> tuple[bool, str]:
+        """(this node is active, a text naming the active for 503 answers)."""
+        ...
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def list(self, kind: str) -> dict[str, dict[str, Any]]: ...
+
+    async def commit(self, ops: Sequence[Op], *, user: str, command: str) -> int:
+        """Commit one change; return its seq once durable AND replicated, else raise."""
+        ...
+
+    def verify_user(self, user: str, password: str) -> bool: ...
+
+    def account(self, user: str, command: str, result: str) -> None:
+        """Log a request that changed nothing (refused, failed) in the accounting log."""
+        ...
+
+
+class RestState:
+    """Per-application state: the backend, the write lock, the last md5 request."""
+
+    def __init__(self, backend: RestBackend, clock: Callable[[], float], max_body: int) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.max_body = max_body
+        self.write_lock = asyncio.Lock()
+        self.last_md5_request: float | None = None  # wall-clock, this node only
+
+
+STATE: Final = web.AppKey("n1kv_rest_state", RestState)
+_USER: Final = web.RequestKey("n1kv_user", str)
+
+
+def rest_state(app: web.Application) -> RestState:
+    """The state of an application made by ``create_app`` (for ``show openstack sync``)."""
+    return app[STATE]
+
+
+def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text.rstrip() + "\n", headers=headers)
+
+
+def _command(request: web.Request) -> str:
+    return f"{request.method} {request.path}"[:300]
+
+
+# --- authentication ------------------------------------------------------------
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | str | None:
+    """(user, password) of a Basic header; a str says what is wrong; None: absent."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return "only HTTP Basic authentication is accepted"
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "the Basic credentials are not valid base64"
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        text = decoded.decode("latin-1")
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        return "the Basic credentials are not user:password"
+    return user, password
+
+
+def _unauthorized(reason: str) -> web.Response:
+    return _text(401, f"authentication required: {reason}", {"WWW-Authenticate": REALM})
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _text(exc.status, exc.text)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return _text(405, f"{request.method} is not allowed on {request.path} (allowed: {allowed})")
+    except web.HTTPNotFound:
+        return _text(404, f"{request.path[:200]} is not a resource of this API")
+    except web.HTTPException as exc:
+        return _text(exc.status, exc.reason)
+    except Exception:
+        log.exception("REST %s failed", _command(request))
+        return _text(500, f"internal error while handling {_command(request)}; see the VSM log")
+
+
+@web.middleware
+async def _authenticate(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path == OPENAPI_PATH:
+        return await handler(request)
+    creds = basic_credentials(request.headers.get("Authorization"))
+    if creds is None:
+        return _unauthorized("send HTTP Basic credentials")
+    if isinstance(creds, str):
+        return _unauthorized(creds)
+    user, password = creds
+    backend = request.app[STATE].backend
+    if not backend.verify_user(user, password):
+        backend.account(user[:64], _command(request), "FAILURE: authentication failed")
+        return _unauthorized("wrong user name or password")
+    request[_USER] = user
+    return await handler(request)
+
+
+# --- request plumbing ----------------------------------------------------------------
+
+
+async def _json_body(request: web.Request, max_body: int) -> Any:
+    too_big = f"the request body is larger than {max_body} bytes"
+    if request.content_length is not None and request.content_length > max_body:
+        raise ApiError(413, too_big)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, too_big) from None
+    if not raw.strip():
+        raise ApiError(400, "the request needs a JSON object body")
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+
+
+def _check_active(backend: RestBackend) -> None:
+    active, who = backend.role()
+    if not active:
+        raise ApiError(
+            503,
+            "this VSM is not the active one and does not accept changes; "
+            f"send them to the active VSM ({who or 'the active is not known'})",
+        )
+
+
+Compute = Callable[[ReadView, Any], Outcome]
+
+
+async def _write(request: web.Request, compute: Compute, *, with_body: bool) -> web.Response:
+    state = request.app[STATE]
+    backend = state.backend
+    user = str(request[_USER])
+    command = _command(request)
+    try:
+        _check_active(backend)  # standby: 503 before looking at the body
+        body = await _json_body(request, state.max_body) if with_body else None
+        async with state.write_lock:
+            _check_active(backend)
+            outcome = compute(backend, body)
+            if outcome.ops:
+                try:
+                    await backend.commit(outcome.ops, user=user, command=command)
+                except Exception as exc:
+                    log.warning("REST %s: commit failed: %s", command, exc)
+                    raise ApiError(
+                        503, f"the change was not committed on both VSMs: {exc}"
+                    ) from None
+    except ApiError as exc:
+        backend.account(user, command, f"FAILURE: {exc.text}")
+        raise
+    return _text(200, outcome.message)
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+def _match(request: web.Request, name: str) -> str:
+    return request.match_info[name]
+
+
+async def _get_policy_profiles(request: web.Request) -> web.Response:
+    return web.json_response(n1kv.list_policy_profiles(request.app[STATE].backend))
+
+
+def _lister(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(n1kv.list_objects(request.app[STATE].backend, kind))
+
+    return handler
+
+
+async def _get_network(request: web.Request) -> web.Response:
+    backend = request.app[STATE].backend
+    return web.json_response(n1kv.show_network(backend, _match(request, "id")))
+
+
+async def _get_vm_networks(request: web.Request) -> web.Response:
+    return web.json_response(n1kv.list_vm_networks(request.app[STATE].backend))
+
+
+async def _get_md5(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.last_md5_request = state.clock()
+    return web.json_response(n1kv.md5_response(state.backend))
+
+
+async def _post_logical_network(request: web.Request) -> web.Response:
+    name = _match(request, "name")
+    return await _write(
+        request, lambda v, b: n1kv.create_logical_network(v, name, b), with_body=True
+    )
+
+
+async def _delete_logical_network(request: web.Request) -> web.Response:
+    name = n1kv.check_id(_match(request, "name"), "logical network")
+    return await _write(request, lambda v, _: n1kv.delete_logical_network(v, name), with_body=False)
+
+
+async def _post_network_profile(request: web.Request) -> web.Response:
+    pid = _match(request, "id")
+    return await _write(
+        request, lambda v, b: n1kv.create_network_profile(v, pid, b), with_body=True
+    )
+
+
+async def _delete_network_profile(request: web.Request) -> web.Response:
+    pid = n1kv.check_id(_match(request, "id"), "network segment pool")
+    return await _write(request, lambda v, _: n1kv.delete_network_profile(v, pid), with_body=False)
+
+
+async def _post_network(request: web.Request) -> web.Response:
+    nid = _match(request, "id")
+    return await _write(
+        request, lambda v, b: n1kv.create_or_update_network(v, nid, b), with_body=True
+    )
+
+
+async def _delete_network(request: web.Request) -> web.Response:
+    nid = n1kv.check_id(_match(request, "id"), "network segment")
+    return await _write(request, lambda v, _: n1kv.delete_network(v, nid), with_body=False)
+
+
+async def _post_bridge_domain(request: web.Request) -> web.Response:
+    return await _write(request, n1kv.create_bridge_domain, with_body=True)
+
+
+async def _delete_bridge_domain(request: web.Request) -> web.Response:
+    name = n1kv.check_id(_match(request, "name"), "bridge domain")
+    return await _write(request, lambda v, _: n1kv.delete_bridge_domain(v, name), with_body=False)
+
+
+async def _post_ip_pool(request: web.Request) -> web.Response:
+    pid = _match(request, "id")
+    return await _write(
+        request, lambda v, b: n1kv.create_or_update_ip_pool(v, pid, b), with_body=True
+    )
+
+
+async def _delete_ip_pool(request: web.Request) -> web.Response:
+    pid = n1kv.check_id(_match(request, "id"), "ip pool template")
+    return await _write(request, lambda v, _: n1kv.delete_ip_pool(v, pid), with_body=False)
+
+
+async def _post_port(request: web.Request) -> web.Response:
+    return await _write(request, n1kv.add_port, with_body=True)
+
+
+async def _delete_port(request: web.Request) -> web.Response:
+    vmn = n1kv.check_id(_match(request, "name"), "VM network")
+    port = n1kv.check_id(_match(request, "port"), "port")
+    return await _write(request, lambda v, _: n1kv.delete_port(v, vmn, port), with_body=False)
+
+
+async def _post_sync(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return await _write(
+        request,
+        lambda v, b: n1kv.sync_notification(
+            v, b, now=state.clock(), last_md5_request=state.last_md5_request
+        ),
+        with_body=True,
+    )
+
+
+async def _get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(
+    backend: RestBackend,
+    *,
+    max_body: int = MAX_BODY,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The ``/api/n1k`` application over ``backend``; serve it with aiohttp."""
+    app = web.Application(middlewares=[_errors, _authenticate], client_max_size=max_body)
+    app[STATE] = RestState(backend, clock, max_body)
+    r = app.router
+    r.add_get(OPENAPI_PATH, _get_openapi)
+    r.add_get(f"{BASE}/virtual-port-profile", _get_policy_profiles)
+    r.add_post(f"{BASE}/logical-network/{{name}}", _post_logical_network)
+    r.add_delete(f"{BASE}/logical-network/{{name}}", _delete_logical_network)
+    r.add_get(f"{BASE}/network-segment-pool", _lister(n1kv.K_NETWORK_PROFILE))
+    r.add_post(f"{BASE}/network-segment-pool/{{id}}", _post_network_profile)
+    r.add_delete(f"{BASE}/network-segment-pool/{{id}}", _delete_network_profile)
+    r.add_get(f"{BASE}/network-segment", _lister(n1kv.K_NETWORK))
+    r.add_get(f"{BASE}/network-segment/{{id}}", _get_network)
+    r.add_post(f"{BASE}/network-segment/{{id}}", _post_network)
+    r.add_delete(f"{BASE}/network-segment/{{id}}", _delete_network)
+    r.add_get(f"{BASE}/kvm/bridge-domain", _lister(n1kv.K_BRIDGE_DOMAIN))
+    r.add_post(f"{BASE}/kvm/bridge-domain", _post_bridge_domain)
+    r.add_delete(f"{BASE}/kvm/bridge-domain/{{name}}", _delete_bridge_domain)
+    r.add_get(f"{BASE}/ip-pool-template", _lister(n1kv.K_IP_POOL))
+    r.add_post(f"{BASE}/ip-pool-template/{{id}}", _post_ip_pool)
+    r.add_delete(f"{BASE}/ip-pool-template/{{id}}", _delete_ip_pool)
+    r.add_get(f"{BASE}/kvm/vm-network", _get_vm_networks)
+    r.add_post(f"{BASE}/kvm/vm-network", _post_port)
+    r.add_delete(f"{BASE}/kvm/vm-network/{{name}}/ports/{{port}}", _delete_port)
+    r.add_get(f"{BASE}/kvm/config-md5-hashes", _get_md5)
+    r.add_post(f"{BASE}/sync-notification", _post_sync)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on host:port; stop it with ``await runner.cleanup()``."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
