@@ -1,0 +1,1090 @@
+"""Redundancy engine of hamgr: a sans-IO state machine (DESIGN §3, seed HA chapter).
+
+Frames and time go in (``on_frame``, ``tick``, operator requests); effects
+come out as data (``Send``, ``Trace``, ``BecomeActive``, ``Reload`` ...). The
+asyncio adapter (``hamgr``) owns sockets, the monotonic clock and the disk:
+it must write ``PersistFacts`` durably before acting on later effects.
+
+Theory of operation
+===================
+
+States (``HaState``) and the only transitions (``_TRANSITIONS``; any other
+raises ``EngineError``, a bug is loud)::
+
+    INITIALIZING --no peer during discovery / peer initializing (we are primary)
+                   / peer answers as standby--> ACTIVE
+    INITIALIZING --peer heard active (Discovery or HeartbeatRequest)--> STANDBY
+    STANDBY      --no request on either iface for max_loss_interval / SWITCHOVER
+                   flag / crash fast path / active seen initializing--> ACTIVE
+    any          --Reload effect--> RELOADING   (inert afterwards)
+
+ACTIVE never goes to STANDBY: it reloads (seed: "A transition from active to
+standby always requires a reload"). Every transition to ACTIVE sets
+``epoch = max(own, highest seen) + 1`` and emits ``PersistFacts`` then
+``BecomeActive``; a standby taking over also emits ``SwitchRequestNeeded``.
+
+Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
+
+- discovery: ``Discovery(initializing)`` broadcast on both ifaces every
+  heartbeat interval until ``discovery_window`` ends, then ACTIVE. A
+  secondary that heard the primary initializing waits one more window from
+  that moment (the primary is about to become active).
+- active heartbeat: every ``heartbeat_interval`` a ``HeartbeatRequest`` on
+  control; on control and mgmt while degraded or while no standby is present
+  (so a returning peer finds us). Requests carry ``Flag.OUT_OF_SYNC`` while
+  the active has no standby (seed one-way case), ``DEGRADED``, ``SWITCHOVER``.
+- degraded: no response on control for ``timers.degraded_after`` (half the
+  loss interval) -> degraded, requests also on mgmt; a control response
+  restores. ``Degraded: control down, mgmt up`` once mgmt answers.
+- peer loss (active): no response on either iface for ``max_loss_interval``
+  -> ``PeerLost``; that standby incarnation (boot id) is then doomed: if it
+  is heard again it gets ``RESET_ORDERED``. A new boot id is a new standby.
+- active loss (standby): no accepted request on either iface for
+  ``max_loss_interval`` -> ACTIVE.
+- crash fast path (standby, ``on_sync_reset``): ``LivenessProbe`` burst on
+  both ifaces; no ``LivenessAck``/request within ``probe_timeout`` -> ACTIVE.
+- switchover: requests carry ``SWITCHOVER`` until the new active confirms
+  (a response or request with state active) or ``max_loss_interval`` passes;
+  then the old active reloads.
+- split-brain: losing active reloads on ``resolution_logs_sent`` or after
+  ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
+  ifaces the other active was heard on until its info arrives.
+- collisions: entries expire one hour after their last collision.
+
+Standby rules: it sends ``HeartbeatResponse`` only in answer to a request, on
+the iface the request came in on. It follows the highest epoch it accepted
+from an active; requests from a lower epoch are counted ``stale`` and
+ignored. A standby once accepted (it saw a request without ``OUT_OF_SYNC``)
+that sees ``OUT_OF_SYNC`` is inconsistent (one-way loss healed) and answers
+with ``RESET_REQUESTED``; the active then orders the reset.
+
+Input hygiene: frames with our role from another MAC are role collisions
+(recorded, otherwise ignored); frames of the peer role from a MAC other than
+the one learnt on that iface are dropped (``bad_mac``); frames that make no
+sense in the current state are dropped (``unexpected``). Nothing raised.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Final
+
+from openvsm.config import Timers
+from openvsm.redundancy.collision import CollisionEntry, CollisionTable, Overwrite
+from openvsm.redundancy.splitbrain import Resolution, RoleName, Side, decide
+from openvsm.wire.codec import Frame
+from openvsm.wire.messages import (
+    Discovery,
+    Flag,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LivenessAck,
+    LivenessProbe,
+    Message,
+    ResolutionInfo,
+    SenderRole,
+)
+
+INF: Final = float("inf")
+LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
+PROBE_BURST: Final = 3  # liveness probes per interface on a sync reset
+SYNC_STATES: Final = ("none", "cold", "warm", "hot")
+
+
+class EngineError(Exception):
+    """A local request that cannot be honoured, or an impossible transition."""
+
+
+class HaState(enum.Enum):
+    INITIALIZING = "initializing"
+    ACTIVE = "active"
+    STANDBY = "standby"
+    RELOADING = "reloading"
+
+
+class Iface(enum.Enum):
+    CONTROL = "control"
+    MGMT = "mgmt"
+
+
+BOTH: Final = (Iface.CONTROL, Iface.MGMT)
+
+_TRANSITIONS: Final = frozenset(
+    {
+        (HaState.INITIALIZING, HaState.ACTIVE),
+        (HaState.INITIALIZING, HaState.STANDBY),
+        (HaState.INITIALIZING, HaState.RELOADING),
+        (HaState.STANDBY, HaState.ACTIVE),
+        (HaState.STANDBY, HaState.RELOADING),
+        (HaState.ACTIVE, HaState.RELOADING),
+    }
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    role: str  # "primary" | "secondary"
+    system_mac: str
+    timers: Timers
+    boot_id: int  # random per boot
+    probe_timeout: float = 0.05
+
+
+@dataclass
+class PersistedFacts:
+    epoch: int = 0
+    peer_macs: dict[str, str] = field(default_factory=dict)  # iface value -> mac
+    last_active_time: float = 0.0  # wall clock
+
+
+# ---- effects ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    iface: Iface
+    msg: Message
+    broadcast: bool = False
+
+
+@dataclass(frozen=True)
+class Trace:
+    text: str
+
+
+@dataclass(frozen=True)
+class BecomeActive:
+    epoch: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BecomeStandby:
+    peer_mac: str
+
+
+@dataclass(frozen=True)
+class PeerUp:
+    peer_mac: str
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reload:
+    reason: str
+
+
+@dataclass(frozen=True)
+class PersistFacts:
+    facts: PersistedFacts
+
+
+@dataclass(frozen=True)
+class SplitBrainWon:
+    loser_role: str
+    info: str
+
+
+@dataclass(frozen=True)
+class SplitBrainLost:
+    winner_role: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SwitchRequestNeeded:
+    pass
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    pass
+
+
+Effect = (
+    Send
+    | Trace
+    | BecomeActive
+    | BecomeStandby
+    | PeerUp
+    | PeerLost
+    | Reload
+    | PersistFacts
+    | SplitBrainWon
+    | SplitBrainLost
+    | SwitchRequestNeeded
+    | StatusChanged
+)
+
+
+@dataclass(frozen=True)
+class RedundancyStatus:
+    """Everything ``show system redundancy status`` needs (specs/cli-output.md)."""
+
+    state: HaState
+    role: str
+    epoch: int
+    peer_present: bool
+    degraded: bool
+    inconsistent: bool  # one-way case: the active believes it has no standby
+    split_brain: bool
+    mode_oper: str  # "HA" | "None"
+    this_rdn_state: str
+    this_sup_state: str
+    this_internal_state: str
+    other_rdn_state: str
+    other_sup_state: str | None
+    other_internal_state: str | None
+    collisions: tuple[CollisionEntry, ...]  # times are monotonic
+    overwrites: tuple[Overwrite, ...]
+    peer_macs: dict[str, str]
+
+
+_DROP_REASONS: Final = ("bad_mac", "collision", "stale", "unexpected")
+_COUNTERS: Final = (
+    "hb_req_sent",
+    "hb_req_recv",
+    "hb_resp_sent",
+    "hb_resp_recv",
+    "hb_missed",
+    "discovery_sent",
+    "discovery_recv",
+    "probe_sent",
+    "probe_recv",
+)
+
+
+def _norm_mac(mac: str) -> str:
+    return mac.strip().lower()
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, facts: PersistedFacts) -> None:
+        if config.role not in ("primary", "secondary"):
+            raise EngineError(f"role must be primary or secondary, not {config.role!r}")
+        self.config = config
+        self._timers = config.timers
+        self._role_name: RoleName = "primary" if config.role == "primary" else "secondary"
+        self._peer_name: RoleName = "secondary" if config.role == "primary" else "primary"
+        self._role = SenderRole.PRIMARY if config.role == "primary" else SenderRole.SECONDARY
+        self._peer_role = (
+            SenderRole.SECONDARY if self._role is SenderRole.PRIMARY else SenderRole.PRIMARY
+        )
+        self._mac = _norm_mac(config.system_mac)
+        self.state = HaState.INITIALIZING
+        self.epoch = facts.epoch
+        self._peer_macs = {k: _norm_mac(v) for k, v in facts.peer_macs.items()}
+        self._last_active_time = facts.last_active_time
+        self._max_epoch_seen = facts.epoch
+        # local facts pushed by the adapter (for split-brain resolution)
+        self._module_count = 0
+        self._last_config_time = 0.0
+        self._change_seq = 0
+        self._sync_state = "none"
+        # discovery
+        self._next_discovery = INF
+        self._window_end = INF
+        self._primary_init_heard: float | None = None
+        # active side
+        self._next_hb = INF
+        self._peer_present = False
+        self._peer_boot: int | None = None
+        self._peer_mac: str | None = None
+        self._doomed_boot: int | None = None  # standby incarnation to reset when heard
+        self._reset_on_next_response = False
+        self._last_resp: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
+        self._awaiting: dict[Iface, bool] = {Iface.CONTROL: False, Iface.MGMT: False}
+        self._degraded = False
+        self._mgmt_ok = False  # a mgmt response was heard while degraded
+        self._switch_deadline: float | None = None
+        self._switch_reason = ""
+        self._resolution: Resolution | None = None
+        self._losing_deadline: float | None = None
+        # standby side
+        self._active_boot: int | None = None
+        self._accepted_active_epoch = -1
+        self._last_req: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
+        self._acknowledged = False
+        self._inconsistent = False
+        self._active_degraded = False
+        self._probe_seq = 0
+        self._probe_nonce: int | None = None
+        self._probe_deadline = INF
+        self._collisions = CollisionTable()
+        self._counters: dict[Iface, dict[str, int]] = {
+            i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
+        }
+
+    # ---- public API ---------------------------------------------------------
+
+    def start(self, now: float) -> list[Effect]:
+        """Begin discovery: broadcast ``Discovery(initializing)`` on both ifaces."""
+        if self.state is not HaState.INITIALIZING or self._window_end != INF:
+            raise EngineError("engine already started")
+        self._window_end = now + self._timers.discovery_window
+        effects: list[Effect] = [
+            Trace(
+                f"discovery: {self._role_name} supervisor initializing, epoch {self.epoch}, "
+                f"window {self._timers.discovery_window:g} s"
+            )
+        ]
+        effects += self._send_discovery(now)
+        return effects
+
+    def on_frame(
+        self, frame: Frame, iface: Iface, now: float, src_mac: str | None = None
+    ) -> list[Effect]:
+        if self.state is HaState.RELOADING:
+            return []
+        mac = _norm_mac(src_mac or frame.mac)
+        if frame.role is SenderRole.VEM:
+            return self._drop(iface, "unexpected")
+        if frame.role is self._role:
+            if mac == self._mac:
+                return []  # our own broadcast looped back
+            return self._on_collision(mac, iface, now)
+        effects: list[Effect] = []
+        learnt = self._peer_macs.get(iface.value)
+        if learnt is None:
+            self._peer_macs[iface.value] = mac
+            effects += [
+                Trace(f"peer MAC learnt: {self._peer_name} {mac} on {iface.value}"),
+                self._persist(),
+            ]
+        elif learnt != mac:
+            return self._drop(iface, "bad_mac")
+        self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
+        msg = frame.msg
+        if isinstance(msg, Discovery):
+            effects += self._on_discovery(frame, msg, iface, now, mac)
+        elif isinstance(msg, HeartbeatRequest):
+            effects += self._on_request(frame, msg, iface, now, mac)
+        elif isinstance(msg, HeartbeatResponse):
+            effects += self._on_response(msg, iface, now, mac)
+        elif isinstance(msg, LivenessProbe):
+            self._count(iface, "probe_recv")
+            effects.append(Send(iface, LivenessAck(nonce=msg.nonce, state=self.state.value)))
+        elif isinstance(msg, LivenessAck):
+            effects += self._on_liveness_ack(msg)
+        elif isinstance(msg, ResolutionInfo):
+            effects += self._on_resolution_info(frame, msg, iface, now)
+        else:
+            effects += self._drop(iface, "unexpected")
+        return effects
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for gone in self._collisions.expire(now):
+            effects += [
+                Trace(f"role collision entry expired: {gone.mac} (silent for 1 hour)"),
+                StatusChanged(),
+            ]
+        if self.state is HaState.INITIALIZING:
+            effects += self._tick_initializing(now)
+        elif self.state is HaState.STANDBY:
+            effects += self._tick_standby(now)
+        elif self.state is HaState.ACTIVE:
+            effects += self._tick_active(now)
+        return effects
+
+    def next_deadline(self) -> float:
+        if self.state is HaState.RELOADING:
+            return INF
+        times = [self._collisions.next_expiry()]
+        if self.state is HaState.INITIALIZING:
+            times += [self._next_discovery, self._discovery_end()]
+        elif self.state is HaState.STANDBY:
+            times += [self._active_loss_deadline(), self._probe_deadline]
+        elif self.state is HaState.ACTIVE:
+            if self._losing_deadline is not None:
+                times.append(self._losing_deadline)
+            else:
+                times.append(self._next_hb)
+                if self._switch_deadline is not None:
+                    times.append(self._switch_deadline)
+                elif self._peer_present:
+                    times.append(self._standby_loss_deadline())
+                    if not self._degraded:
+                        times.append(self._degraded_deadline())
+                res = self._resolution
+                if res is not None and res.peer_info is None:
+                    times.append(res.next_send)
+        return min(times)
+
+    def request_switchover(self, now: float) -> list[Effect]:
+        self._check_can_switchover()
+        return self._begin_switchover(now, "switchover requested by operator")
+
+    def request_reload(self, now: float) -> list[Effect]:
+        if self.state is HaState.RELOADING:
+            return []
+        if self.state is HaState.ACTIVE and self._switch_deadline is not None:
+            return []  # already handing over; it reloads when done
+        if self._can_switchover():
+            return self._begin_switchover(now, "reload requested by operator: failing over first")
+        return self._reload("reload requested by operator")
+
+    def set_local_facts(
+        self, *, module_count: int, last_config_time: float, change_seq: int
+    ) -> None:
+        self._module_count = module_count
+        self._last_config_time = last_config_time
+        self._change_seq = change_seq
+
+    def set_last_active_time(self, wall: float) -> None:
+        """Wall-clock time of the last standby->active switch (the adapter knows the wall)."""
+        self._last_active_time = wall
+
+    def set_sync_state(self, state: str) -> None:
+        if state not in SYNC_STATES:
+            raise EngineError(f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}")
+        self._sync_state = state
+
+    def mark_standby_out_of_sync(self, now: float) -> list[Effect]:
+        if self.state is not HaState.ACTIVE:
+            return []
+        if self._peer_present:
+            self._reset_on_next_response = True
+            return [
+                Trace("sync buffer overflow: standby out of sync, its reset is ordered when heard"),
+                StatusChanged(),
+            ]
+        return [Trace("sync buffer overflow with no standby present: it is reset when it returns")]
+
+    def on_sync_reset(self, now: float) -> list[Effect]:
+        """Crash fast path (DESIGN §3): probe the active, take over if nobody answers."""
+        if self.state is not HaState.STANDBY or self._probe_nonce is not None:
+            return []
+        self._probe_seq += 1
+        self._probe_nonce = self._probe_seq
+        self._probe_deadline = now + self.config.probe_timeout
+        effects: list[Effect] = [
+            Trace("sync connection reset by the active's host: probing the active's liveness")
+        ]
+        for _ in range(PROBE_BURST):
+            for iface in BOTH:
+                self._count(iface, "probe_sent")
+                effects.append(Send(iface, LivenessProbe(nonce=self._probe_nonce)))
+        return effects
+
+    def clear_peer_macs(self) -> list[Effect]:
+        self._peer_macs.clear()
+        return [Trace("learnt peer MAC addresses cleared"), self._persist(), StatusChanged()]
+
+    def resolution_logs_sent(self, now: float) -> list[Effect]:
+        """The split-brain loser's adapter has sent its logs: reload now."""
+        if self.state is not HaState.ACTIVE or self._losing_deadline is None:
+            return []
+        return self._reload(f"split-brain resolution lost to the {self._peer_name}")
+
+    def status(self, now: float) -> RedundancyStatus:
+        collisions, overwrites = self._collisions.live(now)
+        this_rdn, this_sup, this_int, o_rdn, o_sup, o_int, mode = self._state_strings()
+        return RedundancyStatus(
+            state=self.state,
+            role=self._role_name,
+            epoch=self.epoch,
+            peer_present=self._peer_present_view(),
+            degraded=self._degraded if self.state is HaState.ACTIVE else self._active_degraded,
+            inconsistent=self.state is HaState.STANDBY and self._inconsistent,
+            split_brain=self._resolution is not None and self._resolution.loser is None,
+            mode_oper=mode,
+            this_rdn_state=this_rdn,
+            this_sup_state=this_sup,
+            this_internal_state=this_int,
+            other_rdn_state=o_rdn,
+            other_sup_state=o_sup,
+            other_internal_state=o_int,
+            collisions=collisions,
+            overwrites=overwrites,
+            peer_macs=dict(self._peer_macs),
+        )
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for iface, ctr in self._counters.items():
+            row = dict(ctr)
+            row["hb_sent"] = ctr["hb_req_sent"] + ctr["hb_resp_sent"]
+            row["hb_recv"] = ctr["hb_req_recv"] + ctr["hb_resp_recv"]
+            out[iface.value] = row
+        return out
+
+    # ---- transitions (the one place state changes) --------------------------
+
+    def _transition(self, new: HaState, reason: str) -> Trace:
+        old = self.state
+        if (old, new) not in _TRANSITIONS:
+            raise EngineError(f"impossible transition {old.value} -> {new.value} ({reason})")
+        self.state = new
+        return Trace(f"redundancy state {old.value} -> {new.value}: {reason}")
+
+    def _become_active(self, now: float, reason: str, *, switch_request: bool) -> list[Effect]:
+        effects: list[Effect] = [self._transition(HaState.ACTIVE, reason)]
+        self.epoch = max(self.epoch, self._max_epoch_seen) + 1
+        self._max_epoch_seen = self.epoch
+        effects += [self._persist(), BecomeActive(self.epoch, reason)]
+        if switch_request:
+            effects.append(SwitchRequestNeeded())
+        effects.append(StatusChanged())
+        self._next_discovery = INF
+        self._probe_nonce, self._probe_deadline = None, INF
+        self._peer_present, self._peer_boot, self._doomed_boot = False, None, None
+        self._inconsistent = False
+        self._next_hb = now + self._timers.heartbeat_interval
+        effects += self._send_requests(now)
+        return effects
+
+    def _become_standby(self, frame: Frame, now: float, mac: str, how: str) -> list[Effect]:
+        effects: list[Effect] = [
+            self._transition(HaState.STANDBY, f"{self._peer_name} is active ({how})")
+        ]
+        self._next_discovery = INF
+        self._last_req = {Iface.CONTROL: now, Iface.MGMT: now}
+        self._accepted_active_epoch = frame.epoch
+        if frame.epoch > self.epoch:
+            self.epoch = frame.epoch
+            effects.append(self._persist())
+        effects += [BecomeStandby(mac), StatusChanged()]
+        return effects
+
+    def _reload(self, reason: str) -> list[Effect]:
+        trace = self._transition(HaState.RELOADING, reason)
+        return [trace, Reload(reason), StatusChanged()]
+
+    # ---- initializing -------------------------------------------------------
+
+    def _discovery_end(self) -> float:
+        end = self._window_end
+        if self._primary_init_heard is not None:
+            end = max(end, self._primary_init_heard + self._timers.discovery_window)
+        return end
+
+    def _send_discovery(self, now: float) -> list[Effect]:
+        self._next_discovery = now + self._timers.heartbeat_interval
+        msg = Discovery(state=HaState.INITIALIZING.value, boot_id=self.config.boot_id)
+        for iface in BOTH:
+            self._count(iface, "discovery_sent")
+        return [Send(iface, msg, broadcast=True) for iface in BOTH]
+
+    def _tick_initializing(self, now: float) -> list[Effect]:
+        if now >= self._discovery_end():
+            return self._become_active(
+                now, "no active supervisor found during discovery", switch_request=False
+            )
+        if now >= self._next_discovery:
+            return self._send_discovery(now)
+        return []
+
+    def _on_discovery(
+        self, frame: Frame, msg: Discovery, iface: Iface, now: float, mac: str
+    ) -> list[Effect]:
+        self._count(iface, "discovery_recv")
+        if self.state is HaState.INITIALIZING:
+            if msg.state == HaState.ACTIVE.value:
+                if frame.epoch < self._accepted_active_epoch:
+                    return self._drop(iface, "stale")
+                self._active_boot = msg.boot_id
+                return self._become_standby(frame, now, mac, f"discovery on {iface.value}")
+            if msg.state == HaState.STANDBY.value:
+                return self._become_active(
+                    now, f"{self._peer_name} answered discovery as standby", switch_request=False
+                )
+            if msg.state != HaState.INITIALIZING.value:
+                return self._drop(iface, "unexpected")
+            if self._role is SenderRole.PRIMARY:
+                became = self._become_active(
+                    now,
+                    "secondary also initializing: the primary has priority",
+                    switch_request=False,
+                )
+                return [*became, self._discovery_reply(iface, HaState.ACTIVE)]
+            self._primary_init_heard = now
+            if msg.reply:
+                return []
+            return [self._discovery_reply(iface, HaState.INITIALIZING)]
+        if self.state is HaState.STANDBY:
+            if msg.state == HaState.INITIALIZING.value and msg.boot_id != self._active_boot:
+                # Our active's hamgr restarted: tell it it has a standby so it resumes.
+                return [self._discovery_reply(iface, HaState.STANDBY)]
+            return []
+        # ACTIVE
+        if self._losing_deadline is not None:
+            return []
+        if msg.state == HaState.ACTIVE.value:
+            return self._on_peer_active(frame, msg.boot_id, iface, now)
+        if msg.state != HaState.INITIALIZING.value or self._switch_deadline is not None:
+            return []
+        effects: list[Effect] = []
+        if self._peer_present and msg.boot_id != self._peer_boot:
+            effects += self._lose_peer("standby restarted (discovery from a new boot)")
+        effects.append(self._discovery_reply(iface, HaState.ACTIVE))
+        effects += self._request(iface, now)
+        return effects
+
+    def _discovery_reply(self, iface: Iface, state: HaState) -> Send:
+        self._count(iface, "discovery_sent")
+        return Send(iface, Discovery(state=state.value, boot_id=self.config.boot_id, reply=True))
+
+    # ---- standby ------------------------------------------------------------
+
+    def _active_loss_deadline(self) -> float:
+        return max(self._last_req.values()) + self._timers.max_loss_interval
+
+    def _tick_standby(self, now: float) -> list[Effect]:
+        if now >= self._probe_deadline:
+            ms = self.config.probe_timeout * 1000
+            return self._become_active(
+                now,
+                f"crash fast path: the active did not answer liveness probes in {ms:g} ms",
+                switch_request=True,
+            )
+        if now >= self._active_loss_deadline():
+            loss = self._timers.max_loss_interval
+            return self._become_active(
+                now,
+                f"no heartbeat request from the active on control or mgmt for {loss:g} s",
+                switch_request=True,
+            )
+        return []
+
+    def _on_request(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float, mac: str
+    ) -> list[Effect]:
+        self._count(iface, "hb_req_recv")
+        if msg.state != HaState.ACTIVE.value:
+            return self._drop(iface, "unexpected")
+        effects: list[Effect] = []
+        if self.state is HaState.ACTIVE:
+            if self._switch_deadline is not None and frame.epoch > self.epoch:
+                return self._reload(f"switchover complete: the {self._peer_name} is active")
+            if self._losing_deadline is not None:
+                return []
+            return self._on_peer_active(frame, msg.boot_id, iface, now)
+        if frame.epoch < self._accepted_active_epoch:
+            return self._drop(iface, "stale")
+        if self.state is HaState.INITIALIZING:
+            effects += self._become_standby(frame, now, mac, f"heartbeat on {iface.value}")
+        # STANDBY from here
+        if self._probe_nonce is not None:
+            self._probe_nonce, self._probe_deadline = None, INF
+            effects.append(Trace("crash fast path: the active is alive (heartbeat request)"))
+        self._accepted_active_epoch = frame.epoch
+        if frame.epoch > self.epoch:
+            self.epoch = frame.epoch
+            effects.append(self._persist())
+        if msg.boot_id != self._active_boot:
+            self._active_boot = msg.boot_id
+            self._acknowledged = False
+        self._last_req[iface] = now
+        flags = msg.flags
+        if flags & Flag.RESET_ORDERED:
+            return [*effects, *self._reload("reset ordered by the active")]
+        if flags & Flag.SWITCHOVER:
+            effects += self._become_active(
+                now, "switchover requested by the active", switch_request=True
+            )
+            confirm = HeartbeatResponse(
+                state=HaState.ACTIVE.value,
+                flags=int(Flag.SWITCHOVER),
+                applied_seq=self._change_seq,
+                echo_seq=frame.seq,
+                boot_id=self.config.boot_id,
+                peer_present=False,
+            )
+            self._count(iface, "hb_resp_sent")
+            # After PersistFacts: the epoch the confirmation claims is durable.
+            return [*effects, Send(iface, confirm)]
+        degraded = bool(flags & Flag.DEGRADED)
+        if degraded != self._active_degraded:
+            self._active_degraded = degraded
+            effects.append(StatusChanged())
+        if flags & Flag.OUT_OF_SYNC:
+            if self._acknowledged and not self._inconsistent:
+                self._inconsistent = True
+                effects += [
+                    Trace(
+                        "one-way communication: the active reports no standby; "
+                        "redundancy state inconsistent, asking to be reset"
+                    ),
+                    StatusChanged(),
+                ]
+        elif not self._acknowledged:
+            self._acknowledged = True
+            effects += [Trace("accepted as HA standby by the active"), StatusChanged()]
+        out = Flag.RESET_REQUESTED if self._inconsistent else Flag.NONE
+        if degraded:
+            out |= Flag.DEGRADED
+        self._count(iface, "hb_resp_sent")
+        effects.append(
+            Send(
+                iface,
+                HeartbeatResponse(
+                    state=HaState.STANDBY.value,
+                    flags=int(out),
+                    applied_seq=self._change_seq,
+                    echo_seq=frame.seq,
+                    boot_id=self.config.boot_id,
+                    peer_present=not self._inconsistent,
+                ),
+            )
+        )
+        return effects
+
+    def _on_liveness_ack(self, msg: LivenessAck) -> list[Effect]:
+        if self.state is HaState.STANDBY and msg.nonce == self._probe_nonce:
+            self._probe_nonce, self._probe_deadline = None, INF
+            return [Trace(f"crash fast path: the active is alive (answered as {msg.state})")]
+        return []
+
+    # ---- active -------------------------------------------------------------
+
+    def _standby_loss_deadline(self) -> float:
+        return max(self._last_resp.values()) + self._timers.max_loss_interval
+
+    def _degraded_deadline(self) -> float:
+        return self._last_resp[Iface.CONTROL] + self._timers.degraded_after
+
+    def _request(self, iface: Iface, now: float) -> list[Effect]:
+        flags = Flag.NONE
+        if self._switch_deadline is not None:
+            flags |= Flag.SWITCHOVER
+        if self._degraded:
+            flags |= Flag.DEGRADED
+        if not self._peer_present:
+            flags |= Flag.OUT_OF_SYNC
+        if self._peer_present and self._awaiting[iface]:
+            self._count(iface, "hb_missed")
+        self._awaiting[iface] = True
+        self._count(iface, "hb_req_sent")
+        msg = HeartbeatRequest(
+            state=HaState.ACTIVE.value,
+            flags=int(flags),
+            change_seq=self._change_seq,
+            boot_id=self.config.boot_id,
+        )
+        return [Send(iface, msg)]
+
+    def _send_requests(self, now: float) -> list[Effect]:
+        ifaces = BOTH if (self._degraded or not self._peer_present) else (Iface.CONTROL,)
+        effects: list[Effect] = []
+        for iface in ifaces:
+            effects += self._request(iface, now)
+        return effects
+
+    def _tick_active(self, now: float) -> list[Effect]:
+        if self._losing_deadline is not None:
+            if now >= self._losing_deadline:
+                return self._reload(
+                    f"split-brain resolution lost to the {self._peer_name} "
+                    f"(logs not confirmed within {LOGS_TIMEOUT:g} s)"
+                )
+            return []
+        effects: list[Effect] = []
+        if self._switch_deadline is not None:
+            if now >= self._switch_deadline:
+                return self._reload(
+                    f"{self._switch_reason}; no confirmation from the {self._peer_name} "
+                    f"within {self._timers.max_loss_interval:g} s, reloading anyway"
+                )
+        elif self._peer_present:
+            if now >= self._standby_loss_deadline():
+                loss = self._timers.max_loss_interval
+                effects += self._lose_peer(
+                    f"no heartbeat response on control or mgmt for {loss:g} s"
+                )
+            elif not self._degraded and now >= self._degraded_deadline():
+                self._degraded, self._mgmt_ok = True, False
+                after = self._timers.degraded_after
+                effects += [
+                    Trace(
+                        f"degraded: no heartbeat response on control for {after:g} s, "
+                        "heartbeats also on mgmt"
+                    ),
+                    StatusChanged(),
+                ]
+                if now < self._next_hb:
+                    effects += self._request(Iface.MGMT, now)
+        if now >= self._next_hb:
+            self._next_hb += self._timers.heartbeat_interval
+            if self._next_hb <= now:
+                self._next_hb = now + self._timers.heartbeat_interval
+            effects += self._send_requests(now)
+        res = self._resolution
+        if res is not None and res.peer_info is None and now >= res.next_send:
+            res.next_send = now + self._timers.heartbeat_interval
+            effects += [Send(Iface(i), res.ours) for i in sorted(res.ifaces)]
+        return effects
+
+    def _lose_peer(self, reason: str) -> list[Effect]:
+        self._peer_present = False
+        self._doomed_boot = self._peer_boot
+        self._peer_boot = None
+        self._degraded = self._mgmt_ok = self._reset_on_next_response = False
+        self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
+        return [Trace(f"standby lost: {reason}"), PeerLost(reason), StatusChanged()]
+
+    def _on_response(
+        self, msg: HeartbeatResponse, iface: Iface, now: float, mac: str
+    ) -> list[Effect]:
+        self._count(iface, "hb_resp_recv")
+        if self.state is not HaState.ACTIVE or self._losing_deadline is not None:
+            return self._drop(iface, "unexpected")
+        if self._switch_deadline is not None:
+            if msg.state == HaState.ACTIVE.value and msg.flags & Flag.SWITCHOVER:
+                return self._reload(f"switchover complete: the {self._peer_name} is active")
+            return []
+        if msg.state != HaState.STANDBY.value:
+            return self._drop(iface, "unexpected")
+        self._last_resp[iface] = now
+        self._awaiting[iface] = False
+        present = self._peer_present and msg.boot_id == self._peer_boot
+        why = ""
+        if msg.boot_id == self._doomed_boot:
+            why = "it was declared lost or out of sync earlier"
+        elif msg.flags & Flag.RESET_REQUESTED:
+            why = "it asked to be reset (two-way communication resumed)"
+        elif present and self._reset_on_next_response:
+            why = "sync buffer overflow: it is out of sync"
+        if why:
+            return self._order_reset(msg.boot_id, iface, now, why)
+        effects: list[Effect] = []
+        if not present:
+            if self._peer_present:
+                effects += self._lose_peer("standby restarted (response from a new boot)")
+            self._peer_present, self._peer_boot, self._peer_mac = True, msg.boot_id, mac
+            self._last_resp = {Iface.CONTROL: now, Iface.MGMT: now}
+            self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
+            self._degraded = self._mgmt_ok = False
+            effects += [
+                Trace(f"standby {self._peer_name} ({mac}) is up on {iface.value}"),
+                PeerUp(mac),
+                StatusChanged(),
+            ]
+        elif self._degraded and iface is Iface.CONTROL:
+            self._degraded = self._mgmt_ok = False
+            effects += [
+                Trace("control interface restored: heartbeat responses on control again"),
+                StatusChanged(),
+            ]
+        elif self._degraded and iface is Iface.MGMT and not self._mgmt_ok:
+            self._mgmt_ok = True
+            effects += [
+                Trace("degraded mode: control down, mgmt up (heartbeats on mgmt)"),
+                StatusChanged(),
+            ]
+        return effects
+
+    def _order_reset(self, boot: int, iface: Iface, now: float, why: str) -> list[Effect]:
+        effects: list[Effect] = []
+        if self._peer_present and boot == self._peer_boot:
+            effects += self._lose_peer(f"standby reset ordered: {why}")
+        self._doomed_boot = boot
+        effects.append(Trace(f"ordering the standby to reset: {why}"))
+        self._count(iface, "hb_req_sent")
+        order = HeartbeatRequest(
+            state=HaState.ACTIVE.value,
+            flags=int(Flag.RESET_ORDERED | Flag.OUT_OF_SYNC),
+            change_seq=self._change_seq,
+            boot_id=self.config.boot_id,
+        )
+        effects.append(Send(iface, order))
+        return effects
+
+    def _can_switchover(self) -> bool:
+        return (
+            self.state is HaState.ACTIVE
+            and self._peer_present
+            and not self._degraded
+            and self._sync_state in ("none", "hot")
+            and self._switch_deadline is None
+            and self._losing_deadline is None
+            and not self._reset_on_next_response
+        )
+
+    def _check_can_switchover(self) -> None:
+        if self.state is not HaState.ACTIVE:
+            raise EngineError("this supervisor is not active")
+        if self._switch_deadline is not None:
+            raise EngineError("a switchover is already in progress")
+        if not self._peer_present:
+            raise EngineError("no standby supervisor present")
+        if not self._can_switchover():
+            raise EngineError("the standby supervisor is not in HA standby state")
+
+    def _begin_switchover(self, now: float, reason: str) -> list[Effect]:
+        self._switch_deadline = now + self._timers.max_loss_interval
+        self._switch_reason = reason
+        effects: list[Effect] = [Trace(f"switchover: {reason}; handing over to the standby")]
+        effects.append(StatusChanged())
+        self._next_hb = now + self._timers.heartbeat_interval
+        effects += self._send_requests(now)
+        return effects
+
+    # ---- split-brain --------------------------------------------------------
+
+    def _our_info(self) -> ResolutionInfo:
+        return ResolutionInfo(
+            module_count=self._module_count,
+            last_config_time=self._last_config_time,
+            last_active_time=self._last_active_time,
+            boot_id=self.config.boot_id,
+            change_seq=self._change_seq,
+        )
+
+    def _on_peer_active(self, frame: Frame, boot: int, iface: Iface, now: float) -> list[Effect]:
+        """Another active of the peer role is heard: resolve (DESIGN §3)."""
+        res = self._resolution
+        if res is not None and res.peer_boot == boot:
+            if iface.value in res.ifaces:
+                return []
+            res.ifaces.add(iface.value)
+            return [] if res.peer_info is not None else [Send(iface, res.ours)]
+        if res is not None and res.loser is None:
+            return self._drop(iface, "stale")  # another incarnation mid-resolution
+        self._resolution = Resolution(
+            peer_boot=boot,
+            ours=self._our_info(),
+            ifaces={iface.value},
+            next_send=now + self._timers.heartbeat_interval,
+        )
+        return [
+            Trace(
+                f"split-brain: the {self._peer_name} is also active (epoch {frame.epoch}, "
+                f"heard on {iface.value}); exchanging resolution information"
+            ),
+            StatusChanged(),
+            Send(iface, self._resolution.ours),
+        ]
+
+    def _on_resolution_info(
+        self, frame: Frame, msg: ResolutionInfo, iface: Iface, now: float
+    ) -> list[Effect]:
+        if self.state is not HaState.ACTIVE or self._switch_deadline is not None:
+            return self._drop(iface, "unexpected")
+        effects: list[Effect] = []
+        res = self._resolution
+        if res is None or res.peer_boot != msg.boot_id:
+            if self._losing_deadline is not None:
+                return self._drop(iface, "stale")
+            effects += self._on_peer_active(frame, msg.boot_id, iface, now)
+            res = self._resolution
+            if res is None or res.peer_boot != msg.boot_id:
+                return effects
+        res.ifaces.add(iface.value)
+        first = res.offer(msg, frame.seq)
+        if not first:
+            # The peer still sends, so it lacks ours.
+            return [*effects, Send(iface, res.ours)]
+        return [*effects, *self._decide(res, now)]
+
+    def _decide(self, res: Resolution, now: float) -> list[Effect]:
+        assert res.peer_info is not None
+        ours, theirs = Side.of(res.ours), Side.of(res.peer_info)
+        if self._role is SenderRole.PRIMARY:
+            loser, why = decide(ours, theirs)
+        else:
+            loser, why = decide(theirs, ours)
+        res.loser = loser
+        if loser == self._role_name:
+            self._losing_deadline = now + LOGS_TIMEOUT
+            return [
+                Trace(f"split-brain resolution: this {self._role_name} reloads ({why})"),
+                SplitBrainLost(self._peer_name, why),
+                StatusChanged(),
+            ]
+        self.epoch = max(self.epoch, self._max_epoch_seen) + 1
+        self._max_epoch_seen = self.epoch
+        return [
+            Trace(
+                f"split-brain resolution: this {self._role_name} stays active, "
+                f"epoch {self.epoch} ({why})"
+            ),
+            self._persist(),
+            SplitBrainWon(self._peer_name, why),
+            StatusChanged(),
+        ]
+
+    # ---- collisions and bookkeeping -----------------------------------------
+
+    def _on_collision(self, mac: str, iface: Iface, now: float) -> list[Effect]:
+        rec = self._collisions.record(mac, iface.value, now)
+        effects = self._drop(iface, "collision")
+        if rec.new:
+            effects += [
+                Trace(
+                    f"role collision: another {self._role_name} supervisor {mac} "
+                    f"detected on {iface.value}"
+                ),
+                StatusChanged(),
+            ]
+        if rec.overwrite is not None:
+            effects.append(
+                Trace(
+                    f"role collision table full: entry {rec.overwrite.old_mac} "
+                    f"overwritten by {rec.overwrite.new_mac}"
+                )
+            )
+        return effects
+
+    def _persist(self) -> PersistFacts:
+        return PersistFacts(
+            PersistedFacts(
+                epoch=self.epoch,
+                peer_macs=dict(self._peer_macs),
+                last_active_time=self._last_active_time,
+            )
+        )
+
+    def _count(self, iface: Iface, name: str) -> None:
+        self._counters[iface][name] += 1
+
+    def _drop(self, iface: Iface, reason: str) -> list[Effect]:
+        self._counters[iface][f"drop_{reason}"] += 1
+        return []
+
+    def _peer_present_view(self) -> bool:
+        if self.state is HaState.ACTIVE:
+            return self._peer_present
+        return self.state is HaState.STANDBY
+
+    def _state_strings(
+        self,
+    ) -> tuple[str, str, str, str, str | None, str | None, str]:
+        """(this rdn, this sup, this internal, other rdn, other sup, other internal, mode)."""
+        cold = self._sync_state in ("cold", "warm")
+        if self.state is HaState.ACTIVE:
+            if not self._peer_present:
+                return ("Active", "Active", "Active with no standby",
+                        "Not present", "Not present", None, "None")  # fmt: skip
+            if self._degraded and self._mgmt_ok:
+                internal = "Degraded: control down, mgmt up"
+            elif cold:
+                internal = "Active with warm standby"
+            else:
+                internal = "Active with HA standby"
+            if cold:
+                return ("Active", "Active", internal, "Standby", "Cold standby",
+                        "Cold standby (sync in progress)", "HA")  # fmt: skip
+            return ("Active", "Active", internal, "Standby", "HA standby", "HA standby", "HA")
+        if self.state is HaState.STANDBY:
+            if self._inconsistent:
+                internal = "Inconsistent: peer believes standby"
+                other = "Active with no standby"
+            elif self._active_degraded:
+                internal = other = "Degraded: control down, mgmt up"
+            elif cold:
+                internal, other = "Cold standby (sync in progress)", "Active with warm standby"
+            else:
+                internal, other = "HA standby", "Active with HA standby"
+            sup = "Cold standby" if cold else "HA standby"
+            return ("Standby", sup, internal, "Active", "Active", other, "HA")
+        if self.state is HaState.RELOADING:
+            return ("Initializing", "Not present", "Reloading",
+                    "Not present", "Not present", None, "None")  # fmt: skip
+        return ("Initializing", "Initializing", "Initializing",
+                "Not present", "Not present", None, "None")  # fmt: skip
