@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from openvsm.api.auth import verify_password
+from openvsm.store.configcmd import verify_password
 from openvsm.store.pss import Change, Op, Store
 
 _CACHE_MAX = 256

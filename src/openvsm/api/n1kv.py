@@ -39,7 +39,7 @@ the driver re-sends a request whose answer it lost, and the result is the
 same.
 
 Policy profiles are the VSM's ``port_profile`` objects of type vethernet that
-are not dynamic; their id is the body's ``uuid`` (a uuid5 of the name when a
+are enabled and not dynamic; their id is the body's ``uuid`` (a uuid5 of the name when a
 body has none, which is stable for the profile's life as well).
 """
 
@@ -294,6 +294,8 @@ def policy_profiles(view: ReadView) -> dict[str, str]:
     for name, body in view.list(K_PORT_PROFILE).items():
         if body.get("dynamic") or body.get("type", "vethernet") != "vethernet":
             continue
+        if not body.get("enabled", True):
+            continue  # NX-OS: a profile is usable only once "state enabled"
         out[name] = policy_profile_id(name, body)
     return out
 
