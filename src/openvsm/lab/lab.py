@@ -612,7 +612,7 @@ def cli_main(argv: list[str]) -> int:
         else:
             from openvsm.cli.shell import run_shell
 
-            run_shell(lab.nodes[active].rundir)
+            asyncio.run(run_shell(lab.nodes[active].rundir))
     except KeyboardInterrupt:
         pass
     except LabError as exc:

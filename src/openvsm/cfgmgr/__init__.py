@@ -1,0 +1,1 @@
+"""cfgmgr: configuration store owner, replication, CLI server and REST API."""

@@ -1,0 +1,126 @@
+"""cfgmgr's side of replication: runs the sync sender (active) or receiver
+(standby) of ``openvsm.sync.transport`` and keeps hamgr informed.
+
+- Sender progress (``none``/``cold``/``warm``/``hot``, ``out_of_sync``) goes
+  to hamgr's ``sync_state``: it drives the internal state strings ("Active
+  with warm standby" ...) and, after a buffer overflow, the standby's reset.
+- hamgr declaring the standby absent detaches the sender, so writes stop
+  waiting for acknowledgements that cannot come.
+- A standby whose stream is reset by the peer's kernel tells hamgr
+  (``sync_reset``): the crash fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from openvsm.ipc import IpcError
+from openvsm.store.pss import Change
+from openvsm.sync.transport import SyncReceiver, SyncSender
+
+if TYPE_CHECKING:
+    from openvsm.cfgmgr.service import Cfgmgr
+
+log = logging.getLogger("cfgmgr.sync")
+
+
+class Replication:
+    def __init__(self, cm: Cfgmgr, state: str) -> None:
+        self.cm = cm
+        self.state = state
+        cfg = cm.cfg
+        epoch = int(cm.ha.get("epoch", 0))
+        self.sender: SyncSender | None = None
+        self.receiver: SyncReceiver | None = None
+        self._hamgr_state: dict[str, Any] | None = None
+        self._push = asyncio.Event()
+        self._pusher: asyncio.Task[None] | None = None
+        if state == "active":
+            if cfg.control.peer is not None:
+                self.sender = SyncSender(
+                    cm.store,
+                    cfg.control.peer.addr,
+                    cfg.secret,
+                    epoch=epoch,
+                    buffer_bytes=cfg.sync_buffer_bytes,
+                    on_state=self._on_sender_state,
+                )
+        else:
+            self.receiver = SyncReceiver(
+                cfg.control.local.addr,
+                cm.store,
+                cfg.secret,
+                epoch=epoch,
+                boot_id=int(cm.ha.get("boot_id", 0)),
+                on_applied=cm.on_replicated,
+                on_reset=self._on_reset,
+                on_snapshot=self._on_snapshot,
+            )
+
+    async def start(self) -> None:
+        self._pusher = asyncio.create_task(self._push_to_hamgr())
+        if self.sender is not None:
+            await self.sender.start()
+        if self.receiver is not None:
+            await self.receiver.start()
+
+    async def stop(self) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
+        if self.sender is not None:
+            await self.sender.stop()
+        if self.receiver is not None:
+            await self.receiver.stop()
+
+    async def replicate(self, change: Change) -> None:
+        if self.sender is not None:
+            await self.sender.replicate(change)
+
+    def status(self) -> dict[str, Any]:
+        if self.sender is not None:
+            return {"role": "sender", **self.sender.status()}
+        if self.receiver is not None:
+            return {"role": "receiver", **self.receiver.status()}
+        return {"role": "none"}
+
+    def on_ha_status(self, status: dict[str, Any]) -> None:
+        if self.sender is not None:
+            self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
+            if not status.get("peer_present") and self.sender.core.must_wait:
+                self.sender.detach()
+
+    # ---- callbacks from the transport ----------------------------------------
+    def _on_sender_state(self, st: dict[str, Any]) -> None:
+        self._hamgr_state = {
+            "state": str(st.get("state", "none")),
+            "out_of_sync": bool(st.get("out_of_sync")),
+        }
+        self._push.set()
+
+    def _on_snapshot(self, seq: int) -> None:
+        self.cm.ipc.publish("changes", {"seq": seq, "ops": [], "snapshot": True})
+
+    def _on_reset(self, reason: str) -> None:
+        log.warning("sync stream from the active went away (%s)", reason)
+        asyncio.get_running_loop().create_task(self._tell_reset(reason))
+
+    async def _tell_reset(self, reason: str) -> None:
+        try:
+            await self.cm.hamgr.call("sync_reset", reason=reason)
+        except IpcError as exc:
+            log.warning("could not tell hamgr about the sync reset: %s", exc)
+
+    async def _push_to_hamgr(self) -> None:
+        while True:
+            await self._push.wait()
+            self._push.clear()
+            state = self._hamgr_state
+            if state is None:
+                continue
+            try:
+                await self.cm.hamgr.call("sync_state", **state)
+            except IpcError:
+                await asyncio.sleep(0.1)
+                self._push.set()

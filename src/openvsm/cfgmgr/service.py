@@ -1,0 +1,244 @@
+"""cfgmgr: owns the node's store (PSS), replication to the standby, the CLI
+server and the REST API (DESIGN §1, §4, §6).
+
+Write path (the guarantee of DESIGN §4): a configuration change is committed
+to the local store in one SQLite transaction, handed to the replication
+sender, and acknowledged to its caller (CLI, REST, vemmgr) only when the
+standby has applied it, or at once when no HA standby is attached. Only the
+active accepts writes; the standby answers with the name of the active.
+
+Role: cfgmgr follows hamgr's ``status`` topic. On an active it runs the
+replication sender towards the peer's control address (TCP, same port as
+the heartbeat UDP socket); on a standby it listens there and applies the
+stream. A reset of that stream by the peer's kernel (its processes died)
+triggers hamgr's crash fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from openvsm.config import NodeConfig
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.store.pss import Change, Op, Store
+
+log = logging.getLogger("cfgmgr")
+
+
+class NotActive(IpcError):
+    pass
+
+
+class Cfgmgr:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.data_dir / "pss.db")
+        self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
+        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle)
+        self.hamgr = IpcClient(cfg.run_dir / "hamgr.sock", timeout=5.0)
+        self.sysmgr = IpcClient(cfg.run_dir / "sysmgr.sock", timeout=5.0)
+        self.vemmgr = IpcClient(cfg.run_dir / "vemmgr.sock", timeout=5.0)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._role_started: str | None = None
+        self._role_changed = asyncio.Event()
+        self._facts_dirty = asyncio.Event()
+        self.sync: Any = None
+        self.rest: Any = None
+
+    def wall(self) -> float:
+        return time.time() + self.cfg.clock_offset_s
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- lifecycle ------------------------------------------------------
+    async def run(self) -> None:
+        from openvsm.cfgmgr.cli import build_cli
+
+        self.cli = build_cli(self)
+        await self.ipc.start()
+        self.spawn(self._follow_hamgr())
+        self.spawn(self._facts_pusher())
+        if self.cfg.rest_listen is not None:
+            from openvsm.cfgmgr.rest import start_rest
+
+            self.rest = await start_rest(self)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self.sync is not None:
+                with contextlib.suppress(Exception):
+                    await self.sync.stop()
+            if self.rest is not None:
+                with contextlib.suppress(Exception):
+                    await self.rest.cleanup()
+            await self.ipc.stop()
+            self.hamgr.close()
+            self.sysmgr.close()
+            self.vemmgr.close()
+            self.store.close()
+
+    async def _hamgr_events(self) -> AsyncIterator[dict[str, Any]]:
+        delay = 0.02
+        while True:
+            try:
+                async for event in subscribe(self.cfg.run_dir / "hamgr.sock", "status"):
+                    delay = 0.02
+                    if isinstance(event, dict):
+                        yield event
+            except IpcUnavailable:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _follow_hamgr(self) -> None:
+        async for status in self._hamgr_events():
+            self.ha = status
+            state = status.get("state")
+            if state in ("active", "standby") and self._role_started is None:
+                self._role_started = str(state)
+                await self._start_role(str(state))
+            elif state in ("active", "standby") and state != self._role_started:
+                # active<->standby never happens without a reload; a new hamgr
+                # process after a crash reports the same state.
+                log.error("hamgr reports %s while cfgmgr runs as %s", state, self._role_started)
+            if self.sync is not None:
+                self.sync.on_ha_status(status)
+            self._role_changed.set()
+
+    async def _start_role(self, state: str) -> None:
+        from openvsm.cfgmgr.replication import Replication
+
+        self.sync = Replication(self, state)
+        await self.sync.start()
+        self._facts_dirty.set()
+
+    async def _facts_pusher(self) -> None:
+        """Tell hamgr the split-brain inputs; coalesced, never on the write path."""
+        while True:
+            await self._facts_dirty.wait()
+            self._facts_dirty.clear()
+            try:
+                await self.hamgr.call(
+                    "set_facts",
+                    last_config_time=float(self.store.get_fact("last_config_time") or 0.0),
+                    change_seq=self.store.last_seq,
+                )
+            except IpcError:
+                await asyncio.sleep(0.2)
+                self._facts_dirty.set()
+
+    # ---- writes ---------------------------------------------------------
+    def is_active(self) -> bool:
+        return self.ha.get("state") == "active"
+
+    def active_name(self) -> str:
+        if self.is_active():
+            return f"sup-{self.cfg.sup_number} (this supervisor)"
+        peer = self.cfg.control.peer
+        where = f", control {peer}" if peer else ""
+        return f"sup-{3 - self.cfg.sup_number} ({self.cfg.peer_role}{where})"
+
+    def not_active_text(self) -> str:
+        state = self.ha.get("state", "initializing")
+        if state == "standby":
+            return (
+                "% This supervisor is the HA standby: configuration is accepted only on the "
+                f"active supervisor, {self.active_name()}"
+            )
+        return f"% This supervisor is {state}: configuration is not accepted now"
+
+    async def commit(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
+        if not self.is_active():
+            raise NotActive(self.not_active_text())
+        change = self.store.commit(
+            ops,
+            user=user,
+            source=source,
+            command=command,
+            time=self.wall(),
+            epoch=int(self.ha.get("epoch", 0)),
+        )
+        self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
+        self._facts_dirty.set()
+        if self.sync is not None:
+            await self.sync.replicate(change)
+        return change
+
+    def account(self, *, user: str, command: str, result: str) -> None:
+        self.store.account(user=user, command=command, result=result, time=self.wall())
+
+    def on_replicated(self, change: Change) -> None:
+        """Standby: a change from the active was applied."""
+        self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
+        self._facts_dirty.set()
+
+    # ---- IPC ------------------------------------------------------------
+    async def _handle(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "subscribed":
+            return {"seq": self.store.last_seq}
+        if op == "cli":
+            return await self.cli.execute(str(args.get("line", "")), str(args.get("session", "")))
+        if op == "commit":
+            raw_ops = args.get("ops")
+            if not isinstance(raw_ops, list):
+                raise IpcError("commit needs a list of ops")
+            ops = [Op(kind=str(o["kind"]), key=str(o["key"]), body=o.get("body")) for o in raw_ops]
+            change = await self.commit(
+                ops,
+                user=str(args.get("user", "admin")),
+                source=str(args.get("source", "ipc")),
+                command=str(args.get("command", "")),
+            )
+            return {"seq": change.seq}
+        if op == "list":
+            return self.store.list(str(args.get("kind")))
+        if op == "get":
+            return self.store.get(str(args.get("kind")), str(args.get("key")))
+        if op == "snapshot_digest":
+            return {"digest": self.store.digest(), "seq": self.store.last_seq}
+        if op == "accounting":
+            limit = int(args.get("limit", 1000))
+            return [
+                {
+                    "time": e.time,
+                    "user": e.user,
+                    "command": e.command,
+                    "result": e.result,
+                    "seq": e.seq,
+                }
+                for e in self.store.accounting_log(limit)
+            ]
+        if op == "changes_since_time":
+            t = float(args.get("time", 0.0))
+            return [
+                {
+                    "time": c.time,
+                    "user": c.user,
+                    "command": c.command,
+                    "result": "DISCARDED",
+                    "seq": c.seq,
+                }
+                for c in self.store.changes_after_time(t)
+            ]
+        if op == "sync_status":
+            return self.sync.status() if self.sync is not None else {"state": "none"}
+        raise IpcError(f"unknown op {op}")
+
+
+def _op_dict(op: Op) -> dict[str, Any]:
+    return {"kind": op.kind, "key": op.key, "body": op.body}
+
+
+async def run_cfgmgr(cfg: NodeConfig) -> None:
+    await Cfgmgr(cfg).run()

@@ -1,0 +1,553 @@
+"""hamgr: the asyncio adapter around the redundancy engine (DESIGN §1, §3).
+
+Owns the heartbeat sockets (control and mgmt), the monotonic timer, the
+durable HA facts (epoch, learnt peer MACs, last standby->active time) and
+the redundancy trace. It does no disk I/O on the heartbeat path: facts are
+written only when the engine says they changed (rare), traces are appended
+on events only.
+
+Other services reach hamgr on ``RUNDIR/hamgr.sock`` (see docs/CONTRACTS.md);
+the ``status`` topic pushes the HA status on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from openvsm.config import NodeConfig
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
+from openvsm.redundancy import engine as eng
+from openvsm.sysmgr.service import NodeReload
+from openvsm.wire.codec import Codec, Drop, Frame
+from openvsm.wire.messages import (
+    AccountingEntry,
+    Message,
+    ResolutionLogs,
+    ResolutionLogsAck,
+    SenderRole,
+)
+from openvsm.wire.udp import UdpEndpoint
+
+log = logging.getLogger("hamgr")
+
+TRACE_KEEP = 2000
+AA_KINDS = ("accounting", "traces", "remote accounting", "remote traces")
+_AA_FILES = {
+    "accounting": "local-accounting.json",
+    "traces": "local-traces.json",
+    "remote accounting": "remote-accounting.json",
+    "remote traces": "remote-traces.json",
+}
+MAX_LOG_BYTES = 48_000  # ResolutionLogs must fit in one datagram
+
+
+def wall_str(t: float) -> str:
+    return time.strftime("%Y-%b-%d %H:%M:%S", time.localtime(t))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"{path}: unreadable ({exc}); refusing to start") from None
+
+
+class Hamgr:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.codec = Codec(cfg.domain_id, cfg.secret)
+        self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
+        self.facts_path = cfg.data_dir / "ha-facts.json"
+        self.aa_dir = cfg.data_dir / "active-active"
+        self.trace_path = cfg.data_dir / "redundancy-trace.log"
+        raw = read_json(self.facts_path, {})
+        facts = eng.PersistedFacts(
+            epoch=int(raw.get("epoch", 0)),
+            peer_macs=dict(raw.get("peer_macs", {})),
+            last_active_time=float(raw.get("last_active_time", 0.0)),
+        )
+        self.boot_id = random.getrandbits(48)
+        self.engine = eng.Engine(
+            eng.EngineConfig(
+                role=cfg.role,
+                system_mac=cfg.system_mac,
+                timers=cfg.timers,
+                boot_id=self.boot_id,
+            ),
+            facts,
+        )
+        self.last_active_time = facts.last_active_time
+        self.seq = time.time_ns() // 1000
+        self.traces: collections.deque[tuple[float, str]] = collections.deque(maxlen=TRACE_KEEP)
+        self._load_trace_tail()
+        self.drops: dict[str, collections.Counter[str]] = {
+            "control": collections.Counter(),
+            "mgmt": collections.Counter(),
+        }
+        self.endpoints: dict[eng.Iface, UdpEndpoint] = {}
+        self.peers: dict[eng.Iface, tuple[str, int] | None] = {
+            eng.Iface.CONTROL: cfg.control.peer.addr if cfg.control.peer else None,
+            eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
+        }
+        self.ipc = IpcServer(cfg.run_dir / "hamgr.sock", self._handle)
+        self._timer: asyncio.TimerHandle | None = None
+        self._reload = asyncio.Event()
+        self._reload_reason = ""
+        self.module_count = 0
+        self.last_config_time = 0.0
+        self.change_seq = 0
+        self.switch_seq = 0
+        self.sync_state = "none"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._logs_acked = asyncio.Event()
+        self.split_started: float | None = None
+        self._last_status: dict[str, Any] | None = None
+
+    # ---- time -----------------------------------------------------------
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time() + self.cfg.clock_offset_s
+
+    def mono_to_wall(self, t: float) -> float:
+        return self.wall() - (self.now() - t)
+
+    # ---- lifecycle ------------------------------------------------------
+    async def run(self) -> None:
+        self._raise_priority()
+        reason = self._pop_reload_reason()
+        self.trace(
+            f"boot: role {self.cfg.role}, epoch {self.engine.epoch}"
+            + (f", after reload: {reason}" if reason else "")
+        )
+        # The engine starts before the sockets open: no frame may reach it first.
+        first = self.engine.start(self.now())
+        for iface, icfg in ((eng.Iface.CONTROL, self.cfg.control), (eng.Iface.MGMT, self.cfg.mgmt)):
+            ep = UdpEndpoint(icfg.local.addr, self._receiver(iface))
+            await ep.open()
+            self.endpoints[iface] = ep
+        await self.ipc.start()
+        self._process(first)
+        try:
+            await self._reload.wait()
+            raise NodeReload(self._reload_reason)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+            for ep in self.endpoints.values():
+                ep.close()
+            await self.ipc.stop()
+
+    def _pop_reload_reason(self) -> str:
+        path = self.cfg.run_dir / "reload-reason"
+        try:
+            text = path.read_text().strip()
+            path.unlink()
+            return text
+        except OSError:
+            return ""
+
+    def _raise_priority(self) -> None:
+        # Heartbeats must keep their timing when the node is busy (DESIGN §1).
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+        except (OSError, AttributeError):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, -10)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- I/O ------------------------------------------------------------
+    def _receiver(self, iface: eng.Iface) -> Any:
+        def on_datagram(data: bytes, addr: tuple[str, int]) -> None:
+            result = self.codec.decode(data)
+            if isinstance(result, Drop):
+                self.drops[iface.value][result.reason.value] += 1
+                return
+            self._on_frame(result, iface, addr)
+
+        return on_datagram
+
+    def _on_frame(self, frame: Frame, iface: eng.Iface, addr: tuple[str, int]) -> None:
+        if frame.role == SenderRole.VEM:
+            self.drops[iface.value]["unexpected"] += 1
+            return
+        msg = frame.msg
+        if isinstance(msg, ResolutionLogs):
+            if frame.role != self.role:
+                self._store_remote_logs(msg, frame.mac)
+                self.send(iface, ResolutionLogsAck(count=len(msg.accounting)))
+            return
+        if isinstance(msg, ResolutionLogsAck):
+            self._logs_acked.set()
+            return
+        self._process(self.engine.on_frame(frame, iface, self.now()))
+
+    def send(self, iface: eng.Iface, msg: Message) -> None:
+        peer = self.peers.get(iface)
+        ep = self.endpoints.get(iface)
+        if peer is None or ep is None:
+            return
+        self.seq += 1
+        data = self.codec.encode(
+            msg, role=self.role, mac=self.cfg.system_mac, epoch=self.engine.epoch, seq=self.seq
+        )
+        ep.send(data, peer)
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.engine.next_deadline()
+        if deadline == float("inf"):
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(max(deadline, loop.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._process(self.engine.tick(self.now()))
+
+    # ---- effects --------------------------------------------------------
+    def _process(self, effects: list[Any]) -> None:
+        changed = False
+        for effect in effects:
+            changed = True
+            if isinstance(effect, eng.Send):
+                self.send(effect.iface, effect.msg)
+            elif isinstance(effect, eng.Trace):
+                self.trace(effect.text)
+            elif isinstance(effect, eng.PersistFacts):
+                self._persist(effect.facts)
+            elif isinstance(effect, eng.BecomeActive):
+                self.last_active_time = self.wall()
+                self.split_started = self.wall()
+                self._persist_current()
+                self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
+            elif isinstance(effect, eng.PeerLost):
+                self.split_started = self.wall()
+            elif isinstance(effect, eng.SwitchRequestNeeded):
+                self.switch_seq += 1
+            elif isinstance(effect, eng.SplitBrainWon):
+                self.switch_seq += 1
+                self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
+            elif isinstance(effect, eng.SplitBrainLost):
+                self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
+                self._spawn(self._lose_split_brain(effect.winner_role))
+            elif isinstance(effect, eng.Reload):
+                self._begin_reload(effect.reason)
+        self._arm_timer()
+        if changed:
+            self._publish()
+
+    def _begin_reload(self, reason: str) -> None:
+        if self._reload.is_set():
+            return
+        self.trace(f"reload: {reason}")
+        self._reload_reason = reason
+        self._reload.set()
+
+    def _persist(self, facts: eng.PersistedFacts) -> None:
+        write_json_atomic(
+            self.facts_path,
+            {
+                "epoch": facts.epoch,
+                "peer_macs": dict(facts.peer_macs),
+                "last_active_time": self.last_active_time or facts.last_active_time,
+            },
+        )
+
+    def _persist_current(self) -> None:
+        raw = read_json(self.facts_path, {})
+        raw["epoch"] = max(int(raw.get("epoch", 0)), self.engine.epoch)
+        raw["last_active_time"] = self.last_active_time
+        write_json_atomic(self.facts_path, raw)
+        self._push_facts()
+
+    def _push_facts(self) -> None:
+        self.engine.set_local_facts(
+            module_count=self.module_count,
+            last_config_time=self.last_config_time,
+            change_seq=self.change_seq,
+        )
+        with contextlib.suppress(AttributeError, TypeError):
+            self.engine.set_last_active_time(self.last_active_time)  # type: ignore[attr-defined]
+
+    def trace(self, text: str) -> None:
+        t = self.wall()
+        self.traces.append((t, text))
+        log.info("trace: %s", text)
+        with contextlib.suppress(OSError), self.trace_path.open("a") as fh:
+            fh.write(json.dumps([t, text]) + "\n")
+
+    def _load_trace_tail(self) -> None:
+        try:
+            lines = self.trace_path.read_text().splitlines()[-TRACE_KEEP:]
+        except OSError:
+            return
+        for line in lines:
+            with contextlib.suppress(ValueError, TypeError):
+                t, text = json.loads(line)
+                self.traces.append((float(t), str(text)))
+        if len(lines) >= TRACE_KEEP:
+            with contextlib.suppress(OSError):
+                self.trace_path.write_text("\n".join(lines) + "\n")
+
+    # ---- split-brain ----------------------------------------------------
+    async def _lose_split_brain(self, winner_role: str) -> None:
+        accounting: list[AccountingEntry] = []
+        discarded: list[AccountingEntry] = []
+        client = IpcClient(self.cfg.run_dir / "cfgmgr.sock", timeout=2.0)
+        try:
+            raw_acc = await client.call("accounting", limit=500)
+            accounting = [AccountingEntry(**e) for e in raw_acc]
+            since = self.split_started or self.last_active_time
+            raw_disc = await client.call("changes_since_time", time=since)
+            discarded = [AccountingEntry(**e) for e in raw_disc]
+        except (IpcError, TypeError, ValueError) as exc:
+            self.trace(f"split-brain: could not collect the accounting log: {exc}")
+        finally:
+            client.close()
+        traces = [f"{wall_str(t)} {text}" for t, text in self.traces]
+        local = {"saved": wall_str(self.wall()), "winner": winner_role}
+        write_json_atomic(
+            self.aa_dir / _AA_FILES["accounting"],
+            {
+                **local,
+                "entries": [_acc_dict(e) for e in accounting],
+                "discarded": [_acc_dict(e) for e in discarded],
+            },
+        )
+        write_json_atomic(self.aa_dir / _AA_FILES["traces"], {**local, "traces": traces})
+        msg = _fit_logs(accounting, traces, discarded)
+        self._logs_acked.clear()
+        for _ in range(5):
+            for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
+                self.send(iface, msg)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._logs_acked.wait(), 0.2)
+                break
+        self._process(self.engine.resolution_logs_sent(self.now()))
+
+    def _store_remote_logs(self, msg: ResolutionLogs, mac: str) -> None:
+        meta = {"saved": wall_str(self.wall()), "from": mac}
+        write_json_atomic(
+            self.aa_dir / _AA_FILES["remote accounting"],
+            {
+                **meta,
+                "entries": [_acc_dict(e) for e in msg.accounting],
+                "discarded": [_acc_dict(e) for e in msg.discarded],
+            },
+        )
+        write_json_atomic(
+            self.aa_dir / _AA_FILES["remote traces"], {**meta, "traces": list(msg.traces)}
+        )
+        self.trace(
+            f"split-brain: stored the remote accounting log ({len(msg.accounting)} entries, "
+            f"{len(msg.discarded)} discarded changes) and {len(msg.traces)} traces from {mac}"
+        )
+
+    def activeactive(self, which: str) -> dict[str, Any]:
+        if which not in _AA_FILES:
+            raise IpcError(f"unknown active-active store {which!r}")
+        data = read_json(self.aa_dir / _AA_FILES[which], {})
+        return {"which": which, **data}
+
+    def clear_activeactive(self, which: str) -> dict[str, Any]:
+        if which not in _AA_FILES:
+            raise IpcError(f"unknown active-active store {which!r}")
+        with contextlib.suppress(FileNotFoundError):
+            (self.aa_dir / _AA_FILES[which]).unlink()
+        self.trace(f"cleared active-active {which}")
+        return {"cleared": which}
+
+    # ---- status ---------------------------------------------------------
+    def ha_status(self) -> dict[str, Any]:
+        st = self.engine.status(self.now())
+        return {
+            "state": self.engine.state.value,
+            "role": self.cfg.role,
+            "epoch": self.engine.epoch,
+            "peer_present": bool(st.peer_present),
+            "peer_state": str(st.other_rdn_state),
+            "internal_state": str(st.this_internal_state),
+            "degraded": bool(st.degraded),
+            "peer_control": str(self.cfg.control.peer) if self.cfg.control.peer else None,
+            "switch_seq": self.switch_seq,
+            "boot_id": self.boot_id,
+        }
+
+    def redundancy_status(self) -> dict[str, Any]:
+        st = self.engine.status(self.now())
+        this_sup = f"(sup-{self.cfg.sup_number})"
+        other_sup = f"(sup-{3 - self.cfg.sup_number})"
+        data: dict[str, Any] = {
+            "rdn_role_admin": self.cfg.role,
+            "rdn_role_oper": self.cfg.role,
+            "rdn_mode_admin": "HA",
+            "rdn_mode_oper": st.mode_oper,
+            "this_sup": this_sup,
+            "this_sup_rdn_state": st.this_rdn_state,
+            "this_sup_sup_state": st.this_sup_state,
+            "this_sup_internal_state": st.this_internal_state,
+            "other_sup": other_sup,
+            "other_sup_rdn_state": st.other_rdn_state,
+            "other_sup_sup_state": st.other_sup_state,
+            "other_sup_internal_state": st.other_internal_state,
+            "collisions": [
+                {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
+                for c in st.collisions
+            ],
+            "overwrites": [
+                f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
+                for o in st.overwrites
+            ],
+            "epoch": self.engine.epoch,
+        }
+        return data
+
+    def trace_table(self) -> dict[str, Any]:
+        rows = [{"time": wall_str(t), "event": text} for t, text in self.traces]
+        return {"TABLE_trace": {"ROW_trace": rows}}
+
+    def counters_table(self) -> dict[str, Any]:
+        ctr = self.engine.counters()
+        rows = []
+        for iface in ("control", "mgmt"):
+            row: dict[str, Any] = {"interface": iface}
+            row.update(ctr.get(iface, {}))
+            for reason, n in self.drops[iface].items():
+                key = f"drop_{reason}"
+                row[key] = row.get(key, 0) + n
+            ep = self.endpoints.get(eng.Iface(iface))
+            if ep is not None:
+                row["socket_errors"] = ep.errors + ep.send_errors
+            rows.append(row)
+        return {"TABLE_counters": {"ROW_counters": rows}}
+
+    def _publish(self) -> None:
+        status = self.ha_status()
+        if status != self._last_status:
+            self._last_status = status
+            self.ipc.publish("status", status)
+
+    # ---- IPC ------------------------------------------------------------
+    async def _handle(self, op: str, args: dict[str, Any]) -> Any:
+        now = self.now()
+        if op in ("status", "subscribed"):
+            return self.ha_status()
+        if op == "redundancy_status":
+            return self.redundancy_status()
+        if op == "switchover":
+            try:
+                self._process(self.engine.request_switchover(now))
+            except eng.EngineError as exc:
+                raise IpcError(f"% {exc}") from None
+            return {"ok": True}
+        if op == "reload":
+            self._process(self.engine.request_reload(now))
+            return {"ok": True}
+        if op == "set_facts":
+            if "module_count" in args:
+                self.module_count = int(args["module_count"])
+            if "last_config_time" in args:
+                self.last_config_time = float(args["last_config_time"])
+            if "change_seq" in args:
+                self.change_seq = int(args["change_seq"])
+            self._push_facts()
+            return {"ok": True}
+        if op == "set_module_count":
+            self.module_count = int(args.get("count", 0))
+            self._push_facts()
+            return {"ok": True}
+        if op == "sync_state":
+            state = str(args.get("state", "none"))
+            self.sync_state = state
+            self.engine.set_sync_state(state)
+            effects: list[Any] = [eng.StatusChanged()]
+            if args.get("out_of_sync"):
+                self.trace("sync buffer overflow: standby marked out of sync, will be reset")
+                effects += self.engine.mark_standby_out_of_sync(now)
+            self._process(effects)
+            return {"ok": True}
+        if op == "sync_reset":
+            self._process(self.engine.on_sync_reset(now))
+            return {"ok": True}
+        if op == "trace":
+            return self.trace_table()
+        if op == "counters":
+            return self.counters_table()
+        if op == "clear_peer_mac":
+            self._process(self.engine.clear_peer_macs())
+            self.trace("learnt peer MAC addresses cleared by operator")
+            return {"ok": True}
+        if op == "activeactive":
+            return self.activeactive(str(args.get("which")))
+        if op == "clear_activeactive":
+            return self.clear_activeactive(str(args.get("which")))
+        raise IpcError(f"unknown op {op}")
+
+
+def _acc_dict(e: AccountingEntry) -> dict[str, Any]:
+    return {"time": e.time, "user": e.user, "command": e.command, "result": e.result, "seq": e.seq}
+
+
+def _fit_logs(
+    accounting: list[AccountingEntry], traces: list[str], discarded: list[AccountingEntry]
+) -> ResolutionLogs:
+    """Trim the oldest entries until the message fits in one datagram."""
+    import msgspec
+
+    acc, tr, disc = list(accounting), list(traces), list(discarded)
+    while True:
+        msg = ResolutionLogs(accounting=acc, traces=tr, discarded=disc)
+        if len(msgspec.msgpack.encode(msg)) <= MAX_LOG_BYTES or not (acc or tr or disc):
+            return msg
+        if len(tr) > len(acc) and tr:
+            tr = tr[len(tr) // 4 or 1 :]
+        elif acc:
+            acc = acc[len(acc) // 4 or 1 :]
+        elif disc:
+            disc = disc[len(disc) // 4 or 1 :]
+        else:
+            tr = tr[1:]
+
+
+async def run_hamgr(cfg: NodeConfig) -> None:
+    await Hamgr(cfg).run()
+
+
+__all__ = ["Hamgr", "IpcUnavailable", "run_hamgr"]
