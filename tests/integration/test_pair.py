@@ -111,7 +111,7 @@ def test_control_loss_is_degraded_both_is_failover(make_lab: Callable[..., Lab])
     lab = make_lab(timers="fast", rest=False, proxy=True)
     active = lab.start()
     standby = other(active)
-    lab.proxy("drop", name="control", direction="both")
+    lab.cut("control")
     wait_for(
         lambda: any("degraded" in e.lower() for e in trace_events(lab, active)),
         SETTLE,
@@ -120,7 +120,7 @@ def test_control_loss_is_degraded_both_is_failover(make_lab: Callable[..., Lab])
     time.sleep(LOSS * 3)
     assert lab.active() == active
     assert lab.status(standby)["this_sup_rdn_state"] == "Standby"  # type: ignore[index]
-    lab.proxy("heal", name="control", direction="both")
+    lab.heal("control")
     wait_for(
         lambda: any("restored" in e.lower() for e in trace_events(lab, active)),
         SETTLE,
@@ -129,8 +129,8 @@ def test_control_loss_is_degraded_both_is_failover(make_lab: Callable[..., Lab])
     assert lab.status(standby)["this_sup_rdn_state"] == "Standby"  # type: ignore[index]
 
     # Both interfaces down: the standby takes over (split-brain by design).
-    lab.proxy("drop", name="control", direction="both")
-    lab.proxy("drop", name="mgmt", direction="both")
+    lab.cut("control")
+    lab.cut("mgmt")
     wait_for(
         lambda: (lab.status(standby) or {}).get("this_sup_rdn_state") == "Active",
         SETTLE,

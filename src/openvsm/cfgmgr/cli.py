@@ -155,8 +155,10 @@ def build_cli(cm: Cfgmgr) -> CliServer:
 
     # ---- configuration (cfgmgr) --------------------------------------------
     async def configure_terminal(args: dict[str, str], s: CliSession) -> Any:
-        if not cm.is_active():
-            raise CliCommandError(cm.not_active_text())
+        try:
+            await cm.ensure_active()
+        except IpcError as exc:
+            raise CliCommandError(str(exc)) from None
         executor.begin(s)
         return None
 

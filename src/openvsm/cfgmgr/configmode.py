@@ -48,9 +48,6 @@ class ConfigExecutor:
             self.cm.account(user=session.user, command=command, result="FAILURE")
             return result.error, True
         if result.ops:
-            if not self.cm.is_active():
-                cs.mode, cs.profile, cs.vlans = saved
-                return self.cm.not_active_text(), True
             try:
                 await self.cm.commit(
                     list(result.ops), user=session.user, source="cli", command=command

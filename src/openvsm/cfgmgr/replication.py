@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from openvsm.ipc import IpcError
 from openvsm.store.pss import Change
+from openvsm.sync.stream import ReceiverState
 from openvsm.sync.transport import SyncReceiver, SyncSender
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Replication:
         self._hamgr_state: dict[str, Any] | None = None
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         if state == "active":
             if cfg.control.peer is not None:
                 self.sender = SyncSender(
@@ -65,10 +67,13 @@ class Replication:
             await self.sender.start()
         if self.receiver is not None:
             await self.receiver.start()
+            self._watcher = asyncio.create_task(self._watch_receiver())
 
     async def stop(self) -> None:
         if self._pusher is not None:
             self._pusher.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.sender is not None:
             await self.sender.stop()
         if self.receiver is not None:
@@ -85,11 +90,30 @@ class Replication:
             return {"role": "receiver", **self.receiver.status()}
         return {"role": "none"}
 
+    def repush(self) -> None:
+        """Tell hamgr the sync state again (it restarted)."""
+        if self.sender is not None:
+            self._on_sender_state(self.sender.core.status())
+        else:
+            self._push.set()
+
     def on_ha_status(self, status: dict[str, Any]) -> None:
         if self.sender is not None:
             self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
             if not status.get("peer_present") and self.sender.core.must_wait:
                 self.sender.detach()
+
+    async def _watch_receiver(self) -> None:
+        """Standby: report "hot" to hamgr while the stream is applying changes."""
+        assert self.receiver is not None
+        last = ""
+        while True:
+            state = "hot" if self.receiver.core.state is ReceiverState.STREAMING else "cold"
+            if state != last:
+                last = state
+                self._hamgr_state = {"state": state, "out_of_sync": False}
+                self._push.set()
+            await asyncio.sleep(0.05)
 
     # ---- callbacks from the transport ----------------------------------------
     def _on_sender_state(self, st: dict[str, Any]) -> None:

@@ -102,16 +102,31 @@ class Cfgmgr:
             delay = min(delay * 2, 0.5)
 
     async def _follow_hamgr(self) -> None:
+        hamgr_boot = None
         async for status in self._hamgr_events():
             self.ha = status
+            if status.get("boot_id") != hamgr_boot:
+                # A new hamgr process (stateful restart): it lost what we told the old one.
+                hamgr_boot = status.get("boot_id")
+                self._facts_dirty.set()
+                if self.sync is not None:
+                    self.sync.repush()
             state = status.get("state")
             if state in ("active", "standby") and self._role_started is None:
                 self._role_started = str(state)
                 await self._start_role(str(state))
-            elif state in ("active", "standby") and state != self._role_started:
-                # active<->standby never happens without a reload; a new hamgr
-                # process after a crash reports the same state.
-                log.error("hamgr reports %s while cfgmgr runs as %s", state, self._role_started)
+            elif state == "active" and self._role_started == "standby":
+                # Failover or switchover: the standby takes over with its store
+                # as it stands (every acknowledged change is in it) and starts
+                # streaming to whoever becomes its standby.
+                log.warning("standby -> active: switching replication to sender")
+                if self.sync is not None:
+                    await self.sync.stop()
+                self._role_started = "active"
+                await self._start_role("active")
+            elif state == "standby" and self._role_started == "active":
+                # active -> standby never happens without a reload (hamgr reloads the node).
+                log.error("hamgr reports standby while cfgmgr runs as active")
             if self.sync is not None:
                 self.sync.on_ha_status(status)
             self._role_changed.set()
@@ -158,9 +173,22 @@ class Cfgmgr:
             )
         return f"% This supervisor is {state}: configuration is not accepted now"
 
+    async def ensure_active(self) -> None:
+        """Raise NotActive unless this node is the active; asks hamgr when the
+        cached status says otherwise (the subscription may lag a transition)."""
+        if self.is_active():
+            return
+        try:
+            status = await self.hamgr.call("status", timeout=2.0)
+        except IpcError:
+            status = None
+        if isinstance(status, dict) and status.get("state") == "active":
+            self.ha = status
+            return
+        raise NotActive(self.not_active_text())
+
     async def commit(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
-        if not self.is_active():
-            raise NotActive(self.not_active_text())
+        await self.ensure_active()
         change = self.store.commit(
             ops,
             user=user,

@@ -315,6 +315,27 @@ module_limit = {self.module_limit}
     def proxy(self, op: str, **args: Any) -> Any:
         return ipc_call(self.proxy_ctl, op, **args)
 
+    def _links_for(self, iface: str, direction: str) -> list[tuple[str, str]]:
+        """(link, proxy direction) pairs for an interface and a node-to-node direction."""
+        if direction not in ("both", "p->s", "s->p"):
+            raise LabError(f"direction must be both, p->s or s->p, not {direction!r}")
+        fwd = {"both": "both", "p->s": "a->b", "s->p": "b->a"}[direction]
+        # TCP client->server is a->b: on p2s the primary is the client, on s2p the secondary.
+        rev = {"both": "both", "p->s": "b->a", "s->p": "a->b"}[direction]
+        links = [(iface, fwd)]
+        if iface == "control":
+            links += [("control-tcp-p2s", fwd), ("control-tcp-s2p", rev)]
+        return links
+
+    def cut(self, iface: str, direction: str = "both") -> None:
+        """Drop an interface's traffic between the nodes (UDP and, for control, TCP sync)."""
+        for name, d in self._links_for(iface, direction):
+            self.proxy("drop", name=name, direction=d)
+
+    def heal(self, iface: str, direction: str = "both") -> None:
+        for name, d in self._links_for(iface, direction):
+            self.proxy("heal", name=name, direction=d)
+
     def start_node(self, name: str) -> None:
         node = self.nodes[name]
         if node.pid is not None:

@@ -129,6 +129,9 @@ class EngineConfig:
     timers: Timers
     boot_id: int  # random per boot
     probe_timeout: float = 0.05
+    # With a replicated store (hamgr), the pair is "HA" only once the sync
+    # stream reports "hot"; an engine without one treats "none" as in sync.
+    require_sync: bool = False
 
 
 @dataclass
@@ -900,11 +903,17 @@ class Engine:
             self.state is HaState.ACTIVE
             and self._peer_present
             and not self._degraded
-            and self._sync_state in ("none", "hot")
+            and not self._sync_cold()
             and self._switch_deadline is None
             and self._losing_deadline is None
             and not self._reset_on_next_response
         )
+
+    def _sync_cold(self) -> bool:
+        """Until the sync stream is "hot" the standby cannot take over statefully."""
+        if self.config.require_sync:
+            return self._sync_state != "hot"
+        return self._sync_state in ("cold", "warm")
 
     def _check_can_switchover(self) -> None:
         if self.state is not HaState.ACTIVE:
@@ -978,7 +987,11 @@ class Engine:
         res.ifaces.add(iface.value)
         first = res.offer(msg, frame.seq)
         if not first:
-            # The peer still sends, so it lacks ours.
+            # The peer still sends, so it may lack ours; at most one reply per
+            # heartbeat interval so that two replying sides cannot ping-pong.
+            if now < res.last_reply + self._timers.heartbeat_interval:
+                return effects
+            res.last_reply = now
             return [*effects, Send(iface, res.ours)]
         return [*effects, *self._decide(res, now)]
 
@@ -1056,7 +1069,7 @@ class Engine:
         self,
     ) -> tuple[str, str, str, str, str | None, str | None, str]:
         """(this rdn, this sup, this internal, other rdn, other sup, other internal, mode)."""
-        cold = self._sync_state in ("cold", "warm")
+        cold = self._sync_cold()
         if self.state is HaState.ACTIVE:
             if not self._peer_present:
                 return ("Active", "Active", "Active with no standby",

@@ -100,6 +100,7 @@ class Hamgr:
                 system_mac=cfg.system_mac,
                 timers=cfg.timers,
                 boot_id=self.boot_id,
+                require_sync=True,
             ),
             facts,
         )
