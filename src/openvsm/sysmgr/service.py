@@ -16,8 +16,8 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig, load_node_config
 
