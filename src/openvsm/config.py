@@ -139,6 +139,28 @@ class VemConfig:
     ovs_run_dir: Path | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # backend "ovs": the OVSDB remote (default: ovs_run_dir/db.sock, else the system
+    # OVS), the bridge, the namespace of its devices (lab), the uplinks.
+    ovsdb: str = ""
+    bridge: str = "br-int"
+    ovs_netns: str | None = None
+    uplinks: tuple[UplinkConfig, ...] = ()
+    poll_interval: float = 0.25
+    report_interval: float = 5.0
+
+    @property
+    def ovsdb_remote(self) -> str:
+        if self.ovsdb:
+            return self.ovsdb
+        if self.ovs_run_dir is not None:
+            return f"unix:{self.ovs_run_dir / 'db.sock'}"
+        return "unix:/var/run/openvswitch/db.sock"
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    device: str  # e.g. "eth1"
+    port_profile: str  # an uplink (type ethernet) port profile on the VSM
 
 
 def _get(section: dict[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
@@ -351,4 +373,25 @@ def vem_config_from_dict(
         ovs_run_dir=(base / ovs_run) if ovs_run else None,
         path=path,
         raw=doc,
+        ovsdb=_get(vem, "ovsdb", where, str, ""),
+        bridge=_get(vem, "bridge", where, str, "br-int"),
+        ovs_netns=_get(vem, "ovs_netns", where, str, None),
+        uplinks=_uplinks(vem),
+        poll_interval=_int_range(vem, "poll_interval_ms", where, 50, 10000, 250) / 1000,
+        report_interval=_int_range(vem, "report_interval_ms", where, 100, 600000, 5000) / 1000,
     )
+
+
+def _uplinks(vem: dict[str, Any]) -> tuple[UplinkConfig, ...]:
+    """``uplinks = [{device = "eth1", port_profile = "uplink-po1"}, ...]``."""
+    raw = _get(vem, "uplinks", "vem", list, [])
+    out = []
+    for i, item in enumerate(raw):
+        where = f"vem.uplinks[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be a table {{device, port_profile}}")
+        device = _get(item, "device", where, str)
+        if not device or len(device) > 15 or "/" in device or " " in device:
+            raise ConfigError(f"{where}.device: {device!r} is not a device name (1-15 chars)")
+        out.append(UplinkConfig(device=device, port_profile=_get(item, "port_profile", where, str)))
+    return tuple(out)

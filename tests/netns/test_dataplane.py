@@ -271,7 +271,7 @@ def test_lacp_ten_members_eight_active_two_standby_and_promotion(lacp: Lacp) -> 
     assert "LOWER_UP" not in _flags(lacp.sw, "l9")
     assert lacp.backend.poll() == []
     summary = lacp.backend.port_channel_summary()["TABLE_channel"]["ROW_channel"][0]
-    flags = {r["port"]: r["port-status"] for r in summary["TABLE_member"]["ROW_member"]}
+    flags = {r["port"]: r["port_status"] for r in summary["TABLE_member"]["ROW_member"]}
     assert flags["l9"] == "H" and flags["l1"] == "P"
     # An active member fails: the best standby (l9) is promoted.
     lacp.sw.ip("link", "set", "l2", "down")

@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,6 +371,55 @@ class UdpStream:
         sink_out, _ = self.sink.communicate(timeout=10)
         data = json.loads(sink_out)
         return StreamResult(sent=sent, received=data["received"], max_gap_ms=data["max_gap_ms"])
+
+
+# -- VEM agents with the ovs backend ------------------------------------------------
+
+
+def ovs_vem_toml(
+    host: Host,
+    *,
+    host_uuid: str,
+    host_ip: str,
+    domain_id: int,
+    secret: str,
+    local: str,
+    vsms: list[str],
+    uplinks: Sequence[tuple[str, str]] = (),
+    heartbeat_ms: int = 1000,
+    headless_ms: int = 15000,
+    in_namespace: bool = False,
+) -> str:
+    """A VEM agent config (backend ``ovs``) for the private OVS of ``host``.
+
+    ``in_namespace``: the agent runs inside the host's namespace (the lab);
+    otherwise it runs in ours and reaches the host's devices with ``ip -n``
+    (the OVS sockets are files, reachable from any namespace)."""
+    lines = [
+        "[vem]",
+        f'host_uuid = "{host_uuid}"',
+        f'host_name = "{host.name}"',
+        f'host_ip = "{host_ip}"',
+        f"domain_id = {domain_id}",
+        f'secret = "{secret}"',
+        f'local = "{local}"',
+        "vsms = [" + ", ".join(f'"{v}"' for v in vsms) + "]",
+        'run_dir = "run"',
+        'data_dir = "data"',
+        'backend = "ovs"',
+        f'ovs_run_dir = "{host.ovs.directory}"',
+        'bridge = "br-int"',
+        f"heartbeat_interval_ms = {heartbeat_ms}",
+        f"headless_after_ms = {headless_ms}",
+    ]
+    if not in_namespace:
+        lines.append(f'ovs_netns = "{host.ns}"')
+    lines.append(
+        "uplinks = ["
+        + ", ".join(f'{{device = "{d}", port_profile = "{p}"}}' for d, p in uplinks)
+        + "]"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _smoke() -> int:

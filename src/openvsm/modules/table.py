@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
 from openvsm.wire.messages import (
@@ -46,6 +47,7 @@ from openvsm.wire.messages import (
     VemAttachAck,
     VemDetach,
     VemHeartbeat,
+    VemLacpReport,
     VemPortEvent,
     VethPort,
 )
@@ -53,6 +55,8 @@ from openvsm.wire.messages import (
 Addr = tuple[str, int]
 FIRST_MODULE = 3
 MAX_PORTS_PER_VEM = 4096
+MAX_UPLINK_PROFILES = 64
+MAX_REPORT_ERRORS = 64
 CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
 
 
@@ -121,6 +125,8 @@ class Module:
     pushed_seq: int = 0
     pushed_config: bytes = b""  # snapshot (with config_seq 0) last pushed
     dirty: bool = False
+    uplink_profiles: tuple[str, ...] = ()  # profiles of the VEM's uplinks (from its attach)
+    lacp: VemLacpReport | None = None  # last port-channel / LACP / error report
 
     def body(self, ports: int) -> dict[str, Any]:
         return {
@@ -485,6 +491,8 @@ class ModuleTable:
             return self._on_port_event(frame, msg, src, now)
         if isinstance(msg, VemDetach):
             return self._on_detach(msg, src)
+        if isinstance(msg, VemLacpReport):
+            return self._on_lacp_report(msg, now)
         self.counters["bad_role"] += 1
         return []
 
@@ -528,6 +536,7 @@ class ModuleTable:
         mod.last_heard = now
         mod.last_attach_wall = self.wall()
         mod.attaches += 1
+        mod.uplink_profiles = tuple(sorted(set(msg.uplink_profiles)))[:MAX_UPLINK_PROFILES]
         ops = self._sync_ports(mod, msg.ports)
         ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
         effects.append(Commit(tuple(ops), f"module {mod.number} attach"))
@@ -619,6 +628,25 @@ class ModuleTable:
         effects += self._flush(now, only=mod)
         return effects
 
+    def _on_lacp_report(self, msg: VemLacpReport, now: float) -> list[Effect]:
+        """Port-channel/LACP state and errors of a VEM; new errors are traced."""
+        mod = self.modules.get(msg.host_uuid)
+        if mod is None or mod.status is ModuleStatus.OFFLINE:
+            self.counters["unknown_module"] += 1
+            return []
+        mod.last_heard = now
+        msg = msgspec.structs.replace(msg, errors=msg.errors[:MAX_REPORT_ERRORS])
+        before = mod.lacp.errors if mod.lacp is not None else []
+        mod.lacp = msg
+        effects: list[Effect] = [
+            Trace(f"module {mod.number} ({mod.host_name}) error: {e}")
+            for e in msg.errors
+            if e not in before
+        ]
+        if before and not msg.errors:
+            effects.append(Trace(f"module {mod.number} ({mod.host_name}): errors cleared"))
+        return effects
+
     def _on_detach(self, msg: VemDetach, src: Addr) -> list[Effect]:
         mod = self.modules.get(msg.host_uuid)
         if mod is None or mod.status is ModuleStatus.OFFLINE:
@@ -678,6 +706,7 @@ class ModuleTable:
     def snapshot(self, mod: Module) -> VemConfigSnapshot:
         """What this VEM needs: its ports' profiles, all VLANs, their bridge domains, VTEPs."""
         used = {v.port_profile for v in self.veths.values() if v.host_uuid == mod.host_uuid}
+        used.update(mod.uplink_profiles)  # uplink (type ethernet) profiles: port-channels
         profiles = [profile_config(self.profiles[n]) for n in sorted(used) if n in self.profiles]
         wanted_bds = {p.bridge_domain for p in profiles if p.bridge_domain}
         bds = [
@@ -788,6 +817,7 @@ class ModuleTable:
                 "status": m.status.value,
                 "hb_sent": m.hb_sent,
                 "hb_received": m.hb_received,
+                "hb_recv": m.hb_received,  # the CLI's key (views.VemCounterRow)
                 "hb_missed": m.hb_missed,
                 "config_pushes": m.config_pushes,
                 "attaches": m.attaches,
@@ -814,6 +844,35 @@ class ModuleTable:
             if m.status is not ModuleStatus.OFFLINE and m.vem_mac
         ]
         return {"TABLE_neighbor": {"ROW_neighbor": rows}}
+
+    def _reports(self) -> list[tuple[Module, VemLacpReport]]:
+        return [
+            (m, m.lacp)
+            for m in self._sorted()
+            if m.lacp is not None and m.status is not ModuleStatus.OFFLINE
+        ]
+
+    def port_channels_data(self) -> dict[str, Any]:
+        """``show port-channel summary``: every module's port-channels (rows carry the module)."""
+        rows = [r for m, rep in self._reports() for r in summary_rows(rep.channels, m.number)]
+        return {"TABLE_channel": {"ROW_channel": rows}}
+
+    def lacp_neighbors_data(self) -> dict[str, Any]:
+        rows = [r for m, rep in self._reports() for r in neighbor_rows(rep.channels, m.number)]
+        return {"TABLE_lacp_neighbor": {"ROW_lacp_neighbor": rows}}
+
+    def lacp_counters_data(self) -> dict[str, Any]:
+        rows = [r for m, rep in self._reports() for r in counter_rows(rep.channels, m.number)]
+        return {"TABLE_lacp_counters": {"ROW_lacp_counters": rows}}
+
+    def errors_data(self) -> dict[str, Any]:
+        """Configuration and datapath errors each VEM reported last."""
+        rows = [
+            {"module": m.number, "host_name": m.host_name, "backend": rep.backend, "error": e}
+            for m, rep in self._reports()
+            for e in rep.errors
+        ]
+        return {"TABLE_vem_error": {"ROW_vem_error": rows}}
 
     def interfaces_data(self) -> dict[str, Any]:
         """``show interface virtual``: vEth, module, owner VM, port profile, status."""

@@ -17,7 +17,9 @@
   and source ``vemmgr``), in order, retried while cfgmgr is unreachable;
 - the attached module count, reported to hamgr (``set_module_count``);
 - ``RUNDIR/vemmgr.sock`` ops ``modules``, ``counters``, ``neighbors``,
-  ``interfaces``, ``traces`` (data with NX-OS keys; see ``ModuleTable``).
+  ``interfaces``, ``traces``, ``port_channels``, ``lacp_neighbors``,
+  ``lacp_counters``, ``vem_errors`` (data with NX-OS keys; see ``ModuleTable``;
+  port-channel/LACP data and VEM errors come from each VEM's ``VemLacpReport``).
 """
 
 from __future__ import annotations
@@ -353,6 +355,14 @@ class Vemmgr:
             return (await self._store_view()).interfaces_data()
         if op == "traces":
             return {"traces": list(self.traces)}
+        if op == "port_channels":
+            return self.table.port_channels_data()
+        if op == "lacp_neighbors":
+            return self.table.lacp_neighbors_data()
+        if op == "lacp_counters":
+            return self.table.lacp_counters_data()
+        if op == "vem_errors":
+            return self.table.errors_data()
         raise IpcError(f"unknown op {op}")
 
 

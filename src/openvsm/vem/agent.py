@@ -21,6 +21,7 @@ import logging
 import platform
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,11 +41,12 @@ from openvsm.vem.core import (
     Send,
     Trace,
     VemCore,
+    VemState,
 )
 from openvsm.vem.memory import MemoryBackend
-from openvsm.vem.model import Backend
+from openvsm.vem.model import Backend, VemConfigSnapshot
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
-from openvsm.wire.messages import SenderRole, VethPort
+from openvsm.wire.messages import PortChannelInfo, SenderRole, VemLacpReport, VethPort
 from openvsm.wire.udp import UdpEndpoint
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,13 @@ def make_backend(cfg: VemConfig) -> Backend:
     if cfg.backend == "memory":
         return MemoryBackend()
     module = importlib.import_module("openvsm.vem.ovs")
-    backend: Backend = module.OvsBackend(cfg)
+    backend: Backend = module.OvsBackend(
+        bridge=cfg.bridge,
+        ovsdb=cfg.ovsdb_remote,
+        uplinks=list(dict.fromkeys(u.device for u in cfg.uplinks)),
+        rundir=str(cfg.ovs_run_dir) if cfg.ovs_run_dir is not None else None,
+        netns=cfg.ovs_netns,
+    )
     return backend
 
 
@@ -88,6 +96,8 @@ class VemRunner:
         self.datapath_errors: list[str] = []
         self.traces: deque[str] = deque(maxlen=TRACE_LINES)
         self.wake = asyncio.Event()
+        # apply (event loop) and poll (worker thread) never run at the same time
+        self.dp_lock = threading.Lock()
 
     def on_datagram(self, data: bytes, addr: Addr) -> None:
         result = self.codec.decode(data)
@@ -112,13 +122,47 @@ class VemRunner:
                     continue
                 self.send_raw(data, effect.addr)
             elif isinstance(effect, ApplyDatapath):
-                errors = self.backend.apply(effect.desired)
-                self.datapath_errors = errors
-                for err in errors:
-                    self.trace(f"datapath: {err}")
+                with self.dp_lock:
+                    errors = self.backend.apply(effect.desired)
+                self.set_datapath_errors(errors)
             elif isinstance(effect, Trace):
                 self.trace(effect.text)
         self.wake.set()
+
+    def set_datapath_errors(self, errors: list[str]) -> None:
+        """Keep the datapath's current errors; log the ones that are new."""
+        for err in errors:
+            if err not in self.datapath_errors:
+                self.trace(f"datapath: {err}")
+        if self.datapath_errors and not errors:
+            self.trace("datapath: all errors cleared")
+        self.datapath_errors = list(errors)
+
+    def poll_datapath(self) -> list[str] | None:
+        """Backend housekeeping (LACP member selection, sticky MACs); worker thread.
+
+        Returns the datapath's errors, or None when the backend has no ``poll``."""
+        poll = getattr(self.backend, "poll", None)
+        if poll is None:
+            return None
+        with self.dp_lock:
+            errors: list[str] = poll()
+        return errors
+
+    def lacp_report(self) -> VemLacpReport:
+        channels: list[PortChannelInfo] = []
+        fn = getattr(self.backend, "channel_infos", None)
+        if fn is not None:
+            with self.dp_lock:
+                channels = list(fn())
+        errors = [f"config: {e}" for e in self.core.config_errors]
+        errors += [f"datapath: {e}" for e in self.datapath_errors]
+        return VemLacpReport(
+            host_uuid=self.core.host_uuid,
+            channels=channels,
+            errors=errors,
+            backend=self.backend.name,
+        )
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -176,6 +220,7 @@ class VemRunner:
         data["drops"] = dict(self.drops)
         data["backend"] = self.backend.name
         data["datapath_errors"] = list(self.datapath_errors)
+        data["config_errors"] = list(self.core.config_errors)
         return data
 
 
@@ -194,7 +239,10 @@ class VemAgent:
         )
         self.ipc = IpcServer(cfg.run_dir / "vem.sock", self._handle)
         self._ports_file = cfg.data_dir / "ports.json"
+        self._config_file = cfg.data_dir / "config.msgpack"
+        self._saved_seq = -1
         self._timer: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
 
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
         self.runner.on_datagram(data, addr)
@@ -210,6 +258,57 @@ class VemAgent:
             self.runner.trace(f"{self._ports_file} unreadable, starting without ports: {exc}")
             return []
 
+    def _load_config(self) -> None:
+        """The last configuration from the VSM: a restarted agent keeps forwarding as
+        before (headless or not) instead of parking every port until it attaches."""
+        try:
+            raw = self._config_file.read_bytes()
+            snap = msgspec.msgpack.decode(raw, type=VemConfigSnapshot)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.runner.trace(f"{self._config_file} unreadable, starting without it: {exc}")
+            return
+        self.runner.core.config = snap
+        self._saved_seq = snap.config_seq
+
+    def _save_config(self) -> None:
+        core = self.runner.core
+        if core.config_seq == self._saved_seq:
+            return
+        self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        snap = msgspec.structs.replace(core.config, config_seq=core.config_seq)
+        tmp = self._config_file.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.msgpack.encode(snap))
+        tmp.replace(self._config_file)
+        self._saved_seq = core.config_seq
+
+    async def poll_loop(self) -> None:
+        """Every poll interval: backend poll, config persistence, VemLacpReport to the
+        active VSM on change, on a new attachment and every report interval."""
+        runner = self.runner
+        sent: tuple[object, ...] | None = None
+        last_sent = -1e9
+        while True:
+            await asyncio.sleep(self.cfg.poll_interval)
+            try:
+                self._save_config()
+            except OSError as exc:
+                runner.trace(f"cannot save the configuration: {exc}")
+            errors = await asyncio.to_thread(runner.poll_datapath)
+            if errors is not None:
+                runner.set_datapath_errors(errors)
+            core = runner.core
+            if core.state is not VemState.ATTACHED or core.active_addr is None:
+                sent = None
+                continue
+            report = await asyncio.to_thread(runner.lacp_report)
+            key = (core.active_addr, core.active_epoch, report)
+            now = time.monotonic()
+            if key != sent or now - last_sent >= self.cfg.report_interval:
+                runner.process([Send(core.active_addr, report)])
+                sent, last_sent = key, now
+
     def _save_ports(self) -> None:
         self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._ports_file.with_suffix(".tmp")
@@ -220,6 +319,7 @@ class VemAgent:
         self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
         self.backend.start()
         self.runner.core.restore_ports(self._load_ports())
+        self._load_config()
         await self.endpoint.open()
         await self.ipc.start()
         self.runner.trace(
@@ -228,8 +328,14 @@ class VemAgent:
         )
         self.runner.start()
         self._timer = asyncio.create_task(self.runner.timer_loop())
+        self._poller = asyncio.create_task(self.poll_loop())
 
     async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

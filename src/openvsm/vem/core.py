@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from openvsm.config import VemConfig
-from openvsm.vem.model import DesiredState, VemConfigSnapshot, VethState
+from openvsm.vem.model import DesiredState, PortChannelState, VemConfigSnapshot, VethState
 from openvsm.wire.codec import Frame
 from openvsm.wire.messages import (
     ConfigDelta,
@@ -142,8 +142,69 @@ def _valid_mac(mac: str) -> bool:
     return True
 
 
+def port_channels(
+    snapshot: VemConfigSnapshot, uplinks: tuple[tuple[str, str], ...]
+) -> tuple[tuple[PortChannelState, ...], list[str]]:
+    """Uplinks (device, port profile) whose profile has a channel-group -> port-channels.
+
+    An uplink named twice keeps its first profile (the second is an error: it is
+    already in another channel-group); a profile naming VLANs that are not
+    configured is an error (those VLANs are left out). Member limits are the
+    backend's (``lacp.validate``).
+    """
+    profiles = {p.name: p for p in snapshot.port_profiles}
+    vlans = set(snapshot.vlans)
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    groups: dict[int, list[str]] = {}
+    modes: dict[int, str] = {}
+    trunks: dict[int, tuple[int, ...]] = {}
+    for device, name in uplinks:
+        if device in seen:
+            errors.append(
+                f"uplink {device}: already in port profile {seen[device]!r}; "
+                f"{name!r} ignored (an uplink belongs to one channel-group)"
+            )
+            continue
+        seen[device] = name
+        prof = profiles.get(name)
+        if prof is None:
+            errors.append(f"uplink {device}: port profile {name!r} is not known")
+            continue
+        if not prof.uplink:
+            errors.append(f"uplink {device}: port profile {name!r} is not type ethernet")
+            continue
+        allowed = prof.allowed_vlans if prof.mode == "trunk" else (prof.access_vlan,)
+        missing = sorted(set(allowed) - vlans)
+        if missing:
+            errors.append(f"uplink {device}: VLANs {missing} of {name!r} are not configured")
+        if not prof.channel_group:
+            continue
+        n = prof.channel_group
+        if n in modes and modes[n] != prof.lacp_mode:
+            errors.append(
+                f"uplink {device}: channel-group {n} mode {prof.lacp_mode or 'on'!r} differs "
+                f"from {modes[n] or 'on'!r}; {device} left out"
+            )
+            continue
+        modes[n] = prof.lacp_mode
+        groups.setdefault(n, []).append(device)
+        wanted = tuple(sorted(v for v in set(allowed) if v in vlans)) if allowed else ()
+        trunks[n] = tuple(sorted(set(trunks.get(n, ())) | set(wanted)))
+    channels = tuple(
+        PortChannelState(
+            number=n, members=tuple(groups[n]), lacp_mode=modes[n], trunk_vlans=trunks[n]
+        )
+        for n in sorted(groups)
+    )
+    return channels, errors
+
+
 def desired_state(
-    snapshot: VemConfigSnapshot, ports: list[VethPort], local_vtep: str = ""
+    snapshot: VemConfigSnapshot,
+    ports: list[VethPort],
+    local_vtep: str = "",
+    uplinks: tuple[tuple[str, str], ...] = (),
 ) -> tuple[DesiredState, list[str]]:
     """Turn the VSM's configuration and the attached ports into datapath state.
 
@@ -205,8 +266,11 @@ def desired_state(
                 max_macs=prof.max_macs,
             )
         )
+    channels, pc_errors = port_channels(snapshot, uplinks)
+    errors += pc_errors
     desired = DesiredState(
         ports=tuple(out),
+        port_channels=channels,
         vxlan_peers=tuple(v for v in snapshot.vteps if v != local_vtep) if vnis else (),
         vnis=tuple(sorted(vnis)),
         local_vtep=local_vtep if vnis else "",
@@ -233,6 +297,7 @@ class VemCore:
     headless_after: float = 15.0
     version: str = "openvsm"
     host_os: str = "linux"
+    uplinks: tuple[tuple[str, str], ...] = ()  # (device, uplink port profile)
     state: VemState = VemState.BOOTING
     module: int = 0
     highest_epoch: int = 0
@@ -250,6 +315,7 @@ class VemCore:
     _applied: DesiredState | None = None
     _last_refusal: str = ""
     _next_port: int = 1
+    config_errors: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(
@@ -262,6 +328,7 @@ class VemCore:
             vsms=tuple(v.addr for v in cfg.vsms),
             heartbeat_interval=cfg.heartbeat_interval,
             headless_after=cfg.headless_after,
+            uplinks=tuple((u.device, u.port_profile) for u in cfg.uplinks),
             version=version,
             host_os=host_os,
         )
@@ -568,6 +635,7 @@ class VemCore:
             config_seq=self.config_seq,
             ports=list(self._ports.values()),
             reason=reason,
+            uplink_profiles=sorted({p for _, p in self.uplinks}),
         )
 
     def _send_attach(self, now: float, reason: str) -> list[Effect]:
@@ -609,7 +677,10 @@ class VemCore:
         return self._recompute()
 
     def _recompute(self) -> list[Effect]:
-        desired, errors = desired_state(self.config, list(self._ports.values()), self.host_ip)
+        desired, errors = desired_state(
+            self.config, list(self._ports.values()), self.host_ip, self.uplinks
+        )
+        self.config_errors = errors
         if desired == self._applied:
             return []
         self._applied = desired

@@ -41,6 +41,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from openvsm.wire.messages import LacpMemberInfo, PortChannelInfo
+
 MAX_MEMBERS = 16
 MAX_ACTIVE = 8
 MAX_STANDBY = 8
@@ -321,3 +323,132 @@ class PortChannelSelector:
             "demotions": self.demotions,
             "TABLE_interface": {"ROW_interface": rows},
         }
+
+
+# -- reports (VEM -> VSM) and the VSM's show rows (openvsm.cli.views shapes) -------
+
+_STATE_BITS = {
+    "activity": 0x01,
+    "timeout": 0x02,
+    "aggregation": 0x04,
+    "synchronized": 0x08,
+    "collecting": 0x10,
+    "distributing": 0x20,
+    "defaulted": 0x40,
+    "expired": 0x80,
+}
+
+
+def state_bits(words: str) -> int:
+    """OVS's partner state words ("activity timeout aggregation ...") as 802.1AX bits."""
+    return sum(_STATE_BITS.get(w, 0) for w in words.split())
+
+
+def channel_info(sel: PortChannelSelector) -> PortChannelInfo:
+    """What a VEM reports of one port-channel (``VemLacpReport``)."""
+    members = []
+    for m in sel._members.values():
+        p = m.status.partner
+        c = m.status.counters
+        mac = p.system_id.replace(":", "-") if p else ""
+        members.append(
+            LacpMemberInfo(
+                port=m.config.name,
+                status=m.state.value,
+                partner_system_id=f"{p.system_priority},{mac}" if p and mac else "",
+                partner_port_number=p.port_number if p else 0,
+                partner_port_priority=p.port_priority if p else 0,
+                partner_oper_key=p.key if p else 0,
+                partner_port_state=state_bits(p.state) if p else 0,
+                lacpdus_sent=c.pdus_sent,
+                lacpdus_recv=c.pdus_received,
+                markers_sent=c.markers_sent,
+                markers_recv=c.markers_received,
+                pkts_err=c.pdus_errors,
+            )
+        )
+    up = any(m.state is MemberState.BUNDLED for m in sel._members.values())
+    return PortChannelInfo(
+        group=sel.number,
+        status="U" if up else "D",
+        protocol="LACP" if sel.lacp_mode else "NONE",
+        lacp_mode=sel.lacp_mode,
+        members=members,
+        promotions=sel.promotions,
+    )
+
+
+def _with_module(row: dict[str, Any], module: int | None) -> dict[str, Any]:
+    if module is not None:
+        row["module"] = module
+    return row
+
+
+def summary_rows(channels: Sequence[PortChannelInfo], module: int | None = None) -> list[Any]:
+    """``show port-channel summary`` ROW_channel rows."""
+    return [
+        _with_module(
+            {
+                "group": ch.group,
+                "port_channel": f"port-channel{ch.group}",
+                "layer": "S",
+                "status": ch.status,
+                "type": "Eth",
+                "prtcl": ch.protocol,
+                "TABLE_member": {
+                    "ROW_member": [{"port": m.port, "port_status": m.status} for m in ch.members]
+                },
+            },
+            module,
+        )
+        for ch in channels
+    ]
+
+
+def neighbor_rows(channels: Sequence[PortChannelInfo], module: int | None = None) -> list[Any]:
+    """``show lacp neighbor`` ROW_lacp_neighbor rows (LACP channels only)."""
+    rows = []
+    for ch in channels:
+        if ch.protocol != "LACP":
+            continue
+        for m in ch.members:
+            bits = m.partner_port_state
+            flags = ("F" if bits & 0x02 else "S") + ("A" if bits & 0x01 else "P")
+            rows.append(
+                _with_module(
+                    {
+                        "port_channel": f"port-channel{ch.group}",
+                        "port": m.port,
+                        "partner_system_id": m.partner_system_id,
+                        "partner_port_number": f"{m.partner_port_number:#x}",
+                        "age_s": 0,
+                        "flags": flags if m.partner_system_id else "",
+                        "partner_port_priority": m.partner_port_priority,
+                        "partner_oper_key": f"{m.partner_oper_key:#x}",
+                        "partner_port_state": f"{bits:#x}",
+                    },
+                    module,
+                )
+            )
+    return rows
+
+
+def counter_rows(channels: Sequence[PortChannelInfo], module: int | None = None) -> list[Any]:
+    """``show lacp counters`` ROW_lacp_counters rows (LACP channels only)."""
+    return [
+        _with_module(
+            {
+                "port_channel": f"port-channel{ch.group}",
+                "port": m.port,
+                "lacpdus_sent": m.lacpdus_sent,
+                "lacpdus_recv": m.lacpdus_recv,
+                "markers_sent": m.markers_sent,
+                "markers_recv": m.markers_recv,
+                "pkts_err": m.pkts_err,
+            },
+            module,
+        )
+        for ch in channels
+        if ch.protocol == "LACP"
+        for m in ch.members
+    ]

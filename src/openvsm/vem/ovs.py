@@ -61,9 +61,14 @@ from openvsm.vem.lacp import (
     MemberStatus,
     PartnerInfo,
     PortChannelSelector,
+    channel_info,
+    counter_rows,
     member_configs,
+    neighbor_rows,
+    summary_rows,
 )
 from openvsm.vem.model import DesiredState, PortChannelState, VethState
+from openvsm.wire.messages import PortChannelInfo
 
 PARK_VLAN = 4095  # never valid on the wire: ports here get nothing from NORMAL
 COOKIE_TAG = 0x05E7
@@ -590,6 +595,8 @@ class OvsBackend:
             released += [*active, *down]
             if active:
                 specs.append(port_channel_spec(pc, active))
+        for number in set(self._selectors) - {pc.number for pc in desired.port_channels}:
+            del self._selectors[number]
         for uplink in self.uplinks:
             if uplink not in members_in_channels:
                 specs.append(
@@ -859,17 +866,20 @@ class OvsBackend:
 
     # -- show data --
 
+    def channel_infos(self) -> list[PortChannelInfo]:
+        """Port-channels of the desired state with member and LACP partner state."""
+        wanted = {pc.number for pc in self._desired.port_channels}
+        return [channel_info(sel) for n, (_, sel) in sorted(self._selectors.items()) if n in wanted]
+
     def port_channel_summary(self) -> dict[str, Any]:
-        rows = [sel.summary() for _, sel in (self._selectors[n] for n in sorted(self._selectors))]
-        return {"TABLE_channel": {"ROW_channel": rows}}
+        """``show port-channel summary`` data (openvsm.cli.views shapes)."""
+        return {"TABLE_channel": {"ROW_channel": summary_rows(self.channel_infos())}}
 
     def lacp_neighbors(self) -> dict[str, Any]:
-        rows = [sel.neighbors() for _, sel in (self._selectors[n] for n in sorted(self._selectors))]
-        return {"TABLE_group": {"ROW_group": rows}}
+        return {"TABLE_lacp_neighbor": {"ROW_lacp_neighbor": neighbor_rows(self.channel_infos())}}
 
     def lacp_counters(self) -> dict[str, Any]:
-        rows = [sel.counters() for _, sel in (self._selectors[n] for n in sorted(self._selectors))]
-        return {"TABLE_group": {"ROW_group": rows}}
+        return {"TABLE_lacp_counters": {"ROW_lacp_counters": counter_rows(self.channel_infos())}}
 
     def selector(self, number: int) -> PortChannelSelector | None:
         entry = self._selectors.get(number)

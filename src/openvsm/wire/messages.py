@@ -113,6 +113,7 @@ class VemAttach(msgspec.Struct, frozen=True, kw_only=True):
     config_seq: int
     ports: list[VethPort]
     reason: str = "boot"  # "boot" | "switch" | "headless"
+    uplink_profiles: list[str] = []  # port profiles of the host's uplinks (type ethernet)
 
 
 class VemAttachAck(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,6 +158,41 @@ class ConfigDelta(msgspec.Struct, frozen=True, kw_only=True):
     config: bytes  # msgpack of the full VEM configuration (small per VEM)
 
 
+class LacpMemberInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One member of a port-channel as the VEM sees it (LACP partner and counters)."""
+
+    port: str  # uplink device
+    status: str  # P (bundled) | H (hot-standby) | D (down) | s (suspended)
+    partner_system_id: str = ""  # "32768,00-23-04-ee-be-01"
+    partner_port_number: int = 0
+    partner_port_priority: int = 0
+    partner_oper_key: int = 0
+    partner_port_state: int = 0  # IEEE 802.1AX state bits
+    lacpdus_sent: int = 0
+    lacpdus_recv: int = 0
+    markers_sent: int = 0
+    markers_recv: int = 0
+    pkts_err: int = 0
+
+
+class PortChannelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    group: int
+    status: str  # U (up: a member bundled) | D
+    protocol: str  # LACP | NONE
+    lacp_mode: str = ""  # active | passive | "" (static)
+    members: list[LacpMemberInfo] = []
+    promotions: int = 0
+
+
+class VemLacpReport(msgspec.Struct, frozen=True, kw_only=True):
+    """VEM -> active VSM, on change and periodically: port-channels, LACP, datapath errors."""
+
+    host_uuid: str
+    channels: list[PortChannelInfo] = []
+    errors: list[str] = []  # configuration and datapath errors (empty when all applied)
+    backend: str = ""
+
+
 Message = (
     Discovery
     | HeartbeatRequest
@@ -173,6 +209,7 @@ Message = (
     | VemPortEvent
     | SwitchRequest
     | ConfigDelta
+    | VemLacpReport
 )
 
 # Type numbers on the wire. Never renumber: add new ones at the end.
@@ -192,5 +229,6 @@ MESSAGE_TYPES: Final[dict[int, type[msgspec.Struct]]] = {
     24: VemPortEvent,
     25: SwitchRequest,
     26: ConfigDelta,
+    27: VemLacpReport,
 }
 TYPE_NUMBERS: Final[dict[type[msgspec.Struct], int]] = {v: k for k, v in MESSAGE_TYPES.items()}

@@ -1,0 +1,258 @@
+"""Real VEM agents (backend ovs) under a real VSM pair, forwarding between namespaces (root).
+
+Topology: the VSM pair on loopback (``Lab``, fast timers); hosts h1, h2 as
+namespaces with a private OVS each, driven by an ``openvsm vem`` agent process
+(it runs in our namespace and reaches the host's devices with ``ip -n``); VM
+namespaces a (h1) and b (h2) in VLAN 10; an upstream switch namespace whose
+OVS holds an LACP bond towards each host (two uplinks per host), so a->b
+crosses h1's port-channel, the switch and h2's port-channel.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openvsm.lab.lab import Lab, VemHandle, ipc_call
+from openvsm.lab.netns import (
+    Host,
+    Topology,
+    UdpStream,
+    Vm,
+    ovs_vem_toml,
+    udp_exchange,
+    unavailable_reason,
+)
+
+REASON = unavailable_reason()
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+
+UPLINK_PROFILE = "uplink-po"
+LOSS_NOISE = 20  # datagrams of 1 kHz streams we accept as noise (process scheduling)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, poll: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@dataclass
+class Fabric:
+    lab: Lab
+    topo: Topology
+    hosts: dict[str, Host]
+    vems: dict[str, VemHandle]
+    vms: dict[str, Vm]
+
+    def active(self) -> str:
+        name = self.lab.active()
+        assert name is not None
+        return name
+
+    def show(self, command: str) -> dict[str, Any]:
+        return self.lab.cli_json(self.active(), command)
+
+    def vem_status(self, host: str) -> dict[str, Any]:
+        result: dict[str, Any] = ipc_call(self.vems[host].rundir / "vem.sock", "status")
+        return result
+
+
+def _configure(lab: Lab, active: str) -> None:
+    for line in (
+        "configure terminal",
+        f"port-profile type ethernet {UPLINK_PROFILE}",
+        "switchport mode trunk",
+        "switchport trunk allowed vlan 10,20",
+        "channel-group auto mode active",
+        "state enabled",
+        "no shutdown",
+        "end",
+    ):
+        res = lab.cli(active, line)
+        assert not res.get("error"), (line, res)
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
+    root: Path = tmp_path_factory.mktemp("vemovs")
+    lab = Lab(root, vems=0, timers="fast", rest=False)
+    topo = Topology()
+    try:
+        active = lab.start()
+        _configure(lab, active)
+        sw = topo.add_switch("sw")
+        hosts = {n: topo.add_host(n) for n in ("h1", "h2")}
+        for i, host in enumerate(hosts.values()):
+            for j in (1, 2):
+                topo.link(host.ns, f"eth{j}", sw.ns, f"p{i + 1}{j}")
+            sw.ovs.vsctl("add-bond", "br-int", f"po{i + 1}", f"p{i + 1}1", f"p{i + 1}2",
+                         "lacp=active", "bond_mode=balance-tcp",
+                         "other_config:lacp-time=fast", "trunks=10,20")  # fmt: skip
+        vms = {
+            "a": topo.add_vm("a", hosts["h1"], "va", "10.10.0.1"),
+            "b": topo.add_vm("b", hosts["h2"], "vb", "10.10.0.2"),
+        }
+        vems = {}
+        for i, (name, host) in enumerate(hosts.items()):
+            vem = lab.add_vem(i + 1)
+            vem.config.write_text(
+                ovs_vem_toml(
+                    host,
+                    host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{root}/{name}")),
+                    host_ip="127.0.0.1",
+                    domain_id=lab.domain_id,
+                    secret=lab.secret,
+                    local=f"{vem.addr[0]}:{vem.addr[1]}",
+                    vsms=[f"{n.vem[0]}:{n.vem[1]}" for n in lab.nodes.values()],
+                    uplinks=[("eth1", UPLINK_PROFILE), ("eth2", UPLINK_PROFILE)],
+                    heartbeat_ms=lab.timers["vem_heartbeat_ms"],
+                    headless_ms=lab.timers["vem_headless_ms"],
+                )
+            )
+            lab.start_vem(vem)
+            vems[name] = vem
+        for vm_name, vm in vms.items():
+            owner = "h1" if vm_name == "a" else "h2"
+            sock = vems[owner].rundir / "vem.sock"
+            wait_for(sock.exists, 20, f"{owner} control socket")
+            ipc_call(sock, "attach_port", vm=vm.name, port_profile="vm-net", mac=vm.mac,
+                     name=vm.port)  # fmt: skip
+        fab = Fabric(lab, topo, hosts, vems, vms)
+
+        def ready() -> bool:
+            rows = fab.show("show port-channel summary")["TABLE_channel"]["ROW_channel"]
+            return len(rows) == 2 and all(r["status"] == "U" for r in rows)
+
+        try:
+            wait_for(ready, 30, "both modules' port-channels up on the VSM", poll=0.3)
+        except AssertionError:
+            for vem in vems.values():
+                for log in (vem.rundir / "vem.log", vem.dir / "console.log"):
+                    if log.exists():
+                        print(f"--- {log}\n" + "\n".join(log.read_text().splitlines()[-25:]))
+            raise
+        yield fab
+    finally:
+        try:
+            lab.stop()
+        finally:
+            topo.teardown()
+
+
+def _stream(fab: Fabric, seconds: float, port: int) -> UdpStream:
+    return UdpStream(fab.topo, fab.vms["a"], fab.vms["b"], rate=1000, duration=seconds, port=port)
+
+
+def test_vms_on_different_hosts_exchange_udp(fabric: Fabric) -> None:
+    assert udp_exchange(fabric.topo, fabric.vms["a"], fabric.vms["b"]) == 3
+    for host in ("h1", "h2"):
+        st = fabric.vem_status(host)
+        assert st["backend"] == "ovs" and st["state"] == "attached"
+        assert st["datapath_errors"] == [] and st["config_errors"] == []
+
+
+def test_show_port_channel_summary_lists_the_bundles(fabric: Fabric) -> None:
+    rows = fabric.show("show port-channel summary")["TABLE_channel"]["ROW_channel"]
+    assert sorted(r["module"] for r in rows) == [3, 4]
+    for row in rows:
+        assert row["prtcl"] == "LACP" and row["status"] == "U"
+        members = {m["port"]: m["port_status"] for m in row["TABLE_member"]["ROW_member"]}
+        assert members == {"eth1": "P", "eth2": "P"}
+    text = fabric.lab.cli(fabric.active(), "show port-channel summary")["output"]
+    assert "Po1(SU)" in text and "eth1(P)" in text, text
+    nbrs = fabric.show("show lacp neighbor")["TABLE_lacp_neighbor"]["ROW_lacp_neighbor"]
+    assert len(nbrs) == 4 and all(n["partner_system_id"] for n in nbrs)
+    counters = fabric.show("show lacp counters")["TABLE_lacp_counters"]["ROW_lacp_counters"]
+    assert len(counters) == 4 and all(c["lacpdus_recv"] > 0 for c in counters)
+
+
+def test_bad_input_is_reported_and_forwarding_continues(fabric: Fabric) -> None:
+    lab, active = fabric.lab, fabric.active()
+    try:
+        for line in ("configure terminal", f"port-profile {UPLINK_PROFILE}",
+                     "switchport trunk allowed vlan 10,20,77", "end"):  # fmt: skip
+            assert not lab.cli(active, line).get("error"), line
+
+        def reported() -> list[str]:
+            errors = ipc_call(lab.rundir(active) / "vemmgr.sock", "vem_errors")
+            rows = errors["TABLE_vem_error"]["ROW_vem_error"]
+            return [r["error"] for r in rows if "[77]" in r["error"]]
+
+        errors = wait_for(reported, 10, "the unknown VLAN reported to the VSM")
+        print(f"\nVSM shows: {errors[0]}")
+        traces = ipc_call(lab.rundir(active) / "vemmgr.sock", "traces")["traces"]
+        assert any("[77]" in t for t in traces)
+        assert any("[77]" in e for e in fabric.vem_status("h1")["config_errors"])
+        assert udp_exchange(fabric.topo, fabric.vms["a"], fabric.vms["b"]) == 3
+    finally:
+        for line in ("configure terminal", f"port-profile {UPLINK_PROFILE}",
+                     "switchport trunk allowed vlan 10,20", "end"):  # fmt: skip
+            lab.cli(active, line)
+
+
+def test_vsm_failover_during_a_stream(fabric: Fabric) -> None:
+    old = fabric.active()
+    stream = _stream(fabric, 6.0, 7201)
+    time.sleep(1.5)
+    fabric.lab.kill_node(old, signal.SIGKILL)
+    result = stream.result()
+    new = wait_for(fabric.lab.active, 20, "the standby to take over")
+    assert new != old
+    wait_for(
+        lambda: all(fabric.vem_status(h)["state"] == "attached" for h in ("h1", "h2")),
+        20,
+        "the VEMs to attach to the new active",
+    )
+    print(f"\nVSM failover ({old} SIGKILLed): sent {result.sent}, lost {result.lost}, "
+          f"max gap {result.max_gap_ms:.1f} ms")  # fmt: skip
+    assert result.sent > 4000
+    assert result.lost <= LOSS_NOISE, result
+
+
+def test_headless_and_agent_restart_keep_forwarding(fabric: Fabric) -> None:
+    lab = fabric.lab
+    stream = _stream(fabric, 8.0, 7202)
+    time.sleep(1.0)
+    for name in ("primary", "secondary"):
+        lab.kill_node(name, signal.SIGKILL)
+    wait_for(lambda: fabric.vem_status("h1")["headless"], 10, "h1 headless")
+    vem = fabric.vems["h1"]
+    lab.kill_vem(vem, signal.SIGKILL)
+    time.sleep(0.5)
+    lab.start_vem(vem)
+    wait_for(lambda: _status_or_none(vem) is not None, 15, "the restarted h1 agent")
+    result = stream.result()
+    status = _status_or_none(vem)
+    assert status is not None
+    print(f"\nheadless + agent SIGKILL/restart: sent {result.sent}, lost {result.lost}, "
+          f"max gap {result.max_gap_ms:.1f} ms; restarted agent: {status['state']}, "
+          f"errors {status['datapath_errors']}")  # fmt: skip
+    assert status["datapath_errors"] == []
+    assert result.sent > 6000
+    assert result.lost <= LOSS_NOISE, result
+    assert udp_exchange(fabric.topo, fabric.vms["a"], fabric.vms["b"]) == 3
+
+
+def _status_or_none(vem: VemHandle) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = ipc_call(vem.rundir / "vem.sock", "status", timeout=2.0)
+        return result
+    except Exception:
+        return None
+
+
+def _dump(fab: Fabric) -> str:  # debugging aid
+    return json.dumps({h: fab.vem_status(h) for h in fab.vems}, indent=1)
