@@ -1,0 +1,638 @@
+"""``openvsm chaos``: a seeded fault campaign against a loopback deployment.
+
+Theory of operation (Jepsen / Pacemaker CTS habits, STYLE.md):
+
+1. A ``Lab(proxy=True, timers="fast")`` runs the VSM pair behind the fault
+   proxy, plus VEM agents (memory backend). The seed is printed first; the
+   whole schedule (fault kinds, targets, durations, offsets) is drawn from it
+   before anything runs, so ``--seed S --faults N`` replays the same schedule.
+2. A writer thread commits CLI writes (``vlan K ; name V``, a unique value per
+   attempt) on whichever node it believes active and records each attempt
+   and its outcome (``ok`` / ``fail`` definite refusal / ``info`` unknown) in
+   a history. It never trusts the system's own report.
+3. Each fault is injected, held for its duration, and undone (heal, SIGCONT,
+   restart a killed node). Then the campaign waits, within a settle bound,
+   for recovery: one node "Active with HA standby", every VEM attached, the
+   standby's store digest equal to the active's. The time from undoing the
+   fault to recovery is the fault's recovery time.
+4. With the writer paused, the campaign reads the stores (cfgmgr ``list``,
+   ``snapshot_digest``), the split-brain accounting logs (hamgr
+   ``activeactive``) and the module table, and runs ``checker.check`` on the
+   whole history so far. Violations are reported with the seed to replay.
+
+Faults: SIGKILL and SIGSTOP/SIGCONT of a whole node and of one service,
+control-only, mgmt-only, both-interface and one-way partitions (fault proxy),
+standby sync-buffer overflow (control cut + a burst of concurrent writes
+against a small buffer), ``system switchover`` during writes, and jumps of a
+node's wall clock (``node.clock_offset_s`` rewritten in its config, then its
+services restarted: the machine's clock is never touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openvsm.ipc import IpcClient, IpcError
+from openvsm.lab.checker import NodeView, Observation, Outcome, Violation, WriteOp, check
+from openvsm.lab.lab import Lab, LabError, ipc_call, wait_for
+from openvsm.sysmgr.service import SERVICES
+
+NODES = ("primary", "secondary")
+PREFIX = "cw-"
+KEY_FIRST, KEY_LAST = 100, 3967  # VLAN ids the writer owns (3968-4047 are reserved)
+KINDS = (
+    "kill_node",
+    "stop_node",
+    "kill_service",
+    "stop_service",
+    "partition_control",
+    "partition_mgmt",
+    "partition_both",
+    "partition_oneway",
+    "buffer_overflow",
+    "switchover",
+    "clock_jump",
+)
+SYNC_BUFFER_BYTES = 32 * 1024
+BURST_WRITES = 120
+SETTLE_BOUND = 45.0
+WRITE_TIMEOUT = 4.0
+DEFINITE_REFUSALS = ("HA standby", "configuration is not accepted", "is initializing")
+
+
+def other(name: str) -> str:
+    return "secondary" if name == "primary" else "primary"
+
+
+# ---- schedule --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    index: int
+    kind: str
+    target: str  # "active" | "standby" (resolved when the fault runs)
+    duration: float
+    service: str = ""
+    direction: str = ""  # one-way: "a->s" (active to standby lost) or "s->a"
+    offset: float = 0.0  # clock jump, seconds
+
+    def describe(self) -> str:
+        extra = ""
+        if self.service:
+            extra += f" {self.service}"
+        if self.direction:
+            extra += f" {self.direction}"
+        if self.kind == "clock_jump":
+            extra += f" {self.offset:+.0f}s"
+        return f"{self.kind} {self.target}{extra} ({self.duration:.1f}s)"
+
+
+def schedule(seed: int, count: int, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
+    rng = random.Random(seed)
+    faults = []
+    for i in range(count):
+        kind = rng.choice(kinds)
+        faults.append(
+            Fault(
+                index=i + 1,
+                kind=kind,
+                target=rng.choice(("active", "standby")),
+                duration=round(rng.uniform(0.2, 2.0), 2),
+                service=rng.choice(SERVICES) if kind in ("kill_service", "stop_service") else "",
+                direction=rng.choice(("a->s", "s->a")) if kind == "partition_oneway" else "",
+                offset=rng.choice((-1, 1)) * rng.uniform(60, 7200) if kind == "clock_jump" else 0,
+            )
+        )
+    return faults
+
+
+# ---- writer ----------------------------------------------------------------------
+
+
+class Writer:
+    """Sequential CLI writes on the believed active; a history of every attempt."""
+
+    def __init__(self, lab: Lab, *, interval: float = 0.02) -> None:
+        self.lab = lab
+        self.interval = interval
+        self.history: list[WriteOp] = []
+        self.target = "primary"
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._next_key = KEY_FIRST
+        self._gate = threading.Lock()  # held by each write; pause() holds it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="chaos-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(WRITE_TIMEOUT * 3)
+
+    def pause(self) -> None:
+        """Wait for the write in flight, then hold the writer until ``resume``."""
+        self._gate.acquire()
+
+    def resume(self) -> None:
+        self._gate.release()
+
+    def _allocate(self) -> tuple[int, str]:
+        with self._lock:
+            self._next_id += 1
+            key = self._next_key
+            self._next_key = KEY_FIRST if key >= KEY_LAST else key + 1
+            if self._next_key in (10, 20):
+                self._next_key += 1
+            return self._next_id, str(key)
+
+    def _record(self, op: WriteOp) -> None:
+        with self._lock:
+            self.history.append(op)
+
+    def snapshot(self) -> list[WriteOp]:
+        with self._lock:
+            return list(self.history)
+
+    async def write(self, node: str) -> WriteOp:
+        op_id, key = self._allocate()
+        value = f"{PREFIX}{op_id}"
+        line = f"configure terminal ; vlan {key} ; name {value} ; end ; exit"
+        start = time.monotonic()
+        client = IpcClient(self.lab.nodes[node].rundir / "cfgmgr.sock", timeout=WRITE_TIMEOUT)
+        outcome, error = Outcome.INFO, ""
+        try:
+            res = await client.call("cli", line=line, session=f"chaos-w{op_id}")
+            if isinstance(res, dict) and not res.get("error"):
+                outcome = Outcome.OK
+            else:
+                error = str(res.get("output", "")) if isinstance(res, dict) else str(res)
+                refused = any(r in error for r in DEFINITE_REFUSALS)
+                # "vlan K" may have committed before "name V" was refused: the
+                # value V itself was then definitely not written.
+                outcome = Outcome.FAIL if refused else Outcome.INFO
+        except (IpcError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        op = WriteOp(op_id, key, value, node, start, time.monotonic(), outcome, error)
+        self._record(op)
+        return op
+
+    def _loop(self) -> None:
+        asyncio.run(self._aloop())
+
+    async def _aloop(self) -> None:
+        while not self._stop.is_set():
+            if not self._gate.acquire(timeout=0.2):
+                continue
+            try:
+                op = await self.write(self.target)
+            finally:
+                self._gate.release()
+            if op.outcome is not Outcome.OK:
+                # The other node may be the active now (or this one is frozen).
+                self.target = other(self.target)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(self.interval)
+
+    def burst(self, node: str, n: int) -> list[WriteOp]:
+        """``n`` concurrent writes (each its own session): fills the sync buffer."""
+
+        async def run() -> list[WriteOp]:
+            return list(await asyncio.gather(*(self.write(node) for _ in range(n))))
+
+        return asyncio.run(run())
+
+
+# ---- the campaign ----------------------------------------------------------------
+
+
+@dataclass
+class FaultResult:
+    fault: Fault
+    node: str
+    note: str
+    recovery_s: float | None
+    violations: list[Violation] = field(default_factory=list)
+
+
+def _call(sock: Path, op: str, timeout: float = 2.0, **args: Any) -> Any:
+    try:
+        return ipc_call(sock, op, timeout=timeout, **args)
+    except (IpcError, OSError):
+        return None
+
+
+class Campaign:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        seed: int,
+        faults: int,
+        vems: int = 3,
+        kinds: tuple[str, ...] = KINDS,
+        settle_bound: float = SETTLE_BOUND,
+        out: Any = None,
+    ) -> None:
+        self.seed = seed
+        self.schedule = schedule(seed, faults, kinds)
+        self.settle_bound = settle_bound
+        self.out = out if out is not None else sys.stdout
+        self.lab = Lab(
+            root,
+            vems=0,
+            timers="fast",
+            proxy=True,
+            rest=False,
+            sync_buffer_bytes=SYNC_BUFFER_BYTES,
+        )
+        self.nvems = vems
+        self.writer = Writer(self.lab)
+        self.results: list[FaultResult] = []
+        self.modules: dict[str, int] = {}
+        # Split-brain logs keep only the latest resolution: remember every one seen.
+        self.discarded: set[str] = set()
+        self._reported: set[str] = set()
+        self.rng = random.Random(seed ^ 0x5EED)
+
+    def log(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # ---- state --------------------------------------------------------------
+    def ha(self, node: str) -> dict[str, Any] | None:
+        st = _call(self.lab.nodes[node].rundir / "hamgr.sock", "status", timeout=1.0)
+        return st if isinstance(st, dict) else None
+
+    def roles(self) -> dict[str, str | None]:
+        return {n: (self.ha(n) or {}).get("state") for n in NODES}
+
+    def active(self) -> str | None:
+        actives = [n for n, s in self.roles().items() if s == "active"]
+        return actives[0] if len(actives) == 1 else None
+
+    def module_table(self, node: str) -> dict[str, tuple[int, str]]:
+        data = _call(self.lab.nodes[node].rundir / "vemmgr.sock", "modules", timeout=2.0)
+        if not isinstance(data, dict) or not data.get("active"):
+            return {}
+        rows = data.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
+        srv = data.get("TABLE_modsrvinfo", {}).get("ROW_modsrvinfo", [])
+        names = {r["modsrv"]: r["srvname"] for r in srv}
+        return {str(names.get(r["modinf"])): (int(r["modinf"]), str(r["status"])) for r in rows}
+
+    def digest(self, node: str) -> tuple[str, int] | None:
+        d = _call(self.lab.nodes[node].rundir / "cfgmgr.sock", "snapshot_digest", timeout=2.0)
+        return (str(d["digest"]), int(d["seq"])) if isinstance(d, dict) else None
+
+    def recovered(self) -> bool:
+        st = {n: self.ha(n) or {} for n in NODES}
+        actives = [n for n in NODES if st[n].get("state") == "active"]
+        if len(actives) != 1:
+            return False
+        act = actives[0]
+        if st[act].get("internal_state") != "Active with HA standby":
+            return False
+        if st[other(act)].get("state") != "standby":
+            return False
+        mods = self.module_table(act)
+        return all(mods.get(h, (0, ""))[1] == "ok" for h in self.modules)
+
+    def in_sync(self) -> bool:
+        act = self.active()
+        if act is None:
+            return False
+        a, s = self.digest(act), self.digest(other(act))
+        return a is not None and a == s
+
+    def observe(self, label: str) -> Observation:
+        views = {}
+        discarded: set[str] = set()
+        for n in NODES:
+            rundir = self.lab.nodes[n].rundir
+            st = self.ha(n)
+            d = self.digest(n)
+            vlans = _call(rundir / "cfgmgr.sock", "list", timeout=5.0, kind="vlan")
+            values = (
+                {k: str(v.get("name", "")) for k, v in vlans.items()}
+                if isinstance(vlans, dict)
+                else {}
+            )
+            views[n] = NodeView(
+                n,
+                st.get("state") if st else None,
+                d[0] if d else None,
+                d[1] if d else None,
+                values,
+            )
+            for which in ("accounting", "remote accounting"):
+                aa = _call(rundir / "hamgr.sock", "activeactive", which=which)
+                if isinstance(aa, dict):
+                    discarded |= {str(e.get("command")) for e in aa.get("discarded", [])}
+        self.discarded |= discarded
+        act = next((n for n, v in views.items() if v.state == "active"), None)
+        modules = self.module_table(act) if act else {}
+        return Observation(label, views, frozenset(self.discarded), modules)
+
+    def observe_and_check(self, label: str) -> list[Violation]:
+        """Check an observation; a divergent standby is re-read for a while
+        (vemmgr commits module state on its own, the writer is not alone)."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            obs = self.observe(label)
+            found = check(self.writer.snapshot(), obs, prefix=PREFIX, modules=self.modules)
+            transient = [v for v in found if v.kind in ("divergent_standby", "vem_detached")]
+            if not transient or time.monotonic() >= deadline:
+                break
+            time.sleep(0.3)
+        new = []
+        for v in found:
+            # Every observation re-checks the whole history: report each problem once.
+            key = f"{v.kind}:{v.detail.split(': ', 1)[-1]}"
+            if key not in self._reported:
+                self._reported.add(key)
+                new.append(v)
+        return new
+
+    # ---- faults -------------------------------------------------------------
+    def service_pid(self, node: str, service: str) -> int | None:
+        data = _call(self.lab.nodes[node].rundir / "sysmgr.sock", "services")
+        if not isinstance(data, dict):
+            return None
+        for row in data["TABLE_service"]["ROW_service"]:
+            if row["name"] == service and row.get("pid"):
+                return int(row["pid"])
+        return None
+
+    def set_clock_offset(self, node: str, offset: float) -> None:
+        path = self.lab.nodes[node].config
+        text = re.sub(r"(?m)^clock_offset_s = .*\n", "", path.read_text())
+        text = text.replace("[node]\n", f"[node]\nclock_offset_s = {offset:.3f}\n", 1)
+        path.write_text(text)
+
+    def inject(self, f: Fault, node: str) -> str:
+        """Run one fault against ``node`` and undo it; returns a note."""
+        lab = self.lab
+        peer = other(node)
+        if f.kind == "kill_node":
+            lab.kill_node(node, signal.SIGKILL)
+            time.sleep(f.duration)
+            lab.start_node(node)
+            return "node killed and restarted"
+        if f.kind == "stop_node":
+            lab.kill_node(node, signal.SIGSTOP)
+            time.sleep(f.duration)
+            lab.kill_node(node, signal.SIGCONT)
+            return "node stopped and continued"
+        if f.kind in ("kill_service", "stop_service"):
+            pid = self.service_pid(node, f.service)
+            if pid is None:
+                return f"{f.service} not running"
+            if f.kind == "kill_service":
+                os.kill(pid, signal.SIGKILL)
+                return f"{f.service} pid {pid} killed"
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(f.duration)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+            return f"{f.service} pid {pid} stopped and continued"
+        if f.kind.startswith("partition_"):
+            if f.kind == "partition_oneway":
+                act = node if f.target == "active" else peer
+                src = act if f.direction == "a->s" else other(act)
+                direction = "p->s" if src == "primary" else "s->p"
+                ifaces = ["control", "mgmt"]
+            else:
+                direction = "both"
+                ifaces = {
+                    "partition_control": ["control"],
+                    "partition_mgmt": ["mgmt"],
+                    "partition_both": ["control", "mgmt"],
+                }[f.kind]
+            for iface in ifaces:
+                lab.cut(iface, direction)
+            time.sleep(f.duration)
+            for iface in ifaces:
+                lab.heal(iface, direction)
+            return f"cut {'+'.join(ifaces)} {direction}"
+        if f.kind == "buffer_overflow":
+            act = self.active() or node
+            lab.cut("control")
+            ops = self.writer.burst(act, BURST_WRITES)
+            time.sleep(f.duration)
+            lab.heal("control")
+            ok = sum(o.outcome is Outcome.OK for o in ops)
+            return f"control cut, burst of {len(ops)} writes on {act} ({ok} acked)"
+        if f.kind == "switchover":
+            current = self.active()
+            if current is None:
+                return "no active"
+            res = _call(
+                lab.nodes[current].rundir / "cfgmgr.sock",
+                "cli",
+                line="system switchover",
+                session="chaos-ops",
+            )
+            out = str(res.get("output", "")).strip() if isinstance(res, dict) else "no answer"
+            return f"switchover on {current}: {out[:60]}"
+        if f.kind == "clock_jump":
+            self.set_clock_offset(node, f.offset)
+            for service in ("hamgr", "cfgmgr"):
+                _call(lab.nodes[node].rundir / "sysmgr.sock", "restart_service", name=service)
+                time.sleep(0.2)
+            return f"wall clock {f.offset:+.0f} s, hamgr+cfgmgr restarted"
+        raise LabError(f"unknown fault kind {f.kind}")
+
+    def undo_everything(self) -> None:
+        """Whatever a fault left behind: heal the links, continue, restart nodes."""
+        for iface in ("control", "mgmt"):
+            with contextlib.suppress(IpcError, OSError, LabError):
+                self.lab.heal(iface, "both")
+        for n in NODES:
+            node = self.lab.nodes[n]
+            if node.proc is not None and node.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGCONT)
+            else:
+                node.proc = None
+                self.lab.start_node(n)
+
+    def settle(self) -> float | None:
+        start = time.monotonic()
+        deadline = start + self.settle_bound
+        while time.monotonic() < deadline:
+            self.undo_everything()
+            if self.recovered():
+                self.writer.pause()
+                try:
+                    with contextlib.suppress(LabError):
+                        wait_for(self.in_sync, 5.0, "the standby to catch up")
+                        return time.monotonic() - start
+                finally:
+                    self.writer.resume()
+            time.sleep(0.1)
+        return None
+
+    # ---- run ----------------------------------------------------------------
+    def start(self) -> None:
+        self.lab.start()
+        self.lab.start_vems(self.nvems)
+        act = self.active()
+        assert act is not None
+        self.modules = {h: m for h, (m, _) in self.module_table(act).items()}
+        self.writer.target = act
+        self.writer.start()
+
+    def run(self) -> list[FaultResult]:
+        self.log(
+            f"openvsm chaos: seed {self.seed}, {len(self.schedule)} faults "
+            f"(replay: openvsm chaos --seed {self.seed} --faults {len(self.schedule)})"
+        )
+        self.start()
+        self.log(f"deployment up: {len(self.modules)} VEMs {dict(sorted(self.modules.items()))}")
+        for f in self.schedule:
+            act = self.active() or "primary"
+            node = act if f.target == "active" else other(act)
+            t0 = time.monotonic()
+            try:
+                note = self.inject(f, node)
+            except (LabError, OSError, IpcError) as exc:
+                note = f"injection error: {exc}"
+            recovery = self.settle()
+            violations: list[Violation] = []
+            if recovery is None:
+                violations.append(
+                    Violation("no_recovery", f"not recovered within {self.settle_bound:.0f} s")
+                )
+            self.writer.pause()
+            try:
+                violations += self.observe_and_check(f"fault {f.index}")
+            finally:
+                self.writer.resume()
+            res = FaultResult(f, node, note, recovery, violations)
+            self.results.append(res)
+            rec = f"{recovery:5.2f}s" if recovery is not None else "  none"
+            self.log(
+                f"{time.strftime('%H:%M:%S')} [{f.index:4d}] {f.describe():42s} on {node:9s} "
+                f"recovered {rec} (fault {time.monotonic() - t0:5.1f}s) {note}"
+            )
+            for v in violations:
+                self.log(f"       VIOLATION {v} (replay: --seed {self.seed})")
+        self.writer.stop()
+        return self.results
+
+    def stop(self) -> None:
+        self.writer.stop()
+        self.undo_everything_quietly()
+        self.lab.stop()
+
+    def undo_everything_quietly(self) -> None:
+        for n in NODES:
+            node = self.lab.nodes[n]
+            if node.proc is not None and node.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGCONT)
+
+    # ---- report -------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        recov = sorted(r.recovery_s for r in self.results if r.recovery_s is not None)
+        hist = self.writer.snapshot()
+
+        def pct(p: float) -> float | None:
+            if not recov:
+                return None
+            return round(recov[min(len(recov) - 1, int(p * len(recov)))], 3)
+
+        return {
+            "seed": self.seed,
+            "faults": len(self.results),
+            "by_kind": dict(sorted(Counter(r.fault.kind for r in self.results).items())),
+            "violations": [
+                {"fault": r.fault.index, "kind": r.fault.kind, "violation": str(v)}
+                for r in self.results
+                for v in r.violations
+            ],
+            "recovery_s": {
+                "p50": pct(0.5),
+                "p90": pct(0.9),
+                "p99": pct(0.99),
+                "max": round(recov[-1], 3) if recov else None,
+                "mean": round(statistics.fmean(recov), 3) if recov else None,
+            },
+            "writes": dict(Counter(o.outcome.value for o in hist)),
+            "replay": f"openvsm chaos --seed {self.seed} --faults {len(self.schedule)}",
+        }
+
+
+def run_campaign(
+    root: Path,
+    *,
+    seed: int,
+    faults: int,
+    vems: int = 3,
+    kinds: tuple[str, ...] = KINDS,
+    out: Any = None,
+) -> dict[str, Any]:
+    campaign = Campaign(root, seed=seed, faults=faults, vems=vems, kinds=kinds, out=out)
+    try:
+        campaign.run()
+    finally:
+        campaign.stop()
+    return campaign.summary()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="openvsm chaos", description="Seeded fault campaign against a loopback deployment"
+    )
+    parser.add_argument("--seed", type=int, help="schedule seed (default: random, printed)")
+    parser.add_argument("--faults", type=int, default=50)
+    parser.add_argument("--vems", type=int, default=3)
+    parser.add_argument("--kinds", help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--dir", type=Path, help="lab directory (default: temporary)")
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else KINDS
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or args.faults < 1:
+        print(f"openvsm chaos: bad --kinds {unknown} or --faults", file=sys.stderr)
+        return 2
+    tmp = None
+    if args.dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="openvsm-chaos-"))
+        root = tmp / "lab"
+    else:
+        root = args.dir.resolve()
+    try:
+        summary = run_campaign(root, seed=seed, faults=args.faults, vems=args.vems, kinds=kinds)
+    except LabError as exc:
+        print(f"openvsm chaos: {exc} (seed {seed})", file=sys.stderr)
+        return 1
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(summary, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if summary["violations"] else 0
