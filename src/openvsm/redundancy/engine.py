@@ -847,10 +847,11 @@ class Engine:
         self._awaiting[iface] = False
         present = self._peer_present and msg.boot_id == self._peer_boot
         why = ""
-        if msg.boot_id == self._doomed_boot:
-            why = "it was declared lost or out of sync earlier"
-        elif msg.flags & Flag.RESET_REQUESTED:
+        if msg.flags & Flag.RESET_REQUESTED:
+            # Seed one-way case: the standby asks first; say so in the trace.
             why = "it asked to be reset (two-way communication resumed)"
+        elif msg.boot_id == self._doomed_boot:
+            why = "it was declared lost or out of sync earlier"
         elif present and self._reset_on_next_response:
             why = "sync buffer overflow: it is out of sync"
         if why:
@@ -949,13 +950,22 @@ class Engine:
         """Another active of the peer role is heard: resolve (DESIGN §3)."""
         res = self._resolution
         if res is not None and res.peer_boot == boot:
+            res.last_heard = now
             if iface.value in res.ifaces:
                 return []
             res.ifaces.add(iface.value)
             return [] if res.peer_info is not None else [Send(iface, res.ours)]
-        if res is not None and res.loser is None:
-            return self._drop(iface, "stale")  # another incarnation mid-resolution
+        if (
+            res is not None
+            and res.loser is None
+            and now < res.last_heard + 2 * self._timers.heartbeat_interval
+        ):
+            # Another incarnation while the current one still talks: a stale or
+            # reordered frame. Once the current one falls silent, the peer has
+            # restarted and the resolution starts over with its new boot.
+            return self._drop(iface, "stale")
         self._resolution = Resolution(
+            last_heard=now,
             peer_boot=boot,
             ours=self._our_info(),
             ifaces={iface.value},
@@ -985,6 +995,7 @@ class Engine:
             if res is None or res.peer_boot != msg.boot_id:
                 return effects
         res.ifaces.add(iface.value)
+        res.last_heard = now
         first = res.offer(msg, frame.seq)
         if not first:
             # The peer still sends, so it may lack ours; at most one reply per

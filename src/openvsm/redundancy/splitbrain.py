@@ -70,6 +70,8 @@ class Resolution:
     peer_seq: int = -1
     loser: RoleName | None = None  # set once decided
     next_send: float = float("inf")
+    last_heard: float = float("-inf")  # last frame of any kind from peer_boot
+    last_reply: float = float("-inf")  # replies are rate-limited: two replies never ping-pong
 
     def offer(self, info: ResolutionInfo, seq: int) -> bool:
         """Record peer data (latest by frame seq); True if it was the first."""
