@@ -137,6 +137,9 @@ class VemHandle:
     addr: tuple[str, int]
     proc: subprocess.Popen[bytes] | None = None
     ports: list[str] = field(default_factory=list)
+    # node name -> fault proxy link between this VEM and that node (vem_proxy labs)
+    links: dict[str, str] = field(default_factory=dict)
+    via: dict[str, tuple[str, int]] = field(default_factory=dict)  # node -> address the VEM uses
 
     @property
     def rundir(self) -> Path:
@@ -156,6 +159,7 @@ class Lab:
         sync_buffer_bytes: int = 4 << 20,
         module_limit: int = 1024,
         extra_node_toml: str = "",
+        vem_proxy: int = 0,
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -171,8 +175,15 @@ class Lab:
         self.sync_buffer_bytes = sync_buffer_bytes
         self.module_limit = module_limit
         self.extra_node_toml = extra_node_toml
+        if vem_proxy and not proxy:
+            raise LabError("vem_proxy needs proxy=True")
         self.nodes: dict[str, NodeHandle] = {}
         self.vems: list[VemHandle] = []
+        # VEMs whose traffic to each node goes through the fault proxy (planned
+        # with the proxy's links, started with ``launch_vems``).
+        self.proxied_vems: list[VemHandle] = []
+        self._vem_links: list[dict[str, Any]] = []
+        self._nproxied = vem_proxy
         self.proxy_proc: subprocess.Popen[bytes] | None = None
         self.proxy_ctl = root / "proxy.sock"
         self._plan()
@@ -216,6 +227,59 @@ class Lab:
             )
             self.nodes[role] = node
             self._write_node_config(node)
+        for _ in range(self._nproxied):
+            self._plan_proxied_vem()
+
+    def _plan_proxied_vem(self) -> VemHandle:
+        """A VEM that reaches each node through its own proxy link, so a test can
+        cut one VEM off one node (``cut_vem``) while it still reaches the other."""
+        host = "127.0.0.1"
+        index = len(self.proxied_vems) + 1
+        name = f"pxhost-{index}"
+        vem = VemHandle(
+            host=name,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.root}/{name}")),
+            dir=self.root / "vems" / name,
+            config=self.root / "vems" / name / "vem.toml",
+            addr=(host, free_port()),
+        )
+        targets = []
+        for node in self.nodes.values():
+            link = f"vem-{name}-{node.name}"
+            vem_side, node_side = free_port(), free_port()
+            # The VEM sends to b_listen; the node sees (and answers) a_listen.
+            self._vem_links.append(
+                {
+                    "name": link,
+                    "a": list(vem.addr),
+                    "a_listen": [host, node_side],
+                    "b": list(node.vem),
+                    "b_listen": [host, vem_side],
+                }
+            )
+            vem.links[node.name] = link
+            vem.via[node.name] = (host, vem_side)
+            targets.append((host, vem_side))
+        self._write_vem_config(vem, targets)
+        self.proxied_vems.append(vem)
+        return vem
+
+    def cut_vem(self, vem: VemHandle, node: str) -> None:
+        """Drop all traffic between one proxied VEM and one node."""
+        self.proxy("drop", name=vem.links[node], direction="both")
+
+    def heal_vem(self, vem: VemHandle, node: str) -> None:
+        self.proxy("heal", name=vem.links[node], direction="both")
+
+    def launch_vems(self, vems: list[VemHandle], ports_per_vem: int = 2) -> None:
+        """Start planned (proxied) VEMs and attach their ports; does not wait for
+        them to attach (with a partition, the caller knows where they should go)."""
+        for vem in vems:
+            self.start_vem(vem)
+            if vem not in self.vems:
+                self.vems.append(vem)
+        for vem in vems:
+            self._attach_ports(vem, ports_per_vem, 60.0)
 
     def _write_node_config(self, node: NodeHandle) -> None:
         node.dir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +351,7 @@ module_limit = {self.module_limit}
                 "target": list(p.control),
             }
         )
+        links["udp"] += self._vem_links
         return links
 
     # ---- processes ------------------------------------------------------
@@ -438,8 +503,12 @@ module_limit = {self.module_limit}
             if res.get("error"):
                 raise LabError(f"lab default configuration failed at {line!r}: {res.get('output')}")
 
-    def _write_vem_config(self, vem: VemHandle) -> None:
-        vsms = ", ".join(f'"{n.vem[0]}:{n.vem[1]}"' for n in self.nodes.values())
+    def _write_vem_config(
+        self, vem: VemHandle, targets: list[tuple[str, int]] | None = None
+    ) -> None:
+        if targets is None:
+            targets = [n.vem for n in self.nodes.values()]
+        vsms = ", ".join(f'"{t[0]}:{t[1]}"' for t in targets)
         vem.dir.mkdir(parents=True, exist_ok=True)
         vem.config.write_text(
             f"""# openvsm lab VEM {vem.host}
@@ -480,20 +549,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
         for vem in new:
             self.start_vem(vem)
         for vem in new:
-            sock = vem.rundir / "vem.sock"
-            wait_for(sock.exists, timeout, f"{vem.host} control socket")
-            for i in range(ports_per_vem):
-                idx = self.vems.index(vem)
-                mac = f"02:00:{idx >> 8 & 0xFF:02x}:{idx & 0xFF:02x}:00:{i & 0xFF:02x}"
-                res = ipc_call(
-                    sock,
-                    "attach_port",
-                    vm=f"vm-{vem.host}-{i + 1}",
-                    port_profile="vm-net",
-                    mac=mac,
-                )
-                if isinstance(res, dict) and res.get("name"):
-                    vem.ports.append(str(res["name"]))
+            self._attach_ports(vem, ports_per_vem, timeout)
 
         def attached() -> bool:
             active = self.active()
@@ -509,6 +565,22 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
             return len(ok) >= len(self.vems)
 
         wait_for(attached, timeout, f"{len(self.vems)} VEMs to attach")
+
+    def _attach_ports(self, vem: VemHandle, ports_per_vem: int, timeout: float) -> None:
+        sock = vem.rundir / "vem.sock"
+        wait_for(sock.exists, timeout, f"{vem.host} control socket")
+        for i in range(ports_per_vem):
+            idx = self.vems.index(vem)
+            mac = f"02:00:{idx >> 8 & 0xFF:02x}:{idx & 0xFF:02x}:00:{i & 0xFF:02x}"
+            res = ipc_call(
+                sock,
+                "attach_port",
+                vm=f"vm-{vem.host}-{i + 1}",
+                port_profile="vm-net",
+                mac=mac,
+            )
+            if isinstance(res, dict) and res.get("name"):
+                vem.ports.append(str(res["name"]))
 
     def kill_vem(self, vem: VemHandle, sig: int = signal.SIGKILL) -> None:
         if vem.proc is None:

@@ -128,6 +128,7 @@ class Hamgr:
         self.sync_state = "none"
         self._tasks: set[asyncio.Task[None]] = set()
         self._logs_acked = asyncio.Event()
+        self._last_remote_logs: tuple[str, int, int, int] | None = None
         self.split_started: float | None = None
         self._last_status: dict[str, Any] | None = None
 
@@ -209,7 +210,16 @@ class Hamgr:
         msg = frame.msg
         if isinstance(msg, ResolutionLogs):
             if frame.role != self.role:
-                self._store_remote_logs(msg, frame.mac)
+                learnt = self.engine.status(self.now()).peer_macs.get(iface.value)
+                if learnt is not None and learnt != frame.mac.strip().lower():
+                    self.drops[iface.value]["bad_mac"] += 1
+                    return
+                # The loser sends on both interfaces and repeats until acked:
+                # store one copy, acknowledge every one.
+                key = (frame.mac, frame.epoch, len(msg.accounting), len(msg.traces))
+                if key != self._last_remote_logs:
+                    self._last_remote_logs = key
+                    self._store_remote_logs(msg, frame.mac)
                 self.send(iface, ResolutionLogsAck(count=len(msg.accounting)))
             return
         if isinstance(msg, ResolutionLogsAck):
@@ -265,6 +275,8 @@ class Hamgr:
             elif isinstance(effect, eng.SplitBrainWon):
                 self.switch_seq += 1
                 self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
+                # DESIGN §3: each side keeps a local copy of its own logs.
+                self._spawn(self._save_local_logs(self.cfg.role, discard=False))
             elif isinstance(effect, eng.SplitBrainLost):
                 self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
                 self._spawn(self._lose_split_brain(effect.winner_role))
@@ -304,8 +316,7 @@ class Hamgr:
             last_config_time=self.last_config_time,
             change_seq=self.change_seq,
         )
-        with contextlib.suppress(AttributeError, TypeError):
-            self.engine.set_last_active_time(self.last_active_time)  # type: ignore[attr-defined]
+        self.engine.set_last_active_time(self.last_active_time)
 
     def trace(self, text: str) -> None:
         t = self.wall()
@@ -329,15 +340,32 @@ class Hamgr:
 
     # ---- split-brain ----------------------------------------------------
     async def _lose_split_brain(self, winner_role: str) -> None:
+        accounting, traces, discarded = await self._save_local_logs(winner_role, discard=True)
+        msg = _fit_logs(accounting, traces, discarded)
+        self._logs_acked.clear()
+        for _ in range(5):
+            for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
+                self.send(iface, msg)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._logs_acked.wait(), 0.2)
+                break
+        self._process(self.engine.resolution_logs_sent(self.now()))
+
+    async def _save_local_logs(
+        self, winner_role: str, *, discard: bool
+    ) -> tuple[list[AccountingEntry], list[str], list[AccountingEntry]]:
+        """Write the local copies of this node's accounting log and traces; with
+        ``discard`` (the loser) also list its changes made during the split."""
         accounting: list[AccountingEntry] = []
         discarded: list[AccountingEntry] = []
         client = IpcClient(self.cfg.run_dir / "cfgmgr.sock", timeout=2.0)
         try:
             raw_acc = await client.call("accounting", limit=500)
             accounting = [AccountingEntry(**e) for e in raw_acc]
-            since = self.split_started or self.last_active_time
-            raw_disc = await client.call("changes_since_time", time=since)
-            discarded = [AccountingEntry(**e) for e in raw_disc]
+            if discard:
+                since = self.split_started or self.last_active_time
+                raw_disc = await client.call("changes_since_time", time=since)
+                discarded = [AccountingEntry(**e) for e in raw_disc]
         except (IpcError, TypeError, ValueError) as exc:
             self.trace(f"split-brain: could not collect the accounting log: {exc}")
         finally:
@@ -353,15 +381,7 @@ class Hamgr:
             },
         )
         write_json_atomic(self.aa_dir / _AA_FILES["traces"], {**local, "traces": traces})
-        msg = _fit_logs(accounting, traces, discarded)
-        self._logs_acked.clear()
-        for _ in range(5):
-            for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
-                self.send(iface, msg)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._logs_acked.wait(), 0.2)
-                break
-        self._process(self.engine.resolution_logs_sent(self.now()))
+        return accounting, traces, discarded
 
     def _store_remote_logs(self, msg: ResolutionLogs, mac: str) -> None:
         meta = {"saved": wall_str(self.wall()), "from": mac}
