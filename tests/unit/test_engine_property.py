@@ -70,7 +70,7 @@ def state_of(e: eng.Engine) -> HaState:
     return e.state  # a call, so that mypy does not narrow across steps
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(role=st.sampled_from(["primary", "secondary"]), script=steps)
 def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]]) -> None:
     e = eng.Engine(
@@ -128,7 +128,7 @@ faults = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(schedule=faults, latency=st.sampled_from([0.0, 0.002, 0.03]))
 def test_random_faults_converge_to_one_active_one_standby(
     schedule: list[tuple[str, str, Iface, float]], latency: float
@@ -163,7 +163,7 @@ def test_random_faults_converge_to_one_active_one_standby(
         net.run_for(dt)
         observe()
     net.dropped.clear()
-    net.run_for(30.0)
+    net.run_for(20.0)
     observe()
     states = sorted(net.engine(n).state.value for n in ("primary", "secondary"))
     assert states == ["active", "standby"], seen
