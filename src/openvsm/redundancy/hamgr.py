@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openvsm.config import NodeConfig
+from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
 from openvsm.redundancy import engine as eng
 from openvsm.sysmgr.service import NodeReload
 from openvsm.wire.codec import Codec, Drop, Frame
+from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
     AccountingEntry,
     Message,
@@ -112,7 +113,10 @@ class Hamgr:
             "control": collections.Counter(),
             "mgmt": collections.Counter(),
         }
-        self.endpoints: dict[eng.Iface, UdpEndpoint] = {}
+        self.endpoints: dict[eng.Iface, UdpEndpoint | L2Endpoint] = {}
+        # L2 transport: peer MACs learnt by the engine (durable facts) are the unicast
+        # destinations; before that, the configured peer_mac or broadcast (seed).
+        self.l2_learnt: dict[str, str] = dict(facts.peer_macs)
         self.peers: dict[eng.Iface, tuple[str, int] | None] = {
             eng.Iface.CONTROL: cfg.control.peer.addr if cfg.control.peer else None,
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
@@ -153,7 +157,7 @@ class Hamgr:
         # The engine starts before the sockets open: no frame may reach it first.
         first = self.engine.start(self.now())
         for iface, icfg in ((eng.Iface.CONTROL, self.cfg.control), (eng.Iface.MGMT, self.cfg.mgmt)):
-            ep = UdpEndpoint(icfg.local.addr, self._receiver(iface))
+            ep = self._endpoint(iface, icfg)
             await ep.open()
             self.endpoints[iface] = ep
         await self.ipc.start()
@@ -193,8 +197,18 @@ class Hamgr:
         task.add_done_callback(self._tasks.discard)
 
     # ---- I/O ------------------------------------------------------------
+    def _endpoint(self, iface: eng.Iface, icfg: InterfaceConfig) -> UdpEndpoint | L2Endpoint:
+        """The interface's transport: UDP (ip:port) or raw L2 (AF_PACKET on a device)."""
+        if icfg.transport == "l2" and icfg.device:
+            return L2Endpoint(icfg.device, on_datagram=self._receiver(iface))
+        return UdpEndpoint(icfg.local.addr, self._receiver(iface))
+
+    def _l2_dst(self, iface: eng.Iface) -> str:
+        icfg = self.cfg.control if iface is eng.Iface.CONTROL else self.cfg.mgmt
+        return self.l2_learnt.get(iface.value) or icfg.peer_mac or BROADCAST_MAC
+
     def _receiver(self, iface: eng.Iface) -> Any:
-        def on_datagram(data: bytes, addr: tuple[str, int]) -> None:
+        def on_datagram(data: bytes, addr: tuple[str, int] | str) -> None:
             result = self.codec.decode(data)
             if isinstance(result, Drop):
                 self.drops[iface.value][result.reason.value] += 1
@@ -203,15 +217,17 @@ class Hamgr:
 
         return on_datagram
 
-    def _on_frame(self, frame: Frame, iface: eng.Iface, addr: tuple[str, int]) -> None:
+    def _on_frame(self, frame: Frame, iface: eng.Iface, addr: tuple[str, int] | str) -> None:
         if frame.role == SenderRole.VEM:
             self.drops[iface.value]["unexpected"] += 1
             return
+        # L2: validate the frame's real source MAC, not the system MAC it claims.
+        src_mac = addr if isinstance(addr, str) else None
         msg = frame.msg
         if isinstance(msg, ResolutionLogs):
             if frame.role != self.role:
                 learnt = self.engine.status(self.now()).peer_macs.get(iface.value)
-                if learnt is not None and learnt != frame.mac.strip().lower():
+                if learnt is not None and learnt != (src_mac or frame.mac).strip().lower():
                     self.drops[iface.value]["bad_mac"] += 1
                     return
                 # The loser sends on both interfaces and repeats until acked:
@@ -225,18 +241,22 @@ class Hamgr:
         if isinstance(msg, ResolutionLogsAck):
             self._logs_acked.set()
             return
-        self._process(self.engine.on_frame(frame, iface, self.now()))
+        self._process(self.engine.on_frame(frame, iface, self.now(), src_mac=src_mac))
 
     def send(self, iface: eng.Iface, msg: Message) -> None:
-        peer = self.peers.get(iface)
         ep = self.endpoints.get(iface)
-        if peer is None or ep is None:
+        dst = self._l2_dst(iface) if isinstance(ep, L2Endpoint) else self.peers.get(iface)
+        if dst is None or ep is None:
             return
         self.seq += 1
         data = self.codec.encode(
             msg, role=self.role, mac=self.cfg.system_mac, epoch=self.engine.epoch, seq=self.seq
         )
-        ep.send(data, peer)
+        if isinstance(ep, L2Endpoint):
+            if isinstance(dst, str):
+                ep.send(data, dst)
+        elif isinstance(dst, tuple):
+            ep.send(data, dst)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -294,6 +314,7 @@ class Hamgr:
         self._reload.set()
 
     def _persist(self, facts: eng.PersistedFacts) -> None:
+        self.l2_learnt = dict(facts.peer_macs)
         write_json_atomic(
             self.facts_path,
             {
