@@ -568,7 +568,9 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
 
     def _attach_ports(self, vem: VemHandle, ports_per_vem: int, timeout: float) -> None:
         sock = vem.rundir / "vem.sock"
-        wait_for(sock.exists, timeout, f"{vem.host} control socket")
+        # The socket file appears at bind(), a moment before listen(): wait for an
+        # answer, not for the file (a connect in between is refused).
+        wait_for(lambda: ipc_call(sock, "status"), timeout, f"{vem.host} control socket")
         for i in range(ports_per_vem):
             idx = self.vems.index(vem)
             mac = f"02:00:{idx >> 8 & 0xFF:02x}:{idx & 0xFF:02x}:00:{i & 0xFF:02x}"
