@@ -19,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from openvsm.config import NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
-from openvsm.store.pss import Change, Op, Store
+from openvsm.store.pss import Change, Op, Store, StoreError
+from openvsm.sysmgr.service import NodeFatal
 
 log = logging.getLogger("cfgmgr")
 
@@ -49,6 +51,12 @@ class Cfgmgr:
         self._facts_dirty = asyncio.Event()
         self.sync: Any = None
         self.rest: Any = None
+        # Split-brain loser: no write may commit once hamgr collected the
+        # discarded changes (they would vanish unlisted in the reload).
+        self.fenced = False
+        # The store's last seq when this process started serving as active:
+        # later changes exist on no peer unless a standby acknowledged them.
+        self.active_since_seq: int | None = None
 
     def wall(self) -> float:
         return time.time() + self.cfg.clock_offset_s
@@ -125,8 +133,18 @@ class Cfgmgr:
                 self._role_started = "active"
                 await self._start_role("active")
             elif state == "standby" and self._role_started == "active":
-                # active -> standby never happens without a reload (hamgr reloads the node).
-                log.error("hamgr reports standby while cfgmgr runs as active")
+                # active -> standby never happens without a reload. A restarted hamgr
+                # that found the peer active (it took over while hamgr restarted)
+                # comes back as standby: this node's services still run as active,
+                # so the node reloads into a fresh standby (full resync).
+                log.error("hamgr reports standby while cfgmgr runs as active: reloading")
+                self.fenced = True
+                try:
+                    await self.sysmgr.call(
+                        "reload", reason="hamgr restarted as standby of a new active"
+                    )
+                except IpcError as exc:
+                    log.error("cannot ask sysmgr to reload: %s", exc)
             if self.sync is not None:
                 self.sync.on_ha_status(status)
             self._role_changed.set()
@@ -134,6 +152,8 @@ class Cfgmgr:
     async def _start_role(self, state: str) -> None:
         from openvsm.cfgmgr.replication import Replication
 
+        if state == "active":
+            self.active_since_seq = self.store.last_seq
         self.sync = Replication(self, state)
         await self.sync.start()
         self._facts_dirty.set()
@@ -189,14 +209,30 @@ class Cfgmgr:
 
     async def commit(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
         await self.ensure_active()
-        change = self.store.commit(
-            ops,
-            user=user,
-            source=source,
-            command=command,
-            time=self.wall(),
-            epoch=int(self.ha.get("epoch", 0)),
-        )
+        if self.fenced:
+            raise NotActive(
+                "% This supervisor lost the split-brain resolution and reloads: "
+                "configuration is not accepted now"
+            )
+        try:
+            change = self.store.commit(
+                ops,
+                user=user,
+                source=source,
+                command=command,
+                time=self.wall(),
+                epoch=int(self.ha.get("epoch", 0)),
+            )
+        except (StoreError, sqlite3.Error) as exc:
+            # Disk full, file size limit, I/O error: nothing was committed and
+            # nothing is acknowledged; the daemon keeps serving. A failed COMMIT
+            # leaves SQLite's transaction open: roll it back for the next write.
+            with contextlib.suppress(sqlite3.Error):
+                self.store._db.execute("ROLLBACK")
+            log.error("commit of %r failed: %s", command, exc)
+            raise IpcError(
+                f"% Configuration not saved: the store cannot be written ({exc})"
+            ) from None
         self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
         self._facts_dirty.set()
         if self.sync is not None:
@@ -204,7 +240,27 @@ class Cfgmgr:
         return change
 
     def account(self, *, user: str, command: str, result: str) -> None:
-        self.store.account(user=user, command=command, result=result, time=self.wall())
+        try:
+            self.store.account(user=user, command=command, result=result, time=self.wall())
+        except (StoreError, sqlite3.Error) as exc:
+            # Accounting must not turn a clear error (disk full) into another one.
+            with contextlib.suppress(sqlite3.Error):
+                self.store._db.execute("ROLLBACK")
+            log.error("accounting of %r not saved: %s", command, exc)
+
+    def discarded_changes(self, t: float) -> list[Change]:
+        """Split-brain loser: the changes the winner may not have. By time (the
+        split's start) and, independent of wall-clock jumps, every change after
+        the last one a standby acknowledged or after this process became active."""
+        found = {c.seq: c for c in self.store.changes_after_time(t)}
+        base = self.active_since_seq
+        sender = getattr(self.sync, "sender", None)
+        if sender is not None:
+            base = max(base or 0, int(sender.core.acked_seq))
+        if base is not None:
+            with contextlib.suppress(StoreError):
+                found.update((c.seq, c) for c in self.store.changes_since(base))
+        return [found[seq] for seq in sorted(found)]
 
     def on_replicated(self, change: Change) -> None:
         """Standby: a change from the active was applied."""
@@ -249,6 +305,8 @@ class Cfgmgr:
             ]
         if op == "changes_since_time":
             t = float(args.get("time", 0.0))
+            if args.get("fence"):
+                self.fenced = True
             return [
                 {
                     "time": c.time,
@@ -257,7 +315,7 @@ class Cfgmgr:
                     "result": "DISCARDED",
                     "seq": c.seq,
                 }
-                for c in self.store.changes_after_time(t)
+                for c in self.discarded_changes(t)
             ]
         if op == "sync_status":
             return self.sync.status() if self.sync is not None else {"state": "none"}
@@ -269,4 +327,13 @@ def _op_dict(op: Op) -> dict[str, Any]:
 
 
 async def run_cfgmgr(cfg: NodeConfig) -> None:
-    await Cfgmgr(cfg).run()
+    try:
+        cm = Cfgmgr(cfg)
+    except StoreError as exc:
+        # Never re-initialise a store we cannot read (the configuration would be
+        # lost) and never restart into the same error: the node stops.
+        raise NodeFatal(
+            f"the configuration store is unusable: {exc}; restore it from a backup or "
+            "move it away to start with an empty configuration (the standby resyncs it)"
+        ) from None
+    await cm.run()

@@ -254,6 +254,7 @@ class Campaign:
         vems: int = 3,
         kinds: tuple[str, ...] = KINDS,
         settle_bound: float = SETTLE_BOUND,
+        timers: str = "fast",
         out: Any = None,
     ) -> None:
         self.seed = seed
@@ -263,7 +264,7 @@ class Campaign:
         self.lab = Lab(
             root,
             vems=0,
-            timers="fast",
+            timers=timers,
             proxy=True,
             rest=False,
             sync_buffer_bytes=SYNC_BUFFER_BYTES,

@@ -385,7 +385,9 @@ class Hamgr:
             accounting = [AccountingEntry(**e) for e in raw_acc]
             if discard:
                 since = self.split_started or self.last_active_time
-                raw_disc = await client.call("changes_since_time", time=since)
+                # fence: the loser's cfgmgr refuses writes from now on, so
+                # every change it acknowledged is in this list.
+                raw_disc = await client.call("changes_since_time", time=since, fence=True)
                 discarded = [AccountingEntry(**e) for e in raw_disc]
         except (IpcError, TypeError, ValueError) as exc:
             self.trace(f"split-brain: could not collect the accounting log: {exc}")

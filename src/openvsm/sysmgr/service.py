@@ -3,7 +3,9 @@
 Sets up logging to ``RUNDIR/NAME.log``, ties the process's life to sysmgr's
 (PR_SET_PDEATHSIG), runs the service's coroutine, and maps the outcome to an
 exit code that sysmgr understands: 0 stopped, ``RELOAD_EXIT`` the node must
-reload, anything else a crash.
+reload, ``FATAL_EXIT`` the node cannot run (e.g. a corrupted store: restarting
+would not help and re-initialising would lose configuration), anything else a
+crash.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from typing import Any
 from openvsm.config import ConfigError, NodeConfig, load_node_config
 
 RELOAD_EXIT = 75
+FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")
+
+
+class NodeFatal(Exception):
+    """Raised by a service that must not run (and must not be restarted)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class NodeReload(Exception):
@@ -79,10 +90,30 @@ async def _main(name: str, cfg: NodeConfig) -> int:
         (cfg.run_dir / "reload-reason").write_text(f"{name}: {exc.reason}\n")
         logging.getLogger(name).warning("node reload requested: %s", exc.reason)
         return RELOAD_EXIT
+    except NodeFatal as exc:
+        (cfg.run_dir / "fatal-reason").write_text(f"{name}: {exc.reason}\n")
+        logging.getLogger(name).error("cannot run: %s", exc.reason)
+        print(f"openvsm service {name}: {exc.reason}", file=sys.stderr, flush=True)
+        return FATAL_EXIT
     return 0
 
 
+def raise_priority() -> None:
+    """hamgr's heartbeats must keep their timing when the node is busy (DESIGN §1):
+    real-time round-robin where permitted, else a high nice level. Done before the
+    service's imports so that even a restart under load is quick."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
+
+
 def cli_main(argv: list[str]) -> int:
+    if argv[:1] == ["hamgr"]:
+        raise_priority()
     parser = argparse.ArgumentParser(prog="openvsm service")
     parser.add_argument("name", choices=SERVICES)
     parser.add_argument("--config", required=True, type=Path)

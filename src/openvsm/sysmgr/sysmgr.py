@@ -3,7 +3,11 @@
 Starts every service (hamgr, cfgmgr, vemmgr) as its own OS process, watches
 it and restarts it when it exits, with back-off. A service that crashes
 ``CRASH_LOOP_COUNT`` times within ``CRASH_LOOP_WINDOW`` seconds makes the node
-reload. A service exiting with ``RELOAD_EXIT`` asks for a node reload: sysmgr
+reload; on an active with an HA standby that reload goes through hamgr (op
+``reload``), which hands over to the standby first. A service exiting with
+``FATAL_EXIT`` (e.g. cfgmgr found its store corrupted) stops the node: sysmgr
+logs the reason, prints it on its console and exits 1, instead of restarting
+into the same failure. A service exiting with ``RELOAD_EXIT`` asks for a node reload: sysmgr
 stops every service and re-executes itself (a fresh process tree, same pid,
 so the lab's pid/pgid stay valid). SIGTERM/SIGINT stop the services in
 reverse start order and exit; no orphans (services also die with sysmgr via
@@ -31,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig, load_node_config
-from openvsm.ipc import IpcError, IpcServer
-from openvsm.sysmgr.service import RELOAD_EXIT, SERVICES, setup_logging
+from openvsm.ipc import IpcClient, IpcError, IpcServer
+from openvsm.sysmgr.service import FATAL_EXIT, RELOAD_EXIT, SERVICES, setup_logging
 
 log = logging.getLogger("sysmgr")
 
@@ -41,6 +45,7 @@ CRASH_LOOP_WINDOW = 60.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 5.0
 STOP_GRACE = 3.0
+HANDOVER_GRACE = 10.0  # crash loop on an active: time for hamgr's switchover-then-reload
 
 
 class ServiceState(enum.Enum):
@@ -69,6 +74,7 @@ class Sysmgr:
         self.services = {name: Service(name) for name in SERVICES}
         self._stopping = False
         self._reload_reason: str | None = None
+        self.fatal_reason: str | None = None
         self._done = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
         self.ipc = IpcServer(cfg.run_dir / "sysmgr.sock", self._handle)
@@ -117,14 +123,22 @@ class Sysmgr:
             reason = _read_reason(self.cfg.run_dir) or f"{svc.name} requested a reload"
             self.reload(reason)
             return
+        if code == FATAL_EXIT:
+            reason = _read_reason(self.cfg.run_dir, "fatal-reason") or f"{svc.name} cannot run"
+            self.fatal_reason = reason
+            log.error("stopping the node: %s", reason)
+            print(f"openvsm vsm: stopping the node: {reason}", file=sys.stderr, flush=True)
+            self.stop()
+            return
         now = time.monotonic()
         if svc.manual_restart:
             svc.manual_restart = False
         else:
             svc.crashes = [t for t in svc.crashes if now - t < CRASH_LOOP_WINDOW] + [now]
             if len(svc.crashes) >= CRASH_LOOP_COUNT:
-                self.reload(
-                    f"{svc.name} crashed {len(svc.crashes)} times in {CRASH_LOOP_WINDOW:.0f} s"
+                await self.crash_loop_reload(
+                    f"{svc.name} crashed {len(svc.crashes)} times in {CRASH_LOOP_WINDOW:.0f} s",
+                    via_hamgr=svc.name != "hamgr",
                 )
                 return
         if now - svc.started_at > 30:
@@ -135,6 +149,24 @@ class Sysmgr:
         await asyncio.sleep(delay)
         svc.restarts += 1
         await self._start(svc)
+
+    async def crash_loop_reload(self, reason: str, *, via_hamgr: bool) -> None:
+        """Reload the node; through hamgr when it runs, so an active with an HA
+        standby fails over first (hamgr then exits RELOAD_EXIT) instead of
+        leaving the standby to detect a dead active."""
+        if via_hamgr:
+            client = IpcClient(self.cfg.run_dir / "hamgr.sock", timeout=2.0)
+            try:
+                await client.call("reload", reason=reason)
+                log.warning("crash loop: %s; hamgr hands over and reloads the node", reason)
+                (self.cfg.run_dir / "reload-reason").write_text(f"sysmgr: {reason}\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), HANDOVER_GRACE)
+            except IpcError as exc:
+                log.warning("crash loop: hamgr unreachable (%s); reloading directly", exc)
+            finally:
+                client.close()
+        self.reload(reason)
 
     async def _stop_all(self) -> None:
         self._stopping = True
@@ -206,8 +238,8 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _read_reason(run_dir: Path) -> str | None:
-    path = run_dir / "reload-reason"
+def _read_reason(run_dir: Path, name: str = "reload-reason") -> str | None:
+    path = run_dir / name
     try:
         return path.read_text().strip() or None
     except OSError:
@@ -226,12 +258,14 @@ def _lock_run_dir(run_dir: Path) -> int:
     return fd
 
 
-async def _amain(cfg: NodeConfig) -> str | None:
+async def _amain(cfg: NodeConfig) -> tuple[str | None, str | None]:
+    """Run sysmgr; returns (reload reason, fatal reason)."""
     mgr = Sysmgr(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, mgr.stop)
-    return await mgr.run()
+    reason = await mgr.run()
+    return reason, mgr.fatal_reason
 
 
 def cli_main(argv: list[str]) -> int:
@@ -247,7 +281,12 @@ def cli_main(argv: list[str]) -> int:
         return 2
     setup_logging(cfg.run_dir / "sysmgr.log", "sysmgr")
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
-    reason = asyncio.run(_amain(cfg))
+    with contextlib.suppress(OSError):
+        (cfg.run_dir / "fatal-reason").unlink()
+    reason, fatal = asyncio.run(_amain(cfg))
+    if fatal is not None:
+        log.error("node stopped: %s", fatal)
+        return 1
     if reason is None:
         return 0
     log.warning("re-executing for reload: %s", reason)
