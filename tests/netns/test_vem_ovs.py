@@ -203,6 +203,90 @@ def test_bad_input_is_reported_and_forwarding_continues(fabric: Fabric) -> None:
             lab.cli(active, line)
 
 
+def _vem_errors(fab: Fabric, module: int) -> list[str]:
+    data = ipc_call(fab.lab.rundir(fab.active()) / "vemmgr.sock", "vem_errors")
+    return [r["error"] for r in data["TABLE_vem_error"]["ROW_vem_error"] if r["module"] == module]
+
+
+def _module_of(fab: Fabric, vem: VemHandle) -> int:
+    def number() -> int:
+        st = _status_or_none(vem)
+        return int(st["module"]) if st and st.get("state") == "attached" else 0
+
+    result: int = wait_for(number, 20, f"{vem.host} attached")
+    return result
+
+
+def test_channel_errors_and_ovs_down_surface_on_the_vsm(fabric: Fabric) -> None:
+    """h3: an uplink named in two channel-groups, a 17-member LACP channel; h4: no OVS.
+
+    Both are errors on the VSM; h3 keeps forwarding its VM over its plain uplink."""
+    lab, topo, active = fabric.lab, fabric.topo, fabric.active()
+    for line in (
+        "configure terminal",
+        "port-profile type ethernet uplink-plain", "switchport mode trunk",
+        "switchport trunk allowed vlan 10", "state enabled", "no shutdown", "exit",
+        "port-profile type ethernet uplink-big", "switchport mode trunk",
+        "switchport trunk allowed vlan 10", "channel-group auto mode active",
+        "state enabled", "no shutdown", "end",
+    ):  # fmt: skip
+        assert not lab.cli(active, line).get("error"), line
+    h3 = topo.add_host("h3")
+    sw_ns = f"{topo.prefix}-sw"
+    topo.link(h3.ns, "eth1", sw_ns, "p31")
+    fabric.topo.hosts["sw"].ovs.vsctl("add-port", "br-int", "p31", "trunks=10")
+    big = [f"x{i}" for i in range(1, 18)]
+    # (the devices need not exist: the 17-member channel is refused before OVS is touched)
+    c = topo.add_vm("c", h3, "vc", "10.10.0.3")
+    uplinks = [("eth1", "uplink-plain"), ("eth1", UPLINK_PROFILE)] + [
+        (d, "uplink-big") for d in big
+    ]
+    vsms = [f"{n.vem[0]}:{n.vem[1]}" for n in lab.nodes.values()]
+    v3, v4 = lab.add_vem(3), lab.add_vem(4)
+    common: dict[str, Any] = {
+        "host_ip": "127.0.0.1",
+        "domain_id": lab.domain_id,
+        "secret": lab.secret,
+        "vsms": vsms,
+        "heartbeat_ms": lab.timers["vem_heartbeat_ms"],
+        "headless_ms": lab.timers["vem_headless_ms"],
+    }
+    v3.config.write_text(ovs_vem_toml(h3, host_uuid=v3.uuid, local=f"{v3.addr[0]}:{v3.addr[1]}",
+                                      uplinks=uplinks, **common))  # fmt: skip
+    v4.config.write_text(
+        ovs_vem_toml(h3, host_uuid=v4.uuid, local=f"{v4.addr[0]}:{v4.addr[1]}", **common).replace(
+            str(h3.ovs.directory), "/nonexistent/openvsm-ovs"
+        )
+    )
+    try:
+        for vem in (v3, v4):
+            lab.start_vem(vem)
+        wait_for((v3.rundir / "vem.sock").exists, 20, "h3 agent")
+        ipc_call(v3.rundir / "vem.sock", "attach_port", vm="c", port_profile="vm-net",
+                 mac=c.mac, name="vc")  # fmt: skip
+        m3, m4 = _module_of(fabric, v3), _module_of(fabric, v4)
+
+        def h3_errors() -> list[str]:
+            errors = _vem_errors(fabric, m3)
+            dup = [e for e in errors if "eth1" in e and "already" in e]
+            limit = [e for e in errors if "17 members" in e]
+            return dup + limit if dup and limit else []
+
+        errors = wait_for(h3_errors, 15, "h3's channel errors on the VSM")
+        down = wait_for(lambda: _vem_errors(fabric, m4), 15, "h4's OVS error on the VSM")
+        print("\nVSM shows:\n  " + "\n  ".join([*errors, *down]))
+        assert any("OVS is not running" in e for e in down)
+        assert udp_exchange(topo, c, fabric.vms["a"], timeout=6.0) == 3
+        traces = ipc_call(lab.rundir(active) / "vemmgr.sock", "traces")["traces"]
+        assert any("17 members" in t for t in traces)
+        log = (v3.rundir / "vem.log").read_text()
+        assert "17 members" in log and "already in port profile" in log
+    finally:
+        for vem in (v3, v4):
+            lab.kill_vem(vem, signal.SIGKILL)
+            lab.vems.remove(vem)
+
+
 def test_vsm_failover_during_a_stream(fabric: Fabric) -> None:
     old = fabric.active()
     stream = _stream(fabric, 6.0, 7201)

@@ -673,6 +673,12 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--vems", type=int, default=4)
     parser.add_argument("--timers", choices=sorted(TIMER_PROFILES), default="default")
     parser.add_argument("--proxy", action="store_true", help="route the pair through a fault proxy")
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="root: VSMs, hosts (private OVS + VEM agent, backend ovs), VMs and an "
+        "upstream LACP switch in network namespaces (--vems = hosts, default 2)",
+    )
     args = parser.parse_args(argv)
     if args.vems < 0:
         print("openvsm lab: --vems must be >= 0", file=sys.stderr)
@@ -683,7 +689,17 @@ def cli_main(argv: list[str]) -> int:
         root = tmp
     else:
         root = args.dir.resolve()
-    lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy)
+    if args.netns:
+        from openvsm.lab.netns import netns_lab_class, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:
+            print(f"openvsm lab --netns: {reason}", file=sys.stderr)
+            return 2
+        hosts = args.vems if "--vems" in argv else 2
+        lab = netns_lab_class()(root, hosts=max(hosts, 1), timers=args.timers)
+    else:
+        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy)
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:

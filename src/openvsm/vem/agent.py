@@ -44,7 +44,7 @@ from openvsm.vem.core import (
     VemState,
 )
 from openvsm.vem.memory import MemoryBackend
-from openvsm.vem.model import Backend, VemConfigSnapshot
+from openvsm.vem.model import Backend, DesiredState, VemConfigSnapshot
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
 from openvsm.wire.messages import PortChannelInfo, SenderRole, VemLacpReport, VethPort
 from openvsm.wire.udp import UdpEndpoint
@@ -96,8 +96,10 @@ class VemRunner:
         self.datapath_errors: list[str] = []
         self.traces: deque[str] = deque(maxlen=TRACE_LINES)
         self.wake = asyncio.Event()
-        # apply (event loop) and poll (worker thread) never run at the same time
+        # apply and poll never run at the same time
         self.dp_lock = threading.Lock()
+        # set by the agent for slow backends (ovs): apply off the event loop
+        self.defer_apply: Callable[[DesiredState], None] | None = None
 
     def on_datagram(self, data: bytes, addr: Addr) -> None:
         result = self.codec.decode(data)
@@ -122,9 +124,10 @@ class VemRunner:
                     continue
                 self.send_raw(data, effect.addr)
             elif isinstance(effect, ApplyDatapath):
-                with self.dp_lock:
-                    errors = self.backend.apply(effect.desired)
-                self.set_datapath_errors(errors)
+                if self.defer_apply is not None:
+                    self.defer_apply(effect.desired)
+                    continue
+                self.set_datapath_errors(self.apply_datapath(effect.desired))
             elif isinstance(effect, Trace):
                 self.trace(effect.text)
         self.wake.set()
@@ -137,6 +140,10 @@ class VemRunner:
         if self.datapath_errors and not errors:
             self.trace("datapath: all errors cleared")
         self.datapath_errors = list(errors)
+
+    def apply_datapath(self, desired: DesiredState) -> list[str]:
+        with self.dp_lock:
+            return self.backend.apply(desired)
 
     def poll_datapath(self) -> list[str] | None:
         """Backend housekeeping (LACP member selection, sticky MACs); worker thread.
@@ -243,6 +250,28 @@ class VemAgent:
         self._saved_seq = -1
         self._timer: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._applier: asyncio.Task[None] | None = None
+        self._desired: DesiredState | None = None
+        self._apply_wake = asyncio.Event()
+        if cfg.backend == "ovs":
+            # OVS programming takes tens to hundreds of ms (OVSDB, ovs-ofctl): keep it
+            # off the event loop so heartbeats keep their timing.
+            self.runner.defer_apply = self._defer_apply
+
+    def _defer_apply(self, desired: DesiredState) -> None:
+        self._desired = desired  # the latest wins
+        self._apply_wake.set()
+
+    async def apply_loop(self) -> None:
+        runner = self.runner
+        while True:
+            await self._apply_wake.wait()
+            self._apply_wake.clear()
+            desired, self._desired = self._desired, None
+            if desired is None:
+                continue
+            errors = await asyncio.to_thread(runner.apply_datapath, desired)
+            runner.set_datapath_errors(errors)
 
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
         self.runner.on_datagram(data, addr)
@@ -303,10 +332,13 @@ class VemAgent:
                 sent = None
                 continue
             report = await asyncio.to_thread(runner.lacp_report)
-            key = (core.active_addr, core.active_epoch, report)
+            addr = core.active_addr
+            if core.state is not VemState.ATTACHED or addr is None:
+                continue  # changed while the report was built
+            key = (addr, core.active_epoch, report)
             now = time.monotonic()
             if key != sent or now - last_sent >= self.cfg.report_interval:
-                runner.process([Send(core.active_addr, report)])
+                runner.process([Send(addr, report)])
                 sent, last_sent = key, now
 
     def _save_ports(self) -> None:
@@ -326,16 +358,18 @@ class VemAgent:
             f"VEM agent {self.cfg.host_name} ({self.cfg.host_uuid}) on "
             f"{self.endpoint.local[0]}:{self.endpoint.local[1]}, backend {self.backend.name}"
         )
+        self._applier = asyncio.create_task(self.apply_loop())
         self.runner.start()
         self._timer = asyncio.create_task(self.runner.timer_loop())
         self._poller = asyncio.create_task(self.poll_loop())
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._applier):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = self._applier = None
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
