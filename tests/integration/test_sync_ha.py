@@ -287,6 +287,39 @@ def test_control_partition_overflows_buffer_then_standby_resyncs(
     assert "300" in cfgmgr(lab, standby, "list", kind="vlan")
 
 
+def test_lone_writer_in_a_control_partition_is_not_held_forever(
+    make_lab: Callable[..., Lab],
+) -> None:
+    """One sequential writer never fills the buffer: the ack timeout (>= 3 s)
+    marks the standby out of sync instead of holding the write forever."""
+    lab = make_lab(timers="fast", rest=False, proxy=True)
+    active = lab.start()
+    standby = other(active)
+    lab.cut("control")
+    wait_for(
+        lambda: (
+            "degraded" in str((lab.status(active) or {}).get("this_sup_internal_state", "")).lower()
+        ),
+        SETTLE,
+        "the active to see the control interface down (degraded)",
+    )
+    res = lab.cli(active, "configure terminal ; vlan 301 ; end", timeout=30.0)
+    assert not res["error"], res
+    sync = cfgmgr(lab, active, "sync_status")
+    assert sync["out_of_sync"] and not sync["attached"], sync
+    res = lab.cli(active, "configure terminal ; vlan 302 ; end", timeout=10.0)
+    assert not res["error"], res
+    wait_for(
+        lambda: any("ordering the standby to reset" in e for e in trace_events(lab, active)),
+        SETTLE,
+        "the active to order the standby's reset",
+    )
+    lab.heal("control")
+    assert lab.wait_pair(SETTLE * 2) == active
+    wait_stores_equal(lab, active, standby)
+    assert {"301", "302"} <= set(cfgmgr(lab, standby, "list", kind="vlan"))
+
+
 def test_standby_refuses_configuration_naming_the_active(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(timers="fast", rest=False)
     active = lab.start()

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cfgmgr.sync")
 
+# Floor of the ack timeout (the max heartbeat loss interval when larger): a
+# loaded machine must not cost the standby its sync, a partition must not
+# hold writes forever.
+ACK_TIMEOUT_MIN_S = 3.0
+
 
 class Replication:
     def __init__(self, cm: Cfgmgr, state: str) -> None:
@@ -79,9 +84,38 @@ class Replication:
         if self.receiver is not None:
             await self.receiver.stop()
 
+    @property
+    def ack_timeout(self) -> float:
+        """How long a write waits for the standby's ack before the active goes on alone."""
+        return max(ACK_TIMEOUT_MIN_S, self.cm.cfg.timers.max_loss_interval)
+
     async def replicate(self, change: Change) -> None:
-        if self.sender is not None:
-            await self.sender.replicate(change)
+        sender = self.sender
+        if sender is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(sender.replicate(change)), self.ack_timeout)
+        except TimeoutError:
+            self._standby_too_slow(sender, change.seq)
+
+    def _standby_too_slow(self, sender: SyncSender, seq: int) -> None:
+        """No ack within ``ack_timeout`` (control partitioned while mgmt is up: degraded,
+        so hamgr keeps the standby present): without this a lone writer, whose
+        changes never fill the buffer, would wait forever. Same outcome as a
+        buffer overflow: the standby is out of sync (hamgr orders its reset, it
+        bulk-syncs when it returns) and writes no longer wait for it."""
+        core = sender.core
+        if not core.must_wait or core.acked_seq >= seq:
+            return
+        log.warning(
+            "sync: the standby did not acknowledge change %d within %.1f s: marking it out "
+            "of sync, continuing alone",
+            seq,
+            self.ack_timeout,
+        )
+        core._overflow()
+        sender._release(all_waiters=True)
+        sender._report()
 
     def status(self) -> dict[str, Any]:
         if self.sender is not None:

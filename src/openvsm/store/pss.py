@@ -12,7 +12,8 @@ One SQLite file per node, WAL journal, ``synchronous=FULL``: a change that
   standby too far behind gets a ``Snapshot`` instead;
 - ``accounting``: the accounting log (``show accounting log``). Entries of
   committed changes carry their seq and are replicated with the change;
-  entries written with ``account`` (failed commands...) stay local;
+  entries written with ``account`` (failed commands...) stay local; it is
+  bounded like the change log;
 - ``facts``: node facts (last_config_time, last_active_time, epoch,
   peer_macs, ...), JSON values, never replicated;
 - ``meta`` and ``schema_version``: internal counters and the schema version.
@@ -169,6 +170,7 @@ class Store:
             raise ValueError("max_changes must be >= 1")
         self.path = Path(path)
         self.max_changes = max_changes
+        self._batching = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -233,7 +235,17 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it or nothing."""
+        """One write transaction: all of it or nothing (inside ``batch``: a savepoint)."""
+        if self._batching:
+            self._db.execute("SAVEPOINT write")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK TO write")
+                self._db.execute("RELEASE write")
+                raise
+            self._db.execute("RELEASE write")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -241,6 +253,36 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes of the block into one SQLite transaction: one fsync
+        (synchronous=FULL) for all of them instead of one each.
+
+        Each write in the block stays all-or-nothing on its own (a savepoint).
+        The block's writes are committed when it ends, also when it ends with
+        an exception (what was written before it is kept, as without a batch).
+        Nothing written in the block is durable before the block ends: report
+        or acknowledge those writes after it. A failed final COMMIT rolls the
+        whole batch back and raises. Nested batches join the outer one.
+        """
+        if self._batching:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._batching = True
+        last_seq = self._last_seq
+        try:
+            yield
+        finally:
+            self._batching = False
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                self._last_seq = last_seq
+                raise
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._db.execute(sql, params).fetchone()
@@ -322,6 +364,11 @@ class Store:
         self._set_fact(db, "last_config_time", change.time)
         if change.seq % min(_TRIM_EVERY, self.max_changes) == 0:
             db.execute("DELETE FROM changes WHERE seq <= ?", (change.seq - self.max_changes,))
+            # the accounting log is bounded the same way (it travels in snapshots)
+            db.execute(
+                "DELETE FROM accounting WHERE id <= (SELECT max(id) FROM accounting) - ?",
+                (self.max_changes,),
+            )
 
     def commit(
         self,
