@@ -148,6 +148,7 @@ def test_change_log_trim(tmp_path: Path) -> None:
         with pytest.raises(ChangeLogTrimmed):
             s.changes_since(0)
         assert [c.seq for c in s.changes_since(s.first_seq - 1)][-1] == 45
+        assert len(s.accounting_log(limit=1000)) <= 20
 
 
 def test_accounting_log(store: Store) -> None:

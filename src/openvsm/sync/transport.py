@@ -1,0 +1,368 @@
+"""asyncio TCP adapter of the replication stream (DESIGN §4).
+
+Owns the sockets, tasks and futures around the sans-IO cores of
+``openvsm.sync.stream``:
+
+- ``SyncSender`` (active): connects to the standby's control ``ip:port``
+  over TCP and keeps reconnecting (back-off ``reconnect_min_s`` ..
+  ``reconnect_max_s``) until stopped. ``await replicate(change)`` returns
+  when the change may be acknowledged to its client: at once when no
+  standby is attached (``ReplicationSender.must_wait`` is False: none ever
+  reached HOT, hamgr detached it, or it is out of sync), else when the
+  standby has acked ``change.seq``, or when the standby is detached or
+  declared out of sync while the write waits. ``on_state(status)`` is
+  called on every change of progress (``none``/``cold``/``warm``/``hot``,
+  ``out_of_sync``) so the caller can tell hamgr (``sync_state``) and have
+  it order the standby's reset after an overflow.
+- ``SyncReceiver`` (standby): listens on the control ``ip:port``, serves one
+  active at a time (a new connection replaces the old one), applies and
+  acks. ``on_reset(reason)`` fires when the active's end of the connection
+  goes away without us closing it (``"rst"`` or ``"eof"``): hamgr's crash
+  fast path.
+
+A bad frame (``RemoteProtocolError``) is counted under its reason in
+``counters`` and closes that connection; it never escapes a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from openvsm.store.pss import Change, Store
+from openvsm.sync.stream import (
+    DEFAULT_BUFFER_BYTES,
+    ChangeSource,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ReplicationReceiver,
+    ReplicationSender,
+)
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = 256 * 1024
+
+
+def _tune(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def _count(counters: dict[str, int], name: str) -> None:
+    counters[name] = counters.get(name, 0) + 1
+
+
+class SyncSender:
+    """Active side: stream committed changes to the standby at ``peer``."""
+
+    def __init__(
+        self,
+        store: ChangeSource,
+        peer: tuple[str, int],
+        secret: bytes,
+        *,
+        epoch: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        reconnect_min_s: float = 0.05,
+        reconnect_max_s: float = 1.0,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.peer = peer
+        self.core = ReplicationSender(store, secret, epoch=epoch, buffer_bytes=buffer_bytes)
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.on_state = on_state
+        self.counters: dict[str, int] = {}
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_reported: tuple[str, bool] | None = None
+        self._stopping = False
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="sync-sender")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._close()
+        self.core.detach()
+        self._release(all_waiters=True)
+
+    def kick(self) -> None:
+        """Drop the current connection (tests, operator 'resync'); it reconnects."""
+        self._close()
+
+    def detach(self) -> None:
+        """hamgr declared the standby absent: pending and future writes stop waiting."""
+        self.core.detach()
+        self._release(all_waiters=True)
+        self._report()
+
+    def status(self) -> dict[str, Any]:
+        return {**self.core.status(), "counters": dict(self.counters)}
+
+    # --- writes ---
+
+    async def replicate(self, change: Change) -> None:
+        """Return when ``change`` may be acknowledged to its client (module docstring)."""
+        data = self.core.append(change)
+        self._report()
+        if data and self._writer is not None:
+            self._writer.write(data)
+            _count(self.counters, "changes_sent")
+        if not self.core.must_wait:
+            self._release(all_waiters=True)
+            return
+        if change.seq <= self.core.acked_seq:
+            return
+        fut = self._waiters.get(change.seq)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters[change.seq] = fut
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._writer.drain()
+        await asyncio.shield(fut)
+
+    def _release(self, *, all_waiters: bool = False) -> None:
+        acked = self.core.acked_seq
+        for seq in [s for s in self._waiters if all_waiters or s <= acked]:
+            fut = self._waiters.pop(seq)
+            if not fut.done():
+                fut.set_result(None)
+
+    def _report(self) -> None:
+        key = (self.core.state.value, self.core.out_of_sync)
+        if key != self._last_reported:
+            self._last_reported = key
+            if self.on_state is not None:
+                try:
+                    self.on_state(self.status())
+                except Exception:
+                    log.exception("sync on_state callback failed")
+
+    # --- connection ---
+
+    def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    async def _run(self) -> None:
+        delay = self.reconnect_min_s
+        while not self._stopping:
+            try:
+                reader, writer = await asyncio.open_connection(*self.peer)
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max_s)
+                continue
+            delay = self.reconnect_min_s
+            _count(self.counters, "connects")
+            try:
+                await self._serve(reader, writer)
+            finally:
+                self.core.connection_lost()
+                if self._writer is writer:
+                    self._writer = None
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+                self._report()
+            if self.core.refused is not None:
+                log.error("sync: %s", self.core.refused)
+                await asyncio.sleep(self.reconnect_max_s)
+            else:
+                await asyncio.sleep(self.reconnect_min_s)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _tune(writer)
+        self.core.connection_made()
+        self._writer = writer
+        self._report()
+        try:
+            while self._writer is writer:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    _count(self.counters, "peer_closed")
+                    return
+                _count(self.counters, "reads")
+                out = self.core.receive(data)
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+                if self.core.refused is not None:
+                    _count(self.counters, "refused")
+                    return
+                self._release(all_waiters=not self.core.must_wait)
+                self._report()
+        except RemoteProtocolError as exc:
+            _count(self.counters, f"bad_frame_{exc.reason}")
+            log.warning("sync: dropping the connection to the standby: %s", exc)
+        except (ConnectionError, OSError) as exc:
+            _count(self.counters, "connection_errors")
+            log.info("sync: connection to the standby lost: %s", exc)
+
+
+class SyncReceiver:
+    """Standby side: accept the active's stream on ``listen`` and apply it to ``store``."""
+
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        store: Store,
+        secret: bytes,
+        *,
+        epoch: int = 0,
+        boot_id: int = 0,
+        on_applied: Callable[[Change], None] | None = None,
+        on_reset: Callable[[str], None] | None = None,
+        on_snapshot: Callable[[int], None] | None = None,
+    ) -> None:
+        self.listen = listen
+        self.core = ReplicationReceiver(store, secret, epoch=epoch, boot_id=boot_id)
+        self.on_applied = on_applied
+        self.on_reset = on_reset
+        self.on_snapshot = on_snapshot
+        self.counters: dict[str, int] = {}
+        self._server: asyncio.base_events.Server | None = None
+        self._conn: asyncio.Task[None] | None = None
+        self._conn_writer: asyncio.StreamWriter | None = None
+
+    @property
+    def last_applied_seq(self) -> int:
+        return self.core.last_applied_seq
+
+    @property
+    def bound(self) -> tuple[str, int]:
+        """The address actually bound (``listen`` may ask for port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.listen
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._on_conn, self.listen[0], self.listen[1], reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self._drop_current()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.core.state.value,
+            "last_applied_seq": self.last_applied_seq,
+            "refused": self.core.refused,
+            "snapshots_loaded": self.core.snapshots_loaded,
+            "duplicates": self.core.duplicates,
+            "counters": dict(self.counters),
+        }
+
+    async def _drop_current(self) -> None:
+        task, self._conn = self._conn, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One active at a time: the newest connection wins.
+        await self._drop_current()
+        self._conn = asyncio.current_task()
+        _count(self.counters, "connections")
+        reason: str | None = None
+        try:
+            reason = await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            reason = None
+        finally:
+            truncated = self.core.connection_lost()
+            if truncated:
+                _count(self.counters, "truncated_frames")
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if self._conn is asyncio.current_task():
+                self._conn = None
+        if reason is not None and self.on_reset is not None:
+            try:
+                self.on_reset(reason)
+            except Exception:
+                log.exception("sync on_reset callback failed")
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> str | None:
+        """Run one connection; the peer-side reason it ended ("rst"/"eof"), else None."""
+        _tune(writer)
+        try:
+            writer.write(self.core.connection_made())
+            await writer.drain()
+            while True:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    _count(self.counters, "peer_eof")
+                    return "eof"
+                snapshots = self.core.snapshots_loaded
+                try:
+                    out = self.core.receive(data)
+                finally:
+                    self._deliver(snapshots)
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+                if self.core.is_refused:
+                    _count(self.counters, "refused")
+                    log.error("sync: refused the active: %s", self.core.refused)
+                    return None
+        except RemoteProtocolError as exc:
+            _count(self.counters, f"bad_frame_{exc.reason}")
+            log.warning("sync: dropping the connection from the active: %s", exc)
+            return None
+        except ConnectionResetError:
+            _count(self.counters, "peer_rst")
+            return "rst"
+        except (ConnectionError, OSError) as exc:
+            _count(self.counters, "connection_errors")
+            log.info("sync: connection from the active failed: %s", exc)
+            return None
+        except LocalProtocolError:
+            log.exception("sync receiver bug")
+            return None
+
+    def _deliver(self, snapshots_before: int) -> None:
+        if self.core.snapshots_loaded != snapshots_before and self.on_snapshot is not None:
+            try:
+                self.on_snapshot(self.last_applied_seq)
+            except Exception:
+                log.exception("sync on_snapshot callback failed")
+        for change in self.core.pop_applied():
+            if self.on_applied is not None:
+                try:
+                    self.on_applied(change)
+                except Exception:
+                    log.exception("sync on_applied callback failed")

@@ -1,0 +1,307 @@
+"""Replication over real TCP on 127.0.0.1: two stores, one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openvsm.store.pss import Change, Op, Store
+from openvsm.sync.transport import SyncReceiver, SyncSender
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"integration-secret"
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """Stores on tmpfs when there is one: fsync (synchronous=FULL) is what a
+    loaded CI disk makes slow, and these tests are about the stream."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=shm, prefix="openvsm-sync-") as d:
+        yield Path(d)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    async def guarded() -> None:
+        await asyncio.wait_for(coro, 120.0)
+
+    asyncio.run(guarded())
+
+
+async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait on a condition with a deadline (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.005)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+def commit(store: Store, i: int) -> Change:
+    n = i % 3000 + 1
+    return store.commit(
+        [Op("vlan", str(n), {"id": n, "name": f"v{i}", "owner": "cli"})],
+        user="admin",
+        source="cli",
+        command=f"vlan {n} ; name v{i}",
+        time=1_700_000_000.0 + i,
+    )
+
+
+class Pair:
+    def __init__(self, tmp: Path, **sender_kw: Any) -> None:
+        self.active = Store(tmp / "active.db")
+        self.standby = Store(tmp / "standby.db")
+        self.resets: list[str] = []
+        self.applied: list[int] = []
+        self.states: list[dict[str, Any]] = []
+        self.receiver = SyncReceiver(
+            ("127.0.0.1", 0),
+            self.standby,
+            SECRET,
+            epoch=1,
+            boot_id=2,
+            on_reset=self.resets.append,
+            on_applied=lambda c: self.applied.append(c.seq),
+        )
+        self.sender_kw = sender_kw
+        self.sender: SyncSender | None = None
+
+    async def start(self) -> SyncSender:
+        await self.receiver.start()
+        self.sender = SyncSender(
+            self.active,
+            self.receiver.bound,
+            SECRET,
+            epoch=1,
+            reconnect_min_s=0.01,
+            reconnect_max_s=0.1,
+            on_state=self.states.append,
+            **self.sender_kw,
+        )
+        await self.sender.start()
+        return self.sender
+
+    async def hot(self) -> None:
+        assert self.sender is not None
+        sender = self.sender
+        await until(lambda: sender.status()["state"] == "hot")
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.stop()
+        await self.receiver.stop()
+        self.active.close()
+        self.standby.close()
+
+
+def pair_test(body: Callable[[Pair], Awaitable[None]], tmp: Path, **sender_kw: Any) -> None:
+    async def main() -> None:
+        pair = Pair(tmp, **sender_kw)
+        try:
+            await body(pair)
+        finally:
+            await pair.close()
+
+    run(main())
+
+
+def test_thousands_of_commits_replicate(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        for i in range(1, 201):  # before the standby connects: tail on connect
+            commit(p.active, i)
+        sender = await p.start()
+        await p.hot()
+        for i in range(201, 3001):
+            await sender.replicate(commit(p.active, i))
+            # acknowledged => applied on the standby
+            assert p.standby.last_seq >= p.active.last_seq
+        assert p.standby.digest() == p.active.digest()
+        assert p.standby.accounting_log(5) == p.active.accounting_log(5)
+        assert p.applied == list(range(1, 3001))
+        assert [s["state"] for s in p.states][-1] == "hot"
+
+    pair_test(body, tmp_path)
+
+
+def test_concurrent_writers_all_acknowledged(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        sender = await p.start()
+        await p.hot()
+
+        async def writer(k: int) -> None:
+            for i in range(100):
+                await sender.replicate(commit(p.active, k * 1000 + i))
+
+        await asyncio.gather(*(writer(k) for k in range(10)))
+        assert p.standby.last_seq == p.active.last_seq == 1000
+        assert p.standby.digest() == p.active.digest()
+
+    pair_test(body, tmp_path)
+
+
+def test_connection_killed_mid_stream_then_equal(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        sender = await p.start()
+        await p.hot()
+        kills = 0
+        for i in range(1, 1501):
+            change = commit(p.active, i)
+            if i % 300 == 0:
+                sender.kick()  # the connection dies with changes in flight
+                kills += 1
+            await sender.replicate(change)
+        await until(lambda: p.standby.last_seq == p.active.last_seq)
+        assert p.standby.digest() == p.active.digest()
+        assert sender.counters["connects"] >= kills + 1
+        assert p.receiver.status()["duplicates"] >= 0
+        assert p.applied == list(range(1, 1501))  # each change applied exactly once
+
+    pair_test(body, tmp_path)
+
+
+def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        p.active.close()
+        p.active = Store(tmp_path / "active.db", max_changes=100)
+        for i in range(1, 2001):
+            commit(p.active, i)
+        sender = await p.start()
+        await p.hot()
+        assert sender.status()["snapshots_sent"] == 1
+        assert p.standby.digest() == p.active.digest()
+        await sender.replicate(commit(p.active, 5000))
+        assert p.standby.digest() == p.active.digest()
+
+    pair_test(body, tmp_path)
+
+
+def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        await p.receiver.start()
+        host, port = p.receiver.bound
+        # An unauthenticated peer: the receiver reads our junk, counts it, closes.
+        reader, writer = await asyncio.open_connection(host, port)
+        await reader.read(1024)  # its Hello
+        writer.write(b"\x00\x00\x00\x05hello" + b"\x00" * 16)
+        await writer.drain()
+        assert await reader.read(1024) == b""  # dropped by the receiver
+        await close(writer)
+        await until(lambda: p.receiver.counters.get("bad_frame_bad_tag", 0) == 1)
+        # A truncated frame, then EOF: counted, and reported as a peer EOF.
+        reader, writer = await asyncio.open_connection(host, port)
+        await reader.read(1024)
+        writer.write(b"\x00\x00\x10\x00abc")
+        await writer.drain()
+        await close(writer)
+        await until(lambda: p.receiver.counters.get("truncated_frames", 0) == 1)
+        await until(lambda: p.resets == ["eof"])
+        # The real active still gets through and replicates.
+        sender = await p.start()
+        await p.hot()
+        for i in range(1, 51):
+            await sender.replicate(commit(p.active, i))
+        assert p.standby.digest() == p.active.digest()
+
+    pair_test(body, tmp_path)
+
+
+def test_sender_drops_bad_frames_from_a_fake_standby(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        server_conns: list[asyncio.StreamWriter] = []
+
+        async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server_conns.append(writer)
+            writer.write(b"\x00\x00\x00\x02xx" + b"\xff" * 16)
+            await writer.drain()
+            with contextlib.suppress(ConnectionError):
+                await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(fake, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sender = SyncSender(p.active, ("127.0.0.1", port), SECRET, epoch=1, reconnect_min_s=0.01)
+        await sender.start()
+        try:
+            await until(lambda: sender.counters.get("bad_frame_bad_tag", 0) >= 2)
+            # no standby attached: writes are acknowledged at once
+            await asyncio.wait_for(sender.replicate(commit(p.active, 1)), 1.0)
+        finally:
+            await sender.stop()
+            server.close()
+            await server.wait_closed()
+
+    pair_test(body, tmp_path)
+
+
+def test_active_crash_resets_connection(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        await p.receiver.start()
+        host, port = p.receiver.bound
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        await loop.sock_recv(sock, 1024)  # the standby's Hello
+        # SO_LINGER 0: close sends an RST, as a kernel does for a killed process
+        # with unread data.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+        await until(lambda: bool(p.resets))
+        assert p.resets[0] in ("rst", "eof")
+
+    pair_test(body, tmp_path)
+
+
+def test_standby_with_newer_epoch_is_refused(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        p.receiver.core.epoch = 5
+        sender = await p.start()
+        await until(lambda: sender.status()["refused"] is not None)
+        assert "newer" in str(sender.status()["refused"])
+        await asyncio.wait_for(sender.replicate(commit(p.active, 1)), 1.0)
+        assert p.standby.last_seq == 0
+
+    pair_test(body, tmp_path)
+
+
+def test_out_of_sync_while_standby_away(tmp_path: Path) -> None:
+    async def body(p: Pair) -> None:
+        sender = await p.start()
+        await p.hot()
+        await sender.replicate(commit(p.active, 1))
+        await p.receiver.stop()  # the standby goes away
+        await until(lambda: sender.status()["state"] == "none")
+        pending = [
+            asyncio.create_task(sender.replicate(commit(p.active, i))) for i in range(2, 400)
+        ]
+        await until(lambda: sender.status()["out_of_sync"] is True)
+        await asyncio.wait_for(asyncio.gather(*pending), 5.0)  # released by the overflow
+        assert any(s["out_of_sync"] for s in p.states)
+        # the standby is reset and comes back: bulk sync, then in sync again
+        p.receiver = SyncReceiver(sender.peer, p.standby, SECRET, epoch=1, boot_id=3)
+        await p.receiver.start()
+        await p.hot()
+        assert sender.status()["snapshots_sent"] == 1
+        assert p.standby.digest() == p.active.digest()
+
+    pair_test(body, tmp_path, buffer_bytes=20_000)
