@@ -194,6 +194,20 @@ def test_overflow_while_unreachable_resets_the_standby(stores: tuple[Store, Stor
     assert standby.digest() == active.digest()
 
 
+def test_mark_out_of_sync_forces_a_snapshot(stores: tuple[Store, Store]) -> None:
+    active, standby = stores
+    ln = link(active, standby)
+    ln.connect()
+    ln.commit(active, 1)
+    ln.disconnect()
+    ln.sender.mark_out_of_sync()
+    assert ln.sender.out_of_sync and not ln.sender.must_wait
+    commit(active, 2)
+    ln.connect()
+    assert ln.sender.snapshots_sent == 1 and not ln.sender.out_of_sync
+    assert standby.digest() == active.digest()
+
+
 def test_detach_stops_waiting(stores: tuple[Store, Store]) -> None:
     active, standby = stores
     ln = link(active, standby)

@@ -369,6 +369,11 @@ class ReplicationSender:
             return frame
         return b""
 
+    def mark_out_of_sync(self) -> None:
+        """The caller gave up on the standby (e.g. no ack within its timeout): same
+        outcome as a buffer overflow."""
+        self._overflow()
+
     def _overflow(self) -> None:
         """The standby is further behind than the buffer allows: it must be reset."""
         self.out_of_sync = True

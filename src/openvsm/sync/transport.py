@@ -115,6 +115,13 @@ class SyncSender:
         self._release(all_waiters=True)
         self._report()
 
+    def mark_out_of_sync(self) -> None:
+        """Give up on the standby (e.g. no ack in time): it must be reset and
+        bulk-synced; pending and future writes stop waiting for it."""
+        self.core.mark_out_of_sync()
+        self._release(all_waiters=True)
+        self._report()
+
     def status(self) -> dict[str, Any]:
         return {**self.core.status(), "counters": dict(self.counters)}
 
