@@ -339,6 +339,11 @@ def vem_config_from_dict(
     backend = "memory"                   # memory | ovs
     heartbeat_interval_ms = 1000
     headless_after_ms = 15000            # seed: ~15 s
+    # backend "ovs" (docs/dataplane.md):
+    ovsdb = "unix:/var/run/openvswitch/db.sock"   # default: <ovs_run_dir>/db.sock
+    ovs_run_dir = "..."; bridge = "br-int"; ovs_netns = "..." (lab)
+    uplinks = [{device = "eth1", port_profile = "uplink-po"}]
+    poll_interval_ms = 250; report_interval_ms = 5000
     """
     vem = doc.get("vem")
     if not isinstance(vem, dict):
