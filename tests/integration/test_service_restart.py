@@ -172,3 +172,42 @@ def test_full_disk_fails_writes_clearly_and_cfgmgr_survives(
         session="after-disk",  # the lab's session stayed in config mode at the error
     )
     assert not res["error"], res["output"]
+
+
+def test_crash_loop_on_the_active_fails_over_before_the_reload(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab(timers="default", rest=False)
+    active = lab.start()
+    standby = other(active)
+    rundir = lab.nodes[active].rundir
+
+    def cfgmgr_pid() -> int | None:
+        data = ipc_call(rundir / "sysmgr.sock", "services", timeout=2.0)
+        row = {r["name"]: r for r in data["TABLE_service"]["ROW_service"]}["cfgmgr"]
+        return int(row["pid"]) if row["pid"] else None
+
+    # CRASH_LOOP_COUNT crashes within the window: sysmgr asks hamgr to reload,
+    # hamgr hands over to the standby first, then the node reloads.
+    from openvsm.sysmgr.sysmgr import CRASH_LOOP_COUNT
+
+    for crash in range(CRASH_LOOP_COUNT):
+        pid = wait_for(cfgmgr_pid, SETTLE, "cfgmgr running")
+        os.kill(pid, signal.SIGKILL)
+        if crash < CRASH_LOOP_COUNT - 1:
+
+            def restarted(p: int = pid) -> bool:
+                return cfgmgr_pid() not in (None, p)
+
+            wait_for(restarted, SETTLE, "sysmgr to restart cfgmgr")
+    wait_for(lambda: lab.active() == standby, SETTLE * 2, "the standby to take over")
+    assert lab.wait_pair(SETTLE * 2) == standby  # the old active is back as standby
+    events = [
+        r["event"]
+        for r in lab.cli_json(active, "show system internal redundancy trace")["TABLE_trace"][
+            "ROW_trace"
+        ]
+    ]
+    assert any("failing over first" in e for e in events), events[-20:]
+    log = (rundir / "sysmgr.log").read_text()
+    assert "crash loop" in log and "cfgmgr crashed" in log

@@ -56,7 +56,8 @@ from openvsm.sysmgr.service import SERVICES
 
 NODES = ("primary", "secondary")
 PREFIX = "cw-"
-KEY_FIRST, KEY_LAST = 100, 3967  # VLAN ids the writer owns (3968-4047 are reserved)
+KEY_FIRST, KEY_LAST = 1000, 3967  # VLAN ids the writer owns (3968-4047 are reserved)
+OVERFLOW_VLANS = "100-999"  # the buffer-overflow burst renames these (~50 KB per change)
 KINDS = (
     "kill_node",
     "stop_node",
@@ -70,8 +71,11 @@ KINDS = (
     "switchover",
     "clock_jump",
 )
-SYNC_BUFFER_BYTES = 32 * 1024
-BURST_WRITES = 120
+# Small enough for a burst to overflow it, large enough to cover the writer's
+# changes while a reset standby bulk-syncs (smaller: the standby is reset again
+# during every bulk sync and never rejoins; see docs/service-ha.md).
+SYNC_BUFFER_BYTES = 256 * 1024
+BURST_SESSIONS = 8
 SETTLE_BOUND = 45.0
 WRITE_TIMEOUT = 4.0
 DEFINITE_REFUSALS = ("HA standby", "configuration is not accepted", "is initializing")
@@ -162,8 +166,6 @@ class Writer:
             self._next_id += 1
             key = self._next_key
             self._next_key = KEY_FIRST if key >= KEY_LAST else key + 1
-            if self._next_key in (10, 20):
-                self._next_key += 1
             return self._next_id, str(key)
 
     def _record(self, op: WriteOp) -> None:
@@ -216,13 +218,26 @@ class Writer:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(self.interval)
 
-    def burst(self, node: str, n: int) -> list[WriteOp]:
-        """``n`` concurrent writes (each its own session): fills the sync buffer."""
 
-        async def run() -> list[WriteOp]:
-            return list(await asyncio.gather(*(self.write(node) for _ in range(n))))
+def burst(rundir: Path, sessions: int) -> list[bool]:
+    """Concurrent big changes (outside the writer's keys): each renames every
+    VLAN of ``OVERFLOW_VLANS``. Returns which were acknowledged."""
 
-        return asyncio.run(run())
+    async def one(i: int) -> bool:
+        client = IpcClient(rundir / "cfgmgr.sock", timeout=WRITE_TIMEOUT * 2)
+        line = f"configure terminal ; vlan {OVERFLOW_VLANS} ; name ovf-{i} ; end ; exit"
+        try:
+            res = await client.call("cli", line=line, session=f"chaos-burst-{i}")
+            return isinstance(res, dict) and not res.get("error")
+        except (IpcError, OSError):
+            return False
+        finally:
+            client.close()
+
+    async def run() -> list[bool]:
+        return list(await asyncio.gather(*(one(i) for i in range(sessions))))
+
+    return asyncio.run(run())
 
 
 # ---- the campaign ----------------------------------------------------------------
@@ -439,11 +454,10 @@ class Campaign:
         if f.kind == "buffer_overflow":
             act = self.active() or node
             lab.cut("control")
-            ops = self.writer.burst(act, BURST_WRITES)
+            acked = burst(lab.nodes[act].rundir, BURST_SESSIONS)
             time.sleep(f.duration)
             lab.heal("control")
-            ok = sum(o.outcome is Outcome.OK for o in ops)
-            return f"control cut, burst of {len(ops)} writes on {act} ({ok} acked)"
+            return f"control cut, {len(acked)} x 900-VLAN changes on {act} ({sum(acked)} acked)"
         if f.kind == "switchover":
             current = self.active()
             if current is None:

@@ -1,0 +1,193 @@
+"""False-failover benchmark: the fast timer profile under CPU saturation.
+
+The pair runs with the fast profile (100 ms heartbeats, 600 ms loss interval)
+behind the fault proxy, with VEM agents, for ``--minutes`` (default 10) while
+both cores are saturated by CPU hog processes (one per core) and a config
+writer commits CLI changes as fast as it can. It reports:
+
+- unnecessary role changes: every "became active" and every reload in the
+  redundancy traces of both nodes after the start (goal: 0), and whether the
+  active at the end is the one at the start;
+- the heartbeat send-jitter histogram of hamgr, measured on the wire, not
+  reported by hamgr: the primary's control peer address is rewritten to a
+  UDP tap owned by this benchmark, which timestamps every datagram the
+  primary sends on control (``time.monotonic_ns`` at receive), decodes it
+  (domain secret), keeps the ``HeartbeatRequest`` ones and forwards every
+  datagram unchanged to the fault proxy. Jitter = interval between two
+  consecutive requests minus the nominal interval. The tap runs under the
+  same CPU load, so its own scheduling delay is included: the figures are an
+  upper bound of hamgr's.
+
+    .venv/bin/python bench/false_failover.py                 # 10 minutes
+    .venv/bin/python bench/false_failover.py --minutes 1 --hogs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from openvsm.lab.chaos import Writer
+from openvsm.lab.lab import TIMER_PROFILES, Lab
+from openvsm.wire.codec import Codec, Frame
+from openvsm.wire.messages import HeartbeatRequest
+
+BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 600)
+
+
+class Tap:
+    """UDP relay in front of the proxy for the primary's control heartbeats."""
+
+    def __init__(self, codec: Codec, forward_to: tuple[str, int]) -> None:
+        self.codec = codec
+        self.forward_to = forward_to
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.addr: tuple[str, int] = self.sock.getsockname()
+        self.requests: list[int] = []  # monotonic ns of each HeartbeatRequest
+        self.other = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tap", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def _run(self) -> None:
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            now = time.monotonic_ns()
+            out.sendto(data, self.forward_to)
+            frame = self.codec.decode(data)
+            if isinstance(frame, Frame) and isinstance(frame.msg, HeartbeatRequest):
+                self.requests.append(now)
+            else:
+                self.other += 1
+        out.close()
+
+
+def histogram(jitter_ms: list[float]) -> dict[str, int]:
+    hist: dict[str, int] = {}
+    lo = 0
+    for hi in BUCKETS_MS:
+        hist[f"{lo}-{hi} ms"] = sum(lo <= abs(j) < hi for j in jitter_ms)
+        lo = hi
+    hist[f">={lo} ms"] = sum(abs(j) >= lo for j in jitter_ms)
+    return hist
+
+
+def trace_events(node_dir: Path, since_wall: float) -> list[str]:
+    events = []
+    path = node_dir / "data" / "redundancy-trace.log"
+    for line in path.read_text().splitlines():
+        t, text = json.loads(line)
+        if float(t) >= since_wall:
+            events.append(str(text))
+    return events
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--vems", type=int, default=2)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="openvsm-ff-"))
+    lab = Lab(root / "lab", timers="fast", proxy=True, rest=False)
+    codec = Codec(lab.domain_id, lab.secret.encode())
+    primary = lab.nodes["primary"]
+    tap = Tap(codec, primary.peer_control)
+    # The primary sends its control traffic to the tap; the tap forwards to the proxy.
+    text = primary.config.read_text()
+    peer = f"{primary.peer_control[0]}:{primary.peer_control[1]}"
+    text = re.sub(
+        r'(\[interfaces\.control\]\nlocal = "[^"]+"\npeer = )"[^"]+"',
+        lambda m: f'{m.group(1)}"{tap.addr[0]}:{tap.addr[1]}"',
+        text,
+    )
+    assert peer not in text.split("[interfaces.mgmt]")[0], "tap not installed"
+    primary.config.write_text(text)
+    tap.start()
+    hogs: list[subprocess.Popen[bytes]] = []
+    writer = Writer(lab, interval=0.0)
+    try:
+        active = lab.start()
+        lab.start_vems(args.vems)
+        print(f"pair up, {active} active; {args.hogs} CPU hogs + writer for {args.minutes} min")
+        start_wall = time.time()
+        epoch0 = lab.status(active) or {}
+        for _ in range(args.hogs):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        writer.target = active
+        writer.start()
+        n0 = len(tap.requests)
+        time.sleep(args.minutes * 60)
+        writer.stop()
+        sent = tap.requests[n0:]
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        hogs.clear()
+        end_active = lab.active()
+        events = {n: trace_events(lab.nodes[n].dir, start_wall) for n in lab.nodes}
+        role_changes = [
+            f"{n}: {e}"
+            for n, evs in events.items()
+            for e in evs
+            if "became active" in e or e.startswith("reload")
+        ]
+        nominal_ms = TIMER_PROFILES["fast"]["heartbeat_interval_ms"]
+        intervals = [(b - a) / 1e6 for a, b in itertools.pairwise(sent)]
+        jitter = [iv - nominal_ms for iv in intervals]
+        ops = writer.snapshot()
+        summary = {
+            "minutes": args.minutes,
+            "hogs": args.hogs,
+            "writes_acked": sum(o.outcome.value == "ok" for o in ops),
+            "writes_total": len(ops),
+            "unnecessary_role_changes": len(role_changes),
+            "role_change_events": role_changes,
+            "active_start": active,
+            "active_end": end_active,
+            "epoch_start": epoch0.get("epoch"),
+            "heartbeat_requests": len(sent),
+            "interval_ms": {
+                "min": round(min(intervals), 2) if intervals else None,
+                "max": round(max(intervals), 2) if intervals else None,
+            },
+            "jitter_histogram": histogram(jitter),
+        }
+        print(json.dumps(summary, indent=2))
+        return 0 if not role_changes else 1
+    finally:
+        writer.stop()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        lab.stop()
+        tap.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
