@@ -330,6 +330,7 @@ def test_interface_virtual_and_port_channel() -> None:
             "TABLE_channel": {
                 "ROW_channel": [
                     {
+                        "module": 3,
                         "group": 1,
                         "port_channel": "port-channel1",
                         "layer": "S",
@@ -347,7 +348,15 @@ def test_interface_virtual_and_port_channel() -> None:
             }
         },
     )
-    assert pc.splitlines()[-1].split() == ["1", "Po1(SU)", "Eth", "LACP", "Eth3/1(P)", "Eth3/2(D)"]
+    assert pc.splitlines()[-1].split() == [
+        "3",
+        "1",
+        "Po1(SU)",
+        "Eth",
+        "LACP",
+        "Eth3/1(P)",
+        "Eth3/2(D)",
+    ]
 
 
 def test_lacp_views() -> None:

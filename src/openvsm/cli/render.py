@@ -423,8 +423,8 @@ def render_port_channel_summary(d: Mapping[str, Any]) -> str:
         "        S - Switched    R - Routed",
         "        U - Up (port-channel)",
         rule,
-        "Group Port-       Type     Protocol  Member Ports",
-        "      Channel",
+        "Mod  Group Port-       Type     Protocol  Member Ports",
+        "           Channel",
         rule,
     ]
     for r in _rows(d, "TABLE_channel", "ROW_channel"):
@@ -433,7 +433,11 @@ def render_port_channel_summary(d: Mapping[str, Any]) -> str:
             f"{_short_if(m['port'])}({m['port_status']})"
             for m in _rows(r, "TABLE_member", "ROW_member")
         )
-        line = f"{r['group']!s:<6}{name:<12}{r.get('type', 'Eth'):<9}{r.get('prtcl', 'NONE'):<10}"
+        mod = _text(r.get("module", ""))
+        line = (
+            f"{mod:<5}{r['group']!s:<6}{name:<12}{r.get('type', 'Eth'):<9}"
+            f"{r.get('prtcl', 'NONE'):<10}"
+        )
         out.append((line + members).rstrip())
     return _lines(out)
 
@@ -446,18 +450,20 @@ def render_lacp_neighbor(d: Mapping[str, Any]) -> str:
     ]
     current = None
     for r in _rows(d, "TABLE_lacp_neighbor", "ROW_lacp_neighbor"):
-        if r["port_channel"] != current:
-            current = r["port_channel"]
-            out += [f"{current} neighbors", "Partner's information"]
+        key = (r.get("module"), r["port_channel"])
+        if key != current:
+            current = key
+            where = f" (module {r['module']})" if r.get("module") is not None else ""
+            out += [f"{r['port_channel']} neighbors{where}", "Partner's information"]
         out += [
             f"{'':12}{'Partner':<23}{'Partner':<16}{'':12}Partner",
             f"{'Port':<12}{'System ID':<23}{'Port Number':<16}{'Age':<12}Flags",
-            f"{_short_if(r['port']):<12}{r['partner_system_id']:<23}"
-            f"{r['partner_port_number']:<16}{r['age_s']!s:<12}{r['flags']}",
+            f"{_short_if(r['port']):<11} {r['partner_system_id']:<22} "
+            f"{r['partner_port_number']!s:<15} {r['age_s']!s:<11} {r['flags']}",
             "",
             f"{'':12}{'LACP Partner':<23}{'Partner':<28}Partner",
             f"{'':12}{'Port Priority':<23}{'Oper Key':<28}Port State",
-            f"{'':12}{r['partner_port_priority']!s:<23}{r['partner_oper_key']:<28}"
+            f"{'':12}{r['partner_port_priority']!s:<22} {r['partner_oper_key']!s:<27} "
             f"{r['partner_port_state']}",
             "",
         ]
@@ -475,9 +481,11 @@ def render_lacp_counters(d: Mapping[str, Any]) -> str:
     ]
     current = None
     for r in _rows(d, "TABLE_lacp_counters", "ROW_lacp_counters"):
-        if r["port_channel"] != current:
-            current = r["port_channel"]
-            out.append(str(current))
+        key = (r.get("module"), r["port_channel"])
+        if key != current:
+            current = key
+            where = f" (module {r['module']})" if r.get("module") is not None else ""
+            out.append(f"{r['port_channel']}{where}")
         out.append(
             f"{_short_if(r['port']):<18}{r['lacpdus_sent']!s:<10}{r['lacpdus_recv']!s:<10}"
             f"{r['markers_sent']!s:<11}{r['markers_recv']!s:<11}{r['pkts_err']}"
