@@ -113,9 +113,7 @@ class Replication:
             seq,
             self.ack_timeout,
         )
-        core._overflow()
-        sender._release(all_waiters=True)
-        sender._report()
+        sender.mark_out_of_sync()
 
     def status(self) -> dict[str, Any]:
         if self.sender is not None:
