@@ -145,7 +145,9 @@ class Cfgmgr:
                     )
                 except IpcError as exc:
                     log.error("cannot ask sysmgr to reload: %s", exc)
-            if self.sync is not None:
+            if self.sync is not None and not self.fenced:
+                # Fenced (handing over, or lost a split-brain): the standby going
+                # away must not release writes waiting for its acknowledgement.
                 self.sync.on_ha_status(status)
             self._role_changed.set()
 
@@ -155,6 +157,15 @@ class Cfgmgr:
         if state == "active":
             self.active_since_seq = self.store.last_seq
         self.sync = Replication(self, state)
+        sender = getattr(self.sync, "sender", None)
+        if sender is not None and self.ha.get("peer_present"):
+            # A restarted cfgmgr on an active with a standby: that standby was
+            # attached to the previous process, so writes keep waiting for its
+            # acknowledgement (it reconnects and gets the tail) until hamgr
+            # declares it absent. Otherwise they would be acknowledged on the
+            # local commit alone and lost if this node fails before the standby
+            # catches up.
+            sender.core.attached = True
         await self.sync.start()
         self._facts_dirty.set()
 
@@ -211,8 +222,8 @@ class Cfgmgr:
         await self.ensure_active()
         if self.fenced:
             raise NotActive(
-                "% This supervisor lost the split-brain resolution and reloads: "
-                "configuration is not accepted now"
+                "% This supervisor is handing over or reloading (switchover, split-brain "
+                "resolution lost): configuration is not accepted now"
             )
         try:
             change = self.store.commit(
@@ -317,6 +328,11 @@ class Cfgmgr:
                 }
                 for c in self.discarded_changes(t)
             ]
+        if op == "fence":
+            # hamgr, before a switchover or reload: no acknowledgement from now
+            # on of a change the standby may not have (pending ones stay pending).
+            self.fenced = bool(args.get("fenced", True))
+            return {"fenced": self.fenced, "seq": self.store.last_seq}
         if op == "sync_status":
             return self.sync.status() if self.sync is not None else {"state": "none"}
         raise IpcError(f"unknown op {op}")

@@ -406,6 +406,16 @@ class Hamgr:
         write_json_atomic(self.aa_dir / _AA_FILES["traces"], {**local, "traces": traces})
         return accounting, traces, discarded
 
+    async def _fence_cfgmgr(self, fenced: bool) -> None:
+        """Make cfgmgr refuse (or accept again) writes, before a handover."""
+        client = IpcClient(self.cfg.run_dir / "cfgmgr.sock", timeout=2.0)
+        try:
+            await client.call("fence", fenced=fenced)
+        except IpcError as exc:
+            self.trace(f"could not {'fence' if fenced else 'unfence'} cfgmgr: {exc}")
+        finally:
+            client.close()
+
     def _store_remote_logs(self, msg: ResolutionLogs, mac: str) -> None:
         meta = {"saved": wall_str(self.wall()), "from": mac}
         write_json_atomic(
@@ -516,13 +526,18 @@ class Hamgr:
         if op == "redundancy_status":
             return self.redundancy_status()
         if op == "switchover":
+            # This node reloads after handing over: from now on cfgmgr must not
+            # acknowledge a change the standby may not have (fenced first).
+            await self._fence_cfgmgr(True)
             try:
-                self._process(self.engine.request_switchover(now))
+                self._process(self.engine.request_switchover(self.now()))
             except eng.EngineError as exc:
+                await self._fence_cfgmgr(False)
                 raise IpcError(f"% {exc}") from None
             return {"ok": True}
         if op == "reload":
-            self._process(self.engine.request_reload(now))
+            await self._fence_cfgmgr(True)
+            self._process(self.engine.request_reload(self.now()))
             return {"ok": True}
         if op == "set_facts":
             if "module_count" in args:
