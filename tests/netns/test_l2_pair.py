@@ -438,7 +438,7 @@ def test_cut_both_links_split_brain_then_heal(pair: Pair) -> None:
     trace = new_active.cli_json("show system internal redundancy trace")
     events = " | ".join(r["event"] for r in trace["TABLE_trace"]["ROW_trace"])
     assert "split-brain resolution: this supervisor stays active" in events
-    # The loser's logs (fragmented on L2 when larger than the MTU) reached the winner before it reloaded.
+    # The loser's logs (fragmented on L2 above the MTU) reached the winner before it reloaded.
     remote = ipc_call(new_active.rundir / "hamgr.sock", "activeactive", which="remote traces")
     assert remote.get("traces"), remote
     print(f"winner holds {len(remote['traces'])} remote redundancy traces from {remote['from']}")
