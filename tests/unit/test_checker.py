@@ -128,3 +128,15 @@ def test_indeterminate_write_may_land_after_a_later_ack() -> None:
     assert check(history, obs({"100": "cw-1"}), prefix=PREFIX) == []
     history = [op(1, "100"), op(2, "100")]
     assert kinds(check(history, obs({"100": "cw-1"}), prefix=PREFIX)) == ["lost_ack"]
+
+
+def test_lagging_standby_is_told_apart() -> None:
+    o = obs({"100": "cw-1"})
+    lagging = Observation(
+        label="fault 1",
+        nodes={
+            "primary": o.nodes["primary"],
+            "secondary": NodeView("secondary", "standby", "d0", 9, {"100": "cw-1"}),
+        },
+    )
+    assert kinds(check([op(1, "100")], lagging, prefix=PREFIX)) == ["standby_lagging"]

@@ -373,11 +373,15 @@ class Campaign:
     def observe_and_check(self, label: str) -> list[Violation]:
         """Check an observation; a divergent standby is re-read for a while
         (vemmgr commits module state on its own, the writer is not alone)."""
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 10.0
         while True:
             obs = self.observe(label)
             found = check(self.writer.snapshot(), obs, prefix=PREFIX, modules=self.modules)
-            transient = [v for v in found if v.kind in ("divergent_standby", "vem_detached")]
+            transient = [
+                v
+                for v in found
+                if v.kind in ("divergent_standby", "standby_lagging", "vem_detached")
+            ]
             if not transient or time.monotonic() >= deadline:
                 break
             time.sleep(0.3)

@@ -26,7 +26,8 @@ Checks (each violation names its kind):
   value of a write the client saw definitely refused.
 - ``two_actives`` / ``no_active``: exactly one node must be active.
 - ``divergent_standby``: a present standby's store digest differs from the
-  active's.
+  active's at the same change sequence (``standby_lagging``: it did not
+  reach the active's sequence within the settle bound).
 - ``vem_detached`` / ``module_renumbered``: every VEM is attached to the
   active with status ok, under the module number it first got.
 """
@@ -116,9 +117,12 @@ def check_standby(obs: Observation) -> list[Violation]:
         if view.state != "standby":
             continue
         if view.digest != active.digest:
+            # Behind (or ahead) in the change sequence: not caught up within the
+            # bound; the same sequence with another digest: diverged.
+            lagging = view.seq is not None and active.seq is not None and view.seq != active.seq
             out.append(
                 Violation(
-                    "divergent_standby",
+                    "standby_lagging" if lagging else "divergent_standby",
                     f"{obs.label}: standby {view.name} digest {str(view.digest)[:12]} "
                     f"(seq {view.seq}) != active {active.name} digest "
                     f"{str(active.digest)[:12]} (seq {active.seq})",
