@@ -4,7 +4,9 @@ A lab pair with an HA standby (every write is committed with
 synchronous=FULL on the active and acknowledged by the standby before its
 200). Creates one VLAN network profile, ``--networks`` VLAN networks and
 ``--ports`` ports spread over them through ``POST /kvm/vm-network`` (bodies
-of specs/n1kv-rest-api.md), with ``--clients`` concurrent HTTP clients; then
+of specs/n1kv-rest-api.md): the first ``--sequential`` with one client, the
+rest with ``--clients`` concurrent HTTP clients (REST writes are serialised
+on the active, so these measure queueing as well); then
 times ``GET /kvm/config-md5-hashes`` at that port count.
 
     .venv/bin/python bench/api.py                      # 10,000 ports, 100 networks
@@ -90,11 +92,11 @@ def setup(s: requests.Session, base: str, networks: int) -> str:
 
 
 def create_ports(
-    lab: Lab, base: str, policy_id: str, ports: int, networks: int, clients: int
+    lab: Lab, base: str, policy_id: str, start: int, ports: int, networks: int, clients: int
 ) -> tuple[list[float], float]:
     lat: list[float] = []
     lock = threading.Lock()
-    todo = iter(range(ports))
+    todo = iter(range(start, start + ports))
     errors: list[str] = []
 
     def worker() -> None:
@@ -147,6 +149,7 @@ def main() -> int:
     parser.add_argument("--ports", type=int, default=10_000)
     parser.add_argument("--networks", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--sequential", type=int, default=200, help="first ports, one client")
     parser.add_argument("--md5-gets", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openvsm-bench-") as tmp:
@@ -163,8 +166,13 @@ def main() -> int:
                 f"REST writes with an HA standby: {args.ports} ports over {args.networks} "
                 f"networks, {args.clients} clients"
             )
-            lat, wall = create_ports(lab, base, policy_id, args.ports, args.networks, args.clients)
-            print(line("POST /kvm/vm-network", lat, wall), flush=True)
+            seq = min(args.sequential, args.ports)
+            lat, wall = create_ports(lab, base, policy_id, 0, seq, args.networks, 1)
+            print(line("POST /kvm/vm-network 1 client", lat, wall), flush=True)
+            lat, wall = create_ports(
+                lab, base, policy_id, seq, args.ports - seq, args.networks, args.clients
+            )
+            print(line(f"POST /kvm/vm-network {args.clients} clients", lat, wall), flush=True)
             with session(lab) as s:
                 md5: list[float] = []
                 t0 = time.perf_counter()

@@ -177,7 +177,7 @@ def check_history(lab: Lab, node: str, history: History, acked: list[Request]) -
 
 
 def test_writes_survive_repeated_failover(make_lab: Callable[..., Lab]) -> None:
-    seed = int(os.environ.get("OPENVSM_SEED", random.randrange(2**32)))
+    seed = int(os.environ.get("OPENVSM_SEED") or random.randrange(2**32))
     print(f"OPENVSM_SEED={seed}")
     rng = random.Random(seed)
     lab = make_lab(timers="fast", rest=False)
