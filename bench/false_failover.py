@@ -9,11 +9,13 @@ writer commits CLI changes as fast as it can. It reports:
   redundancy traces of both nodes after the start (goal: 0), and whether the
   active at the end is the one at the start;
 - the heartbeat send-jitter histogram of hamgr, measured on the wire, not
-  reported by hamgr: the primary's control peer address is rewritten to a
-  UDP tap owned by this benchmark, which timestamps every datagram the
-  primary sends on control (``time.monotonic_ns`` at receive), decodes it
-  (domain secret), keeps the ``HeartbeatRequest`` ones and forwards every
-  datagram unchanged to the fault proxy. Jitter = interval between two
+  reported by hamgr: a UDP tap owned by this benchmark sits between the
+  fault proxy and the secondary on control (the proxy's control link points
+  at the tap, the secondary's control peer is the tap). It timestamps every
+  datagram towards the secondary (``time.monotonic_ns`` at receive), decodes
+  it (domain secret), keeps the ``HeartbeatRequest`` ones (sent by the
+  active, the primary at boot) and relays everything unchanged both ways
+  (the secondary's sync TCP towards the primary on the same port too). Jitter = interval between two
   consecutive requests minus the nominal interval. The tap runs under the
   same CPU load, so its own scheduling delay is included: the figures are an
   upper bound of hamgr's.
@@ -25,6 +27,7 @@ writer commits CLI changes as fast as it can. It reports:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -38,7 +41,7 @@ import time
 from pathlib import Path
 
 from openvsm.lab.chaos import Writer
-from openvsm.lab.lab import TIMER_PROFILES, Lab
+from openvsm.lab.lab import TIMER_PROFILES, Lab, free_port
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import HeartbeatRequest
 
@@ -48,13 +51,21 @@ BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 600)
 class Tap:
     """UDP relay in front of the proxy for the primary's control heartbeats."""
 
-    def __init__(self, codec: Codec, forward_to: tuple[str, int]) -> None:
+    def __init__(self, codec: Codec, secondary: tuple[str, int], proxy: tuple[str, int]) -> None:
         self.codec = codec
-        self.forward_to = forward_to
+        self.secondary = secondary
+        self.forward_to = proxy  # where the secondary's own traffic goes
+        port = free_port()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.settimeout(0.5)
         self.addr: tuple[str, int] = self.sock.getsockname()
+        # The control peer address also carries the sync stream (TCP, same port).
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(8)
+        self.listener.settimeout(0.5)
         self.requests: list[int] = []  # monotonic ns of each HeartbeatRequest
         self.other = 0
         self._stop = threading.Event()
@@ -62,29 +73,62 @@ class Tap:
 
     def start(self) -> None:
         self._thread.start()
+        threading.Thread(target=self._accept, name="tap-tcp", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+        self.listener.close()
 
-    def _run(self) -> None:
-        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def _accept(self) -> None:
         while not self._stop.is_set():
             try:
-                data, _ = self.sock.recvfrom(65536)
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.forward_to, timeout=2)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, src = self.sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError:
                 break
             now = time.monotonic_ns()
-            out.sendto(data, self.forward_to)
+            if src == self.secondary:
+                self.sock.sendto(data, self.forward_to)
+                continue
+            self.sock.sendto(data, self.secondary)
             frame = self.codec.decode(data)
             if isinstance(frame, Frame) and isinstance(frame.msg, HeartbeatRequest):
                 self.requests.append(now)
             else:
                 self.other += 1
-        out.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
 
 def histogram(jitter_ms: list[float]) -> dict[str, int]:
@@ -116,18 +160,24 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="openvsm-ff-"))
     lab = Lab(root / "lab", timers="fast", proxy=True, rest=False)
     codec = Codec(lab.domain_id, lab.secret.encode())
-    primary = lab.nodes["primary"]
-    tap = Tap(codec, primary.peer_control)
-    # The primary sends its control traffic to the tap; the tap forwards to the proxy.
-    text = primary.config.read_text()
-    peer = f"{primary.peer_control[0]}:{primary.peer_control[1]}"
+    secondary = lab.nodes["secondary"]
+    tap = Tap(codec, secondary.control, secondary.peer_control)
+    # The secondary's control peer is the tap (which relays to the proxy) ...
+    text = secondary.config.read_text()
+    peer = f"{secondary.peer_control[0]}:{secondary.peer_control[1]}"
     text = re.sub(
         r'(\[interfaces\.control\]\nlocal = "[^"]+"\npeer = )"[^"]+"',
         lambda m: f'{m.group(1)}"{tap.addr[0]}:{tap.addr[1]}"',
         text,
     )
     assert peer not in text.split("[interfaces.mgmt]")[0], "tap not installed"
-    primary.config.write_text(text)
+    secondary.config.write_text(text)
+    # ... and the proxy's control UDP link ends at the tap instead of the secondary.
+    links = lab.proxy_links()
+    for link in links["udp"]:
+        if link["name"] == "control":
+            link["b"] = list(tap.addr)
+    setattr(lab, "proxy_links", lambda: links)  # noqa: B010
     tap.start()
     hogs: list[subprocess.Popen[bytes]] = []
     writer = Writer(lab, interval=0.0)
