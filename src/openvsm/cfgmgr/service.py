@@ -49,6 +49,8 @@ class Cfgmgr:
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
         self._facts_dirty = asyncio.Event()
+        self._commit_queue: list[tuple[list[Op], str, str, str, asyncio.Future[Change]]] = []
+        self._flush_scheduled = False
         self.sync: Any = None
         self.rest: Any = None
         # Split-brain loser: no write may commit once hamgr collected the
@@ -225,30 +227,72 @@ class Cfgmgr:
                 "% This supervisor is handing over or reloading (switchover, split-brain "
                 "resolution lost): configuration is not accepted now"
             )
-        try:
-            change = self.store.commit(
-                ops,
-                user=user,
-                source=source,
-                command=command,
-                time=self.wall(),
-                epoch=int(self.ha.get("epoch", 0)),
-            )
-        except (StoreError, sqlite3.Error) as exc:
-            # Disk full, file size limit, I/O error: nothing was committed and
-            # nothing is acknowledged; the daemon keeps serving. A failed COMMIT
-            # leaves SQLite's transaction open: roll it back for the next write.
-            with contextlib.suppress(sqlite3.Error):
-                self.store._db.execute("ROLLBACK")
-            log.error("commit of %r failed: %s", command, exc)
-            raise IpcError(
-                f"% Configuration not saved: the store cannot be written ({exc})"
-            ) from None
+        change = await self._durable(ops, user=user, source=source, command=command)
         self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
         self._facts_dirty.set()
         if self.sync is not None:
             await self.sync.replicate(change)
         return change
+
+    async def _durable(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
+        """Commit through the group committer: writes that arrive while the
+        previous group is being synced share one SQLite transaction and one
+        fsync (synchronous=FULL stays); each write is still all-or-nothing and
+        is acknowledged only after the group is durable."""
+        fut: asyncio.Future[Change] = asyncio.get_running_loop().create_future()
+        self._commit_queue.append((ops, user, source, command, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_commits)
+        return await fut
+
+    def _flush_commits(self) -> None:
+        self._flush_scheduled = False
+        group, self._commit_queue = self._commit_queue, []
+        if self.fenced:
+            # Fenced while these writes waited for their turn: none is committed.
+            for *_, fut in group:
+                if not fut.done():
+                    fut.set_exception(
+                        NotActive(
+                            "% This supervisor is handing over or reloading: "
+                            "configuration is not accepted now"
+                        )
+                    )
+            return
+        done: list[tuple[asyncio.Future[Change], Change | None, Exception | None]] = []
+        epoch = int(self.ha.get("epoch", 0))
+        try:
+            with self.store.batch():
+                for ops, user, source, command, fut in group:
+                    try:
+                        change = self.store.commit(
+                            ops,
+                            user=user,
+                            source=source,
+                            command=command,
+                            time=self.wall(),
+                            epoch=epoch,
+                        )
+                        done.append((fut, change, None))
+                    except (StoreError, sqlite3.Error) as exc:
+                        done.append((fut, None, exc))
+        except (StoreError, sqlite3.Error) as exc:
+            # The group's COMMIT failed (disk full, file size limit, I/O error):
+            # nothing in it is durable, nothing is acknowledged; the daemon goes on.
+            with contextlib.suppress(sqlite3.Error):
+                self.store._db.execute("ROLLBACK")
+            done = [(fut, None, exc) for _, _, _, _, fut in group]
+        for fut, result, error in done:
+            if fut.done():
+                continue
+            if result is not None:
+                fut.set_result(result)
+                continue
+            log.error("commit failed: %s", error)
+            fut.set_exception(
+                IpcError(f"% Configuration not saved: the store cannot be written ({error})")
+            )
 
     def account(self, *, user: str, command: str, result: str) -> None:
         try:

@@ -298,6 +298,10 @@ class ReplicationSender:
             out += self._codec.encode(Welcome(mode="snapshot", epoch=self.epoch))
             out += self._snapshot_frames(snap)
             self.snapshots_sent += 1
+            # The snapshot replaces the standby's whole state: that is the
+            # resync an out-of-sync standby needed. Keeping the flag set would
+            # make hamgr order a reset again mid-snapshot, forever.
+            self.out_of_sync = False
             self.acked_seq = 0
             self._snapshot_seq = snap.last_seq
             self._target = snap.last_seq
