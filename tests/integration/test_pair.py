@@ -92,7 +92,9 @@ def test_switchover_refused_without_standby(make_lab: Callable[..., Lab]) -> Non
 
 
 def test_hamgr_crash_is_a_stateful_restart(make_lab: Callable[..., Lab]) -> None:
-    lab = make_lab(timers="fast", rest=False)
+    # 100 ms heartbeats; the loss interval leaves room for a Python process to
+    # start on a busy 2-core machine (~1 s), which the restart has to beat.
+    lab = make_lab(timers="fast", rest=False, timer_overrides={"max_loss_interval_ms": 3000})
     active = lab.start()
     standby = other(active)
     for node in (active, standby):
@@ -107,7 +109,7 @@ def test_hamgr_crash_is_a_stateful_restart(make_lab: Callable[..., Lab]) -> None
             return bool(row["pid"] and row["pid"] != pid and row["restarts"] >= 1)
 
         wait_for(restarted, SETTLE, f"sysmgr to restart hamgr on {node}")
-        time.sleep(LOSS * 3)  # long enough for a false failover to show
+        time.sleep(3.5)  # longer than the loss interval: a false failover would show
         for name, want in ((active, "Active with HA standby"), (standby, "HA standby")):
             wait_for(_reports(lab, name, want), SETTLE, f"{name} to report {want!r}")
     assert not any("became active" in e for e in trace_events(lab, standby))

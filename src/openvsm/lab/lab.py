@@ -153,6 +153,7 @@ class Lab:
         *,
         vems: int = 0,
         timers: str = "default",
+        timer_overrides: dict[str, int] | None = None,
         proxy: bool = False,
         domain_id: int = 100,
         rest: bool = True,
@@ -164,7 +165,7 @@ class Lab:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
         self.root = root
-        self.timers = TIMER_PROFILES[timers]
+        self.timers = {**TIMER_PROFILES[timers], **(timer_overrides or {})}
         self.timer_profile = timers
         self.domain_id = domain_id
         self.secret = secrets.token_hex(16)
