@@ -170,6 +170,63 @@ class Veth:
         }
 
 
+class VethMap(dict[tuple[str, str], Veth]):
+    """vEths keyed by (host UUID, port name), indexed by host and by number.
+
+    The indexes keep per-attach and per-heartbeat work proportional to one
+    host's ports, not to every vEth of the switch. Mutate with ``[]=``,
+    ``del``, ``pop`` and ``clear`` only (they keep the indexes). ``high`` is
+    the highest vEth number ever held (never lowered, so a freed number is not
+    handed out again at once).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_host: dict[str, dict[str, Veth]] = {}
+        self.by_number: dict[int, tuple[str, str]] = {}
+        self.high = 0
+
+    def __setitem__(self, key: tuple[str, str], veth: Veth) -> None:
+        if key in self:
+            self._unindex(key, self[key])
+        super().__setitem__(key, veth)
+        self.by_host.setdefault(key[0], {})[key[1]] = veth
+        self.by_number[veth.number] = key
+        self.high = max(self.high, veth.number)
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        veth = self[key]
+        super().__delitem__(key)
+        self._unindex(key, veth)
+
+    def pop(self, key: tuple[str, str], *default: Any) -> Any:
+        if key in self:
+            veth = self[key]
+            del self[key]
+            return veth
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_host.clear()
+        self.by_number.clear()
+
+    def _unindex(self, key: tuple[str, str], veth: Veth) -> None:
+        ports = self.by_host.get(key[0])
+        if ports is not None:
+            ports.pop(key[1], None)
+            if not ports:
+                del self.by_host[key[0]]
+        if self.by_number.get(veth.number) == key:
+            del self.by_number[veth.number]
+
+    def of_host(self, host_uuid: str) -> dict[str, Veth]:
+        """port name -> vEth of one host (do not mutate)."""
+        return self.by_host.get(host_uuid, {})
+
+
 def _parse_addr(text: object) -> Addr | None:
     if not isinstance(text, str) or ":" not in text:
         return None
@@ -263,7 +320,7 @@ class ModuleTable:
     active: bool = False
     epoch: int = 0
     modules: dict[str, Module] = field(default_factory=dict)
-    veths: dict[tuple[str, str], Veth] = field(default_factory=dict)
+    veths: VethMap = field(default_factory=VethMap)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     vlans: dict[str, dict[str, Any]] = field(default_factory=dict)
     bridge_domains: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -274,6 +331,13 @@ class ModuleTable:
     _reported_count: int = -1
     _refusal_traced: bool = False
     _veth_high: int = 0
+    # A lower bound of the earliest module loss deadline (-inf: rescan at the
+    # next tick); keeps next_deadline O(1), it runs after every datagram.
+    _next_loss: float = math.inf
+    _vteps: tuple[str, ...] | None = None  # every module's host IP, sorted (cache)
+    _attached: int | None = None  # attached_count() (cache; None: count again)
+    _numbers: set[int] | None = None  # module numbers in use (cache; None: collect again)
+    _free_hint: int = FIRST_MODULE  # every number below it is in use
 
     # ---- loading --------------------------------------------------------------
 
@@ -285,6 +349,9 @@ class ModuleTable:
         """
         for key in [k for k in self.modules if k not in modules]:
             del self.modules[key]
+        self._vteps = None
+        self._attached = None
+        self._numbers = None
         self.veths.clear()
         for key, body in modules.items():
             if isinstance(body, Mapping):
@@ -313,6 +380,10 @@ class ModuleTable:
         last = body.get("last_attach")
         mod.last_attach_wall = float(last) if isinstance(last, int | float) else 0.0
         self.modules[key] = mod
+        self._vteps = None
+        self._attached = None
+        self._numbers = None
+        self._next_loss = -math.inf
 
     def _load_veth(self, key: str, body: Mapping[str, Any]) -> None:
         if not key.startswith("Vethernet"):
@@ -322,9 +393,9 @@ class ModuleTable:
         if number < 1 or not host:
             return
         port = str(body.get("port") or key)
-        for k, v in list(self.veths.items()):
-            if v.number == number and k != (host, port):
-                del self.veths[k]
+        holder = self.veths.by_number.get(number)
+        if holder is not None and holder != (host, port):
+            del self.veths[holder]
         self.veths[(host, port)] = Veth(
             number=number,
             host_uuid=host,
@@ -369,13 +440,17 @@ class ModuleTable:
             elif not self.active and op.kind == "module":
                 if op.body is None:
                     self.modules.pop(op.key, None)
+                    self._vteps = None
+                    self._attached = None
+                    self._numbers = None
                 else:
                     self._load_module(op.key, op.body)
             elif not self.active and op.kind == "veth":
                 if op.body is None:
-                    for k, v in list(self.veths.items()):
-                        if v.name == op.key:
-                            del self.veths[k]
+                    number = _int(op.key.removeprefix("Vethernet"))
+                    holder = self.veths.by_number.get(number)
+                    if holder is not None and op.key.startswith("Vethernet"):
+                        del self.veths[holder]
                 else:
                     self._load_veth(op.key, op.body)
         if not (config_changed and self.active):
@@ -400,6 +475,7 @@ class ModuleTable:
             if mod.addr is not None:
                 effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
                 targets += 1
+        self._next_loss = now + self.loss_time
         self.counters["switch_requests_sent"] += targets
         effects.append(Trace(f"active (epoch {epoch}): switch request sent to {targets} VEM(s)"))
         return effects
@@ -415,22 +491,27 @@ class ModuleTable:
     def next_deadline(self) -> float:
         if not self.active:
             return math.inf
-        deadline = self._next_heartbeat
-        for mod in self.modules.values():
-            if mod.status is not ModuleStatus.OFFLINE:
-                deadline = min(deadline, mod.last_heard + self.loss_time)
-        return deadline
+        return min(self._next_heartbeat, self._next_loss)
 
     def tick(self, now: float) -> list[Effect]:
         if not self.active:
             return []
         effects: list[Effect] = []
         lost: list[Module] = []
+        next_loss = math.inf
         for mod in self.modules.values():
-            if mod.status is not ModuleStatus.OFFLINE and now >= mod.last_heard + self.loss_time:
+            if mod.status is ModuleStatus.OFFLINE:
+                continue
+            deadline = mod.last_heard + self.loss_time
+            if now >= deadline:
                 mod.status = ModuleStatus.OFFLINE
                 self.counters["offline_events"] += 1
                 lost.append(mod)
+            elif deadline < next_loss:
+                next_loss = deadline
+        self._next_loss = next_loss
+        if lost and self._attached is not None:
+            self._attached -= len(lost)
         if lost:
             effects.append(
                 Commit(
@@ -525,7 +606,18 @@ class ModuleTable:
                 return effects
             mod = Module(number=self._free_module_number(), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
-        vtep_changed = new or mod.host_ip != msg.host_ip
+        was_attached = not new and mod.status is not ModuleStatus.OFFLINE
+        vtep_changed = False
+        if new or mod.host_ip != msg.host_ip:
+            # Other VEMs need a new push only if the set of VTEP addresses changed
+            # (a new host on an address already known adds nothing).
+            before = self._vtep_ips()
+            old_ip, mod.host_ip = mod.host_ip, msg.host_ip
+            if old_ip or (msg.host_ip and msg.host_ip not in before):
+                self._vteps = None
+                vtep_changed = self._vtep_ips() != before
+        if not was_attached and self._attached is not None:
+            self._attached += 1
         mod.host_name = msg.host_name
         mod.host_ip = msg.host_ip
         mod.host_os = msg.host_os
@@ -534,6 +626,7 @@ class ModuleTable:
         mod.addr = src
         mod.vem_mac = frame.mac
         mod.last_heard = now
+        self._next_loss = min(self._next_loss, now + self.loss_time)
         mod.last_attach_wall = self.wall()
         mod.attaches += 1
         mod.uplink_profiles = tuple(sorted(set(msg.uplink_profiles)))[:MAX_UPLINK_PROFILES]
@@ -605,7 +698,7 @@ class ModuleTable:
             self.counters["unknown_module"] += 1
             return []
         mod.last_heard = now
-        current = {v.port: v for v in self.veths.values() if v.host_uuid == mod.host_uuid}
+        current = dict(self.veths.of_host(mod.host_uuid))
         for name in msg.detached:
             current.pop(name, None)
         for port in msg.attached:
@@ -653,6 +746,8 @@ class ModuleTable:
             return []
         self.counters["detaches"] += 1
         mod.status = ModuleStatus.OFFLINE
+        if self._attached is not None:
+            self._attached -= 1
         effects: list[Effect] = [
             Commit(
                 (StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))),),
@@ -666,26 +761,30 @@ class ModuleTable:
     # ---- helpers --------------------------------------------------------------
 
     def _free_module_number(self) -> int:
-        used = {m.number for m in self.modules.values()}
-        number = FIRST_MODULE
-        while number in used:
+        if self._numbers is None:
+            self._numbers = {m.number for m in self.modules.values()}
+            self._free_hint = FIRST_MODULE
+        number = self._free_hint
+        while number in self._numbers:
             number += 1
+        self._numbers.add(number)
+        self._free_hint = number + 1
         return number
 
     def _ports(self, mod: Module) -> int:
-        return sum(1 for v in self.veths.values() if v.host_uuid == mod.host_uuid)
+        return len(self.veths.of_host(mod.host_uuid))
 
     def _sync_ports(self, mod: Module, ports: list[VethPort]) -> list[StoreOp]:
         """Make this module's vEths match the VEM's port list; returns store ops."""
         ops: list[StoreOp] = []
         wanted = {p.name: p for p in ports}
-        for key, veth in list(self.veths.items()):
-            if veth.host_uuid == mod.host_uuid and veth.port not in wanted:
-                del self.veths[key]
+        for port_name, veth in list(self.veths.of_host(mod.host_uuid).items()):
+            if port_name not in wanted:
+                del self.veths[(mod.host_uuid, port_name)]
                 ops.append(StoreOp("veth", veth.name, None))
         # New vEths get numbers above every number in use or used before, so a
         # freed number is not handed to another port at once.
-        number = max([self._veth_high, *(v.number for v in self.veths.values())])
+        number = max(self._veth_high, self.veths.high)
         for port in ports:
             pkey = (mod.host_uuid, port.name)
             found = self.veths.get(pkey)
@@ -705,7 +804,7 @@ class ModuleTable:
 
     def snapshot(self, mod: Module) -> VemConfigSnapshot:
         """What this VEM needs: its ports' profiles, all VLANs, their bridge domains, VTEPs."""
-        used = {v.port_profile for v in self.veths.values() if v.host_uuid == mod.host_uuid}
+        used = {v.port_profile for v in self.veths.of_host(mod.host_uuid).values()}
         used.update(mod.uplink_profiles)  # uplink (type ethernet) profiles: port-channels
         profiles = [profile_config(self.profiles[n]) for n in sorted(used) if n in self.profiles]
         wanted_bds = {p.bridge_domain for p in profiles if p.bridge_domain}
@@ -717,13 +816,7 @@ class ModuleTable:
         vlans = sorted(
             {v for k, b in self.vlans.items() if 1 <= (v := _int(b.get("id"), _int(k))) <= 4094}
         )
-        vteps = sorted(
-            {
-                m.host_ip
-                for m in self.modules.values()
-                if m is not mod and m.host_ip and m.host_ip != mod.host_ip
-            }
-        )
+        vteps = [ip for ip in self._vtep_ips() if ip != mod.host_ip]
         return VemConfigSnapshot(
             vlans=tuple(vlans),
             port_profiles=tuple(profiles),
@@ -759,8 +852,18 @@ class ModuleTable:
             effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw)))
         return effects
 
+    def _vtep_ips(self) -> tuple[str, ...]:
+        """Every module's host IP (VTEP), sorted; cached until a module or its IP changes."""
+        if self._vteps is None:
+            self._vteps = tuple(sorted({m.host_ip for m in self.modules.values() if m.host_ip}))
+        return self._vteps
+
     def attached_count(self) -> int:
-        return sum(1 for m in self.modules.values() if m.status is not ModuleStatus.OFFLINE)
+        if self._attached is None:
+            self._attached = sum(
+                1 for m in self.modules.values() if m.status is not ModuleStatus.OFFLINE
+            )
+        return self._attached
 
     def _count_effect(self) -> list[Effect]:
         count = self.attached_count()

@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,6 +57,7 @@ log = logging.getLogger("vemmgr")
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 TRACE_LINES = 500
+RCVBUF_BYTES = 4 << 20
 
 
 def merge_commits(pending: list[Commit]) -> tuple[list[dict[str, Any]], str]:
@@ -101,6 +104,7 @@ class Vemmgr:
         self._count: int | None = None
         self._count_wake = asyncio.Event()
         self._timer_wake = asyncio.Event()
+        self._timer_at = -math.inf  # when the timer loop wakes up by itself
         self._activation: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -109,6 +113,7 @@ class Vemmgr:
     async def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         await self.endpoint.open()
+        self._grow_receive_buffer()
         await self.ipc.start()
         for coro in (
             self._watch_ha(),
@@ -161,7 +166,18 @@ class Vemmgr:
                 self._count_wake.set()
             elif isinstance(effect, Trace):
                 self.trace(effect.text)
-        self._timer_wake.set()
+        if self.table.next_deadline() < self._timer_at:
+            self._timer_wake.set()  # an earlier deadline than the loop sleeps for
+
+    def _grow_receive_buffer(self) -> None:
+        """A switchover brings every VEM's attach at once: room for them in the
+        kernel (up to net.core.rmem_max), not drops and 1 s retries."""
+        transport = self.endpoint._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
 
     def _send(self, addr: Addr, effect: Send) -> None:
         self._seq += 1
@@ -277,8 +293,10 @@ class Vemmgr:
             delay = self.table.next_deadline() - self.clock()
             if delay > 0:
                 self._timer_wake.clear()
+                self._timer_at = self.clock() + min(delay, 1.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._timer_wake.wait(), min(delay, 1.0))
+                self._timer_at = -math.inf
                 continue
             self.process(self.table.tick(self.clock()))
 

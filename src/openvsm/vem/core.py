@@ -315,6 +315,14 @@ class VemCore:
     _applied: DesiredState | None = None
     _last_refusal: str = ""
     _next_port: int = 1
+    # Ports changed while not attached are not reported one by one; the VSM
+    # learns the list from the attach -- but the ack may answer an attach sent
+    # before the change. Names in any attach since the last ack, and whether
+    # the list changed meanwhile: then the accepted ack is followed by a
+    # VemPortEvent with the current list.
+    _sent_names: set[str] = field(default_factory=set)
+    _ports_changed: bool = False
+    _attach_round: bool = False  # an attach was sent since the last accepted ack
     config_errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -429,6 +437,8 @@ class VemCore:
                     VemPortEvent(host_uuid=self.host_uuid, attached=[port], detached=[]),
                 )
             )
+        else:
+            self._ports_changed = True
         return name, effects
 
     def detach_port(self, name: str) -> list[Effect]:
@@ -443,6 +453,8 @@ class VemCore:
                     VemPortEvent(host_uuid=self.host_uuid, attached=[], detached=[name]),
                 )
             )
+        else:
+            self._ports_changed = True
         return effects
 
     def restore_ports(self, ports: list[VethPort]) -> None:
@@ -551,6 +563,21 @@ class VemCore:
         ]
         effects += self._take_config(msg.config, msg.config_seq)
         effects.append(self._heartbeat())
+        if self._ports_changed:
+            # Ports changed while attaching: the VSM may hold an older list.
+            effects.append(
+                Send(
+                    src,
+                    VemPortEvent(
+                        host_uuid=self.host_uuid,
+                        attached=list(self._ports.values()),
+                        detached=sorted(self._sent_names - set(self._ports)),
+                    ),
+                )
+            )
+        self._sent_names.clear()
+        self._ports_changed = False
+        self._attach_round = False
         return effects
 
     def _on_switch_request(self, frame: Frame, src: Addr, now: float) -> list[Effect]:
@@ -626,6 +653,11 @@ class VemCore:
         return effects
 
     def _attach_msg(self, reason: str) -> VemAttach:
+        if not self._attach_round:  # this attach carries the current list
+            self._attach_round = True
+            self._ports_changed = False
+            self._sent_names.clear()
+        self._sent_names.update(self._ports)
         return VemAttach(
             host_uuid=self.host_uuid,
             host_name=self.host_name,
