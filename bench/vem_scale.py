@@ -170,7 +170,8 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
     try:
         active = lab.start(timeout=120.0)
         standby = other(active)
-        print(f"\n== {count} VEMs (lab {root}, active {active})", flush=True)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\n== {count} VEMs (lab {root}, active {active}; load average {load})", flush=True)
 
         # A service may still be restarting (sysmgr restarts one that failed to bind).
         for node in (active, standby):
