@@ -14,7 +14,6 @@ counts (``show system internal redundancy counters``).
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -92,7 +91,7 @@ class Codec:
         self._secret = secret
 
     def _tag(self, data: bytes) -> bytes:
-        return hmac.new(self._secret, data, hashlib.sha256).digest()[:TAG_LEN]
+        return hmac.digest(self._secret, data, "sha256")[:TAG_LEN]
 
     def encode(self, msg: Message, *, role: SenderRole, mac: str, epoch: int, seq: int) -> bytes:
         payload = _ENCODER.encode(msg)
