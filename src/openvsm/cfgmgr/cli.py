@@ -186,8 +186,16 @@ def build_cli(cm: Cfgmgr) -> CliServer:
 
     async def openstack_sync(args: dict[str, str], s: CliSession) -> Any:
         from openvsm.api.n1kv import openstack_sync_status
+        from openvsm.api.rest import rest_state
 
-        return openstack_sync_status(cm.store)
+        last_md5 = rest_state(cm.rest.app).last_md5_request if cm.rest is not None else None
+        data = openstack_sync_status(cm.store, last_md5_request=last_md5)
+        vm_networks = cm.store.list("os_vm_network").values()
+        data["network_profiles"] = len(cm.store.list("os_network_profile"))
+        data["networks"] = len(cm.store.list("os_network_segment"))
+        data["subnets"] = len(cm.store.list("os_ip_pool"))
+        data["ports"] = sum(len(v.get("ports") or v.get("portIds") or []) for v in vm_networks)
+        return data
 
     async def show_version(args: dict[str, str], s: CliSession) -> Any:
         up = int(time.monotonic() - _BOOT)

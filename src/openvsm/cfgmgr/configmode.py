@@ -7,6 +7,7 @@ refused line is logged as FAILURE (local only, like NX-OS's accounting log).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
 
 
+_PASSWORD = re.compile(r"(\bpassword(?:\s+[05])?)\s+\S+", re.IGNORECASE)
+
+
 class ConfigExecutor:
     def __init__(self, cm: Cfgmgr) -> None:
         self.cm = cm
@@ -29,11 +33,17 @@ class ConfigExecutor:
         )
 
     def _context(self, cs: ConfigSession, line: str) -> str:
+        """The accounting text of a line: sub-mode commands carry their context;
+        passwords never reach the log."""
+        text = _PASSWORD.sub(r"\1 ********", line.strip())
+        first = text.split(" ", 1)[0].lower()
+        if first in ("port-profile", "vlan", "no", "end", "exit", "username"):
+            return text
         if cs.mode is Mode.PORT_PROFILE and cs.profile:
-            return f"port-profile {cs.profile} ; {line.strip()}"
+            return f"port-profile {cs.profile} ; {text}"
         if cs.mode is Mode.VLAN and cs.vlans:
-            return f"vlan {','.join(str(v) for v in cs.vlans)} ; {line.strip()}"
-        return line.strip()
+            return f"vlan {','.join(str(v) for v in cs.vlans)} ; {text}"
+        return text
 
     async def execute(self, line: str, session: CliSession) -> tuple[str, bool]:
         cs = session.config_state

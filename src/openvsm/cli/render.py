@@ -9,6 +9,7 @@ NX-OS's look. Renderers only read data; they never fetch anything.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -527,10 +528,20 @@ def render_running_config(d: Mapping[str, Any]) -> str:
 
 @renderer("show_openstack_sync")
 def render_openstack_sync(d: Mapping[str, Any]) -> str:
+    """Data of ``openvsm.api.n1kv.openstack_sync_status`` plus object counts."""
+
+    def when(t: Any) -> str:
+        if not isinstance(t, int | float) or not t:
+            return "-"
+        return time.strftime("%Y-%b-%d %H:%M:%S", time.localtime(float(t)))
+
+    hashes = d.get("md5_hashes") or {}
     out = [
         "OpenStack sync:",
-        f"  Last notification:    {_text(d.get('last_notification'))}"
-        f" at {_text(d.get('last_notification_time'))}",
+        f"  In sync:              {'yes' if d.get('in_sync') else 'no'} ({_text(d.get('reason'))})",
+        f"  Last notification:    {_text(d.get('last_status') or None)}"
+        f" at {when(d.get('last_time'))}",
+        f"  Last md5 request:     {when(d.get('last_md5_request_time'))}",
         f"  Network profiles:     {d.get('network_profiles', 0)}",
         f"  Networks:             {d.get('networks', 0)}",
         f"  Subnets:              {d.get('subnets', 0)}",
@@ -538,7 +549,12 @@ def render_openstack_sync(d: Mapping[str, Any]) -> str:
         "MD5 hashes:",
     ]
     for key in ("network_profile_md5", "subnet_md5", "network_md5", "port_md5", "consolidated_md5"):
-        out.append(f"  {(key + ':').ljust(21)} {_text(d.get(key))}")
+        out.append(f"  {(key + ':').ljust(21)} {_text(hashes.get(key, d.get(key)))}")
+    notes = d.get("notifications") or []
+    if notes:
+        out.append("Recent notifications:")
+        for n in notes[-10:]:
+            out.append(f"  {when(n.get('time'))}  {_text(n.get('status'))}")
     return _lines(out)
 
 
