@@ -290,3 +290,17 @@ def test_parse_ops_skips_garbage() -> None:
     ops = parse_ops([{"kind": "vlan", "key": "10", "body": {"id": 10}}, 5, ["vlan", "20", None]])
     assert ops == [StoreOp("vlan", "10", {"id": 10}), StoreOp("vlan", "20", None)]
     assert parse_ops("nope") == []
+
+
+def test_a_retransmitted_attach_is_answered_without_a_commit() -> None:
+    table = new_table()
+    v = FakeVem("u1")
+    first = table.on_frame(v.attach([port("a")]), v.addr, 0.1)
+    assert commits(first)
+    again = table.on_frame(v.attach([port("a")]), v.addr, 0.2)
+    assert acks(again)[0].module == acks(first)[0].module
+    assert commits(again) == []
+    assert table.counters["attach_repeats"] == 1
+    # A changed port list is a real change: committed.
+    changed = table.on_frame(v.attach([port("a"), port("b")]), v.addr, 0.3)
+    assert commits(changed)

@@ -296,6 +296,7 @@ def parse_ops(raw: object) -> list[StoreOp]:
 
 _TABLE_COUNTERS = (
     "attach_requests",
+    "attach_repeats",
     "attach_refused",
     "bad_attach",
     "not_active",
@@ -607,6 +608,11 @@ class ModuleTable:
             mod = Module(number=self._free_module_number(), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
         was_attached = not new and mod.status is not ModuleStatus.OFFLINE
+        before_attach = (
+            (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
+            if was_attached and mod.attaches > 0  # attached through this table, not loaded
+            else None
+        )
         vtep_changed = False
         if new or mod.host_ip != msg.host_ip:
             # Other VEMs need a new push only if the set of VTEP addresses changed
@@ -631,14 +637,25 @@ class ModuleTable:
         mod.attaches += 1
         mod.uplink_profiles = tuple(sorted(set(msg.uplink_profiles)))[:MAX_UPLINK_PROFILES]
         ops = self._sync_ports(mod, msg.ports)
-        ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
-        effects.append(Commit(tuple(ops), f"module {mod.number} attach"))
-        effects.append(
-            Trace(
-                f"module {mod.number} attached: {msg.host_name} ({msg.host_uuid}) at "
-                f"{src[0]}:{src[1]}, {len(msg.ports)} port(s), reason {msg.reason}"
-            )
+        repeat = (
+            not ops
+            and before_attach is not None
+            and before_attach
+            == (src, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
         )
+        if repeat:
+            # A retransmitted attach of a VEM that is attached already with the
+            # same ports and details: answer it again, commit nothing.
+            self.counters["attach_repeats"] += 1
+        else:
+            ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
+            effects.append(Commit(tuple(ops), f"module {mod.number} attach"))
+            effects.append(
+                Trace(
+                    f"module {mod.number} attached: {msg.host_name} ({msg.host_uuid}) at "
+                    f"{src[0]}:{src[1]}, {len(msg.ports)} port(s), reason {msg.reason}"
+                )
+            )
         seq, raw = self._snapshot_for(mod)
         mod.config_pushes += 1
         mod.dirty = False
