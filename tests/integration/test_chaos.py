@@ -1,11 +1,11 @@
 """A seeded fault campaign (``openvsm chaos``) against a real loopback
 deployment: the checker must find no violation and every fault must recover.
 
-The default count (10) keeps ``make test`` short on a shared 2-core machine
-(a fault that reloads a node takes 10-13 s to recover there); the
-documented 50-fault run is ``OPENVSM_CHAOS_FAULTS=50 pytest
-tests/integration/test_chaos.py`` or ``openvsm chaos --seed 20251125 --faults
-50`` (docs/service-ha.md). A failure prints the seed to replay.
+The default is the issue's 50-fault campaign (about 1.5 min on a quiet
+2-core machine, recovery p50 ~1.1 s; much longer when the machine is
+loaded). ``OPENVSM_CHAOS_FAULTS=N`` changes the count; ``openvsm chaos
+--seed 20251125 --faults 50`` is the same run outside pytest
+(docs/service-ha.md). A failure prints the seed to replay.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from openvsm.lab.lab import Lab
 pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("OPENVSM_CHAOS_SEED", "20251125"))
-FAULTS = int(os.environ.get("OPENVSM_CHAOS_FAULTS", "10"))
+FAULTS = int(os.environ.get("OPENVSM_CHAOS_FAULTS", "50"))
 
 
 def test_schedule_is_seeded_and_covers_every_kind() -> None:
