@@ -101,6 +101,27 @@ def ipc_call(sock: Path, op: str, timeout: float = 10.0, **args: Any) -> Any:
     return asyncio.run(_call())
 
 
+def signal_group(proc: subprocess.Popen[bytes] | None, sig: int) -> bool:
+    """Signal a process group; for SIGKILL/SIGTERM wait until it is gone (SIGKILL
+    after 10 s) and return True: the process is stopped and reaped."""
+    if proc is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    if sig not in (signal.SIGKILL, signal.SIGTERM):
+        return False
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    # The group may still hold children that outlived their parent for a moment.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return True
+
+
 @dataclass
 class NodeHandle:
     name: str
@@ -410,20 +431,7 @@ module_limit = {self.module_limit}
 
     def kill_node(self, name: str, sig: int = signal.SIGKILL) -> None:
         node = self.nodes[name]
-        if node.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(node.proc.pid, sig)
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            try:
-                node.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(node.proc.pid, signal.SIGKILL)
-                node.proc.wait(5)
-            # The group may still hold children that outlived sysmgr for a moment.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.proc.pid, signal.SIGKILL)
+        if signal_group(node.proc, sig):
             node.proc = None
 
     def start(self, timeout: float | None = None) -> str:
@@ -586,17 +594,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
                 vem.ports.append(str(res["name"]))
 
     def kill_vem(self, vem: VemHandle, sig: int = signal.SIGKILL) -> None:
-        if vem.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(vem.proc.pid, sig)
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            try:
-                vem.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(vem.proc.pid, signal.SIGKILL)
-                vem.proc.wait(5)
+        if signal_group(vem.proc, sig):
             vem.proc = None
 
     def lab_json(self) -> dict[str, Any]:
