@@ -59,7 +59,7 @@ class FakeVem:
     def frame(self, msg: Message) -> Frame:
         return Frame(role=SenderRole.VEM, mac=self.mac, epoch=0, seq=next(self._seq), msg=msg)
 
-    def attach(self, ports: list[VethPort] | None = None) -> Frame:
+    def attach(self, ports: list[VethPort] | None = None, module: int = 0) -> Frame:
         return self.frame(
             VemAttach(
                 host_uuid=self.uuid,
@@ -69,6 +69,7 @@ class FakeVem:
                 host_os="linux",
                 config_seq=0,
                 ports=ports or [],
+                module=module,
             )
         )
 
@@ -304,3 +305,17 @@ def test_a_retransmitted_attach_is_answered_without_a_commit() -> None:
     # A changed port list is a real change: committed.
     changed = table.on_frame(v.attach([port("a"), port("b")]), v.addr, 0.3)
     assert commits(changed)
+
+
+def test_a_vsm_without_the_host_keeps_the_number_the_vem_had() -> None:
+    # A VSM that took over before its bulk sync finished lacks the module objects:
+    # the VEM's own number is kept when free, so nothing is renumbered.
+    table = new_table()
+    a, b = FakeVem("ua", port=18101), FakeVem("ub", port=18102)
+    (ack_a,) = acks(table.on_frame(a.attach(module=5), a.addr, 0.1))
+    assert ack_a.module == 5
+    (ack_b,) = acks(table.on_frame(b.attach(module=5), b.addr, 0.2))
+    assert ack_b.module == 3  # taken: the lowest free number instead
+    c = FakeVem("uc", port=18103)
+    (ack_c,) = acks(table.on_frame(c.attach(), c.addr, 0.3))
+    assert ack_c.module == 4

@@ -605,7 +605,7 @@ class ModuleTable:
                     Send(src, VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason))
                 )
                 return effects
-            mod = Module(number=self._free_module_number(), host_uuid=msg.host_uuid)
+            mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
         was_attached = not new and mod.status is not ModuleStatus.OFFLINE
         before_attach = (
@@ -776,6 +776,19 @@ class ModuleTable:
         return effects
 
     # ---- helpers --------------------------------------------------------------
+
+    def _claim_module_number(self, wanted: int) -> int:
+        """The number the VEM says it had when it is free, else the lowest free one."""
+        if self._numbers is None:
+            self._numbers = {m.number for m in self.modules.values()}
+            self._free_hint = FIRST_MODULE
+        if (
+            FIRST_MODULE <= wanted < FIRST_MODULE + self.module_limit
+            and wanted not in self._numbers
+        ):
+            self._numbers.add(wanted)
+            return wanted
+        return self._free_module_number()
 
     def _free_module_number(self) -> int:
         if self._numbers is None:

@@ -668,6 +668,7 @@ class VemCore:
             ports=list(self._ports.values()),
             reason=reason,
             uplink_profiles=sorted({p for _, p in self.uplinks}),
+            module=self.module,
         )
 
     def _send_attach(self, now: float, reason: str) -> list[Effect]:

@@ -113,6 +113,9 @@ class VemAttach(msgspec.Struct, frozen=True, kw_only=True):
     config_seq: int
     ports: list[VethPort]
     reason: str = "boot"  # "boot" | "switch" | "headless"
+    # The module number this host had: a VSM whose store lacks the host (it took
+    # over before its bulk sync finished) keeps the number instead of renumbering.
+    module: int = 0
     uplink_profiles: list[str] = []  # port profiles of the host's uplinks (type ethernet)
 
 
