@@ -643,11 +643,19 @@ def cli_main(argv: list[str]) -> int:
         root = tmp / "lab"
     else:
         root = args.dir.resolve()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through the campaign: its lab is stopped
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary = run_campaign(root, seed=seed, faults=args.faults, vems=args.vems, kinds=kinds)
     except LabError as exc:
         print(f"openvsm chaos: {exc} (seed {seed})", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"openvsm chaos: interrupted (seed {seed})", file=sys.stderr)
+        return 130
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
