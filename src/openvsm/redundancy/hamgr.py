@@ -148,7 +148,6 @@ class Hamgr:
 
     # ---- lifecycle ------------------------------------------------------
     async def run(self) -> None:
-        self._raise_priority()
         reason = self._pop_reload_reason()
         self.trace(
             f"boot: role {self.cfg.role}, epoch {self.engine.epoch}"
@@ -182,14 +181,6 @@ class Hamgr:
             return text
         except OSError:
             return ""
-
-    def _raise_priority(self) -> None:
-        # Heartbeats must keep their timing when the node is busy (DESIGN §1).
-        try:
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
-        except (OSError, AttributeError):
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, 0, -10)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

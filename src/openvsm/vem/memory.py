@@ -11,36 +11,14 @@ port with invalid settings is reported as an error and left as it was.
 
 from __future__ import annotations
 
-from openvsm.vem.model import DesiredState, PortChannelState, VethState
+from openvsm.vem.model import DesiredState, PortChannelState, VethState, veth_errors
 
 
 def _port_errors(port: VethState) -> list[str]:
     errors: list[str] = []
     if not port.name or len(port.name) > 64:
         errors.append(f"port name {port.name!r} is invalid")
-    if port.mode not in ("access", "trunk"):
-        errors.append(f"{port.name}: mode {port.mode!r} is invalid (access | trunk)")
-    if not 0 <= port.access_vlan <= 4094:
-        errors.append(f"{port.name}: access VLAN {port.access_vlan} is out of range (1-4094)")
-    bad = [v for v in port.trunk_vlans if not 1 <= v <= 4094]
-    if bad:
-        errors.append(f"{port.name}: trunk VLANs {bad} are out of range (1-4094)")
-    if port.vni and not 4096 <= port.vni <= 16000000:
-        errors.append(f"{port.name}: VNI {port.vni} is out of range (4096-16000000)")
-    if port.max_macs < 0:
-        errors.append(f"{port.name}: max MACs {port.max_macs} is negative")
-    parts = port.mac.split(":")
-    if len(parts) != 6 or any(len(p) != 2 or not _hex(p) for p in parts):
-        errors.append(f"{port.name}: MAC address {port.mac!r} is invalid")
-    return errors
-
-
-def _hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
+    return errors + veth_errors(port)
 
 
 class MemoryBackend:

@@ -8,6 +8,7 @@ reports what it did. Backends never decide policy.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import msgspec
@@ -72,6 +73,29 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True):
     vxlan_peers: tuple[str, ...] = ()  # remote VTEP IPs
     vnis: tuple[int, ...] = ()
     local_vtep: str = ""
+
+
+_MAC = re.compile(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}")
+
+
+def veth_errors(port: VethState) -> list[str]:
+    """What is wrong with a vEth's desired state, whatever the datapath (each
+    backend adds its own rules for the port name)."""
+    errors: list[str] = []
+    if port.mode not in ("access", "trunk"):
+        errors.append(f"{port.name}: mode {port.mode!r} is invalid (access | trunk)")
+    if not 0 <= port.access_vlan <= 4094:
+        errors.append(f"{port.name}: access VLAN {port.access_vlan} is out of range (1-4094)")
+    bad = [v for v in port.trunk_vlans if not 1 <= v <= 4094]
+    if bad:
+        errors.append(f"{port.name}: trunk VLANs {bad} are out of range (1-4094)")
+    if port.vni and not 4096 <= port.vni <= 16000000:
+        errors.append(f"{port.name}: VNI {port.vni} is out of range (4096-16000000)")
+    if port.max_macs < 0:
+        errors.append(f"{port.name}: max MACs {port.max_macs} is negative")
+    if not _MAC.fullmatch(port.mac):
+        errors.append(f"{port.name}: MAC address {port.mac!r} is invalid")
+    return errors
 
 
 class Backend(Protocol):

@@ -67,7 +67,7 @@ from openvsm.vem.lacp import (
     neighbor_rows,
     summary_rows,
 )
-from openvsm.vem.model import DesiredState, PortChannelState, VethState
+from openvsm.vem.model import DesiredState, PortChannelState, VethState, veth_errors
 from openvsm.wire.messages import PortChannelInfo
 
 PARK_VLAN = 4095  # never valid on the wire: ports here get nothing from NORMAL
@@ -111,20 +111,7 @@ def _veth_errors(port: VethState) -> list[str]:
     errors: list[str] = []
     if not port.name or len(port.name) > 15 or "/" in port.name or " " in port.name:
         errors.append(f"port name {port.name!r} is invalid (1-15 characters)")
-    if port.mode not in ("access", "trunk"):
-        errors.append(f"{port.name}: mode {port.mode!r} is invalid (access | trunk)")
-    if not 0 <= port.access_vlan <= 4094:
-        errors.append(f"{port.name}: access VLAN {port.access_vlan} is out of range (1-4094)")
-    bad = [v for v in port.trunk_vlans if not 1 <= v <= 4094]
-    if bad:
-        errors.append(f"{port.name}: trunk VLANs {bad} are out of range (1-4094)")
-    if port.vni and not 4096 <= port.vni <= 16000000:
-        errors.append(f"{port.name}: VNI {port.vni} is out of range (4096-16000000)")
-    if port.max_macs < 0:
-        errors.append(f"{port.name}: max MACs {port.max_macs} is negative")
-    if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", port.mac):
-        errors.append(f"{port.name}: MAC address {port.mac!r} is invalid")
-    return errors
+    return errors + veth_errors(port)
 
 
 def forwarding(port: VethState) -> bool:
