@@ -119,7 +119,12 @@ def test_standby_to_active_loss_inconsistent_then_reset(make_lab: Callable[..., 
     events = trace_events(lab, active)
     asked = [i for i, e in enumerate(events) if "asked to be reset" in e]
     assert asked, events
-    assert status(lab, standby)["this_sup_internal_state"] == "HA standby"
+    # The standby learns "hot" from its own end of the stream, a moment later.
+    wait_for(
+        lambda: status(lab, standby)["this_sup_internal_state"] == "HA standby",
+        SETTLE,
+        "the standby to be 'HA standby'",
+    )
     reloads = [e for e in trace_events(lab, standby) if e.startswith("reload: ")]
     assert reloads == ["reload: reset ordered by the active"], reloads
     wait_for(lambda: digest(lab, standby) == digest(lab, active), SETTLE, "stores to be equal")

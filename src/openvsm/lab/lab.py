@@ -451,13 +451,19 @@ module_limit = {self.module_limit}
             timeout = 60.0 if self.timer_profile == "default" else 30.0
 
         def ready() -> str | None:
-            for name in ("primary", "secondary"):
+            # Both sides must agree: each learns "hot" from its own end of the
+            # sync stream, so the active may see it a moment before the standby.
+            for name, peer in (("primary", "secondary"), ("secondary", "primary")):
                 st = self.status(name)
                 if st and st.get("this_sup_internal_state") == "Active with HA standby":
-                    return name
+                    other = self.status(peer)
+                    if other and other.get("this_sup_internal_state") == "HA standby":
+                        return name
             return None
 
-        active: str = wait_for(ready, timeout, "the pair to reach 'Active with HA standby'")
+        active: str = wait_for(
+            ready, timeout, "the pair to reach 'Active with HA standby' / 'HA standby'"
+        )
         return active
 
     def rundir(self, name: str) -> Path:
