@@ -491,6 +491,25 @@ def test_crash_fast_path_no_takeover_when_hamgr_answers() -> None:
     assert net.engine(P).counters()["control"]["probe_recv"] == 3
 
 
+def test_crash_fast_path_not_taken_by_a_standby_still_syncing() -> None:
+    # A cold standby (bulk sync in progress) ignores the reset: it may be a
+    # service restart on the active; only the heartbeat loss interval decides.
+    net = paired()
+    net.engine(S).set_sync_state("cold")
+    net.kill(P)
+    t = net.now
+    out = net.engine(S).on_sync_reset(t)
+    assert sends(out) == []
+    assert any("no fast takeover" in e.text for e in out if isinstance(e, eng.Trace))
+    net.apply(S, out)
+    net.run_until(t + 1.0)
+    assert net.engine(S).state is HaState.STANDBY
+    net.run_until(t + DEFAULT.max_loss_interval + DEFAULT.heartbeat_interval)
+    assert net.engine(S).state is HaState.ACTIVE
+    (became,) = net.node(S).of(eng.BecomeActive)
+    assert "no heartbeat request" in became[1].reason
+
+
 def test_on_sync_reset_ignored_unless_standby() -> None:
     e = alone()
     e.start(0.0)

@@ -41,8 +41,9 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
   is heard again it gets ``RESET_ORDERED``. A new boot id is a new standby.
 - active loss (standby): no accepted request on either iface for
   ``max_loss_interval`` -> ACTIVE.
-- crash fast path (standby, ``on_sync_reset``): ``LivenessProbe`` burst on
-  both ifaces; no ``LivenessAck``/request within ``probe_timeout`` -> ACTIVE.
+- crash fast path (HA standby only, ``on_sync_reset``): ``LivenessProbe``
+  burst on both ifaces; no ``LivenessAck``/request within ``probe_timeout``
+  -> ACTIVE. A standby whose bulk sync is not done ignores the reset.
 - switchover: requests carry ``SWITCHOVER`` until the new active confirms
   (a response or request with state active) or ``max_loss_interval`` passes;
   then the old active reloads.
@@ -460,9 +461,22 @@ class Engine:
         return [Trace("sync buffer overflow with no standby present: it is reset when it returns")]
 
     def on_sync_reset(self, now: float) -> list[Effect]:
-        """Crash fast path (DESIGN §3): probe the active, take over if nobody answers."""
+        """Crash fast path (DESIGN §3): probe the active, take over if nobody answers.
+
+        Only an HA standby takes it. A standby still loading its bulk sync
+        would take over without the active's state (module table, changes in
+        flight) on what may be a service restart on the active; it waits for
+        the heartbeat loss interval like any other loss.
+        """
         if self.state is not HaState.STANDBY or self._probe_nonce is not None:
             return []
+        if self._sync_cold():
+            return [
+                Trace(
+                    "sync connection reset while not in sync: no fast takeover, "
+                    "the heartbeat loss interval decides"
+                )
+            ]
         self._probe_seq += 1
         self._probe_nonce = self._probe_seq
         self._probe_deadline = now + self.config.probe_timeout
