@@ -306,6 +306,7 @@ _TABLE_COUNTERS = (
     "switch_requests_sent",
     "detaches",
     "offline_events",
+    "module_renumbered",
 )
 
 
@@ -607,6 +608,19 @@ class ModuleTable:
                 return effects
             mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
+            if msg.module and mod.number != msg.module:
+                holder = next(
+                    (m for m in self.modules.values() if m.number == msg.module and m is not mod),
+                    None,
+                )
+                self.counters["module_renumbered"] += 1
+                held = f"{holder.host_name} ({holder.host_uuid})" if holder else "nobody"
+                effects.append(
+                    Trace(
+                        f"{msg.host_name} ({msg.host_uuid}) was module {msg.module}, which is "
+                        f"held by {held}: it is module {mod.number} now"
+                    )
+                )
         was_attached = not new and mod.status is not ModuleStatus.OFFLINE
         before_attach = (
             (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)

@@ -258,6 +258,11 @@ class Vemmgr:
         bds = await self._list("os_bridge_domain")
         self.table.load(modules, veths)
         self.table.load_config(profiles, vlans, bds)
+        numbers = sorted(m.number for m in self.table.modules.values())
+        self.trace(
+            f"loaded {len(modules)} module(s) {numbers}, {len(veths)} vEth(s), "
+            f"{len(profiles)} port profile(s) from the store"
+        )
 
     # ---- configuration changes ------------------------------------------------
 
