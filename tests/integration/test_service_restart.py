@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from openvsm.ipc import IpcError
 from openvsm.lab.chaos import Campaign, other
 from openvsm.lab.checker import Outcome
 from openvsm.lab.lab import Lab, ipc_call, wait_for
@@ -211,3 +212,47 @@ def test_crash_loop_on_the_active_fails_over_before_the_reload(
     assert any("failing over first" in e for e in events), events[-20:]
     log = (rundir / "sysmgr.log").read_text()
     assert "crash loop" in log and "cfgmgr crashed" in log
+
+
+def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
+    make_lab: Callable[..., Lab],
+) -> None:
+    # A hamgr that restarts alone must not enter a split-brain resolution with
+    # zeros for its module count and last configuration time (the fault
+    # campaign found an active with every VEM losing to a peer with none that
+    # way). cfgmgr and vemmgr are stopped so nobody pushes the facts again:
+    # the restarted hamgr must hold them by itself.
+    lab = make_lab(timers="default", rest=False, vems=2)
+    active = lab.start()
+    configure = lab.cli(active, "configure terminal ; vlan 401 ; end")
+    assert not configure.get("error"), configure
+    sock = lab.rundir(active) / "hamgr.sock"
+
+    def facts() -> tuple[int, float]:
+        st = ipc_call(sock, "status")
+        return int(st["module_count"]), float(st["last_config_time"])
+
+    wait_for(lambda: facts()[0] == 2 and facts()[1] > 0, SETTLE, "hamgr to hold the facts")
+    before = facts()
+    old_boot = ipc_call(sock, "status")["boot_id"]
+    services = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")
+    pids = {row["name"]: int(row["pid"]) for row in services["TABLE_service"]["ROW_service"]}
+    stopped = [pids["cfgmgr"], pids["vemmgr"]]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        os.kill(pids["hamgr"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            try:
+                st = ipc_call(sock, "status")
+            except (IpcError, OSError):
+                return False  # not up yet
+            return st["boot_id"] != old_boot and st["state"] == "active"
+
+        wait_for(restarted, SETTLE, "sysmgr to restart hamgr as active")
+        assert facts() == before
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert lab.wait_pair(SETTLE) == active

@@ -26,7 +26,7 @@ from typing import Any
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
 from openvsm.redundancy import engine as eng
-from openvsm.sysmgr.service import NodeReload
+from openvsm.sysmgr.service import RESOLUTION_FACTS, NodeReload
 from openvsm.wire.codec import Codec, Drop, Frame
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
@@ -125,9 +125,27 @@ class Hamgr:
         self._timer: asyncio.TimerHandle | None = None
         self._reload = asyncio.Event()
         self._reload_reason = ""
+        # Split-brain resolution inputs, pushed by cfgmgr and vemmgr. They are
+        # kept for the node's boot (run dir, cleared by sysmgr at node start) so
+        # a hamgr that restarts alone resolves with them at once instead of
+        # zeros until the other services push again.
+        self.resolution_path = cfg.run_dir / RESOLUTION_FACTS
         self.module_count = 0
         self.last_config_time = 0.0
         self.change_seq = 0
+        self._resolution_save: asyncio.Handle | None = None
+        try:
+            kept = read_json(self.resolution_path, {})
+            self.module_count = int(kept.get("module_count", 0))
+            self.last_config_time = float(kept.get("last_config_time", 0.0))
+            self.change_seq = int(kept.get("change_seq", 0))
+        except (RuntimeError, AttributeError, TypeError, ValueError) as exc:
+            log.warning("%s ignored: %s", self.resolution_path, exc)
+        self.engine.set_local_facts(
+            module_count=self.module_count,
+            last_config_time=self.last_config_time,
+            change_seq=self.change_seq,
+        )
         self.switch_seq = 0
         self.sync_state = "none"
         self._tasks: set[asyncio.Task[None]] = set()
@@ -322,6 +340,27 @@ class Hamgr:
         write_json_atomic(self.facts_path, raw)
         self._push_facts()
 
+    def _keep_resolution_facts(self) -> None:
+        """Write the resolution inputs once per loop turn (no fsync: boot-lived)."""
+        if self._resolution_save is not None:
+            return
+
+        def save() -> None:
+            self._resolution_save = None
+            data = {
+                "module_count": self.module_count,
+                "last_config_time": self.last_config_time,
+                "change_seq": self.change_seq,
+            }
+            tmp = self.resolution_path.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(data))
+                tmp.replace(self.resolution_path)
+            except OSError as exc:
+                log.warning("cannot keep the resolution facts: %s", exc)
+
+        self._resolution_save = asyncio.get_running_loop().call_soon(save)
+
     def _push_facts(self) -> None:
         self.engine.set_local_facts(
             module_count=self.module_count,
@@ -453,6 +492,9 @@ class Hamgr:
             "peer_control": str(self.cfg.control.peer) if self.cfg.control.peer else None,
             "switch_seq": self.switch_seq,
             "boot_id": self.boot_id,
+            # Split-brain resolution inputs as hamgr holds them (DESIGN §3).
+            "module_count": self.module_count,
+            "last_config_time": self.last_config_time,
         }
 
     def redundancy_status(self) -> dict[str, Any]:
@@ -538,10 +580,12 @@ class Hamgr:
             if "change_seq" in args:
                 self.change_seq = int(args["change_seq"])
             self._push_facts()
+            self._keep_resolution_facts()
             return {"ok": True}
         if op == "set_module_count":
             self.module_count = int(args.get("count", 0))
             self._push_facts()
+            self._keep_resolution_facts()
             return {"ok": True}
         if op == "sync_state":
             state = str(args.get("state", "none"))

@@ -23,6 +23,8 @@ from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig, load_node_config
 
+# hamgr keeps its split-brain resolution inputs here for one node boot.
+RESOLUTION_FACTS = "resolution-facts.json"
 RELOAD_EXIT = 75
 FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")

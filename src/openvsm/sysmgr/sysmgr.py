@@ -36,7 +36,13 @@ from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig, load_node_config
 from openvsm.ipc import IpcClient, IpcError, IpcServer
-from openvsm.sysmgr.service import FATAL_EXIT, RELOAD_EXIT, SERVICES, setup_logging
+from openvsm.sysmgr.service import (
+    FATAL_EXIT,
+    RELOAD_EXIT,
+    RESOLUTION_FACTS,
+    SERVICES,
+    setup_logging,
+)
 
 log = logging.getLogger("sysmgr")
 
@@ -283,6 +289,9 @@ def cli_main(argv: list[str]) -> int:
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
         (cfg.run_dir / "fatal-reason").unlink()
+    # hamgr's split-brain inputs live for one node boot (a reload starts anew).
+    with contextlib.suppress(OSError):
+        (cfg.run_dir / RESOLUTION_FACTS).unlink()
     reason, fatal = asyncio.run(_amain(cfg))
     if fatal is not None:
         log.error("node stopped: %s", fatal)
