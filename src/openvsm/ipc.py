@@ -108,6 +108,8 @@ class IpcServer:
                 except (IpcError, msgspec.DecodeError):
                     return
                 reply = await self._dispatch(req, writer)
+                if isinstance(req, dict) and isinstance(req.get("id"), int):
+                    reply["id"] = req["id"]  # the client matches replies to requests
                 writer.write(encode_frame(reply))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -154,6 +156,8 @@ class IpcClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
+        self._next_id = 0
+        self.stale_replies = 0
 
     async def _connect(self) -> None:
         try:
@@ -167,11 +171,13 @@ class IpcClient:
                 if self._writer is None or self._writer.is_closing():
                     await self._connect()
                 assert self._reader is not None and self._writer is not None
+                self._next_id += 1
+                request_id = self._next_id
                 try:
-                    self._writer.write(encode_frame({"op": op, "args": args}))
+                    self._writer.write(encode_frame({"op": op, "args": args, "id": request_id}))
                     await self._writer.drain()
                     reply = await asyncio.wait_for(
-                        read_frame(self._reader), timeout or self.timeout
+                        self._read_reply(self._reader, request_id), timeout or self.timeout
                     )
                     break
                 except (asyncio.IncompleteReadError, ConnectionError) as exc:
@@ -181,11 +187,26 @@ class IpcClient:
                 except TimeoutError:
                     self.close()
                     raise IpcUnavailable(f"service at {self.path.name} timed out") from None
+                except asyncio.CancelledError:
+                    # The caller gave up with the request sent: its reply may
+                    # still come and would be read as the answer to the next
+                    # call on this connection. Never reuse it.
+                    self.close()
+                    raise
         if not isinstance(reply, dict):
             raise IpcError("malformed reply")
         if not reply.get("ok"):
             raise IpcError(str(reply.get("error")))
         return reply.get("result")
+
+    async def _read_reply(self, reader: asyncio.StreamReader, request_id: int) -> Any:
+        """The reply to ``request_id``; a reply to an earlier request is stale: skipped."""
+        while True:
+            reply = await read_frame(reader)
+            if isinstance(reply, dict) and reply.get("id", request_id) != request_id:
+                self.stale_replies += 1
+                continue
+            return reply
 
     def close(self) -> None:
         if self._writer is not None:
