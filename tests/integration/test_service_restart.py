@@ -234,6 +234,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
 
     wait_for(lambda: facts()[0] == 2 and facts()[1] > 0, SETTLE, "hamgr to hold the facts")
     before = facts()
+    time.sleep(0.5)  # hamgr writes them at most 100 ms after a change
     old_boot = ipc_call(sock, "status")["boot_id"]
     services = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")
     pids = {row["name"]: int(row["pid"]) for row in services["TABLE_service"]["ROW_service"]}

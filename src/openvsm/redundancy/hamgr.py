@@ -133,7 +133,7 @@ class Hamgr:
         self.module_count = 0
         self.last_config_time = 0.0
         self.change_seq = 0
-        self._resolution_save: asyncio.Handle | None = None
+        self._resolution_save: asyncio.TimerHandle | None = None
         try:
             kept = read_json(self.resolution_path, {})
             self.module_count = int(kept.get("module_count", 0))
@@ -341,7 +341,10 @@ class Hamgr:
         self._push_facts()
 
     def _keep_resolution_facts(self) -> None:
-        """Write the resolution inputs once per loop turn (no fsync: boot-lived)."""
+        """Write the resolution inputs at most every 100 ms (no fsync: boot-lived).
+
+        A write storm pushes facts after every commit group; hamgr's loop must
+        stay free for heartbeats, so the file trails by at most 100 ms."""
         if self._resolution_save is not None:
             return
 
@@ -359,7 +362,7 @@ class Hamgr:
             except OSError as exc:
                 log.warning("cannot keep the resolution facts: %s", exc)
 
-        self._resolution_save = asyncio.get_running_loop().call_soon(save)
+        self._resolution_save = asyncio.get_running_loop().call_later(0.1, save)
 
     def _push_facts(self) -> None:
         self.engine.set_local_facts(
