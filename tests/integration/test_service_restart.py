@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -257,3 +258,53 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
     assert lab.wait_pair(SETTLE) == active
+
+
+def test_an_active_without_hamgr_never_acknowledges_a_write_alone(
+    make_lab: Callable[..., Lab],
+) -> None:
+    # hamgr dies on the active and is not restarted in time (sysmgr stopped):
+    # the standby takes over. The old active's cfgmgr still accepts a write and
+    # commits it locally, but the standby will not acknowledge it. Going on
+    # alone after the ack timeout needs hamgr to confirm this node is active:
+    # here it cannot, and this node comes back as standby and reloads, so an
+    # acknowledgement would be a lost write (fault campaign, seed 1000, fault
+    # 546). The write must stay unacknowledged (the client gets an error).
+    lab = make_lab(timers="fast", rest=False)
+    active = lab.start()
+    standby = other(active)
+    sysmgr_pid = int((lab.rundir(active) / "sysmgr.pid").read_text())
+    rows = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")["TABLE_service"]["ROW_service"]
+    hamgr_pid = next(int(r["pid"]) for r in rows if r["name"] == "hamgr")
+    result: dict[str, Any] = {}
+
+    def write() -> None:
+        try:
+            result["reply"] = lab.cli(active, "configure terminal ; vlan 555 ; end", timeout=60)
+        except (IpcError, OSError) as exc:
+            result["error"] = str(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    os.kill(sysmgr_pid, signal.SIGSTOP)
+    try:
+        os.kill(hamgr_pid, signal.SIGKILL)
+        wait_for(
+            lambda: (lab.status(standby) or {}).get("this_sup_rdn_state") == "Active",
+            SETTLE,
+            "the standby to take over",
+        )
+        writer.start()
+        writer.join(6.0)  # twice the 3 s ack timeout
+        reply = result.get("reply")
+        assert reply is None or reply.get("error"), f"acknowledged without hamgr: {reply}"
+    finally:
+        os.kill(sysmgr_pid, signal.SIGCONT)
+    # sysmgr restarts hamgr, which finds the new active: the node reloads into a standby.
+    assert lab.wait_pair(SETTLE * 2) == standby
+    writer.join(SETTLE)
+    assert not writer.is_alive()
+    reply = result.get("reply")
+    if reply is not None and not reply.get("error"):
+        # Acknowledged after all (it cannot be here, but then it must have survived).
+        running = lab.cli(standby, "show running-config")["output"]
+        assert "vlan 555" in running, reply

@@ -93,10 +93,34 @@ class Replication:
         sender = self.sender
         if sender is None:
             return
+        acked = asyncio.ensure_future(sender.replicate(change))
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(acked), self.ack_timeout)
+                return
+            except TimeoutError:
+                pass
+            # Going on without the standby is only safe on a node that is still
+            # the active: hamgr must say so now. With hamgr dead or restarting,
+            # the standby may be taking over; this node may come back as its
+            # standby and reload, and a write acknowledged here would be lost.
+            if await self._still_active():
+                self._standby_too_slow(sender, change.seq)
+            else:
+                log.warning(
+                    "sync: change %d unacknowledged by the standby and hamgr does not confirm "
+                    "this node is active: the write keeps waiting",
+                    change.seq,
+                )
+
+    async def _still_active(self) -> bool:
+        if self.cm.fenced:
+            return False
         try:
-            await asyncio.wait_for(asyncio.shield(sender.replicate(change)), self.ack_timeout)
-        except TimeoutError:
-            self._standby_too_slow(sender, change.seq)
+            status = await self.cm.hamgr.call("status", timeout=1.0)
+        except IpcError:
+            return False
+        return isinstance(status, dict) and status.get("state") == "active"
 
     def _standby_too_slow(self, sender: SyncSender, seq: int) -> None:
         """No ack within ``ack_timeout`` (control partitioned while mgmt is up: degraded,
@@ -132,7 +156,15 @@ class Replication:
     def on_ha_status(self, status: dict[str, Any]) -> None:
         if self.sender is not None:
             self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
-            if not status.get("peer_present") and self.sender.core.must_wait:
+            if (
+                status.get("state") == "active"
+                and status.get("peer_lost")
+                and not status.get("peer_present")
+                and self.sender.core.must_wait
+            ):
+                # hamgr declared the standby lost: writes stop waiting for it. Not
+                # on a restarted hamgr that has not heard the standby yet, nor
+                # on one that is not active (it may come back as standby).
                 self.sender.detach()
 
     async def _watch_receiver(self) -> None:

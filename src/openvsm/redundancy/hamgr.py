@@ -147,6 +147,10 @@ class Hamgr:
             change_seq=self.change_seq,
         )
         self.switch_seq = 0
+        # True once this hamgr declared a standby it had lost (PeerLost) and until
+        # one is up again. A restarted hamgr starts with False: not hearing the
+        # standby yet is not losing it (cfgmgr releases waiting writes only on a loss).
+        self.peer_lost = False
         self.sync_state = "none"
         self._tasks: set[asyncio.Task[None]] = set()
         self._logs_acked = asyncio.Event()
@@ -299,6 +303,9 @@ class Hamgr:
                 self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
             elif isinstance(effect, eng.PeerLost):
                 self.split_started = self.wall()
+                self.peer_lost = True
+            elif isinstance(effect, eng.PeerUp):
+                self.peer_lost = False
             elif isinstance(effect, eng.SwitchRequestNeeded):
                 self.switch_seq += 1
             elif isinstance(effect, eng.SplitBrainWon):
@@ -489,6 +496,7 @@ class Hamgr:
             "role": self.cfg.role,
             "epoch": self.engine.epoch,
             "peer_present": bool(st.peer_present),
+            "peer_lost": self.peer_lost,
             "peer_state": str(st.other_rdn_state),
             "internal_state": str(st.this_internal_state),
             "degraded": bool(st.degraded),
