@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from openvsm.store.pss import Change, Op, Store
-from openvsm.sync.transport import SyncReceiver, SyncSender
+from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
 
 pytestmark = pytest.mark.integration
 
@@ -305,3 +305,22 @@ def test_out_of_sync_while_standby_away(tmp_path: Path) -> None:
         assert p.standby.digest() == p.active.digest()
 
     pair_test(body, tmp_path, buffer_bytes=20_000)
+
+
+def test_stopping_the_sender_is_not_an_acknowledgement(tmp_path: Path) -> None:
+    # A write waiting for the standby's ack when the sender stops (cfgmgr
+    # shutting down) must fail: the standby never acknowledged it.
+    async def body(p: Pair) -> None:
+        sender = await p.start()
+        await p.hot()
+        await sender.replicate(commit(p.active, 1))
+        await p.receiver.stop()  # the standby goes away: nothing acks now
+        await until(lambda: sender.status()["state"] == "none")
+        waiting = asyncio.create_task(sender.replicate(commit(p.active, 2)))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await sender.stop()
+        with pytest.raises(SyncStopped):
+            await asyncio.wait_for(waiting, 1.0)
+
+    pair_test(body, tmp_path)

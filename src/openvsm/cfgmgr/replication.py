@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from openvsm.ipc import IpcError
 from openvsm.store.pss import Change
 from openvsm.sync.stream import ReceiverState
-from openvsm.sync.transport import SyncReceiver, SyncSender
+from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
@@ -94,12 +94,20 @@ class Replication:
         if sender is None:
             return
         acked = asyncio.ensure_future(sender.replicate(change))
+        # Retrieved even when this caller is gone (cancelled): no orphan error.
+        acked.add_done_callback(lambda t: t.cancelled() or t.exception())
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(acked), self.ack_timeout)
                 return
             except TimeoutError:
                 pass
+            except SyncStopped:
+                raise IpcError(
+                    "% The change was committed on this supervisor but cfgmgr stopped before "
+                    "the standby acknowledged it: its outcome is unknown, check "
+                    "'show running-config' on the active"
+                ) from None
             # Going on without the standby is only safe on a node that is still
             # the active: hamgr must say so now. With hamgr dead or restarting,
             # the standby may be taking over; this node may come back as its

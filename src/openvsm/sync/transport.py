@@ -60,6 +60,10 @@ def _count(counters: dict[str, int], name: str) -> None:
     counters[name] = counters.get(name, 0) + 1
 
 
+class SyncStopped(Exception):
+    """A write waited for the standby's ack when the sender stopped."""
+
+
 class SyncSender:
     """Active side: stream committed changes to the standby at ``peer``."""
 
@@ -103,7 +107,12 @@ class SyncSender:
             self._task = None
         self._close()
         self.core.detach()
-        self._release(all_waiters=True)
+        # Stopping (cfgmgr shutting down) is not an acknowledgement by the
+        # standby: the waiting writes fail, their outcome unknown to the client.
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(SyncStopped("the sync sender stopped before the standby acked"))
+        self._waiters.clear()
 
     def kick(self) -> None:
         """Drop the current connection (tests, operator 'resync'); it reconnects."""
