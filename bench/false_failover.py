@@ -12,9 +12,9 @@ writer commits CLI changes as fast as it can. It reports:
   reported by hamgr: a UDP tap owned by this benchmark sits between the
   fault proxy and the secondary on control (the proxy's control link points
   at the tap, the secondary's control peer is the tap). It timestamps every
-  datagram towards the secondary (``time.monotonic_ns`` at receive), decodes
+  datagram in either direction (``time.monotonic_ns`` at receive), decodes
   it (domain secret), keeps the ``HeartbeatRequest`` ones (sent by the
-  active, the primary at boot) and relays everything unchanged both ways
+  active, whichever node it is) and relays everything unchanged both ways
   (the secondary's sync TCP towards the primary on the same port too). Jitter = interval between two
   consecutive requests minus the nominal interval. The tap runs under the
   same CPU load, so its own scheduling delay is included: the figures are an
@@ -107,10 +107,9 @@ class Tap:
             except OSError:
                 break
             now = time.monotonic_ns()
-            if src == self.secondary:
-                self.sock.sendto(data, self.forward_to)
-                continue
-            self.sock.sendto(data, self.secondary)
+            # Only the active sends requests: whichever node it is, its control
+            # requests cross the tap (primary -> secondary or back).
+            self.sock.sendto(data, self.forward_to if src == self.secondary else self.secondary)
             frame = self.codec.decode(data)
             if isinstance(frame, Frame) and isinstance(frame.msg, HeartbeatRequest):
                 self.requests.append(now)
