@@ -250,7 +250,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
                 st = ipc_call(sock, "status")
             except (IpcError, OSError):
                 return False  # not up yet
-            return st["boot_id"] != old_boot and st["state"] == "active"
+            return bool(st["boot_id"] != old_boot and st["state"] == "active")
 
         wait_for(restarted, SETTLE, "sysmgr to restart hamgr as active")
         assert facts() == before
