@@ -260,8 +260,16 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
     assert lab.wait_pair(SETTLE) == active
 
 
+@pytest.mark.parametrize(
+    ("buffer_bytes", "command"),
+    [
+        (4 << 20, "configure terminal ; vlan 555 ; end"),  # released by the ack timeout
+        (16 << 10, "configure terminal ; vlan 555-1300 ; end"),  # by a buffer overflow
+    ],
+    ids=["ack-timeout", "buffer-overflow"],
+)
 def test_an_active_without_hamgr_never_acknowledges_a_write_alone(
-    make_lab: Callable[..., Lab],
+    make_lab: Callable[..., Lab], buffer_bytes: int, command: str
 ) -> None:
     # hamgr dies on the active and is not restarted in time (sysmgr stopped):
     # the standby takes over. The old active's cfgmgr still accepts a write and
@@ -269,8 +277,10 @@ def test_an_active_without_hamgr_never_acknowledges_a_write_alone(
     # alone after the ack timeout needs hamgr to confirm this node is active:
     # here it cannot, and this node comes back as standby and reloads, so an
     # acknowledgement would be a lost write (fault campaign, seed 1000, fault
-    # 546). The write must stay unacknowledged (the client gets an error).
-    lab = make_lab(timers="fast", rest=False)
+    # 546; a write that overflows the sync buffer was released the same way,
+    # seed 1000 fault 546 again). The write must stay unacknowledged (the
+    # client gets an error).
+    lab = make_lab(timers="fast", rest=False, sync_buffer_bytes=buffer_bytes)
     active = lab.start()
     standby = other(active)
     sysmgr_pid = int((lab.rundir(active) / "sysmgr.pid").read_text())
@@ -280,7 +290,7 @@ def test_an_active_without_hamgr_never_acknowledges_a_write_alone(
 
     def write() -> None:
         try:
-            result["reply"] = lab.cli(active, "configure terminal ; vlan 555 ; end", timeout=60)
+            result["reply"] = lab.cli(active, command, timeout=60)
         except (IpcError, OSError) as exc:
             result["error"] = str(exc)
 

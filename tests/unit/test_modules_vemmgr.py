@@ -191,7 +191,13 @@ def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
             ]
             (vif,) = (await call(run, "interfaces"))["TABLE_vif"]["ROW_vif"]
             assert (vif["interface"], vif["owner"], vif["status"]) == ("Vethernet1", "vm-a", "up")
-            await wait_until(lambda: mgr.table.modules["uuid-host-1"].hb_received > 0, "hb")
+            await wait_until(
+                lambda: (
+                    mgr.table.modules["uuid-host-1"].hb_received > 0
+                    and mgr.table.modules["uuid-host-1"].hb_sent > 0
+                ),
+                "heartbeats both ways",
+            )
             counters = await call(run, "counters")
             row = counters["TABLE_vem_counters"]["ROW_vem_counters"][0]
             assert row["hb_sent"] > 0 and row["config_pushes"] >= 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from openvsm.ipc import IpcError
@@ -32,6 +33,10 @@ log = logging.getLogger("cfgmgr.sync")
 ACK_TIMEOUT_MIN_S = 3.0
 
 
+# A confirmation by hamgr that this node is active is reused this long (s).
+CONFIRM_FRESH_S = 0.05
+
+
 class Replication:
     def __init__(self, cm: Cfgmgr, state: str) -> None:
         self.cm = cm
@@ -41,6 +46,9 @@ class Replication:
         self.sender: SyncSender | None = None
         self.receiver: SyncReceiver | None = None
         self._hamgr_state: dict[str, Any] | None = None
+        self._had_standby = False  # a standby was hot once: going alone needs hamgr's word
+        self._confirm_lock = asyncio.Lock()
+        self._confirmed_at = -math.inf
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -99,7 +107,7 @@ class Replication:
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(acked), self.ack_timeout)
-                return
+                break
             except TimeoutError:
                 pass
             except SyncStopped:
@@ -120,15 +128,40 @@ class Replication:
                     "this node is active: the write keeps waiting",
                     change.seq,
                 )
+        if sender.core.acked_seq >= change.seq or not self._had_standby:
+            return
+        # Released without the standby's ack (buffer overflow, standby detached,
+        # out of sync): this node goes on alone, which is only safe while it is
+        # the active. With hamgr dead or frozen the standby may be taking over
+        # (seed 1000, fault 546: 13 writes released by a buffer overflow).
+        while not await self._still_active():
+            if self.cm.fenced:
+                raise IpcError(
+                    "% The change was committed on this supervisor but it is handing over: "
+                    "its outcome is unknown, check 'show running-config' on the active"
+                )
+            await asyncio.sleep(0.1)
 
     async def _still_active(self) -> bool:
+        """hamgr, asked now, says this node is the active (not fenced).
+
+        One question at a time for all waiting writes; a yes is reused for
+        ``CONFIRM_FRESH_S``, far below the shortest loss interval (600 ms)
+        after which a standby could take over."""
         if self.cm.fenced:
             return False
-        try:
-            status = await self.cm.hamgr.call("status", timeout=1.0)
-        except IpcError:
-            return False
-        return isinstance(status, dict) and status.get("state") == "active"
+        async with self._confirm_lock:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._confirmed_at < CONFIRM_FRESH_S:
+                return not self.cm.fenced
+            try:
+                status = await self.cm.hamgr.call("status", timeout=1.0)
+            except IpcError:
+                return False
+            ok = isinstance(status, dict) and status.get("state") == "active"
+            if ok:
+                self._confirmed_at = loop.time()
+            return ok and not self.cm.fenced
 
     def _standby_too_slow(self, sender: SyncSender, seq: int) -> None:
         """No ack within ``ack_timeout`` (control partitioned while mgmt is up: degraded,
@@ -189,6 +222,8 @@ class Replication:
 
     # ---- callbacks from the transport ----------------------------------------
     def _on_sender_state(self, st: dict[str, Any]) -> None:
+        if st.get("state") == "hot":
+            self._had_standby = True
         self._hamgr_state = {
             "state": str(st.get("state", "none")),
             "out_of_sync": bool(st.get("out_of_sync")),
