@@ -26,7 +26,6 @@ pair's own heartbeats are 1 s with the shortest loss interval allowed
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import signal
@@ -38,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from openvsm.lab.lab import TIMER_PROFILES, Lab, LabError, ipc_call, wait_for
+from openvsm.lab.lab import TIMER_PROFILES, Lab, LabError, ipc_call, signal_group, wait_for
 
 TIMER_PROFILES.setdefault(
     "bench",
@@ -249,14 +248,7 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     finally:
-        if sim is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(sim.pid, signal.SIGTERM)
-            try:
-                sim.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(sim.pid, signal.SIGKILL)
-                sim.wait(5)
+        signal_group(sim, signal.SIGTERM)
         lab.stop()
     return result
 

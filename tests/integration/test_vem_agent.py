@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from openvsm.lab.lab import signal_group
 from openvsm.vem.model import PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import (
@@ -179,12 +180,7 @@ headless_after_ms = 1000
         yield vsm, root, proc
     finally:
         if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+            signal_group(proc, signal.SIGTERM)
         vsm.stop()
         shutil.rmtree(root, ignore_errors=True)
 
