@@ -32,7 +32,7 @@ types: $(STAMP)
 test: $(STAMP) system-deps lint types
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/failover.py
 
 clean:

@@ -202,7 +202,10 @@ def main(argv: list[str]) -> int:
         print(f"bench/dataplane.py: {reason}", file=sys.stderr)
         return 2
     if sh("sh", "-c", "command -v iperf3 || true").strip() == "":
-        print("bench/dataplane.py: iperf3 not found", file=sys.stderr)
+        print(
+            "bench/dataplane.py: iperf3 not found (make system-deps installs it, as root)",
+            file=sys.stderr,
+        )
         return 2
     if not args.skip_throughput:
         throughput(args.seconds, args.rounds)

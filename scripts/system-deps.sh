@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the data-plane (OVS/netns) tests use.
+# Installs the Debian packages that the data-plane (OVS/netns) tests and the
+# benchmarks use (bench/dataplane.py needs iperf3 and ping).
 # Guarded: a non-root run, or a machine without apt-get, skips cleanly and
 # those tests then skip with a reason.
 set -u
@@ -11,6 +12,8 @@ need=()
 command -v ovs-vsctl >/dev/null 2>&1 || need+=(openvswitch-switch)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "system-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
