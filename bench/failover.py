@@ -13,7 +13,8 @@ active node:
 - ``--fault cfgmgr``: SIGKILL of the active's cfgmgr only. Its hamgr lives and
   must answer the standby's liveness probes: a takeover here is a false one
   (split-brain). Reports the probe answer time seen by the standby and the
-  number of takeovers (goal: 0).
+  number of takeovers (goal: 0). Kills are paced (15.5 s per node) below
+  sysmgr's crash-loop rule (5 crashes in 60 s reload the node).
 
 Takeover time = from just before the signal to the standby's first heartbeat
 request (or discovery) with state "active" towards the dead node's control
@@ -21,8 +22,13 @@ port, timestamped on the wire by this benchmark, not reported by the system.
 With CAP_NET_RAW it sniffs the loopback device (AF_PACKET, a BPF filter on
 the UDP port, kernel timestamps): nothing is bound in the dead node's place,
 so the kernel answers the standby's probes with "port unreachable" as it
-would for a crashed VSM on a live host. Without it, it falls back to polling
-the standby's ``show system redundancy status`` (coarser; printed).
+would for a crashed VSM on a live host. Without it (or with
+``--blind-ports``) it binds the dead node's control and mgmt ports right after
+the SIGKILL and timestamps what arrives there: the standby's probes then get
+no "port unreachable" and it takes over on the probe timeout, the path of an
+L2 deployment or one whose ICMP is filtered. A SIGSTOPped node keeps its
+ports: without a sniffer the benchmark polls the standby's
+``show system redundancy status`` (coarser; printed).
 
 The path each takeover took is read from the new active's redundancy trace:
 ``fast/closed`` (the active's ports reported closed), ``fast/timeout`` (no
@@ -30,6 +36,7 @@ probe answer within the probe timeout), ``loss`` (the loss interval).
 
     .venv/bin/python bench/failover.py --runs 20 --timers fast
     .venv/bin/python bench/failover.py --runs 3 --timers default
+    .venv/bin/python bench/failover.py --runs 20 --timers fast --blind-ports
     .venv/bin/python bench/failover.py --runs 5 --timers fast --fault sigstop
     .venv/bin/python bench/failover.py --runs 20 --timers fast --fault cfgmgr
 """
@@ -190,27 +197,73 @@ def services(lab: Lab, node: str) -> dict[str, int]:
     return {r["name"]: int(r["pid"]) for r in data["TABLE_service"]["ROW_service"] if r["pid"]}
 
 
-def node_fault_run(lab: Lab, codec: Codec, fault: str, timeout: float) -> tuple[float, str, str]:
+def bind_ports(addrs: list[tuple[str, int]], timeout: float) -> list[socket.socket]:
+    """Take the dead node's UDP ports as soon as its processes let go of them."""
+    socks = []
+    deadline = time.monotonic() + timeout
+    for addr in addrs:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        while True:
+            try:
+                sock.bind(addr)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sock.close()
+                    raise
+                time.sleep(0.0005)
+        socks.append(sock)
+    return socks
+
+
+def first_active_datagram(sock: socket.socket, codec: Codec, until: float) -> float | None:
+    sock.settimeout(0.05)
+    while time.time() < until:
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        frame = codec.decode(data)
+        if not isinstance(frame, Frame):
+            continue
+        msg = frame.msg
+        if isinstance(msg, HeartbeatRequest | Discovery) and msg.state == "active":
+            return time.time()
+    return None
+
+
+def node_fault_run(
+    lab: Lab, codec: Codec, args: argparse.Namespace, timeout: float
+) -> tuple[float, str, str]:
     """SIGKILL or SIGSTOP of the active's process group; (seconds, new active, path)."""
     active = lab.wait_pair()  # a hot pair before every fault
     standby = "secondary" if active == "primary" else "primary"
     dead = lab.nodes[active]
     proc = dead.proc
     assert proc is not None
-    sniffer = open_sniffer(dead.control[1])
+    blind = args.blind_ports
+    sniffer = None if blind else open_sniffer(dead.control[1])
+    if sniffer is None and args.fault == "sigkill":
+        blind = True
+    bound: list[socket.socket] = []
     try:
         if sniffer is not None:
             sniffer.drain()
         t0 = time.time()
-        os.killpg(proc.pid, signal.SIGKILL if fault == "sigkill" else signal.SIGSTOP)
+        os.killpg(proc.pid, signal.SIGKILL if args.fault == "sigkill" else signal.SIGSTOP)
         until = t0 + timeout
-        if sniffer is not None:
+        if blind:
+            bound = bind_ports([dead.control, dead.mgmt], 5.0)
+            t1 = first_active_datagram(bound[0], codec, until)
+        elif sniffer is not None:
             t1 = first_active_frame(sniffer, codec, until)
         else:
             t1 = poll_active(lab, standby, until)
     finally:
         if sniffer is not None:
             sniffer.close()
+        for sock in bound:
+            sock.close()
     lab.kill_node(active)
     if t1 is None:
         raise RuntimeError(f"{standby} did not become active within {timeout} s")
@@ -219,8 +272,8 @@ def node_fault_run(lab: Lab, codec: Codec, fault: str, timeout: float) -> tuple[
     return t1 - t0, standby, path
 
 
-def cfgmgr_run(lab: Lab, timeout: float) -> tuple[float | None, bool, str]:
-    """SIGKILL of the active's cfgmgr alone: (probe answer time, took over?, active)."""
+def cfgmgr_run(lab: Lab, timeout: float) -> tuple[float | None, str, str]:
+    """SIGKILL of the active's cfgmgr alone: (probe answer time, takeover path, active)."""
     active = lab.wait_pair()
     standby = "secondary" if active == "primary" else "primary"
     pid = services(lab, active)["cfgmgr"]
@@ -231,16 +284,16 @@ def cfgmgr_run(lab: Lab, timeout: float) -> tuple[float | None, bool, str]:
     rows = [(t, x) for t, x in trace_rows(lab, standby) if t >= t0 - 0.01]
     probing = next((t for t, x in rows if x.startswith("sync connection reset by")), None)
     alive = next((t for t, x in rows if "the active is alive" in x), None)
-    took_over = after != active or any(x.startswith("became active") for _, x in rows)
+    path = takeover_path(lab, standby, t0 - 0.01)
     rtt = alive - probing if probing is not None and alive is not None else None
-    return rtt, took_over, after
+    return rtt, path, after
 
 
 def run_node_faults(lab: Lab, codec: Codec, args: argparse.Namespace, loss: float) -> None:
     times: list[float] = []
     paths: dict[str, int] = {}
     for i in range(args.runs):
-        dt, new_active, path = node_fault_run(lab, codec, args.fault, loss * 4 + 5)
+        dt, new_active, path = node_fault_run(lab, codec, args, loss * 4 + 5)
         times.append(dt)
         paths[path] = paths.get(path, 0) + 1
         print(
@@ -259,18 +312,26 @@ def run_node_faults(lab: Lab, codec: Codec, args: argparse.Namespace, loss: floa
 def run_cfgmgr_faults(lab: Lab, args: argparse.Namespace, loss: float) -> None:
     rtts: list[float] = []
     false_takeovers = 0
+    last_kill: dict[str, float] = {}
     for i in range(args.runs):
-        rtt, took_over, active = cfgmgr_run(lab, loss * 4 + 10)
-        false_takeovers += took_over
+        # sysmgr reloads a node whose service crashed 5 times in 60 s (with a
+        # switchover first): at most 4 kills per node and minute here.
+        node = lab.wait_pair()
+        wait = last_kill.get(node, -1e9) + 15.5 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        last_kill[node] = time.monotonic()
+        rtt, path, active = cfgmgr_run(lab, loss * 4 + 10)
+        false_takeovers += path != "none"
         if rtt is not None:
             rtts.append(rtt)
         shown = f"{rtt * 1000:6.2f} ms" if rtt is not None else "   (no probe)"
         print(
-            f"run {i + 1:2d}: probe answered in {shown}  takeover: {took_over}  (active: {active})",
+            f"run {i + 1:2d}: probe answered in {shown}  takeover: {path}  (active: {active})",
             flush=True,
         )
     print(f"\nSIGKILL of the active's cfgmgr alone ({args.timers} timers), {args.runs} runs:")
-    print(f"  takeovers (false, split-brain): {false_takeovers}")
+    print(f"  takeovers by the standby (false, split-brain): {false_takeovers}")
     if rtts:
         print("  probe answer ms (standby's trace):", stats([t * 1000 for t in rtts], ".2f"))
 
@@ -280,10 +341,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--timers", choices=sorted(TIMER_PROFILES), default="fast")
     parser.add_argument("--fault", choices=("sigkill", "sigstop", "cfgmgr"), default="sigkill")
+    parser.add_argument("--dir", type=Path, help="keep the lab (logs, traces) in this directory")
+    parser.add_argument(
+        "--blind-ports",
+        action="store_true",
+        help="sigkill: bind the dead node's control and mgmt ports at once (no port "
+        "unreachable for the standby: the probe timeout path, as over L2 or a filter)",
+    )
     args = parser.parse_args()
     loss = TIMER_PROFILES[args.timers]["max_loss_interval_ms"] / 1000
     with tempfile.TemporaryDirectory(prefix="openvsm-bench-") as tmp:
-        lab = Lab(Path(tmp), timers=args.timers, rest=False)
+        lab = Lab(args.dir or Path(tmp), timers=args.timers, rest=False)
         codec = Codec(lab.domain_id, lab.secret.encode())
         try:
             lab.start()

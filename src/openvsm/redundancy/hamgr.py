@@ -588,6 +588,9 @@ class Hamgr:
             ep = self.endpoints.get(eng.Iface(iface))
             if ep is not None:
                 row["socket_errors"] = ep.errors + ep.send_errors
+                if isinstance(ep, UdpEndpoint):
+                    # ICMP "port unreachable" from the peer's host (crash fast path evidence)
+                    row["port_unreachable"] = ep.unreachable
             rows.append(row)
         return {"TABLE_counters": {"ROW_counters": rows}}
 
