@@ -192,6 +192,17 @@ def takeover_path(lab: Lab, node: str, since: float) -> str:
     return "none"
 
 
+def milestones(lab: Lab, node: str, t0: float) -> str:
+    """When the new active's trace saw the reset and changed state (ms after the signal)."""
+    rows = [(t, x) for t, x in trace_rows(lab, node) if t >= t0]
+    marks = []
+    for label, prefix in (("reset", "sync connection reset"), ("active", "redundancy state")):
+        t = next((t for t, x in rows if x.startswith(prefix)), None)
+        if t is not None:
+            marks.append(f"{label} +{(t - t0) * 1000:.1f}")
+    return f"; trace: {', '.join(marks)}" if marks else ""
+
+
 def services(lab: Lab, node: str) -> dict[str, int]:
     data = lab.cli_json(node, "show system internal sysmgr services")
     return {r["name"]: int(r["pid"]) for r in data["TABLE_service"]["ROW_service"] if r["pid"]}
@@ -268,8 +279,9 @@ def node_fault_run(
     if t1 is None:
         raise RuntimeError(f"{standby} did not become active within {timeout} s")
     path = takeover_path(lab, standby, t0)
+    steps = milestones(lab, standby, t0)
     lab.start_node(active)
-    return t1 - t0, standby, path
+    return t1 - t0, standby, f"{path}{steps}"
 
 
 def cfgmgr_run(lab: Lab, timeout: float) -> tuple[float | None, str, str]:
@@ -295,7 +307,8 @@ def run_node_faults(lab: Lab, codec: Codec, args: argparse.Namespace, loss: floa
     for i in range(args.runs):
         dt, new_active, path = node_fault_run(lab, codec, args, loss * 4 + 5)
         times.append(dt)
-        paths[path] = paths.get(path, 0) + 1
+        kind = path.split(";")[0]
+        paths[kind] = paths.get(kind, 0) + 1
         print(
             f"run {i + 1:2d}: {dt * 1000:8.1f} ms  (new active: {new_active}, path: {path})",
             flush=True,

@@ -103,3 +103,26 @@ def test_a_live_port_is_never_reported_and_plain_endpoints_report_nothing() -> N
                 e.close()
 
     asyncio.run(scenario())
+
+
+def test_a_send_right_after_an_unreachable_one_is_not_lost() -> None:
+    # The ICMP for the first datagram is queued before the second send; as the
+    # socket's pending error it would fail that send (asyncio drops it).
+    async def scenario() -> None:
+        dead = closed_port()
+        received: list[bytes] = []
+        live = UdpEndpoint(("127.0.0.1", 0), lambda d, a: received.append(d))
+        ep = UdpEndpoint(("127.0.0.1", 0), lambda d, a: None, on_unreachable=lambda a: None)
+        await live.open()
+        await ep.open()
+        try:
+            for i in range(20):
+                ep.send(b"probe", dead)
+                ep.send(b"%d" % i, live.local)
+            await until(lambda: len(received) == 20)
+            assert received == [b"%d" % i for i in range(20)]
+        finally:
+            ep.close()
+            live.close()
+
+    asyncio.run(scenario())

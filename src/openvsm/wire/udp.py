@@ -10,7 +10,8 @@ the socket's error queue with the destination of the datagram that caused
 it, and the next receive fails with that error (asyncio's
 ``error_received``). The endpoint then drains the whole error queue
 (``MSG_ERRQUEUE``; a non-empty queue keeps the socket readable, so it must be
-emptied every time) and calls ``on_unreachable(destination)`` for every
+emptied every time; it is also drained before each send, since the pending
+error would fail that send) and calls ``on_unreachable(destination)`` for every
 "port unreachable" (``ECONNREFUSED``) among them: positive evidence that
 nothing listens on that port of a host that is up. hamgr's crash fast path
 uses it (DESIGN §3). Other ICMP errors (host or network unreachable) are
@@ -139,6 +140,11 @@ class UdpEndpoint:
         if self._transport is None or self._transport.is_closing():
             self.send_errors += 1
             return
+        # A queued ICMP error is also the socket's pending error, which the
+        # kernel returns to the next send instead of sending it (asyncio then
+        # drops the datagram): on loopback the ICMP for one datagram is queued
+        # before the next send. Reading the queue clears it.
+        self.drain_error_queue()
         try:
             self._transport.sendto(data, addr)
             self.sent += 1
