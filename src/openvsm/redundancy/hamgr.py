@@ -6,6 +6,10 @@ the redundancy trace. It does no disk I/O on the heartbeat path: facts are
 written only when the engine says they changed (rare), traces are appended
 on events only.
 
+The UDP heartbeat sockets report ICMP "port unreachable" for the peer's
+address (``UdpEndpoint.on_unreachable``) to the engine: evidence for the
+crash fast path, which cfgmgr starts with ``sync_reset`` (docs/crash-fast-path.md).
+
 Other services reach hamgr on ``RUNDIR/hamgr.sock`` (see docs/CONTRACTS.md);
 the ``status`` topic pushes the HA status on every change.
 """
