@@ -71,7 +71,7 @@ class Pair:
     def __init__(self, tmp: Path, **sender_kw: Any) -> None:
         self.active = Store(tmp / "active.db")
         self.standby = Store(tmp / "standby.db")
-        self.resets: list[str] = []
+        self.resets: list[tuple[str, bool]] = []  # (reason, the stream was hot)
         self.applied: list[int] = []
         self.states: list[dict[str, Any]] = []
         self.receiver = SyncReceiver(
@@ -80,7 +80,7 @@ class Pair:
             SECRET,
             epoch=1,
             boot_id=2,
-            on_reset=self.resets.append,
+            on_reset=lambda reason, hot: self.resets.append((reason, hot)),
             on_applied=lambda c: self.applied.append(c.seq),
         )
         self.sender_kw = sender_kw
@@ -214,7 +214,7 @@ def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:
         await writer.drain()
         await close(writer)
         await until(lambda: p.receiver.counters.get("truncated_frames", 0) == 1)
-        await until(lambda: p.resets == ["eof"])
+        await until(lambda: p.resets == [("eof", False)])
         # The real active still gets through and replicates.
         sender = await p.start()
         await p.hot()
@@ -267,7 +267,24 @@ def test_active_crash_resets_connection(tmp_path: Path) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()
         await until(lambda: bool(p.resets))
-        assert p.resets[0] in ("rst", "eof")
+        reason, hot = p.resets[0]
+        assert reason in ("rst", "eof")
+        assert not hot  # this connection never reached streaming
+
+    pair_test(body, tmp_path)
+
+
+def test_reset_of_a_hot_stream_says_hot(tmp_path: Path) -> None:
+    # The crash fast path hangs on this flag: it is taken from the connection
+    # that was reset, before the receiver forgets it (and reports "cold").
+    async def body(p: Pair) -> None:
+        sender = await p.start()
+        await p.hot()
+        await sender.replicate(commit(p.active, 1))
+        assert p.resets == []
+        sender.kick()  # the active's end goes away: a FIN, as from a SIGKILLed idle cfgmgr
+        await until(lambda: bool(p.resets))
+        assert p.resets[0] == ("eof", True)
 
     pair_test(body, tmp_path)
 

@@ -13,6 +13,7 @@ from openvsm.wire.messages import (
     Flag,
     HeartbeatRequest,
     HeartbeatResponse,
+    LivenessProbe,
     SenderRole,
 )
 
@@ -465,13 +466,33 @@ def test_impossible_transition_raises() -> None:
 
 # ---- crash fast path --------------------------------------------------------
 
+PROBE_STEP = 0.05 / eng.PROBE_ROUNDS
+
+
+def probe_rounds(net: SimNet, name: str, since: float) -> list[float]:
+    """Times at which ``name`` sent a round of liveness probes (one per iface)."""
+    return [
+        t
+        for t, e in net.node(name).log
+        if t >= since
+        and isinstance(e, eng.Send)
+        and e.iface is Iface.CONTROL
+        and isinstance(e.msg, LivenessProbe)
+    ]
+
+
+def active_request(net: SimNet) -> Frame:
+    """A heartbeat request of the primary's current incarnation (as if still in flight)."""
+    msg = HeartbeatRequest(state="active", flags=0, change_seq=0, boot_id=net.node(P).boot)
+    return frame(msg, role=P, epoch=net.engine(P).epoch, seq=10_000)
+
 
 def test_crash_fast_path_takes_over_within_probe_timeout() -> None:
     net = paired()
     net.kill(P)
     t = net.now
-    out = net.engine(S).on_sync_reset(t)
-    assert sends(out) == [(Iface.CONTROL, "LivenessProbe"), (Iface.MGMT, "LivenessProbe")] * 3
+    out = net.engine(S).on_sync_reset(t, stream_hot=True)
+    assert sends(out) == [(Iface.CONTROL, "LivenessProbe"), (Iface.MGMT, "LivenessProbe")]
     net.apply(S, out)
     net.run_until(t + 0.05 - 1e-6)
     assert net.engine(S).state is HaState.STANDBY
@@ -479,26 +500,38 @@ def test_crash_fast_path_takes_over_within_probe_timeout() -> None:
     assert net.engine(S).state is HaState.ACTIVE
     (became,) = net.node(S).of(eng.BecomeActive)
     assert became == (t + 0.05, eng.BecomeActive(2, became[1].reason))
-    assert "crash fast path" in became[1].reason
+    assert "did not answer liveness probes in 50 ms" in became[1].reason
+    # A round every probe_timeout / PROBE_ROUNDS: a probe lost, or one that
+    # reached a hamgr still exiting, is not the last word.
+    rounds = probe_rounds(net, S, t)
+    assert len(rounds) == eng.PROBE_ROUNDS
+    assert rounds == pytest.approx([t + i * PROBE_STEP for i in range(eng.PROBE_ROUNDS)])
 
 
 def test_crash_fast_path_no_takeover_when_hamgr_answers() -> None:
-    net = paired()
-    net.apply(S, net.engine(S).on_sync_reset(net.now))
+    # Only cfgmgr died on the active: its hamgr answers, nobody takes over
+    # (a false fast takeover would be a split-brain).
+    net = SimNet(DEFAULT, latency=0.012)  # acks after 24 ms: rounds go on until then
+    net.start_all()
+    net.run_until(DEFAULT.discovery_window * 2)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
     net.run_for(1.0)
     assert net.engine(S).state is HaState.STANDBY
-    assert any("the active is alive" in t for t in net.node(S).traces())
-    assert net.engine(P).counters()["control"]["probe_recv"] == 3
+    assert net.engine(P).state is HaState.ACTIVE
+    assert any("the active is alive (answered as active)" in x for x in net.node(S).traces())
+    rounds = probe_rounds(net, S, t)
+    assert len(rounds) == 5 and rounds[-1] < t + 0.024  # none after the first ack
+    assert net.engine(P).counters()["control"]["probe_recv"] == 5
 
 
-def test_crash_fast_path_not_taken_by_a_standby_still_syncing() -> None:
+def test_crash_fast_path_not_taken_for_a_stream_that_never_was_hot() -> None:
     # A cold standby (bulk sync in progress) ignores the reset: it may be a
     # service restart on the active; only the heartbeat loss interval decides.
     net = paired()
-    net.engine(S).set_sync_state("cold")
     net.kill(P)
     t = net.now
-    out = net.engine(S).on_sync_reset(t)
+    out = net.engine(S).on_sync_reset(t, stream_hot=False)
     assert sends(out) == []
     assert any("no fast takeover" in e.text for e in out if isinstance(e, eng.Trace))
     net.apply(S, out)
@@ -510,7 +543,107 @@ def test_crash_fast_path_not_taken_by_a_standby_still_syncing() -> None:
     assert "no heartbeat request" in became[1].reason
 
 
+def test_crash_fast_path_taken_when_cold_was_reported_before_the_reset() -> None:
+    # Measured (bench/failover.py, 3 of 60 runs at the fast profile): cfgmgr's
+    # receiver forgot the connection, its watcher told hamgr "cold", and the
+    # reset arrived after it. The reset's own word (the stream was hot) decides.
+    net = paired()
+    net.kill(P)
+    net.engine(S).set_sync_state("cold")
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.run_until(t + 0.05)
+    assert net.engine(S).state is HaState.ACTIVE
+    (became,) = net.node(S).of(eng.BecomeActive)
+    assert became[0] == t + 0.05 and "crash fast path" in became[1].reason
+
+
+def test_crash_fast_path_a_request_sent_before_the_death_proves_nothing() -> None:
+    # The active's last request may sit in the standby's socket and be read
+    # after the reset: only an answer to a probe says the active lives.
+    net = paired()
+    net.kill(P)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.run_for(0.001)
+    out = net.inject(S, active_request(net), Iface.CONTROL)
+    assert sends(out) == [(Iface.CONTROL, "HeartbeatResponse")]
+    net.run_until(t + 0.05)
+    assert net.engine(S).state is HaState.ACTIVE
+    (became,) = net.node(S).of(eng.BecomeActive)
+    assert became[0] == t + 0.05 and "crash fast path" in became[1].reason
+
+
+def test_crash_fast_path_ports_closed_on_both_ifaces_takes_over_at_once() -> None:
+    net = paired()
+    net.kill(P)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.run_for(0.0004)
+    out = net.engine(S).on_peer_unreachable(Iface.MGMT, net.now)
+    assert out == [eng.Trace("crash fast path: the active's mgmt port is closed")]
+    assert net.engine(S).on_peer_unreachable(Iface.MGMT, net.now) == []  # once per iface
+    net.run_for(0.0004)
+    net.apply(S, net.engine(S).on_peer_unreachable(Iface.CONTROL, net.now))
+    assert net.engine(S).state is HaState.ACTIVE
+    (became,) = net.node(S).of(eng.BecomeActive)
+    assert became[0] == pytest.approx(t + 0.0008)
+    assert "reports its control and mgmt ports closed" in became[1].reason
+    assert net.engine(S).next_deadline() > net.now  # no probe timer left behind
+    assert probe_rounds(net, S, t + 1e-9) == []
+
+
+def test_crash_fast_path_one_closed_port_is_not_enough() -> None:
+    # A wrong mgmt address refuses every probe while the active lives: its ack
+    # on control keeps the standby a standby.
+    net = SimNet(DEFAULT, latency=0.003)
+    net.start_all()
+    net.run_until(DEFAULT.discovery_window * 2)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.apply(S, net.engine(S).on_peer_unreachable(Iface.MGMT, t))
+    net.run_for(1.0)
+    assert net.engine(S).state is HaState.STANDBY
+    assert any("the active is alive" in x for x in net.node(S).traces())
+    # and with the active dead, one closed port waits for the probe timeout
+    net.kill(P)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.apply(S, net.engine(S).on_peer_unreachable(Iface.CONTROL, t))
+    net.run_until(t + 0.05 - 1e-6)
+    assert net.engine(S).state is HaState.STANDBY
+    net.run_until(t + 0.05)
+    assert net.engine(S).state is HaState.ACTIVE
+
+
+def test_closed_ports_without_a_sync_reset_are_ignored() -> None:
+    # The active's hamgr restarting alone (its ports closed for a moment, the
+    # sync stream up) never starts a takeover.
+    net = paired()
+    for iface in (Iface.CONTROL, Iface.MGMT):
+        assert net.engine(S).on_peer_unreachable(iface, net.now) == []
+    net.run_for(1.0)
+    assert net.engine(S).state is HaState.STANDBY
+
+
+def test_crash_fast_path_after_an_answered_probe_starts_afresh() -> None:
+    net = paired()
+    net.apply(S, net.engine(S).on_sync_reset(net.now, stream_hot=True))
+    net.run_for(0.2)
+    assert net.engine(S).state is HaState.STANDBY
+    # a port closed from the first episode's time does not count in the next
+    assert net.engine(S).on_peer_unreachable(Iface.CONTROL, net.now) == []
+    net.kill(P)
+    t = net.now
+    net.apply(S, net.engine(S).on_sync_reset(t, stream_hot=True))
+    net.apply(S, net.engine(S).on_peer_unreachable(Iface.MGMT, t))
+    assert net.engine(S).state is HaState.STANDBY
+    net.apply(S, net.engine(S).on_peer_unreachable(Iface.CONTROL, t))
+    assert net.engine(S).state is HaState.ACTIVE
+
+
 def test_on_sync_reset_ignored_unless_standby() -> None:
     e = alone()
     e.start(0.0)
-    assert e.on_sync_reset(0.1) == []
+    assert e.on_sync_reset(0.1, stream_hot=True) == []
+    assert e.on_peer_unreachable(Iface.CONTROL, 0.1) == []

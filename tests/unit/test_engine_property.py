@@ -60,7 +60,7 @@ steps = st.lists(
         st.integers(0, 50),  # seq (duplicates and reordering)
         st.sampled_from(list(Iface)),
         st.sampled_from([0.0, 0.0, 0.01, 0.1, 0.35, 1.0]),  # time advance before it
-        st.sampled_from(["none", "sync_reset", "oos", "logs", "switchover"]),
+        st.sampled_from(["none", "sync_reset", "unreachable", "oos", "logs", "switchover"]),
     ),
     max_size=60,
 )
@@ -95,7 +95,9 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
             assert e.next_deadline() > t, "a deadline must advance after tick"
         effects += e.on_frame(Frame(role=srole, mac=mac, epoch=epoch, seq=seq, msg=msg), iface, now)
         if op == "sync_reset":
-            effects += e.on_sync_reset(now)
+            effects += e.on_sync_reset(now, stream_hot=seq % 2 == 0)
+        elif op == "unreachable":
+            effects += e.on_peer_unreachable(iface, now)
         elif op == "oos":
             effects += e.mark_standby_out_of_sync(now)
         elif op == "logs":
@@ -119,7 +121,9 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
 
 faults = st.lists(
     st.tuples(
-        st.sampled_from(["cut", "heal", "restart", "run", "switchover", "sync_reset"]),
+        st.sampled_from(
+            ["cut", "heal", "restart", "run", "switchover", "sync_reset", "unreachable"]
+        ),
         st.sampled_from(["primary", "secondary"]),
         st.sampled_from(list(Iface)),
         st.sampled_from([0.05, 0.3, 0.7, 2.0]),
@@ -158,7 +162,9 @@ def test_random_faults_converge_to_one_active_one_standby(
             except eng.EngineError:
                 pass
         elif op == "sync_reset":
-            net.apply(name, net.engine(name).on_sync_reset(net.now))
+            net.apply(name, net.engine(name).on_sync_reset(net.now, stream_hot=True))
+        elif op == "unreachable":
+            net.apply(name, net.engine(name).on_peer_unreachable(iface, net.now))
         observe()
         net.run_for(dt)
         observe()

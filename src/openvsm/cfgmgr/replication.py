@@ -17,7 +17,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from openvsm.ipc import IpcError
+from openvsm.ipc import IpcClient, IpcError
 from openvsm.store.pss import Change
 from openvsm.sync.stream import ReceiverState
 from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
@@ -52,6 +52,8 @@ class Replication:
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._resets: set[asyncio.Task[None]] = set()
+        self._reset_client = IpcClient(cm.cfg.run_dir / "hamgr.sock", timeout=2.0)
         if state == "active":
             if cfg.control.peer is not None:
                 self.sender = SyncSender(
@@ -91,6 +93,7 @@ class Replication:
             await self.sender.stop()
         if self.receiver is not None:
             await self.receiver.stop()
+        self._reset_client.close()
 
     @property
     def ack_timeout(self) -> float:
@@ -233,13 +236,19 @@ class Replication:
     def _on_snapshot(self, seq: int) -> None:
         self.cm.ipc.publish("changes", {"seq": seq, "ops": [], "snapshot": True})
 
-    def _on_reset(self, reason: str) -> None:
-        log.warning("sync stream from the active went away (%s)", reason)
-        asyncio.get_running_loop().create_task(self._tell_reset(reason))
+    def _on_reset(self, reason: str, hot: bool) -> None:
+        log.warning(
+            "sync stream from the active went away (%s, %s)", reason, "hot" if hot else "not hot"
+        )
+        task = asyncio.get_running_loop().create_task(self._tell_reset(reason, hot))
+        self._resets.add(task)
+        task.add_done_callback(self._resets.discard)
 
-    async def _tell_reset(self, reason: str) -> None:
+    async def _tell_reset(self, reason: str, hot: bool) -> None:
+        """Its own connection to hamgr: never queued behind a slow call (status,
+        sync_state) on the shared one. Each millisecond here delays the takeover."""
         try:
-            await self.cm.hamgr.call("sync_reset", reason=reason)
+            await self._reset_client.call("sync_reset", reason=reason, hot=hot)
         except IpcError as exc:
             log.warning("could not tell hamgr about the sync reset: %s", exc)
 

@@ -41,9 +41,19 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
   is heard again it gets ``RESET_ORDERED``. A new boot id is a new standby.
 - active loss (standby): no accepted request on either iface for
   ``max_loss_interval`` -> ACTIVE.
-- crash fast path (HA standby only, ``on_sync_reset``): ``LivenessProbe``
-  burst on both ifaces; no ``LivenessAck``/request within ``probe_timeout``
-  -> ACTIVE. A standby whose bulk sync is not done ignores the reset.
+- crash fast path (HA standby only, ``on_sync_reset``): a round of
+  ``LivenessProbe`` on both ifaces every ``probe_timeout / PROBE_ROUNDS``.
+  The active is alive only if it answers a probe (``LivenessAck`` with the
+  episode's nonce): a heartbeat request proves nothing, it may have left the
+  active before it died and be read after the reset. ACTIVE at once when the
+  peer's host reports the active's ports closed on both ifaces
+  (``on_peer_unreachable``: ICMP port unreachable, the adapter's evidence that
+  nothing listens there any more), else when no ack came within
+  ``probe_timeout``. Only a reset of a stream that had reached streaming
+  (``stream_hot``: the bulk sync was done) starts it; any other reset is
+  traced and the heartbeat loss interval decides. The reporter's word is
+  used, not the engine's sync state, which may already say "cold" for the
+  very connection that was reset.
 - switchover: requests carry ``SWITCHOVER`` until the new active confirms
   (a response or request with state active) or ``max_loss_interval`` passes;
   then the old active reloads.
@@ -89,7 +99,7 @@ from openvsm.wire.messages import (
 
 INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
-PROBE_BURST: Final = 3  # liveness probes per interface on a sync reset
+PROBE_ROUNDS: Final = 10  # rounds of liveness probes (one per iface) within probe_timeout
 SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 
 
@@ -319,6 +329,8 @@ class Engine:
         self._probe_seq = 0
         self._probe_nonce: int | None = None
         self._probe_deadline = INF
+        self._probe_next = INF  # next round of probes
+        self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
         self._collisions = CollisionTable()
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
@@ -403,7 +415,7 @@ class Engine:
         if self.state is HaState.INITIALIZING:
             times += [self._next_discovery, self._discovery_end()]
         elif self.state is HaState.STANDBY:
-            times += [self._active_loss_deadline(), self._probe_deadline]
+            times += [self._active_loss_deadline(), self._probe_deadline, self._probe_next]
         elif self.state is HaState.ACTIVE:
             if self._losing_deadline is not None:
                 times.append(self._losing_deadline)
@@ -460,17 +472,19 @@ class Engine:
             ]
         return [Trace("sync buffer overflow with no standby present: it is reset when it returns")]
 
-    def on_sync_reset(self, now: float) -> list[Effect]:
+    def on_sync_reset(self, now: float, *, stream_hot: bool) -> list[Effect]:
         """Crash fast path (DESIGN §3): probe the active, take over if nobody answers.
 
-        Only an HA standby takes it. A standby still loading its bulk sync
-        would take over without the active's state (module table, changes in
-        flight) on what may be a service restart on the active; it waits for
-        the heartbeat loss interval like any other loss.
+        ``stream_hot``: the reset connection had reached streaming (the bulk
+        sync was done), as its receiver saw it. Only then is this an HA
+        standby's reset. A standby still loading its bulk sync would take
+        over without the active's state (module table, changes in flight) on
+        what may be a service restart on the active; it waits for the
+        heartbeat loss interval like any other loss.
         """
         if self.state is not HaState.STANDBY or self._probe_nonce is not None:
             return []
-        if self._sync_cold():
+        if not stream_hot:
             return [
                 Trace(
                     "sync connection reset while not in sync: no fast takeover, "
@@ -480,14 +494,45 @@ class Engine:
         self._probe_seq += 1
         self._probe_nonce = self._probe_seq
         self._probe_deadline = now + self.config.probe_timeout
-        effects: list[Effect] = [
-            Trace("sync connection reset by the active's host: probing the active's liveness")
+        self._probe_refused = set()
+        return [
+            Trace("sync connection reset by the active's host: probing the active's liveness"),
+            *self._probe_round(now),
         ]
-        for _ in range(PROBE_BURST):
-            for iface in BOTH:
-                self._count(iface, "probe_sent")
-                effects.append(Send(iface, LivenessProbe(nonce=self._probe_nonce)))
+
+    def on_peer_unreachable(self, iface: Iface, now: float) -> list[Effect]:
+        """The peer's host reports its port on ``iface`` closed (ICMP port unreachable).
+
+        Evidence for the crash fast path only, while probing: once both of the
+        active's ports are closed, nothing is left to answer, the standby takes
+        over without waiting for ``probe_timeout``. A single closed port
+        (a wrong mgmt address, say) is not enough."""
+        if self.state is not HaState.STANDBY or self._probe_nonce is None:
+            return []
+        if iface in self._probe_refused:
+            return []
+        self._probe_refused.add(iface)
+        if len(self._probe_refused) < len(BOTH):
+            return [Trace(f"crash fast path: the active's {iface.value} port is closed")]
+        return self._become_active(
+            now,
+            "crash fast path: the active's host reports its control and mgmt ports closed",
+            switch_request=True,
+        )
+
+    def _probe_round(self, now: float) -> list[Effect]:
+        step = self.config.probe_timeout / PROBE_ROUNDS
+        self._probe_next = now + step if now + step < self._probe_deadline else INF
+        effects: list[Effect] = []
+        for iface in BOTH:
+            self._count(iface, "probe_sent")
+            effects.append(Send(iface, LivenessProbe(nonce=self._probe_seq)))
         return effects
+
+    def _end_probing(self) -> None:
+        self._probe_nonce = None
+        self._probe_deadline = self._probe_next = INF
+        self._probe_refused = set()
 
     def clear_peer_macs(self) -> list[Effect]:
         self._peer_macs.clear()
@@ -549,7 +594,7 @@ class Engine:
             effects.append(SwitchRequestNeeded())
         effects.append(StatusChanged())
         self._next_discovery = INF
-        self._probe_nonce, self._probe_deadline = None, INF
+        self._end_probing()
         self._peer_present, self._peer_boot, self._doomed_boot = False, None, None
         self._inconsistent = False
         self._next_hb = now + self._timers.heartbeat_interval
@@ -660,6 +705,9 @@ class Engine:
                 f"crash fast path: the active did not answer liveness probes in {ms:g} ms",
                 switch_request=True,
             )
+        effects: list[Effect] = []
+        if now >= self._probe_next:
+            effects += self._probe_round(now)
         if now >= self._active_loss_deadline():
             loss = self._timers.max_loss_interval
             return self._become_active(
@@ -667,7 +715,7 @@ class Engine:
                 f"no heartbeat request from the active on control or mgmt for {loss:g} s",
                 switch_request=True,
             )
-        return []
+        return effects
 
     def _on_request(
         self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float, mac: str
@@ -686,10 +734,8 @@ class Engine:
             return self._drop(iface, "stale")
         if self.state is HaState.INITIALIZING:
             effects += self._become_standby(frame, now, mac, f"heartbeat on {iface.value}")
-        # STANDBY from here
-        if self._probe_nonce is not None:
-            self._probe_nonce, self._probe_deadline = None, INF
-            effects.append(Trace("crash fast path: the active is alive (heartbeat request)"))
+        # STANDBY from here. A request does not end a crash fast path probe: it
+        # may have been sent before the active died and be read after the reset.
         self._accepted_active_epoch = frame.epoch
         if frame.epoch > self.epoch:
             self.epoch = frame.epoch
@@ -754,7 +800,7 @@ class Engine:
 
     def _on_liveness_ack(self, msg: LivenessAck) -> list[Effect]:
         if self.state is HaState.STANDBY and msg.nonce == self._probe_nonce:
-            self._probe_nonce, self._probe_deadline = None, INF
+            self._end_probing()
             return [Trace(f"crash fast path: the active is alive (answered as {msg.state})")]
         return []
 

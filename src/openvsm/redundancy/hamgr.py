@@ -6,6 +6,10 @@ the redundancy trace. It does no disk I/O on the heartbeat path: facts are
 written only when the engine says they changed (rare), traces are appended
 on events only.
 
+The UDP heartbeat sockets report ICMP "port unreachable" for the peer's
+address (``UdpEndpoint.on_unreachable``) to the engine: evidence for the
+crash fast path, which cfgmgr starts with ``sync_reset`` (docs/crash-fast-path.md).
+
 Other services reach hamgr on ``RUNDIR/hamgr.sock`` (see docs/CONTRACTS.md);
 the ``status`` topic pushes the HA status on every change.
 """
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import random
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +126,7 @@ class Hamgr:
             eng.Iface.CONTROL: cfg.control.peer.addr if cfg.control.peer else None,
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
         }
+        self._resolved: dict[eng.Iface, set[tuple[str, int]]] = {}
         self.ipc = IpcServer(cfg.run_dir / "hamgr.sock", self._handle)
         self._timer: asyncio.TimerHandle | None = None
         self._reload = asyncio.Event()
@@ -183,6 +189,7 @@ class Hamgr:
             self.endpoints[iface] = ep
         await self.ipc.start()
         self._process(first)
+        self._spawn(self._resolve_peers())
         try:
             await self._reload.wait()
             raise NodeReload(self._reload_reason)
@@ -214,7 +221,39 @@ class Hamgr:
         """The interface's transport: UDP (ip:port) or raw L2 (AF_PACKET on a device)."""
         if icfg.transport == "l2" and icfg.device:
             return L2Endpoint(icfg.device, on_datagram=self._receiver(iface))
-        return UdpEndpoint(icfg.local.addr, self._receiver(iface))
+        return UdpEndpoint(
+            icfg.local.addr, self._receiver(iface), on_unreachable=self._unreachable(iface)
+        )
+
+    def _unreachable(self, iface: eng.Iface) -> Any:
+        """ICMP port unreachable for a datagram to the peer on ``iface`` (crash fast path)."""
+
+        def on_unreachable(addr: tuple[str, int]) -> None:
+            if addr in self._peer_addrs(iface):
+                self._process(self.engine.on_peer_unreachable(iface, self.now()))
+
+        return on_unreachable
+
+    def _peer_addrs(self, iface: eng.Iface) -> set[tuple[str, int]]:
+        """The peer's address on ``iface`` as the kernel reports it (numeric)."""
+        peer = self.peers.get(iface)
+        if peer is None:
+            return set()
+        return self._resolved.get(iface, {peer})
+
+    async def _resolve_peers(self) -> None:
+        """Numeric forms of the peer addresses, once at start (never on the heartbeat path)."""
+        loop = asyncio.get_running_loop()
+        for iface, peer in self.peers.items():
+            if peer is None:
+                continue
+            known = {peer}
+            with contextlib.suppress(OSError):
+                for *_, sockaddr in await loop.getaddrinfo(
+                    peer[0], peer[1], type=socket.SOCK_DGRAM
+                ):
+                    known.add((str(sockaddr[0]), int(sockaddr[1])))
+            self._resolved[iface] = known
 
     def _l2_dst(self, iface: eng.Iface) -> str:
         icfg = self.cfg.control if iface is eng.Iface.CONTROL else self.cfg.mgmt
@@ -553,6 +592,9 @@ class Hamgr:
             ep = self.endpoints.get(eng.Iface(iface))
             if ep is not None:
                 row["socket_errors"] = ep.errors + ep.send_errors
+                if isinstance(ep, UdpEndpoint):
+                    # ICMP "port unreachable" from the peer's host (crash fast path evidence)
+                    row["port_unreachable"] = ep.unreachable
             rows.append(row)
         return {"TABLE_counters": {"ROW_counters": rows}}
 
@@ -609,7 +651,10 @@ class Hamgr:
             self._process(effects)
             return {"ok": True}
         if op == "sync_reset":
-            self._process(self.engine.on_sync_reset(now))
+            # "hot": the reset stream had reached streaming (cfgmgr's receiver
+            # saw it); without it the reset is not an HA standby's.
+            hot = args.get("hot") is True
+            self._process(self.engine.on_sync_reset(now, stream_hot=hot))
             return {"ok": True}
         if op == "trace":
             return self.trace_table()

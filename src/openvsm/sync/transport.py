@@ -16,9 +16,14 @@ Owns the sockets, tasks and futures around the sans-IO cores of
   it order the standby's reset after an overflow.
 - ``SyncReceiver`` (standby): listens on the control ``ip:port``, serves one
   active at a time (a new connection replaces the old one), applies and
-  acks. ``on_reset(reason)`` fires when the active's end of the connection
-  goes away without us closing it (``"rst"`` or ``"eof"``): hamgr's crash
-  fast path.
+  acks. ``on_reset(reason, hot)`` fires when the active's end of the
+  connection goes away without us closing it (``"rst"`` or ``"eof"``; a
+  SIGKILLed idle active closes with a FIN, so "eof" is the usual one):
+  hamgr's crash fast path. ``hot`` says whether that connection had reached
+  streaming (the bulk sync was done), taken before the connection is
+  forgotten: the state the receiver reports afterwards is "cold". It fires
+  as soon as the end is read, before this side's close completes: every
+  millisecond here is a millisecond of the takeover.
 
 A bad frame (``RemoteProtocolError``) is counted under its reason in
 ``counters`` and closes that connection; it never escapes a task.
@@ -38,6 +43,7 @@ from openvsm.sync.stream import (
     DEFAULT_BUFFER_BYTES,
     ChangeSource,
     LocalProtocolError,
+    ReceiverState,
     RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
@@ -249,7 +255,7 @@ class SyncReceiver:
         epoch: int = 0,
         boot_id: int = 0,
         on_applied: Callable[[Change], None] | None = None,
-        on_reset: Callable[[str], None] | None = None,
+        on_reset: Callable[[str, bool], None] | None = None,
         on_snapshot: Callable[[int], None] | None = None,
     ) -> None:
         self.listen = listen
@@ -316,19 +322,20 @@ class SyncReceiver:
         except asyncio.CancelledError:
             reason = None
         finally:
+            hot = self.core.state is ReceiverState.STREAMING
             truncated = self.core.connection_lost()
             if truncated:
                 _count(self.counters, "truncated_frames")
             writer.close()
+            if reason is not None and self.on_reset is not None:
+                try:
+                    self.on_reset(reason, hot)
+                except Exception:
+                    log.exception("sync on_reset callback failed")
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             if self._conn is asyncio.current_task():
                 self._conn = None
-        if reason is not None and self.on_reset is not None:
-            try:
-                self.on_reset(reason)
-            except Exception:
-                log.exception("sync on_reset callback failed")
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
