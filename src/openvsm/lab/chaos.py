@@ -128,6 +128,53 @@ def schedule(seed: int, count: int, kinds: tuple[str, ...] = KINDS) -> list[Faul
     return faults
 
 
+# ---- settling ------------------------------------------------------------------
+
+
+@dataclass
+class Settle:
+    """When is a fault over? (the bound after which the checker may judge).
+
+    A fault's consequences outlive it: a heartbeat loss timer armed before a
+    partition fires up to ``max_loss_interval`` after the last frame that got
+    through, which for a partition shorter than the loss interval is *after*
+    the heal. Seed 6005, fault 987: a 0.5 s cut (fast profile: heartbeat
+    0.1 s, loss 0.6 s) dropped five heartbeat requests; the sixth was due at
+    the standby's loss deadline and lost the race by a millisecond, so the
+    standby took over ~0.1 s after the heal, the split-brain resolution ran
+    and the loser reloaded 70 ms later. The campaign had sampled "Active with
+    HA standby" / "standby" once, between the heal and the takeover, called
+    that recovery, and its observation then caught the two actives of the
+    resolution in progress. The engine kept the seed's rule; the campaign
+    judged inside the bound.
+
+    So recovery is declared only once the healthy state (``sample(now,
+    True)``) has held without a break for ``hold`` seconds and the quiet point
+    ``fault start + max_loss_interval + hold`` has passed: every timer the
+    fault could have armed has fired by then, and a takeover it caused would
+    have broken the healthy run. ``since`` is when the final healthy run
+    began (the recovery time is measured to it).
+    """
+
+    quiet_until: float
+    hold: float
+    since: float | None = None
+
+    @classmethod
+    def after(cls, fault_start: float, max_loss: float, heartbeat: float) -> Settle:
+        hold = 2 * heartbeat
+        return cls(quiet_until=fault_start + max_loss + hold, hold=hold)
+
+    def sample(self, now: float, healthy: bool) -> bool:
+        """Record one observation; True once the fault is over."""
+        if not healthy:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now >= self.quiet_until and now - self.since >= self.hold
+
+
 # ---- writer ----------------------------------------------------------------------
 
 
@@ -496,20 +543,27 @@ class Campaign:
                 node.proc = None
                 self.lab.start_node(n)
 
-    def settle(self) -> float | None:
+    def settle(self, fault_start: float) -> float | None:
+        """Wait for recovery past the bound (``Settle``); the recovery time is
+        from undoing the fault to the start of the final healthy run."""
         start = time.monotonic()
         deadline = start + self.settle_bound
+        t = self.lab.timers
+        rule = Settle.after(
+            fault_start, t["max_loss_interval_ms"] / 1000, t["heartbeat_interval_ms"] / 1000
+        )
         while time.monotonic() < deadline:
             self.undo_everything()
-            if self.recovered():
+            healthy = self.recovered()
+            if rule.sample(time.monotonic(), healthy):
                 self.writer.pause()
                 try:
                     with contextlib.suppress(LabError):
                         wait_for(self.in_sync, 5.0, "the standby to catch up")
-                        return time.monotonic() - start
+                        return max(0.0, (rule.since or start) - start)
                 finally:
                     self.writer.resume()
-            time.sleep(0.1)
+            time.sleep(0.05)
         return None
 
     # ---- run ----------------------------------------------------------------
@@ -537,7 +591,7 @@ class Campaign:
                 note = self.inject(f, node)
             except (LabError, OSError, IpcError) as exc:
                 note = f"injection error: {exc}"
-            recovery = self.settle()
+            recovery = self.settle(t0)
             violations: list[Violation] = []
             if recovery is None:
                 violations.append(
