@@ -373,25 +373,35 @@ class SplitBrainDecision:
     last_active: Mapping[str, float | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Attached:
+    """VEMs attached to each side at a decision (VEM side)."""
+
+    counts: dict[str, int]
+    unknown: int  # moving or not answering in the last two rounds
+    moved: bool  # some VEM changed VSM during the split
+
+
 def attached_counts(
     samples: Iterable[ModuleSample], decision: SplitBrainDecision
-) -> tuple[dict[str, int], int] | None:
-    """VEMs attached to each side at the decision (VEM side): from the last two
-    rounds of the split before it; (counts, VEMs in motion or unknown). None
-    without two such rounds."""
+) -> Attached | None:
+    """From the last two rounds of the split before the decision (a VEM counts
+    only where it stayed through both). None without two such rounds."""
     rounds = [s for s in samples if decision.split_start <= s.t0 and s.t1 <= decision.t]
     if len(rounds) < 2:
         return None
     a, b = rounds[-2], rounds[-1]
     counts = {decision.winner: 0, decision.loser: 0}
     unknown = 0
-    for host in sorted(set(a.before) | set(b.before)):
+    hosts = sorted({h for s in rounds for h in s.before})
+    for host in hosts:
         wa, wb = a.stable(host), b.stable(host)
         if wa == UNKNOWN or wa != wb:
             unknown += 1
         elif wa is not None and wa in counts:
             counts[wa] += 1
-    return counts, unknown
+    moved = any(len({s.stable(h) for s in rounds} - {UNKNOWN}) > 1 for h in hosts)
+    return Attached(counts, unknown, moved)
 
 
 def check_split_brain(
@@ -407,7 +417,7 @@ def check_split_brain(
     got = attached_counts(samples, decision)
     if got is None:
         return []
-    counts, unknown = got
+    counts, unknown = got.counts, got.unknown
     w, lo = decision.winner, decision.loser
     what = (
         f"{label}: split-brain won by the {w} ({decision.reason}); VEM side: "
@@ -416,8 +426,8 @@ def check_split_brain(
     )
     if counts[w] + unknown < counts[lo]:
         return [Violation("split_brain_winner", f"{what}: the side with more modules lost")]
-    if unknown or counts[w] != counts[lo]:
-        return []
+    if unknown or counts[w] != counts[lo] or got.moved:
+        return []  # a VEM that moved committed its module state: a change too
     cw, cl = changes.get(w, 0), changes.get(lo, 0)
     if cl and not cw:
         return [
@@ -474,6 +484,7 @@ def check_undisturbed(
 
 __all__ = [
     "UNKNOWN",
+    "Attached",
     "AttachmentCheck",
     "ModuleSample",
     "NodeView",
