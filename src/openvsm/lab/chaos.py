@@ -2,30 +2,46 @@
 
 Theory of operation (Jepsen / Pacemaker CTS habits, STYLE.md):
 
-1. A ``Lab(proxy=True, timers="fast")`` runs the VSM pair behind the fault
-   proxy, plus VEM agents (memory backend). The seed is printed first; the
-   whole schedule (fault kinds, targets, durations, offsets) is drawn from it
-   before anything runs, so ``--seed S --faults N`` replays the same schedule.
+1. A ``Lab(proxy=True, timers="fast", vem_proxy=N)`` runs the VSM pair behind
+   the fault proxy, plus VEM agents (memory backend) that reach each node
+   through a proxy link of their own. The seed is printed first; the whole
+   schedule (fault kinds, targets, durations, offsets) is drawn from it
+   before anything runs, so ``--seed S --faults N`` replays the same
+   schedule (``schedule``: the kinds added later come from a second stream,
+   so an old seed's faults still happen, in order).
 2. A writer thread commits CLI writes (``vlan K ; name V``, a unique value per
    attempt) on whichever node it believes active and records each attempt
    and its outcome (``ok`` / ``fail`` definite refusal / ``info`` unknown) in
-   a history. It never trusts the system's own report.
+   a history. It never trusts the system's own report. A sampler thread
+   (``lab.sampler``) records, every 100 ms, each VEM's own word on the VSM it
+   is attached to and both nodes' role and ``show module``.
 3. Each fault is injected, held for its duration, and undone (heal, SIGCONT,
-   restart a killed node). Then the campaign waits, within a settle bound,
-   for recovery: one node "Active with HA standby", every VEM attached, the
-   standby's store digest equal to the active's. The time from undoing the
-   fault to recovery is the fault's recovery time.
+   restart a killed node, stop a copied VSM). Then the campaign waits, within
+   a settle bound, for recovery: one node "Active with HA standby", every VEM
+   attached, the standby's store digest equal to the active's, held without
+   a break past the quiet point ``fault start + max loss interval`` (``Settle``:
+   a loss timer armed before the fault may fire after the heal). The time
+   from undoing the fault to the start of that healthy run is the fault's
+   recovery time.
 4. With the writer paused, the campaign reads the stores (cfgmgr ``list``,
    ``snapshot_digest``), the split-brain accounting logs (hamgr
    ``activeactive``) and the module table, and runs ``checker.check`` on the
-   whole history so far. Violations are reported with the seed to replay.
+   whole history so far; then the seed's rules on the sampled rounds
+   (``module_not_attached``), on each split-brain decision the winner traced
+   (``split_brain_winner``) and, for a copied VSM, on the pair
+   (``pair_disturbed``). Violations are reported with the seed to replay.
 
 Faults: SIGKILL and SIGSTOP/SIGCONT of a whole node and of one service,
 control-only, mgmt-only, both-interface and one-way partitions (fault proxy),
 standby sync-buffer overflow (control cut + a burst of concurrent writes
-against a small buffer), ``system switchover`` during writes, and jumps of a
+against a small buffer), ``system switchover`` during writes, jumps of a
 node's wall clock (``node.clock_offset_s`` rewritten in its config, then its
-services restarted: the machine's clock is never touched).
+services restarted: the machine's clock is never touched); added for issue
+11: a third VSM started from a copy of a node's config (new ports, new data
+directory, aimed at the other node; ``system_mac`` pinned to the node's own
+or a random one) for 2-4 s, and the quick-heal split (one VSM cut from its
+peer and every VEM until the pair has two actives, one configuration change
+on it, healed 0.2-1.2 s later: before inherited modules time out).
 """
 
 from __future__ import annotations

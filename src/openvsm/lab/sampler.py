@@ -144,10 +144,8 @@ class Sampler:
             boot = st.get("boot_id")
             boots[n.name] = int(boot) if boot is not None else None
             if roles[n.name] == "active":
-                res = _call(
-                    n.rundir / "cfgmgr.sock", "cli", 1.0, line="show module | json",
-                    session="chaos-sampler",
-                )  # fmt: skip
+                sock = n.rundir / "cfgmgr.sock"
+                res = _call(sock, "cli", 1.0, line="show module | json", session="chaos-sampler")
                 if isinstance(res, dict) and not res.get("error"):
                     try:
                         listed[n.name] = module_statuses(json.loads(str(res.get("output"))))
