@@ -5,11 +5,14 @@ Theory of operation:
 - ``Sampler`` is a thread that, every ``interval`` seconds, takes one
   ``checker.ModuleSample`` round: each VEM's own word on the VSM it is
   attached to (its control socket, ``status``: ``state``, ``active``
-  address), then both nodes' hamgr status (role, internal state, boot id)
+  address, heartbeats received), then both nodes' hamgr status (role, internal state, boot id)
   and, for each node that says it is active, its ``show module | json``
   (the operator's view, through cfgmgr's CLI), then every VEM again. A VEM's
   ``active`` address is mapped to the node it belongs to (``vsm_names``:
-  address -> name); any other address is reported as ``other:ADDR``. Rounds
+  address -> name); any other address is reported as ``other:ADDR``. A VEM
+  that says "attached" but received no heartbeat since the previous round
+  is reported ``UNKNOWN``: cut off from its VSM, it keeps saying so until its
+  headless timer, while the VSM may already have declared it lost. Rounds
   are kept for ``keep`` seconds and handed out with ``since(t)``.
 - ``TraceReader`` follows each node's redundancy trace file (the data behind
   ``show system internal redundancy trace``: one JSON ``[time, text]`` per
@@ -94,6 +97,7 @@ class Sampler:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _heard: dict[str, int] = field(default_factory=dict)  # host -> heartbeats received
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="chaos-sampler", daemon=True)
@@ -118,20 +122,41 @@ class Sampler:
                     self._rounds.popleft()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - start)))
 
-    def attachment(self, vem: SampledVem) -> str | None:
+    def attachment(self, vem: SampledVem) -> tuple[str | None, int]:
+        """(where the VEM says it is attached, heartbeats it received so far)."""
         st = _call(vem.rundir / "vem.sock", "status", 0.5)
         if not isinstance(st, dict):
-            return UNKNOWN
+            return UNKNOWN, -1
+        heard = int(st.get("counters", {}).get("heartbeats_received", -1))
         addr = st.get("active")
         if st.get("state") == "switching":
-            return UNKNOWN  # in motion between two VSMs
+            return UNKNOWN, heard  # in motion between two VSMs
         if st.get("state") != "attached" or not addr:
-            return None
-        return self.vsm_names.get(str(addr), f"other:{addr}")
+            return None, heard
+        return self.vsm_names.get(str(addr), f"other:{addr}"), heard
+
+    def _reads(self) -> dict[str, tuple[str | None, int]]:
+        return {v.host: self.attachment(v) for v in self.vems}
+
+    def _live(
+        self, before: dict[str, tuple[str | None, int]], after: dict[str, tuple[str | None, int]]
+    ) -> tuple[dict[str, str | None], dict[str, str | None]]:
+        """A VEM that says it is attached but heard no heartbeat from that VSM
+        since the previous round is not known to be attached (a VEM cut off
+        from its VSM keeps saying "attached" until its headless timer)."""
+        b: dict[str, str | None] = {}
+        a: dict[str, str | None] = {}
+        for host in before:
+            (wb, _), (wa, heard) = before[host], after[host]
+            live = heard > self._heard.get(host, heard)
+            self._heard[host] = heard
+            b[host] = UNKNOWN if wb not in (None, UNKNOWN) and not live else wb
+            a[host] = UNKNOWN if wa not in (None, UNKNOWN) and not live else wa
+        return b, a
 
     def take(self) -> ModuleSample:
         t0 = time.time()
-        before = {v.host: self.attachment(v) for v in self.vems}
+        first = self._reads()
         roles: dict[str, str | None] = {}
         internal: dict[str, str | None] = {}
         boots: dict[str, int | None] = {}
@@ -151,7 +176,7 @@ class Sampler:
                         listed[n.name] = module_statuses(json.loads(str(res.get("output"))))
                     except ValueError:
                         pass
-        after = {v.host: self.attachment(v) for v in self.vems}
+        before, after = self._live(first, self._reads())
         return ModuleSample(t0, time.time(), roles, listed, before, after, internal, boots)
 
 
