@@ -59,7 +59,7 @@ def test_added_fault_kinds_keep_the_seed_rules(
     by a copy."""
     out = io.StringIO()
     summary = run_campaign(
-        tmp_path / "chaos", seed=SEED, faults=6, vems=3, kinds=EXTRA_KINDS, out=out
+        tmp_path / "chaos", seed=SEED, faults=4, vems=3, kinds=EXTRA_KINDS, out=out
     )
     report = out.getvalue()
     print(report)
