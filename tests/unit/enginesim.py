@@ -12,12 +12,18 @@ restarts reloaded nodes when asked, and records every effect with its time.
     assert net.node("primary").engine.state is HaState.ACTIVE
     net.cut(Iface.CONTROL)                  # both directions
     net.cut(Iface.MGMT, src="secondary")    # secondary -> primary only
+
+``latency`` (settable between steps) and ``jitter`` (a seeded uniform extra
+delay per frame) model the network's timing: two events due at the same
+instant (a heartbeat and the loss deadline it would have met) are otherwise
+always decided in favour of the frame.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -66,9 +72,13 @@ class SimNet:
         auto_restart: bool = False,
         auto_logs: bool = True,
         probe_timeout: float = 0.05,
+        jitter: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.timers = timers
-        self.latency = latency
+        self.latency = latency  # may be changed between steps (one frame late)
+        self.jitter = jitter  # each frame also waits uniform(0, jitter): UDP may reorder
+        self._rng = random.Random(seed)
         self.auto_restart = auto_restart  # reloaded nodes boot again at once
         self.auto_logs = auto_logs  # split-brain loser "sends its logs" at once
         self.probe_timeout = probe_timeout
@@ -167,9 +177,10 @@ class SimNet:
         )
         if (name, effect.iface) in self.dropped:
             return
+        delay = self.latency + (self._rng.uniform(0.0, self.jitter) if self.jitter else 0.0)
         heapq.heappush(
             self._queue,
-            (self.now + self.latency, next(self._order), other(name), frame, effect.iface),
+            (self.now + delay, next(self._order), other(name), frame, effect.iface),
         )
 
     def inject(

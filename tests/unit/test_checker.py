@@ -4,13 +4,21 @@ must not flag the outcomes a correct system may produce."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from openvsm.lab.checker import (
+    UNKNOWN,
+    AttachmentCheck,
+    ModuleSample,
     NodeView,
     Observation,
     Outcome,
+    SplitBrainDecision,
     Violation,
     WriteOp,
     check,
+    check_split_brain,
+    check_undisturbed,
 )
 
 PREFIX = "cw-"
@@ -140,3 +148,162 @@ def test_lagging_standby_is_told_apart() -> None:
         },
     )
     assert kinds(check([op(1, "100")], lagging, prefix=PREFIX)) == ["standby_lagging"]
+
+
+# ---- the seed's rules, from the VEMs' side ---------------------------------------
+
+HOSTS = ("host-1", "host-2", "host-3")
+
+
+def rnd(
+    t: float,
+    roles: dict[str, str],
+    listed: Mapping[str, Mapping[str, str]],
+    where: Mapping[str, str | None],
+    after: Mapping[str, str | None] | None = None,
+    internal: Mapping[str, str | None] | None = None,
+    boots: Mapping[str, int | None] | None = None,
+) -> ModuleSample:
+    return ModuleSample(
+        t,
+        t + 0.02,
+        roles,
+        listed,
+        where,
+        where if after is None else after,
+        internal or {},
+        boots or {},
+    )
+
+
+def quick_heal_history(inherited: str) -> list[ModuleSample]:
+    """Seed timers scaled: the secondary, cut from the primary and every VEM,
+    takes over at t=1 and is healed at t=3; the VEMs never leave the primary.
+    ``inherited``: what the new active's show module says of the VEMs it got
+    from the store (today's code: ok; the decision: powered-up)."""
+    on_primary: dict[str, str | None] = dict.fromkeys(HOSTS, "primary")
+    ok = dict.fromkeys(HOSTS, "ok")
+    out = [
+        rnd(0.1 * i, {"primary": "active", "secondary": "standby"}, {"primary": ok}, on_primary)
+        for i in range(10)
+    ]
+    out += [
+        rnd(
+            1.0 + 0.1 * i,
+            {"primary": "active", "secondary": "active"},
+            {"primary": ok, "secondary": dict.fromkeys(HOSTS, inherited)},
+            on_primary,
+        )
+        for i in range(20)
+    ]
+    return out
+
+
+def feed_all(check_: AttachmentCheck, samples: list[ModuleSample]) -> list[Violation]:
+    out: list[Violation] = []
+    for s in samples:
+        out += check_.feed(s, "fault 1")
+    return out
+
+
+def test_inherited_modules_listed_ok_are_caught_once_per_vem() -> None:
+    found = feed_all(AttachmentCheck(grace=2.0), quick_heal_history("ok"))
+    assert kinds(found) == ["module_not_attached"] * 3
+    assert all("on secondary listed host-" in v.detail for v in found)
+    assert all("attached to primary" in v.detail for v in found)
+
+
+def test_inherited_modules_powered_up_pass() -> None:
+    assert feed_all(AttachmentCheck(grace=2.0), quick_heal_history("powered-up")) == []
+
+
+def test_a_vem_moving_during_the_round_is_not_judged() -> None:
+    check_ = AttachmentCheck(grace=2.0)
+    roles = {"primary": "active", "secondary": "active"}
+    ok = {"host-1": "ok"}
+    # Read "primary" before the table and "secondary" after: it attached meanwhile.
+    moving = rnd(1.0, roles, {"secondary": ok}, {"host-1": "primary"}, {"host-1": "secondary"})
+    unknown = rnd(1.1, roles, {"secondary": ok}, {"host-1": UNKNOWN})
+    attached = rnd(1.2, roles, {"secondary": ok}, {"host-1": "secondary"})
+    assert feed_all(check_, [moving, unknown, attached]) == []
+
+
+def test_a_vem_that_left_stays_ok_only_for_the_grace() -> None:
+    roles = {"primary": "active", "secondary": "standby"}
+    ok = {"primary": {"host-1": "ok"}}
+    here = [rnd(0.1 * i, roles, ok, {"host-1": "primary"}) for i in range(5)]
+    gone = [rnd(0.5 + 0.1 * i, roles, ok, {"host-1": None}) for i in range(40)]
+    found = feed_all(AttachmentCheck(grace=2.0), here + gone)
+    assert kinds(found) == ["module_not_attached"]
+    assert "attached to no VSM (left 2.1 s ago)" in found[0].detail
+    assert feed_all(AttachmentCheck(grace=5.0), here + gone) == []
+
+
+def decision(
+    winner: str, reason: str = "module count primary 3, secondary 3"
+) -> SplitBrainDecision:
+    loser = "secondary" if winner == "primary" else "primary"
+    return SplitBrainDecision(
+        t=3.05,
+        winner=winner,
+        loser=loser,
+        reason=reason,
+        split_start=1.0,
+        last_active={"primary": 100.0, "secondary": 201.0},
+    )
+
+
+def test_split_brain_won_by_fewer_attached_modules_is_caught() -> None:
+    history = quick_heal_history("ok")
+    # Today: 3 = 3 on the module count, the secondary's later change wins.
+    found = check_split_brain(
+        decision("secondary", "last configuration time primary 1.000, secondary 2.000"),
+        history,
+        {"secondary": 1},
+        label="fault 1",
+    )
+    assert kinds(found) == ["split_brain_winner"]
+    assert "0 attached to the secondary, 3 to the primary" in found[0].detail
+    assert check_split_brain(decision("primary"), history, {"secondary": 1}) == []
+
+
+def test_split_brain_tie_levels() -> None:
+    both = dict.fromkeys(HOSTS[:2], "primary") | {"host-3": "secondary"}
+    roles = {"primary": "active", "secondary": "active"}
+    even: dict[str, str | None] = {"host-1": "primary", "host-2": "secondary"}
+    history = [rnd(1.0 + 0.1 * i, roles, {}, even) for i in range(5)]
+    # Level 2: changes on one side only: that side must win.
+    assert kinds(check_split_brain(decision("primary"), history, {"secondary": 2})) == [
+        "split_brain_winner"
+    ]
+    assert check_split_brain(decision("secondary"), history, {"secondary": 2}) == []
+    # Changes on both sides: the times are not observed precisely enough.
+    assert check_split_brain(decision("primary"), history, {"primary": 1, "secondary": 1}) == []
+    # Level 3: no change anywhere: the longer active (earlier switch) wins.
+    assert kinds(check_split_brain(decision("secondary"), history, {})) == ["split_brain_winner"]
+    assert check_split_brain(decision("primary"), history, {}) == []
+    # Two moving VEMs could make up the difference: not judged.
+    moving = [
+        rnd(1.0 + 0.1 * i, roles, {}, both, {"host-1": "secondary", "host-2": None, "host-3": None})
+        for i in range(5)
+    ]
+    assert check_split_brain(decision("secondary"), moving, {}) == []
+    # Fewer than two rounds inside the split: not judged.
+    assert check_split_brain(decision("secondary"), history[:1], {}) == []
+
+
+def test_pair_undisturbed_by_a_third_vsm() -> None:
+    ha = {"primary": "Active with HA standby", "secondary": "HA standby"}
+    roles = {"primary": "active", "secondary": "standby"}
+    boots: dict[str, int | None] = {"primary": 7, "secondary": 8}
+    calm = [rnd(0.1 * i, roles, {}, {}, internal=dict(ha), boots=boots) for i in range(5)]
+    assert check_undisturbed(calm, ("primary", "secondary")) == []
+    # "standby restarted (discovery from a new boot)": the active lost its standby.
+    lost = rnd(0.6, roles, {}, {}, internal=ha | {"primary": "Active with no standby"})
+    assert kinds(check_undisturbed([*calm, lost], ("primary", "secondary"))) == ["pair_disturbed"]
+    # The standby reset: its hamgr boots again.
+    reset = rnd(0.7, roles, {}, {}, internal=dict(ha), boots=boots | {"secondary": 9})
+    assert kinds(check_undisturbed([*calm, reset], ("primary", "secondary"))) == ["pair_disturbed"]
+    # A round where a node did not answer is not evidence either way.
+    silent = rnd(0.8, {}, {}, {}, boots={"primary": None, "secondary": None})
+    assert check_undisturbed([*calm, silent], ("primary", "secondary")) == []

@@ -2,30 +2,46 @@
 
 Theory of operation (Jepsen / Pacemaker CTS habits, STYLE.md):
 
-1. A ``Lab(proxy=True, timers="fast")`` runs the VSM pair behind the fault
-   proxy, plus VEM agents (memory backend). The seed is printed first; the
-   whole schedule (fault kinds, targets, durations, offsets) is drawn from it
-   before anything runs, so ``--seed S --faults N`` replays the same schedule.
+1. A ``Lab(proxy=True, timers="fast", vem_proxy=N)`` runs the VSM pair behind
+   the fault proxy, plus VEM agents (memory backend) that reach each node
+   through a proxy link of their own. The seed is printed first; the whole
+   schedule (fault kinds, targets, durations, offsets) is drawn from it
+   before anything runs, so ``--seed S --faults N`` replays the same
+   schedule (``schedule``: the kinds added later come from a second stream,
+   so an old seed's faults still happen, in order).
 2. A writer thread commits CLI writes (``vlan K ; name V``, a unique value per
    attempt) on whichever node it believes active and records each attempt
    and its outcome (``ok`` / ``fail`` definite refusal / ``info`` unknown) in
-   a history. It never trusts the system's own report.
+   a history. It never trusts the system's own report. A sampler thread
+   (``lab.sampler``) records, every 100 ms, each VEM's own word on the VSM it
+   is attached to and both nodes' role and ``show module``.
 3. Each fault is injected, held for its duration, and undone (heal, SIGCONT,
-   restart a killed node). Then the campaign waits, within a settle bound,
-   for recovery: one node "Active with HA standby", every VEM attached, the
-   standby's store digest equal to the active's. The time from undoing the
-   fault to recovery is the fault's recovery time.
+   restart a killed node, stop a copied VSM). Then the campaign waits, within
+   a settle bound, for recovery: one node "Active with HA standby", every VEM
+   attached, the standby's store digest equal to the active's, held without
+   a break past the quiet point ``fault start + max loss interval`` (``Settle``:
+   a loss timer armed before the fault may fire after the heal). The time
+   from undoing the fault to the start of that healthy run is the fault's
+   recovery time.
 4. With the writer paused, the campaign reads the stores (cfgmgr ``list``,
    ``snapshot_digest``), the split-brain accounting logs (hamgr
    ``activeactive``) and the module table, and runs ``checker.check`` on the
-   whole history so far. Violations are reported with the seed to replay.
+   whole history so far; then the seed's rules on the sampled rounds
+   (``module_not_attached``), on each split-brain decision the winner traced
+   (``split_brain_winner``) and, for a copied VSM, on the pair
+   (``pair_disturbed``). Violations are reported with the seed to replay.
 
 Faults: SIGKILL and SIGSTOP/SIGCONT of a whole node and of one service,
 control-only, mgmt-only, both-interface and one-way partitions (fault proxy),
 standby sync-buffer overflow (control cut + a burst of concurrent writes
-against a small buffer), ``system switchover`` during writes, and jumps of a
+against a small buffer), ``system switchover`` during writes, jumps of a
 node's wall clock (``node.clock_offset_s`` rewritten in its config, then its
-services restarted: the machine's clock is never touched).
+services restarted: the machine's clock is never touched); added for issue
+11: a third VSM started from a copy of a node's config (new ports, new data
+directory, aimed at the other node; ``system_mac`` pinned to the node's own
+or a random one) for 2-4 s, and the quick-heal split (one VSM cut from its
+peer and every VEM until the pair has two actives, one configuration change
+on it, healed 0.2-1.2 s later: before inherited modules time out).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -49,16 +66,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.config import load_node_config
 from openvsm.ipc import IpcClient, IpcError
-from openvsm.lab.checker import NodeView, Observation, Outcome, Violation, WriteOp, check
-from openvsm.lab.lab import Lab, LabError, ipc_call, wait_for
+from openvsm.lab.checker import (
+    AttachmentCheck,
+    NodeView,
+    Observation,
+    Outcome,
+    SplitBrainDecision,
+    Violation,
+    WriteOp,
+    check,
+    check_split_brain,
+    check_undisturbed,
+)
+from openvsm.lab.lab import Lab, LabError, free_port, ipc_call, signal_group, wait_for
+from openvsm.lab.sampler import SampledNode, SampledVem, Sampler, TraceReader
 from openvsm.sysmgr.service import SERVICES
 
 NODES = ("primary", "secondary")
 PREFIX = "cw-"
 KEY_FIRST, KEY_LAST = 1000, 3967  # VLAN ids the writer owns (3968-4047 are reserved)
 OVERFLOW_VLANS = "100-999"  # the buffer-overflow burst renames these (~50 KB per change)
-KINDS = (
+BASE_KINDS = (
     "kill_node",
     "stop_node",
     "kill_service",
@@ -71,6 +101,11 @@ KINDS = (
     "switchover",
     "clock_jump",
 )
+# Added later; drawn from a stream of their own so that the BASE_KINDS faults of
+# a seed stay those of earlier campaigns (``schedule``).
+EXTRA_KINDS = ("copy_vsm_same_mac", "copy_vsm_new_mac", "quick_heal_split")
+KINDS = BASE_KINDS + EXTRA_KINDS
+QUICK_HEAL_VLAN = 99  # the operator's change on the isolated VSM (not the writer's)
 # Small enough for a burst to overflow it, large enough to cover the writer's
 # changes while a reset standby bulk-syncs (smaller: the standby is reset again
 # during every bulk sync and never rejoins; see docs/service-ha.md).
@@ -97,6 +132,7 @@ class Fault:
     service: str = ""
     direction: str = ""  # one-way: "a->s" (active to standby lost) or "s->a"
     offset: float = 0.0  # clock jump, seconds
+    base_index: int = 0  # its index in a schedule of BASE_KINDS only (0: an added kind)
 
     def describe(self) -> str:
         extra = ""
@@ -110,22 +146,95 @@ class Fault:
 
 
 def schedule(seed: int, count: int, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
+    """``count`` faults drawn from ``seed``.
+
+    The faults of ``BASE_KINDS`` come from ``random.Random(seed)`` exactly as
+    before the added kinds existed, in the same order; the added kinds
+    (``EXTRA_KINDS``) come from a second stream of the same seed and are
+    slotted in between, each slot with probability ``len(extra) / len(kinds)``
+    (every kind equally likely). An old seed's faults therefore still happen,
+    in order, with the same targets and durations (``base_index`` is the
+    index they had; the added faults shift them later in the run)."""
+    base = tuple(k for k in kinds if k in BASE_KINDS)
+    extra = tuple(k for k in kinds if k in EXTRA_KINDS)
     rng = random.Random(seed)
-    faults = []
-    for i in range(count):
-        kind = rng.choice(kinds)
+    xrng = random.Random(f"{seed}/extra-kinds")
+    p_extra = len(extra) / (len(base) + len(extra)) if base else 1.0
+    faults: list[Fault] = []
+    drawn = 0
+    while len(faults) < count:
+        index = len(faults) + 1
+        if extra and xrng.random() < p_extra:
+            kind = xrng.choice(extra)
+            target = xrng.choice(("active", "standby"))
+            # Copies run 2-4 s. The quick heal comes 0.2-1.2 s after the takeover:
+            # the seed's "2 s" against a 15 s module loss time, on the fast
+            # profile's 1.5 s (inherited modules must not have gone offline yet).
+            span = (2.0, 4.0) if kind.startswith("copy_vsm") else (0.2, 1.2)
+            faults.append(Fault(index, kind, target, round(xrng.uniform(*span), 2)))
+            continue
+        drawn += 1
+        kind = rng.choice(base)
         faults.append(
             Fault(
-                index=i + 1,
+                index=index,
                 kind=kind,
                 target=rng.choice(("active", "standby")),
                 duration=round(rng.uniform(0.2, 2.0), 2),
                 service=rng.choice(SERVICES) if kind in ("kill_service", "stop_service") else "",
                 direction=rng.choice(("a->s", "s->a")) if kind == "partition_oneway" else "",
                 offset=rng.choice((-1, 1)) * rng.uniform(60, 7200) if kind == "clock_jump" else 0,
+                base_index=drawn,
             )
         )
     return faults
+
+
+# ---- settling ------------------------------------------------------------------
+
+
+@dataclass
+class Settle:
+    """When is a fault over? (the bound after which the checker may judge).
+
+    A fault's consequences outlive it: a heartbeat loss timer armed before a
+    partition fires up to ``max_loss_interval`` after the last frame that got
+    through, which for a partition shorter than the loss interval is *after*
+    the heal. Seed 6005, fault 987: a 0.5 s cut (fast profile: heartbeat
+    0.1 s, loss 0.6 s) dropped five heartbeat requests; the sixth was due at
+    the standby's loss deadline and lost the race by a millisecond, so the
+    standby took over ~0.1 s after the heal, the split-brain resolution ran
+    and the loser reloaded 70 ms later. The campaign had sampled "Active with
+    HA standby" / "standby" once, between the heal and the takeover, called
+    that recovery, and its observation then caught the two actives of the
+    resolution in progress. The engine kept the seed's rule; the campaign
+    judged inside the bound.
+
+    So recovery is declared only once the healthy state (``sample(now,
+    True)``) has held without a break for ``hold`` seconds and the quiet point
+    ``fault start + max_loss_interval + hold`` has passed: every timer the
+    fault could have armed has fired by then, and a takeover it caused would
+    have broken the healthy run. ``since`` is when the final healthy run
+    began (the recovery time is measured to it).
+    """
+
+    quiet_until: float
+    hold: float
+    since: float | None = None
+
+    @classmethod
+    def after(cls, fault_start: float, max_loss: float, heartbeat: float) -> Settle:
+        hold = 2 * heartbeat
+        return cls(quiet_until=fault_start + max_loss + hold, hold=hold)
+
+    def sample(self, now: float, healthy: bool) -> bool:
+        """Record one observation; True once the fault is over."""
+        if not healthy:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now >= self.quiet_until and now - self.since >= self.hold
 
 
 # ---- writer ----------------------------------------------------------------------
@@ -240,6 +349,57 @@ def burst(rundir: Path, sessions: int) -> list[bool]:
     return asyncio.run(run())
 
 
+# ---- copied-config VSMs -----------------------------------------------------------
+
+
+def random_mac(rng: random.Random) -> str:
+    """A random locally administered unicast MAC."""
+    octets = [rng.randrange(256) for _ in range(6)]
+    octets[0] = (octets[0] | 0x02) & 0xFE
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def copied_config(
+    text: str, mac: str, peer_control: tuple[str, int], peer_mgmt: tuple[str, int]
+) -> str:
+    """A node config copied elsewhere: every ``local``/``listen`` on a new free
+    port, peers aimed at the other node's real sockets, ``system_mac`` pinned.
+    ``data_dir``/``run_dir`` are relative, so the copy's directory makes them new."""
+    out: list[str] = []
+    section = ""
+    peers = {"interfaces.control": peer_control, "interfaces.mgmt": peer_mgmt}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1]
+            out.append(line)
+            if section == "node":
+                out.append(f'system_mac = "{mac}"')
+            continue
+        key = stripped.split("=", 1)[0].strip()
+        if section == "node" and key == "system_mac":
+            continue
+        if key in ("local", "listen"):
+            host = stripped.split('"')[1].rsplit(":", 1)[0]
+            line = f'{key} = "{host}:{free_port(host)}"'
+        elif key == "peer" and section in peers:
+            line = 'peer = "{}:{}"'.format(*peers[section])
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def spawn_vsm(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``openvsm vsm --config C`` in a process group of its own."""
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "openvsm", "vsm", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 # ---- the campaign ----------------------------------------------------------------
 
 
@@ -276,6 +436,8 @@ class Campaign:
         self.schedule = schedule(seed, faults, kinds)
         self.settle_bound = settle_bound
         self.out = out if out is not None else sys.stdout
+        # Every VEM reaches each node through its own proxy link, so a fault can
+        # cut one VSM off the VEMs (quick_heal_split).
         self.lab = Lab(
             root,
             vems=0,
@@ -283,6 +445,7 @@ class Campaign:
             proxy=True,
             rest=False,
             sync_buffer_bytes=SYNC_BUFFER_BYTES,
+            vem_proxy=vems,
         )
         self.nvems = vems
         self.writer = Writer(self.lab)
@@ -292,6 +455,24 @@ class Campaign:
         self.discarded: set[str] = set()
         self._reported: set[str] = set()
         self.rng = random.Random(seed ^ 0x5EED)
+        self.offsets = dict.fromkeys(NODES, 0.0)  # node clock - campaign clock (clock_jump)
+        self.mono_to_wall = time.time() - time.monotonic()
+        self.operator_changes: list[tuple[str, float]] = []  # (node, wall) of our own changes
+        self.copies: list[subprocess.Popen[bytes]] = []
+        self._vems_cut = False
+        t = self.lab.timers
+        self.attachment = AttachmentCheck(grace=t["vem_headless_ms"] / 1000 + 1.0)
+        self.traces = TraceReader(
+            {n: self.lab.nodes[n].datadir / "redundancy-trace.log" for n in NODES},
+            offset=lambda n: self.offsets[n],
+        )
+        names = {"{}:{}".format(*vem.via[n]): n for vem in self.lab.proxied_vems for n in NODES}
+        self.sampler = Sampler(
+            [SampledNode(n, self.lab.nodes[n].rundir) for n in NODES],
+            [SampledVem(v.host, v.rundir) for v in self.lab.proxied_vems],
+            names,
+        )
+        self._fed = 0.0  # rounds up to this time were given to the attachment check
 
     def log(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -409,9 +590,14 @@ class Campaign:
         text = re.sub(r"(?m)^clock_offset_s = .*\n", "", path.read_text())
         text = text.replace("[node]\n", f"[node]\nclock_offset_s = {offset:.3f}\n", 1)
         path.write_text(text)
+        self.offsets[node] = offset
 
     def inject(self, f: Fault, node: str) -> str:
         """Run one fault against ``node`` and undo it; returns a note."""
+        if f.kind.startswith("copy_vsm"):
+            return self.copy_vsm(node, f, same_mac=f.kind == "copy_vsm_same_mac")
+        if f.kind == "quick_heal_split":
+            return self.quick_heal_split(node, f)
         lab = self.lab
         peer = other(node)
         if f.kind == "kill_node":
@@ -482,11 +668,112 @@ class Campaign:
             return f"wall clock {f.offset:+.0f} s, hamgr+cfgmgr restarted"
         raise LabError(f"unknown fault kind {f.kind}")
 
+    # ---- added fault kinds ------------------------------------------------------
+    def copy_vsm(self, node: str, f: Fault, *, same_mac: bool) -> str:
+        """A third VSM from a copy of ``node``'s config: new ports, a new data
+        directory, aimed straight at the other node's real addresses (a cloned
+        VM on the same network). ``system_mac`` pinned: ``node``'s own (as the
+        peer learnt it) or a random locally administered one. Stopped at the
+        fault's end."""
+        src, peer = self.lab.nodes[node], self.lab.nodes[other(node)]
+        mac = self.node_mac(node) if same_mac else random_mac(self.rng)
+        d = self.lab.root / "copies" / f"copy-{len(self.copies) + 1}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        cfg = d / "node.toml"
+        cfg.write_text(copied_config(src.config.read_text(), mac, peer.control, peer.mgmt))
+        proc = spawn_vsm(cfg, d / "console.log")
+        self.copies.append(proc)
+        time.sleep(f.duration)
+        signal_group(proc, signal.SIGKILL)
+        shutil.rmtree(d, ignore_errors=True)
+        return f"copy of the {node}'s config ({mac}) ran {f.duration:.1f} s beside the pair"
+
+    def node_mac(self, node: str) -> str:
+        """The system MAC ``node`` uses, as its peer learnt it."""
+        facts = self.lab.nodes[other(node)].datadir / "ha-facts.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return str(json.loads(facts.read_text())["peer_macs"]["control"])
+        return load_node_config(self.lab.nodes[node].config).system_mac
+
+    def stop_copies(self) -> None:
+        for proc in self.copies:
+            signal_group(proc, signal.SIGKILL)
+
+    def quick_heal_split(self, node: str, f: Fault) -> str:
+        """Seed scenario: ``node`` cut from its peer and from every VEM until the
+        pair has two actives, one configuration change on ``node``, healed
+        ``f.duration`` seconds after the takeover. The side the VEMs stayed
+        with must win."""
+        lab = self.lab
+        for iface in ("control", "mgmt"):
+            lab.cut(iface)
+        self._vems_cut = True
+        for vem in lab.proxied_vems:
+            lab.cut_vem(vem, node)
+        try:
+            wait_for(lambda: all(self.roles()[n] == "active" for n in NODES), 10.0, "a takeover")
+        except LabError:
+            return f"{node} isolated, no takeover within 10 s"
+        took = time.monotonic()
+        res = _call(
+            lab.nodes[node].rundir / "cfgmgr.sock",
+            "cli",
+            line=f"configure terminal ; vlan {QUICK_HEAL_VLAN} ; name qh-{f.index} ; end",
+            session="chaos-ops",
+        )
+        changed = isinstance(res, dict) and not res.get("error")
+        if changed:
+            self.operator_changes.append((node, time.time()))
+        time.sleep(max(0.0, took + f.duration - time.monotonic()))
+        for iface in ("control", "mgmt"):
+            lab.heal(iface)
+        for vem in lab.proxied_vems:
+            lab.heal_vem(vem, node)
+        self._vems_cut = False
+        what = f"vlan {QUICK_HEAL_VLAN} named on it" if changed else "its change refused"
+        return f"{node} isolated from peer and VEMs, {what}, healed {f.duration:.1f} s after"
+
+    # ---- the seed's rules ---------------------------------------------------------
+    def check_rules(self, f: Fault, wall0: float, pair: tuple[str, str] | None) -> list[Violation]:
+        """Attachment truth, split-brain winners and, for copies, an undisturbed pair."""
+        label = f"fault {f.index}"
+        rounds = self.sampler.since(self._fed)
+        out: list[Violation] = []
+        for r in rounds:
+            out += self.attachment.feed(r, label)
+        if rounds:
+            self._fed = rounds[-1].t0 + 1e-6
+        for d in self.traces.decisions():
+            around = self.sampler.since(d.split_start - 1.0)
+            out += check_split_brain(d, around, self.changes_during(d), label=label)
+        if f.kind.startswith("copy_vsm") and pair is not None:
+            out += check_undisturbed(self.sampler.since(wall0), pair, label=label)
+        return out
+
+    def changes_during(self, d: SplitBrainDecision) -> dict[str, int]:
+        """Configuration changes seen committed on each side during a split."""
+        changes = dict.fromkeys(NODES, 0)
+        for op in self.writer.snapshot():
+            end = op.end + self.mono_to_wall
+            if op.outcome is Outcome.OK and d.split_start <= end <= d.t:
+                changes[op.node] += 1
+        for node, t in self.operator_changes:
+            if d.split_start <= t <= d.t:
+                changes[node] += 1
+        return changes
+
     def undo_everything(self) -> None:
         """Whatever a fault left behind: heal the links, continue, restart nodes."""
         for iface in ("control", "mgmt"):
             with contextlib.suppress(IpcError, OSError, LabError):
                 self.lab.heal(iface, "both")
+        if self._vems_cut:
+            with contextlib.suppress(IpcError, OSError, LabError):
+                for vem in self.lab.proxied_vems:
+                    for n in NODES:
+                        self.lab.heal_vem(vem, n)
+                self._vems_cut = False
         for n in NODES:
             node = self.lab.nodes[n]
             if node.proc is not None and node.proc.poll() is None:
@@ -496,31 +783,47 @@ class Campaign:
                 node.proc = None
                 self.lab.start_node(n)
 
-    def settle(self) -> float | None:
+    def settle(self, fault_start: float) -> float | None:
+        """Wait for recovery past the bound (``Settle``); the recovery time is
+        from undoing the fault to the start of the final healthy run."""
         start = time.monotonic()
         deadline = start + self.settle_bound
+        t = self.lab.timers
+        rule = Settle.after(
+            fault_start, t["max_loss_interval_ms"] / 1000, t["heartbeat_interval_ms"] / 1000
+        )
         while time.monotonic() < deadline:
             self.undo_everything()
-            if self.recovered():
+            healthy = self.recovered()
+            if rule.sample(time.monotonic(), healthy):
                 self.writer.pause()
                 try:
                     with contextlib.suppress(LabError):
                         wait_for(self.in_sync, 5.0, "the standby to catch up")
-                        return time.monotonic() - start
+                        return max(0.0, (rule.since or start) - start)
                 finally:
                     self.writer.resume()
-            time.sleep(0.1)
+            time.sleep(0.05)
         return None
 
     # ---- run ----------------------------------------------------------------
     def start(self) -> None:
         self.lab.start()
-        self.lab.start_vems(self.nvems)
+        self.lab.launch_vems(self.lab.proxied_vems)
+        hosts = {v.host for v in self.lab.proxied_vems}
+
+        def attached() -> bool:
+            act = self.active()
+            table = self.module_table(act) if act else {}
+            return all(table.get(h, (0, ""))[1] == "ok" for h in hosts)
+
+        wait_for(attached, 60.0, f"{len(hosts)} VEMs to attach")
         act = self.active()
         assert act is not None
         self.modules = {h: m for h, (m, _) in self.module_table(act).items()}
         self.writer.target = act
         self.writer.start()
+        self.sampler.start()
 
     def run(self) -> list[FaultResult]:
         self.log(
@@ -533,11 +836,13 @@ class Campaign:
             act = self.active() or "primary"
             node = act if f.target == "active" else other(act)
             t0 = time.monotonic()
+            wall0 = time.time()
+            pair = (act, other(act)) if self.active() == act else None
             try:
                 note = self.inject(f, node)
             except (LabError, OSError, IpcError) as exc:
                 note = f"injection error: {exc}"
-            recovery = self.settle()
+            recovery = self.settle(t0)
             violations: list[Violation] = []
             if recovery is None:
                 violations.append(
@@ -548,11 +853,13 @@ class Campaign:
                 violations += self.observe_and_check(f"fault {f.index}")
             finally:
                 self.writer.resume()
+            violations += self.check_rules(f, wall0, pair)
             res = FaultResult(f, node, note, recovery, violations)
             self.results.append(res)
             rec = f"{recovery:5.2f}s" if recovery is not None else "  none"
+            base = f" #{f.base_index}" if f.base_index not in (0, f.index) else ""
             self.log(
-                f"{time.strftime('%H:%M:%S')} [{f.index:4d}] {f.describe():42s} on {node:9s} "
+                f"{time.strftime('%H:%M:%S')} [{f.index:4d}{base}] {f.describe():42s} on {node:9s} "
                 f"recovered {rec} (fault {time.monotonic() - t0:5.1f}s) {note}"
             )
             for v in violations:
@@ -562,6 +869,8 @@ class Campaign:
 
     def stop(self) -> None:
         self.writer.stop()
+        self.sampler.stop()
+        self.stop_copies()
         self.undo_everything_quietly()
         self.lab.stop()
 

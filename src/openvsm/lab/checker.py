@@ -30,6 +30,31 @@ Checks (each violation names its kind):
   reach the active's sequence within the settle bound).
 - ``vem_detached`` / ``module_renumbered``: every VEM is attached to the
   active with status ok, under the module number it first got.
+
+The seed's rules, from the VEMs' side (``ModuleSample``: one sampling round
+of both nodes' role and ``show module`` table and of every VEM's own word on
+which VSM it is attached to, read before and after the tables):
+
+- ``module_not_attached`` (``AttachmentCheck``): ``show module`` on an
+  active VSM listed a VEM as ``ok`` although that VEM was attached elsewhere
+  (another VSM, or none) and had not been attached to this VSM at any round
+  since it became active. Sampling skew: a VEM counts as attached elsewhere
+  only if it said so both before and after the table was read (stable
+  across the round); a VEM that was attached here earlier in this active
+  period may stay ``ok`` for ``grace`` seconds after it left (the VSM's own
+  loss timer). Modules inherited from the store show ``powered-up`` until
+  they attach; only ``ok`` counts as attached.
+- ``split_brain_winner`` (``check_split_brain``): every split-brain was won
+  by the side with more attached modules (VEM side, rounds before the
+  decision with a stable attachment), then by the later configuration (the
+  one side with changes observed during the split), then by the longer
+  active (the earlier last standby->active switch, on the nodes' clocks).
+  A level the observation cannot decide (VEMs moving, changes on both
+  sides) is not judged.
+- ``pair_disturbed`` (``check_undisturbed``): during a fault that only adds
+  a third VSM (a copy of a node's configuration), the healthy pair keeps its
+  roles, "Active with HA standby" / "HA standby", and its boots (no reload,
+  no reset, no hamgr restart).
 """
 
 from __future__ import annotations
@@ -240,15 +265,240 @@ def check(
     return out
 
 
+# ---- the seed's rules, observed from the VEMs' side -----------------------------
+
+UNKNOWN = "?"  # a VEM that did not answer: its attachment is not known
+
+
+@dataclass(frozen=True)
+class ModuleSample:
+    """One sampling round. Times are the campaign's wall clock (``time.time``).
+
+    ``before`` / ``after``: host -> the node its VEM says it is attached to
+    (a pair node's name, another label for any other VSM, None when it is
+    attached to none, ``UNKNOWN`` when it did not answer), read before and
+    after ``listed`` (node -> host -> ``show module`` status, active nodes
+    only). ``internal``: each node's ``this_sup_internal_state``;
+    ``boots``: each node's hamgr boot id (None when unreadable).
+    """
+
+    t0: float
+    t1: float
+    roles: Mapping[str, str | None]
+    listed: Mapping[str, Mapping[str, str]]
+    before: Mapping[str, str | None]
+    after: Mapping[str, str | None]
+    internal: Mapping[str, str | None] = field(default_factory=dict)
+    boots: Mapping[str, int | None] = field(default_factory=dict)
+
+    def stable(self, host: str) -> str | None:
+        """Where ``host`` was attached through the whole round; ``UNKNOWN`` if
+        it did not answer or moved during the round."""
+        a, b = self.before.get(host, UNKNOWN), self.after.get(host, UNKNOWN)
+        return a if a == b else UNKNOWN
+
+
+class AttachmentCheck:
+    """``show module`` must never list a VEM ``ok`` on a VSM it is not attached to.
+
+    Fed every round in order (``feed``); keeps, per node, when its current
+    active period began and, per (host, node), the last round in that period
+    where the VEM was stably attached to the node."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._active_since: dict[str, float] = {}
+        self._seen_here: dict[tuple[str, str], float] = {}
+        self._reported: set[tuple[str, str, float]] = set()
+
+    def feed(self, s: ModuleSample, label: str = "") -> list[Violation]:
+        for node, role in s.roles.items():
+            if role == "active":
+                if node not in self._active_since:
+                    self._active_since[node] = s.t0
+                    for key in [k for k in self._seen_here if k[1] == node]:
+                        del self._seen_here[key]
+            else:
+                self._active_since.pop(node, None)
+        hosts = set(s.before) | set(s.after)
+        for host in hosts:
+            where = s.stable(host)
+            if where is not None and where in self._active_since:
+                self._seen_here[(host, where)] = s.t1
+        out = []
+        for node, table in sorted(s.listed.items()):
+            since = self._active_since.get(node)
+            if since is None:
+                continue
+            for host, status in sorted(table.items()):
+                if status != "ok":
+                    continue
+                where = s.stable(host)
+                if where in (UNKNOWN, node):
+                    continue
+                seen = self._seen_here.get((host, node))
+                if seen is not None and s.t0 - seen <= self.grace:
+                    continue
+                once = (host, node, since)
+                if once in self._reported:
+                    continue
+                self._reported.add(once)
+                elsewhere = f"attached to {where}" if where else "attached to no VSM"
+                never = (
+                    "never attached here since it became active"
+                    if seen is None
+                    else f"left {s.t0 - seen:.1f} s ago"
+                )
+                out.append(
+                    Violation(
+                        "module_not_attached",
+                        f"{label}: show module on {node} listed {host} as ok, but the VEM "
+                        f"was {elsewhere} ({never})",
+                    )
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class SplitBrainDecision:
+    """A resolution as the winner's redundancy trace reported it (campaign wall
+    clock), with the nodes' last standby->active switches (each node's own
+    clock, as the seed's rule compares them; None if unknown)."""
+
+    t: float
+    winner: str
+    loser: str
+    reason: str
+    split_start: float
+    last_active: Mapping[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attached:
+    """VEMs attached to each side at a decision (VEM side)."""
+
+    counts: dict[str, int]
+    unknown: int  # moving or not answering in the last two rounds
+    moved: bool  # some VEM changed VSM during the split
+
+
+def attached_counts(
+    samples: Iterable[ModuleSample], decision: SplitBrainDecision
+) -> Attached | None:
+    """From the last two rounds of the split before the decision (a VEM counts
+    only where it stayed through both). None without two such rounds."""
+    rounds = [s for s in samples if decision.split_start <= s.t0 and s.t1 <= decision.t]
+    if len(rounds) < 2:
+        return None
+    a, b = rounds[-2], rounds[-1]
+    counts = {decision.winner: 0, decision.loser: 0}
+    unknown = 0
+    hosts = sorted({h for s in rounds for h in s.before})
+    for host in hosts:
+        wa, wb = a.stable(host), b.stable(host)
+        if wa == UNKNOWN or wa != wb:
+            unknown += 1
+        elif wa is not None and wa in counts:
+            counts[wa] += 1
+    moved = any(len({s.stable(h) for s in rounds} - {UNKNOWN}) > 1 for h in hosts)
+    return Attached(counts, unknown, moved)
+
+
+def check_split_brain(
+    decision: SplitBrainDecision,
+    samples: Iterable[ModuleSample],
+    changes: Mapping[str, int],
+    *,
+    label: str = "",
+) -> list[Violation]:
+    """The seed's precedence, judged from observation. ``changes``: node ->
+    configuration changes observed on it during the split (acknowledged
+    writes, operator changes, VEMs attaching to it: each commits)."""
+    got = attached_counts(samples, decision)
+    if got is None:
+        return []
+    counts, unknown = got.counts, got.unknown
+    w, lo = decision.winner, decision.loser
+    what = (
+        f"{label}: split-brain won by the {w} ({decision.reason}); VEM side: "
+        f"{counts[w]} attached to the {w}, {counts[lo]} to the {lo}"
+        + (f", {unknown} moving" if unknown else "")
+    )
+    if counts[w] + unknown < counts[lo]:
+        return [Violation("split_brain_winner", f"{what}: the side with more modules lost")]
+    if unknown or counts[w] != counts[lo] or got.moved:
+        return []  # a VEM that moved committed its module state: a change too
+    cw, cl = changes.get(w, 0), changes.get(lo, 0)
+    if cl and not cw:
+        return [
+            Violation(
+                "split_brain_winner",
+                f"{what}; changes during the split only on the {lo}: the later configuration lost",
+            )
+        ]
+    if cw or cl:
+        return []
+    aw, al = decision.last_active.get(w), decision.last_active.get(lo)
+    if aw is not None and al is not None and aw > al + 0.01:
+        return [
+            Violation(
+                "split_brain_winner",
+                f"{what}; no change on either side, the {lo} active since {al:.3f}, "
+                f"the {w} since {aw:.3f}: the longer active lost",
+            )
+        ]
+    return []
+
+
+def check_undisturbed(
+    samples: Iterable[ModuleSample], pair: tuple[str, str], *, label: str = ""
+) -> list[Violation]:
+    """The pair (active, standby) kept its roles, HA states and boots."""
+    active, standby = pair
+    want = {active: ("active", "Active with HA standby"), standby: ("standby", "HA standby")}
+    boots: dict[str, int] = {}
+    for s in samples:
+        for node, (role, internal) in want.items():
+            boot = s.boots.get(node)
+            if boot is not None and boots.setdefault(node, boot) != boot:
+                return [
+                    Violation(
+                        "pair_disturbed",
+                        f"{label}: the {node}'s hamgr booted again (boot id "
+                        f"{boots[node]} -> {boot})",
+                    )
+                ]
+            got_role, got_internal = s.roles.get(node), s.internal.get(node)
+            if got_role is None and got_internal is None:
+                continue  # not read this round
+            if got_role != role or got_internal != internal:
+                return [
+                    Violation(
+                        "pair_disturbed",
+                        f"{label}: the {node} was {got_role} / {got_internal!r}, "
+                        f"not {role} / {internal!r}",
+                    )
+                ]
+    return []
+
+
 __all__ = [
+    "UNKNOWN",
+    "Attached",
+    "AttachmentCheck",
+    "ModuleSample",
     "NodeView",
     "Observation",
     "Outcome",
+    "SplitBrainDecision",
     "Violation",
     "WriteOp",
+    "attached_counts",
     "check",
     "check_history",
     "check_modules",
     "check_roles",
+    "check_split_brain",
     "check_standby",
+    "check_undisturbed",
 ]
