@@ -236,7 +236,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
     wait_for(lambda: facts()[0] == 2 and facts()[1] > 0, SETTLE, "hamgr to hold the facts")
     before = facts()
     time.sleep(0.5)  # hamgr writes them at most 100 ms after a change
-    old_boot = ipc_call(sock, "status")["boot_id"]
+    old_instance = ipc_call(sock, "status")["instance"]
     services = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")
     pids = {row["name"]: int(row["pid"]) for row in services["TABLE_service"]["ROW_service"]}
     stopped = [pids["cfgmgr"], pids["vemmgr"]]
@@ -250,7 +250,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
                 st = ipc_call(sock, "status")
             except (IpcError, OSError):
                 return False  # not up yet
-            return bool(st["boot_id"] != old_boot and st["state"] == "active")
+            return bool(st["instance"] != old_instance and st["state"] == "active")
 
         wait_for(restarted, SETTLE, "sysmgr to restart hamgr as active")
         assert facts() == before

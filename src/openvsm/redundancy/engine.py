@@ -55,8 +55,10 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 - sync hold: a "hot" stream reported "none"/"warm" (reconnecting) stays
   shown "hot" until it is "hot" again or ``sync_grace`` passes (then the
   truth); "cold" (a bulk sync), losing the standby and becoming active end
-  the hold at once. Only the status strings use the held state; the
-  switchover check and the crash fast path use the reported one.
+  the hold at once; cfgmgr exiting (``sync_stream_down``) starts a new
+  grace. The status strings and the switchover check use the held state
+  (shown "HA standby" = it may take over: writes still wait for its acks);
+  the crash fast path uses the reported one.
 
 Stateful restart (hamgr killed, restarted by sysmgr within the node's boot):
 the adapter keeps ``checkpoint(now)`` (a ``ResumePoint``, or None while not
@@ -625,6 +627,13 @@ class Engine:
                 )
             ]
         return []
+
+    def sync_stream_down(self, now: float) -> list[Effect]:
+        """cfgmgr exited (its stream is down): reported "none", and a "hot" stream
+        gets a new grace for the restarted cfgmgr to resume it. Bounded: sysmgr
+        reloads the node after a few crashes in a row."""
+        self._sync_hold_until = INF
+        return self.set_sync_state("none", now)
 
     def _may_hold_sync(self) -> bool:
         """A hold needs a stream that was "hot" in this state, towards a present peer."""
@@ -1221,7 +1230,7 @@ class Engine:
             self.state is HaState.ACTIVE
             and self._peer_present
             and not self._degraded
-            and not self._sync_cold()
+            and not self._is_cold(self._sync_shown)  # as shown: a reconnecting stream is held
             and self._switch_deadline is None
             and self._losing_deadline is None
             and not self._reset_on_next_response

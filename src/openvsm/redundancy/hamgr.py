@@ -461,7 +461,7 @@ class Hamgr:
         if topic != SYNC_LEASE_TOPIC or self.ipc.subscriber_count(topic) > 0:
             return
         self.sync_state = "none"
-        self._process([eng.StatusChanged(), *self.engine.set_sync_state("none", self.now())])
+        self._process([eng.StatusChanged(), *self.engine.sync_stream_down(self.now())])
 
     def _begin_reload(self, reason: str) -> None:
         if self._reload.is_set():
