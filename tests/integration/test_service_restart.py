@@ -68,6 +68,7 @@ def test_sigkill_each_service_is_a_stateful_restart(campaign: Campaign) -> None:
     assert active is not None
     standby = other(active)
     vems_before = vem_counters(lab)
+    epochs = {n: (lab.status(n) or {}).get("epoch") for n in (active, standby)}
     for node in (active, standby):
         for service in ("hamgr", "cfgmgr", "vemmgr"):
             pid = campaign.service_pid(node, service)
@@ -93,9 +94,10 @@ def test_sigkill_each_service_is_a_stateful_restart(campaign: Campaign) -> None:
             finally:
                 campaign.writer.resume()
             assert violations == [], [str(v) for v in violations]
-            # No failover: same active and standby. (A restarted active hamgr
-            # resumes through discovery and bumps the epoch: harmless, same node.)
+            # No failover: same active and standby, same epoch (a restarted
+            # hamgr resumes from its checkpoint).
             assert campaign.roles() == {active: "active", standby: "standby"}
+            assert {n: (lab.status(n) or {}).get("epoch") for n in epochs} == epochs
             assert time.monotonic() - lab_kill < SETTLE * 3
     # No VEM detached, went headless or was switched; module numbers stable.
     vems_after = vem_counters(lab)

@@ -743,7 +743,8 @@ class Hamgr:
         if op == "sync_state":
             state = str(args.get("state", "none"))
             try:
-                held = self.engine.set_sync_state(state, now)
+                # Out of sync: the truth at once, never held.
+                held = self.engine.set_sync_state(state, None if args.get("out_of_sync") else now)
             except eng.EngineError as exc:
                 raise IpcError(f"% {exc}") from None
             self.sync_state = state
