@@ -121,8 +121,9 @@ LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after t
 PROBE_BURST: Final = 3  # liveness probes per interface on a sync reset
 SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 # How long a sync stream that was "hot" is still shown in sync while it
-# reconnects (a cfgmgr restart on either node): bounded, then the truth.
-SYNC_GRACE: Final = 3.0
+# reconnects (a cfgmgr restart on either node, up to ~3 s on a loaded
+# 2-core machine, plus the sender's reconnect back-off): bounded, then the truth.
+SYNC_GRACE: Final = 5.0
 
 
 class EngineError(Exception):
