@@ -15,8 +15,8 @@ node's boot (atomic rename, no fsync, written only when it changes, removed
 while not settled; sysmgr clears it when the node starts). A hamgr that
 sysmgr restarts gives it to ``Engine.resume`` with the time its predecessor
 exited, and opens its IPC socket only once the engine has decided (an active
-first hears from the peer): no status query ever sees a restart's
-intermediate state. cfgmgr holds a subscription to the ``sync`` topic while
+first hears from the peer): no status query sees a resuming engine; a
+resumed one shows what its predecessor showed. cfgmgr holds a subscription to the ``sync`` topic while
 it runs; its end (cfgmgr exited) counts as a sync report "none", which the
 engine's bounded sync hold covers while the restarted cfgmgr reconnects.
 """
