@@ -226,8 +226,13 @@ async def _through_a_kill(
     return poller, killed, back
 
 
-def _active_name(lab: RunningLab) -> str:
-    return next(n for n, s in lab.roles().items() if s == "Active with HA standby")
+def _ha_pair(lab: RunningLab) -> str | None:
+    """The active's name once the pair shows "Active with HA standby" / "HA standby"."""
+    roles = lab.roles()
+    active = next((n for n, s in roles.items() if s == "Active with HA standby"), None)
+    if active is None or "HA standby" not in roles.values():
+        return None
+    return active
 
 
 async def _is_back(poller: Poller, node: str, service: str, pid: int) -> bool:
@@ -246,7 +251,7 @@ async def _is_back(poller: Poller, node: str, service: str, pid: int) -> bool:
 def test_sigkill_of_a_service_changes_no_line_of_the_redundancy_status(
     lab: RunningLab, which: str, service: str
 ) -> None:
-    active = _active_name(lab)
+    active: str = wait_for(lambda: _ha_pair(lab), SETTLE, "an HA pair before the kill")
     standby = "secondary" if active == "primary" else "primary"
     node = active if which == "active" else standby
     row = lab.service(node, service)
