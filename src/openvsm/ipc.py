@@ -56,9 +56,18 @@ def encode_frame(obj: Any) -> bytes:
 
 
 class IpcServer:
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handler: Handler,
+        on_unsubscribe: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_unsubscribe(topic)``: a subscriber's connection ended (e.g. its
+        process died) while the server runs."""
         self.path = path
         self._handler = handler
+        self._on_unsubscribe = on_unsubscribe
+        self._stopping = False
         self._server: asyncio.base_events.Server | None = None
         self._subscribers: dict[str, set[asyncio.StreamWriter]] = {}
         self._conns: set[asyncio.Task[None]] = set()
@@ -71,6 +80,7 @@ class IpcServer:
         os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         for task in list(self._conns):
@@ -88,8 +98,7 @@ class IpcServer:
         frame = encode_frame({"event": topic, "data": data})
         for writer in list(self._subscribers.get(topic, ())):
             if writer.is_closing():
-                self._subscribers[topic].discard(writer)
-                continue
+                continue  # its connection's end removes it (and tells on_unsubscribe)
             writer.write(frame)
 
     def subscriber_count(self, topic: str) -> int:
@@ -116,9 +125,19 @@ class IpcServer:
             pass
         finally:
             self._conns.discard(task)
-            for subs in self._subscribers.values():
-                subs.discard(writer)
+            for topic, subs in self._subscribers.items():
+                if writer in subs:
+                    subs.discard(writer)
+                    self._unsubscribed(topic)
             writer.close()
+
+    def _unsubscribed(self, topic: str) -> None:
+        if self._on_unsubscribe is None or self._stopping:
+            return
+        try:
+            self._on_unsubscribe(topic)
+        except Exception:
+            log.exception("IPC on_unsubscribe(%s) failed", topic)
 
     async def _dispatch(self, req: Any, writer: asyncio.StreamWriter) -> dict[str, Any]:
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):

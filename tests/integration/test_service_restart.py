@@ -68,6 +68,7 @@ def test_sigkill_each_service_is_a_stateful_restart(campaign: Campaign) -> None:
     assert active is not None
     standby = other(active)
     vems_before = vem_counters(lab)
+    epochs = {n: (lab.status(n) or {}).get("epoch") for n in (active, standby)}
     for node in (active, standby):
         for service in ("hamgr", "cfgmgr", "vemmgr"):
             pid = campaign.service_pid(node, service)
@@ -93,9 +94,10 @@ def test_sigkill_each_service_is_a_stateful_restart(campaign: Campaign) -> None:
             finally:
                 campaign.writer.resume()
             assert violations == [], [str(v) for v in violations]
-            # No failover: same active and standby. (A restarted active hamgr
-            # resumes through discovery and bumps the epoch: harmless, same node.)
+            # No failover: same active and standby, same epoch (a restarted
+            # hamgr resumes from its checkpoint).
             assert campaign.roles() == {active: "active", standby: "standby"}
+            assert {n: (lab.status(n) or {}).get("epoch") for n in epochs} == epochs
             assert time.monotonic() - lab_kill < SETTLE * 3
     # No VEM detached, went headless or was switched; module numbers stable.
     vems_after = vem_counters(lab)
@@ -236,7 +238,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
     wait_for(lambda: facts()[0] == 2 and facts()[1] > 0, SETTLE, "hamgr to hold the facts")
     before = facts()
     time.sleep(0.5)  # hamgr writes them at most 100 ms after a change
-    old_boot = ipc_call(sock, "status")["boot_id"]
+    old_instance = ipc_call(sock, "status")["instance"]
     services = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")
     pids = {row["name"]: int(row["pid"]) for row in services["TABLE_service"]["ROW_service"]}
     stopped = [pids["cfgmgr"], pids["vemmgr"]]
@@ -250,7 +252,7 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
                 st = ipc_call(sock, "status")
             except (IpcError, OSError):
                 return False  # not up yet
-            return bool(st["boot_id"] != old_boot and st["state"] == "active")
+            return bool(st["instance"] != old_instance and st["state"] == "active")
 
         wait_for(restarted, SETTLE, "sysmgr to restart hamgr as active")
         assert facts() == before

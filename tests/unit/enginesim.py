@@ -74,6 +74,7 @@ class SimNet:
         probe_timeout: float = 0.05,
         jitter: float = 0.0,
         seed: int = 0,
+        require_sync: bool = False,
     ) -> None:
         self.timers = timers
         self.latency = latency  # may be changed between steps (one frame late)
@@ -82,6 +83,7 @@ class SimNet:
         self.auto_restart = auto_restart  # reloaded nodes boot again at once
         self.auto_logs = auto_logs  # split-brain loser "sends its logs" at once
         self.probe_timeout = probe_timeout
+        self.require_sync = require_sync  # as hamgr: "HA" only once the sync stream is hot
         self.now = 0.0
         self.nodes: dict[str, Node] = {}
         self.dropped: set[tuple[str, eng.Iface]] = set()  # (sender, iface)
@@ -103,6 +105,7 @@ class SimNet:
             timers=self.timers,
             boot_id=boot,
             probe_timeout=self.probe_timeout,
+            require_sync=self.require_sync,
         )
         old = self.nodes.get(name)
         node = Node(name, eng.Engine(config, facts), facts, boot)
@@ -133,6 +136,20 @@ class SimNet:
         )
         self.nodes[name] = self._new_node(name, facts)
         self.start(name)
+
+    def resume(self, name: str, point: eng.ResumePoint) -> list[eng.Effect]:
+        """hamgr restarted within the node's boot: persisted facts plus its
+        checkpoint (``Engine.resume``); returns (and applies) the first effects."""
+        old = self.nodes[name]
+        facts = eng.PersistedFacts(
+            old.facts.epoch, dict(old.facts.peer_macs), old.facts.last_active_time
+        )
+        node = self._new_node(name, facts)
+        self.nodes[name] = node
+        node.running = True
+        effects = node.engine.resume(point, self.now)
+        self.apply(name, effects)
+        return effects
 
     def kill(self, name: str) -> None:
         self.nodes[name].running = False

@@ -8,6 +8,13 @@
   waiting for acknowledgements that cannot come.
 - A standby whose stream is reset by the peer's kernel tells hamgr
   (``sync_reset``): the crash fast path.
+- While it runs, it holds a subscription to hamgr's ``sync`` topic (a
+  lease): when this process dies, hamgr learns that its stream is down and
+  holds a "hot" state only for the bounded grace the restarted cfgmgr has
+  to resume the stream (a tail from the standby's applied seq).
+- The standby reports "none" while it has no stream (no connection, or no
+  Welcome yet: reconnecting), "cold" while it loads a snapshot (or refused
+  the active), "hot" while streaming.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from openvsm.ipc import IpcClient, IpcError
+from openvsm.ipc import IpcClient, IpcError, subscribe
 from openvsm.store.pss import Change
 from openvsm.sync.stream import ReceiverState
 from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
@@ -35,6 +42,16 @@ ACK_TIMEOUT_MIN_S = 3.0
 
 # A confirmation by hamgr that this node is active is reused this long (s).
 CONFIRM_FRESH_S = 0.05
+
+# What a standby reports to hamgr for each receiver state: "none" = no stream
+# yet (reconnecting; hamgr may hold a "hot" for its grace), "cold" = a bulk sync.
+_RECEIVER_SYNC = {
+    ReceiverState.IDLE: "none",
+    ReceiverState.HELLO_SENT: "none",
+    ReceiverState.SNAPSHOT: "cold",
+    ReceiverState.STREAMING: "hot",
+    ReceiverState.REFUSED: "cold",
+}
 
 
 class Replication:
@@ -54,6 +71,7 @@ class Replication:
         self._watcher: asyncio.Task[None] | None = None
         self._resets: set[asyncio.Task[None]] = set()
         self._reset_client = IpcClient(cm.cfg.run_dir / "hamgr.sock", timeout=2.0)
+        self._lease: asyncio.Task[None] | None = None
         if state == "active":
             if cfg.control.peer is not None:
                 self.sender = SyncSender(
@@ -77,6 +95,7 @@ class Replication:
             )
 
     async def start(self) -> None:
+        self._lease = asyncio.create_task(self._hold_lease())
         self._pusher = asyncio.create_task(self._push_to_hamgr())
         if self.sender is not None:
             await self.sender.start()
@@ -85,6 +104,8 @@ class Replication:
             self._watcher = asyncio.create_task(self._watch_receiver())
 
     async def stop(self) -> None:
+        if self._lease is not None:
+            self._lease.cancel()
         if self._pusher is not None:
             self._pusher.cancel()
         if self._watcher is not None:
@@ -211,12 +232,23 @@ class Replication:
                 # on one that is not active (it may come back as standby).
                 self.sender.detach()
 
+    async def _hold_lease(self) -> None:
+        """Subscribe to hamgr's ``sync`` topic for as long as this runs (module doc)."""
+        path = self.cm.cfg.run_dir / "hamgr.sock"
+        while True:
+            try:
+                async for _ in subscribe(path, "sync"):
+                    pass
+            except (IpcError, OSError):
+                pass
+            await asyncio.sleep(0.05)  # hamgr restarting: lease again as soon as it is up
+
     async def _watch_receiver(self) -> None:
-        """Standby: report "hot" to hamgr while the stream is applying changes."""
+        """Standby: report the stream's state to hamgr (module docstring)."""
         assert self.receiver is not None
         last = ""
         while True:
-            state = "hot" if self.receiver.core.state is ReceiverState.STREAMING else "cold"
+            state = _RECEIVER_SYNC[self.receiver.core.state]
             if state != last:
                 last = state
                 self._hamgr_state = {"state": state, "out_of_sync": False}

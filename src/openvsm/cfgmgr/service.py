@@ -112,12 +112,14 @@ class Cfgmgr:
             delay = min(delay * 2, 0.5)
 
     async def _follow_hamgr(self) -> None:
-        hamgr_boot = None
+        hamgr_instance = None
         async for status in self._hamgr_events():
             self.ha = status
-            if status.get("boot_id") != hamgr_boot:
-                # A new hamgr process (stateful restart): it lost what we told the old one.
-                hamgr_boot = status.get("boot_id")
+            instance = status.get("instance", status.get("boot_id"))
+            if instance != hamgr_instance:
+                # A new hamgr process (stateful restart: same boot id, new
+                # instance): tell it again what we told the old one.
+                hamgr_instance = instance
                 self._facts_dirty.set()
                 if self.sync is not None:
                     self.sync.repush()

@@ -12,8 +12,9 @@ States (``HaState``) and the only transitions (``_TRANSITIONS``; any other
 raises ``EngineError``, a bug is loud)::
 
     INITIALIZING --no peer during discovery / peer initializing (we are primary)
-                   / peer answers as standby--> ACTIVE
-    INITIALIZING --peer heard active (Discovery or HeartbeatRequest)--> STANDBY
+                   / peer answers as standby / resumed active checkpoint--> ACTIVE
+    INITIALIZING --peer heard active (Discovery or HeartbeatRequest)
+                   / resumed standby checkpoint--> STANDBY
     STANDBY      --no request on either iface for max_loss_interval / SWITCHOVER
                    flag / crash fast path / active seen initializing--> ACTIVE
     any          --Reload effect--> RELOADING   (inert afterwards)
@@ -61,6 +62,34 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
   ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
   ifaces the other active was heard on until its info arrives.
 - collisions: entries expire one hour after their last collision.
+- sync hold: a "hot" stream reported "none"/"warm" (reconnecting) stays
+  shown "hot" until it is "hot" again or ``sync_grace`` passes (then the
+  truth); "cold" (a bulk sync), losing the standby and becoming active end
+  the hold at once; cfgmgr exiting (``sync_stream_down``) starts a new
+  grace. The status strings and the switchover check use the held state
+  (shown "HA standby" = it may take over: writes still wait for its acks);
+  the crash fast path uses the reported one.
+
+Stateful restart (hamgr killed, restarted by sysmgr within the node's boot):
+the adapter keeps ``checkpoint(now)`` (a ``ResumePoint``, or None while not
+settled) in the run dir and gives it to the next process's ``resume``
+instead of ``start``; nothing changes for the peer, the VEMs or the status:
+same state, epoch and boot id, no ``BecomeActive``, no ``PersistFacts``.
+
+- refused (-> ``start``, discovery with the new boot id, as after a boot):
+  another role, an epoch that is not the durable one (a transition the
+  checkpoint missed), or ``alive_at`` a loss interval ago or more (the peer
+  may have taken over; the active may have declared this standby lost);
+- a standby resumes at once, following the same active (boot id, accepted
+  epoch); its active-loss timer counts from ``alive_at``;
+- an active first sends a ``LivenessProbe`` burst (``resuming``; the
+  adapter answers no status query meanwhile). The peer answering as active
+  (or as a standby of a newer epoch), or any frame of an active peer:
+  the world changed, ``start``. The peer answering otherwise, its
+  discovery, or silence for a heartbeat interval: ACTIVE as checkpointed
+  (standby present or not), requests at once, the standby-loss timer from
+  ``alive_at``. Safety: it never raises the epoch, and an active peer it
+  misses (lost ack, partition) is met as in any heal: split-brain resolution.
 
 Standby rules: it sends ``HeartbeatResponse`` only in answer to a request, on
 the iface the request came in on. It follows the highest epoch it accepted
@@ -78,7 +107,7 @@ sense in the current state are dropped (``unexpected``). Nothing raised.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from openvsm.config import Timers
@@ -100,7 +129,12 @@ from openvsm.wire.messages import (
 INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
 PROBE_ROUNDS: Final = 10  # rounds of liveness probes (one per iface) within probe_timeout
+RESUME_PROBES: Final = 3  # liveness probes per iface when an active resumes after a restart
 SYNC_STATES: Final = ("none", "cold", "warm", "hot")
+# How long a sync stream that was "hot" is still shown in sync while it
+# reconnects (a cfgmgr restart on either node, up to ~3 s on a loaded
+# 2-core machine, plus the sender's reconnect back-off): bounded, then the truth.
+SYNC_GRACE: Final = 5.0
 
 
 class EngineError(Exception):
@@ -143,6 +177,7 @@ class EngineConfig:
     # With a replicated store (hamgr), the pair is "HA" only once the sync
     # stream reports "hot"; an engine without one treats "none" as in sync.
     require_sync: bool = False
+    sync_grace: float = SYNC_GRACE
 
 
 @dataclass
@@ -150,6 +185,31 @@ class PersistedFacts:
     epoch: int = 0
     peer_macs: dict[str, str] = field(default_factory=dict)  # iface value -> mac
     last_active_time: float = 0.0  # wall clock
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a restarted hamgr needs to resume without discovery (its checkpoint).
+
+    Taken by ``Engine.checkpoint`` while the state is settled; given back to
+    ``Engine.resume`` by the next hamgr process of the same node boot.
+    ``peer_boot`` is the standby's boot id on an active (None: no standby)
+    and the followed active's on a standby. ``alive_at`` (monotonic) is the
+    latest moment the checkpointing process is known to have run: the adapter
+    raises it to the process's exit time when it knows it.
+    """
+
+    state: HaState
+    role: str
+    epoch: int
+    boot_id: int
+    alive_at: float
+    sync_state: str = "none"
+    peer_boot: int | None = None
+    peer_mac: str | None = None
+    doomed_boot: int | None = None  # active: the standby incarnation to reset when heard
+    accepted_epoch: int = -1  # standby: highest epoch accepted from the active
+    acknowledged: bool = False  # standby: accepted as HA standby by that active
 
 
 # ---- effects ---------------------------------------------------------------
@@ -299,7 +359,17 @@ class Engine:
         self._module_count = 0
         self._last_config_time = 0.0
         self._change_seq = 0
-        self._sync_state = "none"
+        self._sync_state = "none"  # as cfgmgr last reported it
+        # What the status shows: the reported state, except that a "hot" stream
+        # reconnecting ("none"/"warm") is still shown "hot" until
+        # ``_sync_hold_until`` (bounded by ``sync_grace``).
+        self._sync_shown = "none"
+        self._sync_hold_until = INF
+        self._sync_hot_in: HaState | None = None  # the state "hot" was reported in
+        # stateful restart (``resume``): an active checkpoint awaiting the peer's word
+        self._resume: ResumePoint | None = None
+        self._resume_deadline = INF
+        self._resume_nonce = 0
         # discovery
         self._next_discovery = INF
         self._window_end = INF
@@ -340,7 +410,7 @@ class Engine:
 
     def start(self, now: float) -> list[Effect]:
         """Begin discovery: broadcast ``Discovery(initializing)`` on both ifaces."""
-        if self.state is not HaState.INITIALIZING or self._window_end != INF:
+        if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
             raise EngineError("engine already started")
         self._window_end = now + self._timers.discovery_window
         effects: list[Effect] = [
@@ -351,6 +421,93 @@ class Engine:
         ]
         effects += self._send_discovery(now)
         return effects
+
+    @property
+    def resuming(self) -> bool:
+        """An active's checkpoint waits for the peer's word (``resume``)."""
+        return self._resume is not None
+
+    def resume(self, point: ResumePoint, now: float) -> list[Effect]:
+        """Stateful restart of hamgr: continue from ``point`` instead of discovering.
+
+        A checkpoint that does not fit (another role, not the durable epoch,
+        taken a loss interval ago or more: the peer may have taken over) is
+        not used: ``start`` (discovery, as after a boot). A standby resumes at
+        once; an active first probes the peer (module docstring).
+        """
+        if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
+            raise EngineError("engine already started")
+        refusal = self._resume_refusal(point, now)
+        if refusal:
+            return [Trace(f"restart: checkpoint not used ({refusal}); discovery"), *self.start(now)]
+        if point.state is HaState.STANDBY:
+            return self._resume_standby(point, now)
+        self._resume = point
+        self._resume_deadline = now + self._timers.heartbeat_interval
+        self._resume_nonce = self.config.boot_id
+        effects: list[Effect] = [
+            Trace(
+                f"restart: resuming as active (epoch {point.epoch}) unless the "
+                f"{self._peer_name} answers as active"
+            )
+        ]
+        for _ in range(RESUME_PROBES):
+            for iface in BOTH:
+                self._count(iface, "probe_sent")
+                effects.append(Send(iface, LivenessProbe(nonce=self._resume_nonce)))
+        return effects
+
+    def checkpoint(self, now: float) -> ResumePoint | None:
+        """The settled state a restarted hamgr may resume from; None: rediscover.
+
+        Settled: an active not handing over, not in or just after a split-brain
+        resolution, not degraded, no standby reset pending; a standby that is
+        consistent, not degraded, not probing its active."""
+        if self.state is HaState.ACTIVE:
+            res = self._resolution
+            if (
+                self._switch_deadline is not None
+                or self._losing_deadline is not None
+                or self._degraded
+                or self._reset_on_next_response
+                or (
+                    res is not None
+                    and (res.loser is None or now < res.last_heard + self._timers.max_loss_interval)
+                )
+            ):
+                return None
+            present = self._peer_present
+            return ResumePoint(
+                HaState.ACTIVE,
+                self._role_name,
+                self.epoch,
+                self.config.boot_id,
+                now,
+                sync_state=self._sync_shown,
+                peer_boot=self._peer_boot if present else None,
+                peer_mac=self._peer_mac if present else None,
+                doomed_boot=self._doomed_boot,
+            )
+        if self.state is HaState.STANDBY:
+            if (
+                self._inconsistent
+                or self._active_degraded
+                or self._probe_nonce is not None
+                or self._active_boot is None
+            ):
+                return None
+            return ResumePoint(
+                HaState.STANDBY,
+                self._role_name,
+                self.epoch,
+                self.config.boot_id,
+                now,
+                sync_state=self._sync_shown,
+                peer_boot=self._active_boot,
+                accepted_epoch=self._accepted_active_epoch,
+                acknowledged=self._acknowledged,
+            )
+        return None
 
     def on_frame(
         self, frame: Frame, iface: Iface, now: float, src_mac: str | None = None
@@ -376,6 +533,8 @@ class Engine:
             return self._drop(iface, "bad_mac")
         self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
         msg = frame.msg
+        if self._resume is not None and not isinstance(msg, LivenessProbe):
+            return effects + self._on_frame_resuming(frame, iface, now, src_mac)
         if isinstance(msg, Discovery):
             effects += self._on_discovery(frame, msg, iface, now, mac)
         elif isinstance(msg, HeartbeatRequest):
@@ -400,8 +559,13 @@ class Engine:
                 Trace(f"role collision entry expired: {gone.mac} (silent for 1 hour)"),
                 StatusChanged(),
             ]
+        if now >= self._sync_hold_until:
+            effects += self._show_sync_truth(f"not resumed within {self.config.sync_grace:g} s")
         if self.state is HaState.INITIALIZING:
-            effects += self._tick_initializing(now)
+            if self._resume is not None:
+                effects += self._tick_resuming(now)
+            else:
+                effects += self._tick_initializing(now)
         elif self.state is HaState.STANDBY:
             effects += self._tick_standby(now)
         elif self.state is HaState.ACTIVE:
@@ -411,9 +575,9 @@ class Engine:
     def next_deadline(self) -> float:
         if self.state is HaState.RELOADING:
             return INF
-        times = [self._collisions.next_expiry()]
+        times = [self._collisions.next_expiry(), self._sync_hold_until]
         if self.state is HaState.INITIALIZING:
-            times += [self._next_discovery, self._discovery_end()]
+            times += [self._next_discovery, self._discovery_end(), self._resume_deadline]
         elif self.state is HaState.STANDBY:
             times += [self._active_loss_deadline(), self._probe_deadline, self._probe_next]
         elif self.state is HaState.ACTIVE:
@@ -456,10 +620,55 @@ class Engine:
         """Wall-clock time of the last standby->active switch (the adapter knows the wall)."""
         self._last_active_time = wall
 
-    def set_sync_state(self, state: str) -> None:
+    def set_sync_state(self, state: str, now: float | None = None) -> list[Effect]:
+        """cfgmgr's report of the sync stream. With ``now``, a "hot" stream that
+        goes down to reconnect ("none", or "warm": a tail to catch up) is still
+        shown "hot" for up to ``sync_grace``; "cold" (a bulk sync) and the
+        grace's end show the truth (module docstring)."""
         if state not in SYNC_STATES:
             raise EngineError(f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}")
         self._sync_state = state
+        if state == "hot":
+            self._sync_hot_in = self.state
+        if now is None or state not in ("none", "warm") or not self._may_hold_sync():
+            return self._show_sync_truth("resumed" if state == "hot" else f"reported {state}")
+        if self._sync_hold_until == INF:
+            self._sync_hold_until = now + self.config.sync_grace
+            return [
+                Trace(
+                    f"sync stream reconnecting ({state}): still shown in sync for up to "
+                    f"{self.config.sync_grace:g} s"
+                )
+            ]
+        return []
+
+    def sync_stream_down(self, now: float) -> list[Effect]:
+        """cfgmgr exited (its stream is down): reported "none", and a "hot" stream
+        gets a new grace for the restarted cfgmgr to resume it. Bounded: sysmgr
+        reloads the node after a few crashes in a row."""
+        self._sync_hold_until = INF
+        return self.set_sync_state("none", now)
+
+    def _may_hold_sync(self) -> bool:
+        """A hold needs a stream that was "hot" in this state, towards a present peer."""
+        if self._sync_shown != "hot" or self._sync_hot_in is not self.state:
+            return False
+        if self.state is HaState.ACTIVE:
+            return self._peer_present
+        return self.state is HaState.STANDBY
+
+    def _show_sync_truth(self, why: str) -> list[Effect]:
+        """End any hold: the status shows the reported state again."""
+        held = self._sync_hold_until != INF
+        self._sync_hold_until = INF
+        changed = self._sync_shown != self._sync_state
+        self._sync_shown = self._sync_state
+        effects: list[Effect] = []
+        if held and why:
+            effects.append(Trace(f"sync stream {why}: shown as {self._sync_state}"))
+        if changed:
+            effects.append(StatusChanged())
+        return effects
 
     def mark_standby_out_of_sync(self, now: float) -> list[Effect]:
         if self.state is not HaState.ACTIVE:
@@ -587,6 +796,7 @@ class Engine:
 
     def _become_active(self, now: float, reason: str, *, switch_request: bool) -> list[Effect]:
         effects: list[Effect] = [self._transition(HaState.ACTIVE, reason)]
+        effects += self._show_sync_truth("of the old active: no longer held")
         self.epoch = max(self.epoch, self._max_epoch_seen) + 1
         self._max_epoch_seen = self.epoch
         effects += [self._persist(), BecomeActive(self.epoch, reason)]
@@ -617,6 +827,109 @@ class Engine:
     def _reload(self, reason: str) -> list[Effect]:
         trace = self._transition(HaState.RELOADING, reason)
         return [trace, Reload(reason), StatusChanged()]
+
+    # ---- stateful restart (resume) ------------------------------------------
+
+    def _resume_refusal(self, point: ResumePoint, now: float) -> str:
+        """Why ``point`` must not be resumed from ("" when it may)."""
+        if point.role != self._role_name:
+            return f"taken as {point.role}"
+        if point.state not in (HaState.ACTIVE, HaState.STANDBY):
+            return f"state {point.state.value}"
+        if point.epoch != self.epoch:
+            return f"epoch {point.epoch}, durable epoch {self.epoch}"
+        if point.sync_state not in SYNC_STATES:
+            return f"sync state {point.sync_state!r}"
+        down, loss = now - point.alive_at, self._timers.max_loss_interval
+        if not down < loss:
+            return (
+                f"hamgr was down {down:.3g} s, not less than the {loss:g} s loss interval: "
+                f"the {self._peer_name} may have taken over"
+            )
+        return ""
+
+    def _restore_sync(self, point: ResumePoint, now: float) -> None:
+        """The sync state the old process showed. cfgmgr tells the new process
+        again at once; until then a "hot" stream is held, bounded by the grace."""
+        self._sync_shown = point.sync_state
+        if point.sync_state == "hot":
+            self._sync_state, self._sync_hot_in = "none", self.state
+            self._sync_hold_until = now + self.config.sync_grace
+        else:
+            self._sync_state = point.sync_state
+
+    def _resume_standby(self, point: ResumePoint, now: float) -> list[Effect]:
+        self.config = replace(self.config, boot_id=point.boot_id)
+        effects: list[Effect] = [
+            self._transition(
+                HaState.STANDBY,
+                f"resumed from the checkpoint: following the active (epoch {point.epoch})",
+            )
+        ]
+        self._active_boot = point.peer_boot
+        self._accepted_active_epoch = point.accepted_epoch
+        self._acknowledged = point.acknowledged
+        alive = min(now, point.alive_at)
+        self._last_req = {Iface.CONTROL: alive, Iface.MGMT: alive}
+        self._restore_sync(point, now)
+        effects.append(StatusChanged())
+        return effects
+
+    def _resume_active(self, now: float, how: str) -> list[Effect]:
+        point = self._resume
+        assert point is not None
+        self._resume, self._resume_deadline = None, INF
+        self.config = replace(self.config, boot_id=point.boot_id)
+        effects: list[Effect] = [
+            self._transition(HaState.ACTIVE, f"resumed from the checkpoint: {how}")
+        ]
+        self._peer_present = point.peer_boot is not None
+        self._peer_boot, self._peer_mac = point.peer_boot, point.peer_mac
+        self._doomed_boot = point.doomed_boot
+        # The standby's loss counts from the old process's last sign of life.
+        alive = min(now, point.alive_at)
+        self._last_resp = {Iface.CONTROL: alive, Iface.MGMT: alive}
+        self._restore_sync(point, now)
+        self._next_hb = now + self._timers.heartbeat_interval
+        effects.append(StatusChanged())
+        effects += self._send_requests(now)
+        return effects
+
+    def _abandon_resume(self, now: float, why: str) -> list[Effect]:
+        self._resume, self._resume_deadline = None, INF
+        return [Trace(f"restart: not resuming as active ({why}); discovery"), *self.start(now)]
+
+    def _tick_resuming(self, now: float) -> list[Effect]:
+        if now < self._resume_deadline:
+            return []
+        ms = self._timers.heartbeat_interval * 1000
+        return self._resume_active(now, f"no answer from the {self._peer_name} in {ms:g} ms")
+
+    def _on_frame_resuming(
+        self, frame: Frame, iface: Iface, now: float, src_mac: str | None
+    ) -> list[Effect]:
+        """An active's checkpoint holds unless the peer shows it is active now."""
+        msg = frame.msg
+        point = self._resume
+        assert point is not None
+        if isinstance(msg, LivenessAck):
+            if msg.nonce != self._resume_nonce:
+                return self._drop(iface, "stale")
+            if msg.state == HaState.ACTIVE.value or frame.epoch > point.epoch:
+                return self._abandon_resume(
+                    now, f"the {self._peer_name} answered as {msg.state}, epoch {frame.epoch}"
+                )
+            return self._resume_active(now, f"the {self._peer_name} answered as {msg.state}")
+        claims_active = isinstance(msg, ResolutionInfo) or (
+            isinstance(msg, Discovery | HeartbeatRequest) and msg.state == HaState.ACTIVE.value
+        )
+        if claims_active:
+            why = f"the {self._peer_name} is active ({type(msg).__name__}, epoch {frame.epoch})"
+            return [*self._abandon_resume(now, why), *self.on_frame(frame, iface, now, src_mac)]
+        if isinstance(msg, Discovery):
+            how = f"the {self._peer_name} is {msg.state}"
+            return [*self._resume_active(now, how), *self.on_frame(frame, iface, now, src_mac)]
+        return self._drop(iface, "unexpected")
 
     # ---- initializing -------------------------------------------------------
 
@@ -884,12 +1197,13 @@ class Engine:
         return effects
 
     def _lose_peer(self, reason: str) -> list[Effect]:
+        held = self._show_sync_truth("gone with the standby")
         self._peer_present = False
         self._doomed_boot = self._peer_boot
         self._peer_boot = None
         self._degraded = self._mgmt_ok = self._reset_on_next_response = False
         self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
-        return [Trace(f"standby lost: {reason}"), PeerLost(reason), StatusChanged()]
+        return [*held, Trace(f"standby lost: {reason}"), PeerLost(reason), StatusChanged()]
 
     def _on_response(
         self, msg: HeartbeatResponse, iface: Iface, now: float, mac: str
@@ -964,7 +1278,7 @@ class Engine:
             self.state is HaState.ACTIVE
             and self._peer_present
             and not self._degraded
-            and not self._sync_cold()
+            and not self._is_cold(self._sync_shown)  # as shown: a reconnecting stream is held
             and self._switch_deadline is None
             and self._losing_deadline is None
             and not self._reset_on_next_response
@@ -972,9 +1286,12 @@ class Engine:
 
     def _sync_cold(self) -> bool:
         """Until the sync stream is "hot" the standby cannot take over statefully."""
+        return self._is_cold(self._sync_state)
+
+    def _is_cold(self, sync_state: str) -> bool:
         if self.config.require_sync:
-            return self._sync_state != "hot"
-        return self._sync_state in ("cold", "warm")
+            return sync_state != "hot"
+        return sync_state in ("cold", "warm")
 
     def _check_can_switchover(self) -> None:
         if self.state is not HaState.ACTIVE:
@@ -1140,7 +1457,7 @@ class Engine:
         self,
     ) -> tuple[str, str, str, str, str | None, str | None, str]:
         """(this rdn, this sup, this internal, other rdn, other sup, other internal, mode)."""
-        cold = self._sync_cold()
+        cold = self._is_cold(self._sync_shown)  # a reconnecting stream is held "hot"
         if self.state is HaState.ACTIVE:
             if not self._peer_present:
                 return ("Active", "Active", "Active with no standby",

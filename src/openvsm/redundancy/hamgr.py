@@ -12,6 +12,18 @@ crash fast path, which cfgmgr starts with ``sync_reset`` (docs/crash-fast-path.m
 
 Other services reach hamgr on ``RUNDIR/hamgr.sock`` (see docs/CONTRACTS.md);
 the ``status`` topic pushes the HA status on every change.
+
+Stateful restart (docs/service-ha.md): hamgr keeps the engine's settled
+state (``Engine.checkpoint``) in ``RUNDIR/hamgr-checkpoint.json`` for the
+node's boot (atomic rename, no fsync, written only when it changes, removed
+while not settled; sysmgr clears it when the node starts). A hamgr that
+sysmgr restarts gives it to ``Engine.resume`` with the time its predecessor
+exited, and opens its IPC socket only once the engine has decided (an active
+first hears from the peer): no status query sees a resuming engine; a
+resumed one shows what its predecessor showed. cfgmgr holds a subscription
+to the ``sync`` topic while it runs; its end (cfgmgr exited) counts as a sync
+report "none", which the engine's bounded sync hold covers while the
+restarted cfgmgr reconnects.
 """
 
 from __future__ import annotations
@@ -25,13 +37,21 @@ import os
 import random
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
 from openvsm.redundancy import engine as eng
-from openvsm.sysmgr.service import RESOLUTION_FACTS, NodeReload
+from openvsm.sysmgr.service import (
+    HAMGR_CHECKPOINT,
+    PREVIOUS_EXIT_ENV,
+    RESOLUTION_FACTS,
+    NodeReload,
+)
 from openvsm.wire.codec import Codec, Drop, Frame
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
@@ -54,6 +74,27 @@ _AA_FILES = {
     "remote traces": "remote-traces.json",
 }
 MAX_LOG_BYTES = 48_000  # ResolutionLogs must fit in one datagram
+SYNC_LEASE_TOPIC: Final = "sync"  # subscribed by cfgmgr while it runs
+_UNWRITTEN: Final = object()
+
+
+class HamgrCheckpoint(msgspec.Struct, frozen=True):
+    """``RUNDIR/hamgr-checkpoint.json``: what a restarted hamgr resumes from."""
+
+    role: str
+    system_mac: str
+    engine: eng.ResumePoint
+    switch_seq: int = 0
+    peer_lost: bool = False
+    split_started: float | None = None
+
+
+def previous_exit() -> float | None:
+    """When (monotonic) sysmgr saw this service's previous process exit."""
+    try:
+        return float(os.environ[PREVIOUS_EXIT_ENV])
+    except (KeyError, ValueError):
+        return None
 
 
 def wall_str(t: float) -> str:
@@ -127,7 +168,14 @@ class Hamgr:
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
         }
         self._resolved: dict[eng.Iface, set[tuple[str, int]]] = {}
-        self.ipc = IpcServer(cfg.run_dir / "hamgr.sock", self._handle)
+        self.ipc = IpcServer(
+            cfg.run_dir / "hamgr.sock", self._handle, on_unsubscribe=self._on_unsubscribe
+        )
+        self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
+        self.checkpoint_path = cfg.run_dir / HAMGR_CHECKPOINT
+        self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
+        self._restored: HamgrCheckpoint | None = None
+        self._decided = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._reload = asyncio.Event()
         self._reload_reason = ""
@@ -177,19 +225,35 @@ class Hamgr:
     # ---- lifecycle ------------------------------------------------------
     async def run(self) -> None:
         reason = self._pop_reload_reason()
-        self.trace(
-            f"boot: role {self.cfg.role}, epoch {self.engine.epoch}"
-            + (f", after reload: {reason}" if reason else "")
-        )
+        point = self._load_checkpoint()
         # The engine starts before the sockets open: no frame may reach it first.
-        first = self.engine.start(self.now())
+        if point is None:
+            self.trace(
+                f"boot: role {self.cfg.role}, epoch {self.engine.epoch}"
+                + (f", after reload: {reason}" if reason else "")
+            )
+            first = self.engine.start(self.now())
+        else:
+            down = self.now() - point.alive_at
+            self.trace(
+                f"restart: hamgr restarted, role {self.cfg.role}, epoch {self.engine.epoch}, "
+                f"checkpoint of the {point.state.value}, down {down:.3g} s"
+            )
+            first = self.engine.resume(point, self.now())
         for iface, icfg in ((eng.Iface.CONTROL, self.cfg.control), (eng.Iface.MGMT, self.cfg.mgmt)):
             ep = self._endpoint(iface, icfg)
             await ep.open()
             self.endpoints[iface] = ep
-        await self.ipc.start()
         self._process(first)
         self._spawn(self._resolve_peers())
+        if self.engine.resuming:
+            # No status query may see the restart: answer none until decided
+            # (the engine's own deadline is one heartbeat interval).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._decided.wait(), self.cfg.timers.heartbeat_interval * 2 + 1.0
+                )
+        await self.ipc.start()
         try:
             await self._reload.wait()
             raise NodeReload(self._reload_reason)
@@ -357,9 +421,87 @@ class Hamgr:
                 self._spawn(self._lose_split_brain(effect.winner_role))
             elif isinstance(effect, eng.Reload):
                 self._begin_reload(effect.reason)
+        if not self.engine.resuming:
+            self._decided.set()
+            if self._restored is not None:
+                self._adopt_restored()
         self._arm_timer()
         if changed:
             self._publish()
+            if not self.engine.resuming:
+                self._keep_checkpoint()
+
+    # ---- stateful restart -------------------------------------------------
+    def _load_checkpoint(self) -> eng.ResumePoint | None:
+        """The checkpoint of this node boot's previous hamgr, if any and readable."""
+        try:
+            raw = self.checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("%s not read: %s", self.checkpoint_path, exc)
+            return None
+        try:
+            cp = msgspec.json.decode(raw, type=HamgrCheckpoint)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("%s ignored: %s", self.checkpoint_path, exc)
+            return None
+        if cp.role != self.cfg.role or cp.system_mac.lower() != self.cfg.system_mac.lower():
+            log.warning("%s ignored: taken as %s %s", self.checkpoint_path, cp.role, cp.system_mac)
+            return None
+        self._restored = cp
+        alive = cp.engine.alive_at
+        exited = previous_exit()
+        if exited is not None:
+            alive = max(alive, exited)
+        return replace(cp.engine, alive_at=alive)
+
+    def _adopt_restored(self) -> None:
+        """The engine decided: when it resumed, so do hamgr's own facts of this boot."""
+        cp, self._restored = self._restored, None
+        if cp is None or self.engine.config.boot_id != cp.engine.boot_id:
+            return
+        self.switch_seq, self.peer_lost = cp.switch_seq, cp.peer_lost
+        self.split_started = cp.split_started
+
+    def _keep_checkpoint(self) -> None:
+        """Write the engine's settled state when it changed (no fsync: boot-lived);
+        remove the file while it is not settled, so no restart resumes from it."""
+        point = self.engine.checkpoint(self.now())
+        cp = None
+        if point is not None:
+            cp = HamgrCheckpoint(
+                role=self.cfg.role,
+                system_mac=self.cfg.system_mac,
+                engine=replace(point, alive_at=0.0),
+                switch_seq=self.switch_seq,
+                peer_lost=self.peer_lost,
+                split_started=self.split_started,
+            )
+        if cp == self._checkpoint_key:
+            return
+        self._checkpoint_key = cp
+        try:
+            if cp is None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.checkpoint_path.unlink()
+                return
+            assert point is not None
+            tmp = self.checkpoint_path.with_suffix(".tmp")
+            tmp.write_bytes(msgspec.json.encode(msgspec.structs.replace(cp, engine=point)))
+            tmp.replace(self.checkpoint_path)
+        except OSError as exc:
+            log.warning("cannot keep the checkpoint: %s", exc)
+            self._checkpoint_key = _UNWRITTEN
+            with contextlib.suppress(OSError):
+                self.checkpoint_path.unlink()
+
+    def _on_unsubscribe(self, topic: str) -> None:
+        """cfgmgr's lease on the ``sync`` topic ended: it exited, its stream is down."""
+        if topic != SYNC_LEASE_TOPIC or self.ipc.subscriber_count(topic) > 0:
+            return
+        self.sync_state = "none"
+        self._process([eng.StatusChanged(), *self.engine.sync_stream_down(self.now())])
 
     def _begin_reload(self, reason: str) -> None:
         if self._reload.is_set():
@@ -541,7 +683,8 @@ class Hamgr:
             "degraded": bool(st.degraded),
             "peer_control": str(self.cfg.control.peer) if self.cfg.control.peer else None,
             "switch_seq": self.switch_seq,
-            "boot_id": self.boot_id,
+            "boot_id": self.engine.config.boot_id,
+            "instance": self.instance,
             # Split-brain resolution inputs as hamgr holds them (DESIGN §3).
             "module_count": self.module_count,
             "last_config_time": self.last_config_time,
@@ -642,9 +785,13 @@ class Hamgr:
             return {"ok": True}
         if op == "sync_state":
             state = str(args.get("state", "none"))
+            try:
+                # Out of sync: the truth at once, never held.
+                held = self.engine.set_sync_state(state, None if args.get("out_of_sync") else now)
+            except eng.EngineError as exc:
+                raise IpcError(f"% {exc}") from None
             self.sync_state = state
-            self.engine.set_sync_state(state)
-            effects: list[Any] = [eng.StatusChanged()]
+            effects: list[Any] = [eng.StatusChanged(), *held]
             if args.get("out_of_sync"):
                 self.trace("sync buffer overflow: standby marked out of sync, will be reset")
                 effects += self.engine.mark_standby_out_of_sync(now)

@@ -25,6 +25,10 @@ from openvsm.config import ConfigError, NodeConfig, load_node_config
 
 # hamgr keeps its split-brain resolution inputs here for one node boot.
 RESOLUTION_FACTS = "resolution-facts.json"
+# hamgr's checkpoint for a stateful restart (its redundancy state), one node boot.
+HAMGR_CHECKPOINT = "hamgr-checkpoint.json"
+# sysmgr tells a restarted service when (time.monotonic()) its predecessor exited.
+PREVIOUS_EXIT_ENV = "OPENVSM_PREVIOUS_EXIT"
 RELOAD_EXIT = 75
 FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")

@@ -1,7 +1,9 @@
 """sysmgr: the parent process of a VSM node (service-level HA, DESIGN §1).
 
 Starts every service (hamgr, cfgmgr, vemmgr) as its own OS process, watches
-it and restarts it when it exits, with back-off. A service that crashes
+it and restarts it when it exits, with back-off; a restarted service learns
+when its predecessor exited (``PREVIOUS_EXIT_ENV``, monotonic seconds: hamgr
+resumes from its checkpoint only if that is recent). A service that crashes
 ``CRASH_LOOP_COUNT`` times within ``CRASH_LOOP_WINDOW`` seconds makes the node
 reload; on an active with an HA standby that reload goes through hamgr (op
 ``reload``), which hands over to the standby first. A service exiting with
@@ -38,6 +40,8 @@ from openvsm.config import ConfigError, NodeConfig, load_node_config
 from openvsm.ipc import IpcClient, IpcError, IpcServer
 from openvsm.sysmgr.service import (
     FATAL_EXIT,
+    HAMGR_CHECKPOINT,
+    PREVIOUS_EXIT_ENV,
     RELOAD_EXIT,
     RESOLUTION_FACTS,
     SERVICES,
@@ -72,6 +76,7 @@ class Service:
     crashes: list[float] = field(default_factory=list)
     backoff: float = BACKOFF_START
     manual_restart: bool = False
+    exited_at: float | None = None  # monotonic; passed to the next process (stateful restart)
 
 
 class Sysmgr:
@@ -110,7 +115,13 @@ class Sysmgr:
             return
         svc.state = ServiceState.STARTING
         cmd = [sys.executable, "-m", "openvsm", "service", svc.name, "--config", str(self.cfg.path)]
-        svc.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
+        env = dict(os.environ)
+        env.pop(PREVIOUS_EXIT_ENV, None)
+        if svc.exited_at is not None:
+            env[PREVIOUS_EXIT_ENV] = repr(svc.exited_at)
+        svc.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, env=env
+        )
         svc.started_at = time.monotonic()
         svc.state = ServiceState.RUNNING
         log.info("started %s pid %d", svc.name, svc.proc.pid)
@@ -120,6 +131,7 @@ class Sysmgr:
 
     async def _watch(self, svc: Service, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
+        svc.exited_at = time.monotonic()
         if self._stopping or svc.proc is not proc:
             svc.state = ServiceState.STOPPED
             return
@@ -289,9 +301,11 @@ def cli_main(argv: list[str]) -> int:
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
         (cfg.run_dir / "fatal-reason").unlink()
-    # hamgr's split-brain inputs live for one node boot (a reload starts anew).
-    with contextlib.suppress(OSError):
-        (cfg.run_dir / RESOLUTION_FACTS).unlink()
+    # hamgr's split-brain inputs and checkpoint live for one node boot (a
+    # reload starts anew: discovery).
+    for boot_lived in (RESOLUTION_FACTS, HAMGR_CHECKPOINT):
+        with contextlib.suppress(OSError):
+            (cfg.run_dir / boot_lived).unlink()
     reason, fatal = asyncio.run(_amain(cfg))
     if fatal is not None:
         log.error("node stopped: %s", fatal)
