@@ -3,7 +3,9 @@
 VSM rows (modules 1 and 2) come from hamgr's view of the pair: the standby
 disappears from the active's list when it is lost (seed, "Loss of
 Communication"). VEM rows come from vemmgr, or, when vemmgr is restarting,
-straight from the replicated ``module`` objects of the store.
+straight from the replicated ``module`` objects of the store, read by the
+same ``ModuleTable`` code (an active's vemmgr commits every status it
+decides, ``powered-up`` included, so both answers are the same).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from openvsm import __version__
 from openvsm.ipc import IpcError
+from openvsm.modules.table import ModuleTable
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
 
 VSM_TYPE = "Virtual Supervisor Module"
-VEM_TYPE = "Virtual Ethernet Module"
 
 
 def _vsm_status(state: str) -> str:
@@ -35,39 +37,16 @@ def vsm_rows(cm: Cfgmgr) -> list[tuple[int, str]]:
     return sorted(rows)
 
 
+def _store_table(cm: Cfgmgr) -> ModuleTable:
+    """The replicated ``module``/``veth`` objects read the way vemmgr reads them,
+    so the answer does not change when vemmgr restarts."""
+    table = ModuleTable(module_limit=cm.cfg.module_limit)
+    table.load(cm.store.list("module"), cm.store.list("veth"))
+    return table
+
+
 def _vem_from_store(cm: Cfgmgr) -> dict[str, Any]:
-    mods = sorted(cm.store.list("module").values(), key=lambda m: int(m.get("module", 0)))
-    return {
-        "TABLE_modinfo": {
-            "ROW_modinfo": [
-                {
-                    "modinf": m["module"],
-                    "ports": m.get("ports", 0),
-                    "modtype": VEM_TYPE,
-                    "model": "NA",
-                    "status": m.get("status", "offline"),
-                }
-                for m in mods
-            ]
-        },
-        "TABLE_modwwninfo": {
-            "ROW_modwwninfo": [
-                {"modwwn": m["module"], "sw": m.get("version", ""), "hw": m.get("host_os", "")}
-                for m in mods
-            ]
-        },
-        "TABLE_modsrvinfo": {
-            "ROW_modsrvinfo": [
-                {
-                    "modsrv": m["module"],
-                    "srvip": m.get("host_ip", ""),
-                    "srvuuid": m.get("host_uuid", ""),
-                    "srvname": m.get("host_name", ""),
-                }
-                for m in mods
-            ]
-        },
-    }
+    return _store_table(cm).modules_data()
 
 
 async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
@@ -104,18 +83,5 @@ async def interface_virtual_data(cm: Cfgmgr) -> dict[str, Any]:
         data = await cm.vemmgr.call("interfaces", timeout=3.0)
         rows = data.get("TABLE_vif", {}).get("ROW_vif", [])
     except IpcError:
-        by_host = {m.get("host_uuid"): m for m in cm.store.list("module").values()}
-        rows = []
-        for veth in cm.store.list("veth").values():
-            mod = by_host.get(veth.get("host_uuid"), {})
-            rows.append(
-                {
-                    "interface": veth.get("name", ""),
-                    "module": mod.get("module", 0),
-                    "owner": veth.get("vm", ""),
-                    "port_profile": veth.get("port_profile", ""),
-                    "status": veth.get("status", "down"),
-                }
-            )
-        rows.sort(key=lambda r: int(str(r["interface"]).removeprefix("Vethernet") or 0))
+        rows = _store_table(cm).interfaces_data()["TABLE_vif"]["ROW_vif"]
     return {"TABLE_interface": {"ROW_interface": rows}}

@@ -9,7 +9,21 @@
 - a subscription to hamgr ``status`` (retried with back-off: hamgr may not
   exist yet or may restart). On becoming active it loads modules, vEths and
   the configuration from cfgmgr, then broadcasts ``SwitchRequest`` to every
-  known VEM; on leaving active it stops serving;
+  known VEM; inherited modules are ``powered-up`` until they attach (see
+  ``ModuleTable``). On leaving active it stops serving; a status of
+  ``initializing`` after active is hamgr restarting on this same active
+  (active never becomes standby without a node reload), so the observed
+  module statuses are kept for the re-activation;
+- the checkpoint ``RUNDIR/vemmgr-attachments.json`` (kept for the node's
+  boot: sysmgr removes it when the node starts or reloads): the observed
+  statuses of the current activation and its epoch, rewritten (atomic
+  rename, no fsync: it only has to outlive this process) at most every
+  ``CHECKPOINT_DELAY`` after they change, removed when hamgr says standby.
+  A restarted vemmgr on an active resumes those statuses (same epoch, or a
+  higher one: hamgr restarted on this active meanwhile), so a vemmgr
+  restart changes no line of ``show module``; statuses that changed in the
+  last ``CHECKPOINT_DELAY`` before a crash are re-learnt from the next
+  attach/heartbeat;
 - a subscription to cfgmgr ``changes``: configuration changes are pushed to
   the VEMs that need them (``ConfigDelta``); on the standby the replicated
   ``module``/``veth`` objects keep the table current;
@@ -28,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
 import time
 from collections import deque
@@ -35,10 +50,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from openvsm.config import NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.modules.table import (
     Addr,
+    AttachmentCheckpoint,
     Commit,
     Effect,
     ModuleCount,
@@ -48,6 +66,7 @@ from openvsm.modules.table import (
     Trace,
     parse_ops,
 )
+from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
 from openvsm.wire.messages import SenderRole
 from openvsm.wire.udp import UdpEndpoint
@@ -58,6 +77,7 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 TRACE_LINES = 500
 RCVBUF_BYTES = 4 << 20
+CHECKPOINT_DELAY = 0.01  # coalesces checkpoint writes during an attach storm
 
 
 def merge_commits(pending: list[Commit]) -> tuple[list[dict[str, Any]], str]:
@@ -107,6 +127,9 @@ class Vemmgr:
         self._timer_at = -math.inf  # when the timer loop wakes up by itself
         self._activation: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.checkpoint_path = self.run_dir / VEMMGR_ATTACHMENTS
+        self._saved_version = -1
+        self._save_timer: asyncio.TimerHandle | None = None
 
     # ---- lifecycle ------------------------------------------------------------
 
@@ -135,6 +158,9 @@ class Vemmgr:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_attachments()  # a clean stop leaves the latest statuses
         await self.ipc.stop()
         self.endpoint.close()
         self.cfgmgr.close()
@@ -166,6 +192,13 @@ class Vemmgr:
                 self._count_wake.set()
             elif isinstance(effect, Trace):
                 self.trace(effect.text)
+        if (
+            self.table.active
+            and self.table.attachment_version != self._saved_version
+            and self._save_timer is None
+        ):
+            loop = asyncio.get_running_loop()
+            self._save_timer = loop.call_later(CHECKPOINT_DELAY, self._save_attachments)
         if self.table.next_deadline() < self._timer_at:
             self._timer_wake.set()  # an earlier deadline than the loop sleeps for
 
@@ -231,7 +264,11 @@ class Vemmgr:
             if self._activation is not None:
                 self._activation.cancel()
             self._pending.clear()
-            self.process(self.table.became_standby())
+            # initializing after active: hamgr restarted on this node, still the VEMs' active.
+            keep = state == "initializing"
+            self.process(self.table.became_standby(keep_attachments=keep))
+            if not keep:
+                self._drop_attachments()
 
     async def _become_active(self, epoch: int) -> None:
         backoff = BACKOFF_MIN
@@ -243,8 +280,55 @@ class Vemmgr:
                 self.trace(f"becoming active: cannot load modules from cfgmgr yet ({exc})")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+        saved = self._load_attachments()
+        if saved is not None and saved.epoch <= epoch:
+            # The file exists only while this node has been active in its boot
+            # (sysmgr removes it at boot, a standby status removes it); the epoch
+            # rises without a takeover only when hamgr restarts on this active.
+            restored = self.table.restore_attachments(saved)
+            self.trace(
+                f"resumed {restored} module status(es) of epoch {saved.epoch} at epoch {epoch}"
+            )
         self.process(self.table.became_active(epoch, self.clock()))
         self._commit_wake.set()
+
+    # ---- checkpoint -----------------------------------------------------------
+
+    def _save_attachments(self) -> None:
+        self._save_timer = None
+        if not self.table.active:
+            return
+        version = self.table.attachment_version
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(msgspec.json.encode(self.table.attachments()))
+            os.replace(tmp, self.checkpoint_path)
+        except OSError as exc:
+            log.warning("checkpoint %s not written: %s", self.checkpoint_path, exc)
+            return
+        self._saved_version = version
+
+    def _load_attachments(self) -> AttachmentCheckpoint | None:
+        try:
+            raw = self.checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.trace(f"checkpoint {self.checkpoint_path.name} unreadable, ignored: {exc}")
+            return None
+        try:
+            return msgspec.json.decode(raw, type=AttachmentCheckpoint)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.trace(f"checkpoint {self.checkpoint_path.name} invalid, ignored: {exc}")
+            return None
+
+    def _drop_attachments(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        self._saved_version = -1
+        with contextlib.suppress(OSError):
+            self.checkpoint_path.unlink()
 
     async def _list(self, kind: str) -> dict[str, Any]:
         result = await self.cfgmgr.call("list", kind=kind)

@@ -25,6 +25,8 @@ from openvsm.config import ConfigError, NodeConfig, load_node_config
 
 # hamgr keeps its split-brain resolution inputs here for one node boot.
 RESOLUTION_FACTS = "resolution-facts.json"
+# vemmgr keeps the module statuses of the current activation here for one node boot.
+VEMMGR_ATTACHMENTS = "vemmgr-attachments.json"
 RELOAD_EXIT = 75
 FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")

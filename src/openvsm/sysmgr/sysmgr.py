@@ -41,6 +41,7 @@ from openvsm.sysmgr.service import (
     RELOAD_EXIT,
     RESOLUTION_FACTS,
     SERVICES,
+    VEMMGR_ATTACHMENTS,
     setup_logging,
 )
 
@@ -289,9 +290,11 @@ def cli_main(argv: list[str]) -> int:
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
         (cfg.run_dir / "fatal-reason").unlink()
-    # hamgr's split-brain inputs live for one node boot (a reload starts anew).
-    with contextlib.suppress(OSError):
-        (cfg.run_dir / RESOLUTION_FACTS).unlink()
+    # hamgr's split-brain inputs and vemmgr's module statuses live for one
+    # node boot (a reload starts anew).
+    for name in (RESOLUTION_FACTS, VEMMGR_ATTACHMENTS):
+        with contextlib.suppress(OSError):
+            (cfg.run_dir / name).unlink()
     reason, fatal = asyncio.run(_amain(cfg))
     if fatal is not None:
         log.error("node stopped: %s", fatal)
