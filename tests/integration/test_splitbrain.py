@@ -355,6 +355,8 @@ def test_quick_heal_the_vsm_with_the_vems_wins(make_lab: Callable[..., Lab], iso
     if isolated == "standby":
         # The new active heard no VEM: its inherited modules are not attached to it.
         assert all_status(lab, iso, hosts, "powered-up"), vem_statuses(lab, iso)
+        neighbors = lab.cli_json(iso, "show svs neighbors")["TABLE_neighbor"]["ROW_neighbor"]
+        assert neighbors == [], neighbors
     else:
         # The VEMs lost the primary: the secondary's switch request brought them.
         wait_for(lambda: all_status(lab, keeper, hosts, "ok"), SETTLE, "the VEMs to switch")

@@ -78,6 +78,21 @@ async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
     }
 
 
+def svs_neighbors_data(cm: Cfgmgr, vemmgr_data: Any) -> dict[str, Any]:
+    """``show svs neighbors``: vemmgr's rows (the VEMs attached to this VSM)
+    with this domain and system MAC."""
+    table = vemmgr_data.get("TABLE_neighbor", {}) if isinstance(vemmgr_data, dict) else {}
+    rows = table.get("ROW_neighbor", []) if isinstance(table, dict) else []
+    domain = cm.cfg.domain_id
+    return {
+        "domain_id": domain,
+        "system_mac": cm.cfg.system_mac,
+        "TABLE_neighbor": {
+            "ROW_neighbor": [{**r, "domain_id": domain} for r in rows if isinstance(r, dict)]
+        },
+    }
+
+
 async def interface_virtual_data(cm: Cfgmgr) -> dict[str, Any]:
     try:
         data = await cm.vemmgr.call("interfaces", timeout=3.0)

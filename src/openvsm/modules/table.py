@@ -1125,7 +1125,7 @@ class ModuleTable:
                 "addr": f"{m.addr[0]}:{m.addr[1]}" if m.addr else "",
                 "host_name": m.host_name,
                 "last_learnt_s": round(now - m.last_heard, 1)
-                if m.hb_received or m.attaches
+                if math.isfinite(m.last_heard)
                 else None,
             }
             for m in self._sorted()

@@ -286,9 +286,10 @@ class Vemmgr:
             # (sysmgr removes it at boot, a standby status removes it); the epoch
             # rises without a takeover only when hamgr restarts on this active.
             restored = self.table.restore_attachments(saved)
-            self.trace(
-                f"resumed {restored} module status(es) of epoch {saved.epoch} at epoch {epoch}"
-            )
+            if restored:  # 0: this process observed them itself (a hamgr restart)
+                self.trace(
+                    f"resumed {restored} module status(es) of epoch {saved.epoch} at epoch {epoch}"
+                )
         self.process(self.table.became_active(epoch, self.clock()))
         self._commit_wake.set()
 
