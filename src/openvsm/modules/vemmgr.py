@@ -17,12 +17,13 @@
 - the checkpoint ``RUNDIR/vemmgr-attachments.json`` (kept for the node's
   boot: sysmgr removes it when the node starts or reloads): the observed
   statuses of the current activation and its epoch, rewritten (atomic
-  rename, no fsync: it only has to outlive this process) at most every
-  ``CHECKPOINT_DELAY`` after they change, removed when hamgr says standby.
+  rename, no fsync: it only has to outlive this process) ``CHECKPOINT_DELAY``
+  after they change (longer for a big table: the writes take at most
+  ``CHECKPOINT_SHARE`` of the time), removed when hamgr says standby.
   A restarted vemmgr on an active resumes those statuses (same epoch, or a
   higher one: hamgr restarted on this active meanwhile), so a vemmgr
-  restart changes no line of ``show module``; statuses that changed in the
-  last ``CHECKPOINT_DELAY`` before a crash are re-learnt from the next
+  restart changes no line of ``show module``; statuses that changed just
+  before a crash (not written yet) are re-learnt from the next
   attach/heartbeat;
 - a subscription to cfgmgr ``changes``: configuration changes are pushed to
   the VEMs that need them (``ConfigDelta``); on the standby the replicated
@@ -78,6 +79,7 @@ BACKOFF_MAX = 2.0
 TRACE_LINES = 500
 RCVBUF_BYTES = 4 << 20
 CHECKPOINT_DELAY = 0.01  # coalesces checkpoint writes during an attach storm
+CHECKPOINT_SHARE = 0.1  # ... and keeps them under this share of the loop's time
 
 
 def merge_commits(pending: list[Commit]) -> tuple[list[dict[str, Any]], str]:
@@ -130,6 +132,7 @@ class Vemmgr:
         self.checkpoint_path = self.run_dir / VEMMGR_ATTACHMENTS
         self._saved_version = -1
         self._save_timer: asyncio.TimerHandle | None = None
+        self._save_delay = CHECKPOINT_DELAY
 
     # ---- lifecycle ------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class Vemmgr:
             and self._save_timer is None
         ):
             loop = asyncio.get_running_loop()
-            self._save_timer = loop.call_later(CHECKPOINT_DELAY, self._save_attachments)
+            self._save_timer = loop.call_later(self._save_delay, self._save_attachments)
         if self.table.next_deadline() < self._timer_at:
             self._timer_wake.set()  # an earlier deadline than the loop sleeps for
 
@@ -263,11 +266,12 @@ class Vemmgr:
         elif self.table.active or (self._activation is not None and not self._activation.done()):
             if self._activation is not None:
                 self._activation.cancel()
-            self._pending.clear()
-            # initializing after active: hamgr restarted on this node, still the VEMs' active.
+            # initializing after active: hamgr restarted on this node, still the
+            # VEMs' active. Its statuses and their commits wait for the re-activation.
             keep = state == "initializing"
             self.process(self.table.became_standby(keep_attachments=keep))
             if not keep:
+                self._pending.clear()
                 self._drop_attachments()
 
     async def _become_active(self, epoch: int) -> None:
@@ -301,6 +305,7 @@ class Vemmgr:
             return
         version = self.table.attachment_version
         tmp = self.checkpoint_path.with_suffix(".tmp")
+        started = time.perf_counter()
         try:
             tmp.write_bytes(msgspec.json.encode(self.table.attachments()))
             os.replace(tmp, self.checkpoint_path)
@@ -308,6 +313,8 @@ class Vemmgr:
             log.warning("checkpoint %s not written: %s", self.checkpoint_path, exc)
             return
         self._saved_version = version
+        spent = time.perf_counter() - started  # ~2 ms for 1000 modules
+        self._save_delay = max(CHECKPOINT_DELAY, spent / CHECKPOINT_SHARE)
 
     def _load_attachments(self) -> AttachmentCheckpoint | None:
         try:
