@@ -578,6 +578,10 @@ class ModuleTable:
                 mod.observed = False
         return [Trace("not active: no longer serving VEMs")]
 
+    def has_observed(self) -> bool:
+        """Some status here is this VSM's own (it was active in this process)."""
+        return any(m.observed for m in self.modules.values())
+
     def attachments(self) -> AttachmentCheckpoint:
         """The statuses this VSM observed in its current activation (for vemmgr's checkpoint)."""
         return AttachmentCheckpoint(

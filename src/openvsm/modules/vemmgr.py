@@ -348,6 +348,12 @@ class Vemmgr:
         profiles = await self._list("port_profile")
         vlans = await self._list("vlan")
         bds = await self._list("os_bridge_domain")
+        if self.table.has_observed():
+            # Re-activation of this same active (hamgr restarted): its table is the
+            # author of the module objects; the store may lag behind its commits.
+            self.table.load_config(profiles, vlans, bds)
+            self.trace("re-activation: module table kept, configuration reloaded")
+            return
         self.table.load(modules, veths)
         self.table.load_config(profiles, vlans, bds)
         numbers = sorted(m.number for m in self.table.modules.values())
