@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import socket
 import time
 from collections import deque
@@ -51,10 +50,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from openvsm.config import NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.modules.checkpoint import (
+    CheckpointError,
+    read_attachments,
+    usable,
+    write_attachments,
+)
 from openvsm.modules.table import (
     Addr,
     AttachmentCheckpoint,
@@ -284,11 +287,8 @@ class Vemmgr:
                 self.trace(f"becoming active: cannot load modules from cfgmgr yet ({exc})")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
-        saved = self._load_attachments()
-        if saved is not None and saved.epoch <= epoch:
-            # The file exists only while this node has been active in its boot
-            # (sysmgr removes it at boot, a standby status removes it); the epoch
-            # rises without a takeover only when hamgr restarts on this active.
+        saved = usable(self._load_attachments(), epoch)
+        if saved is not None:
             restored = self.table.restore_attachments(saved)
             if restored:  # 0: this process observed them itself (a hamgr restart)
                 self.trace(
@@ -304,11 +304,9 @@ class Vemmgr:
         if not self.table.active:
             return
         version = self.table.attachment_version
-        tmp = self.checkpoint_path.with_suffix(".tmp")
         started = time.perf_counter()
         try:
-            tmp.write_bytes(msgspec.json.encode(self.table.attachments()))
-            os.replace(tmp, self.checkpoint_path)
+            write_attachments(self.checkpoint_path, self.table.attachments())
         except OSError as exc:
             log.warning("checkpoint %s not written: %s", self.checkpoint_path, exc)
             return
@@ -318,16 +316,9 @@ class Vemmgr:
 
     def _load_attachments(self) -> AttachmentCheckpoint | None:
         try:
-            raw = self.checkpoint_path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self.trace(f"checkpoint {self.checkpoint_path.name} unreadable, ignored: {exc}")
-            return None
-        try:
-            return msgspec.json.decode(raw, type=AttachmentCheckpoint)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.trace(f"checkpoint {self.checkpoint_path.name} invalid, ignored: {exc}")
+            return read_attachments(self.checkpoint_path)
+        except CheckpointError as exc:
+            self.trace(f"checkpoint {exc}, ignored")
             return None
 
     def _drop_attachments(self) -> None:
