@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, VemHandle, ipc_call, wait_for
+from openvsm.lab.lab import Lab, LabError, VemHandle, ipc_call, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -284,3 +284,140 @@ def test_split_brain_all_equal_longer_active_wins(make_lab: Callable[..., Lab]) 
     assert reload_count(lab, first) == 0
     assert reload_count(lab, second) == 1
     assert lab.active() == first
+
+
+# A short profile inside the seed's range: 6 s loss interval (the seed allows
+# 6-30 s), VEMs headless after the same 6 s (the seed's ~15 s is its default
+# loss interval), 500 ms heartbeats. The heal comes ~2 s after the takeover:
+# well inside the loss time, so a new active that counted the modules it
+# inherited from the store as attached would still count them.
+QUICK = {
+    "heartbeat_interval_ms": 500,
+    "max_loss_interval_ms": 6000,
+    "discovery_window_ms": 1000,
+    "vem_heartbeat_ms": 500,
+    "vem_headless_ms": 6000,
+}
+QUICK_LOSS = QUICK["max_loss_interval_ms"] / 1000
+HEAL_AFTER = 2.0
+
+
+def vem_statuses(lab: Lab, node: str) -> dict[str, str]:
+    """``show module | json`` on a node: VEM status by server name."""
+    data = lab.cli_json(node, "show module")
+    names = {r["modsrv"]: r["srvname"] for r in data["TABLE_modsrvinfo"]["ROW_modsrvinfo"]}
+    return {
+        str(names.get(r["modinf"], r["modinf"])): str(r["status"])
+        for r in data["TABLE_modinfo"]["ROW_modinfo"]
+        if r["modtype"] == "Virtual Ethernet Module"
+    }
+
+
+def all_status(lab: Lab, node: str, hosts: set[str], status: str) -> bool:
+    return vem_statuses(lab, node) == dict.fromkeys(hosts, status)
+
+
+def explain(lab: Lab) -> str:
+    """Both nodes' redundancy state, VEM rows and last trace events (for a timeout)."""
+    out = []
+    for node in BOTH:
+        try:
+            st = lab.status(node) or {}
+            events = trace_events(lab, node)[-12:]
+            out.append(
+                f"{node}: {st.get('this_sup_internal_state')} / {st.get('other_sup_rdn_state')}; "
+                f"modules {vem_statuses(lab, node)}; trace: " + " | ".join(events)
+            )
+        except (LabError, OSError, KeyError, ValueError) as exc:
+            out.append(f"{node}: unreachable ({exc})")
+    for vem in lab.proxied_vems:
+        try:
+            st = vem_state(vem)
+            out.append(f"{vem.host}: {st['state']} on {st['active']} epoch {st['epoch']}")
+        except (LabError, OSError, KeyError, ValueError) as exc:
+            out.append(f"{vem.host}: unreachable ({exc})")
+    return "\n".join(out)
+
+
+def isolate(lab: Lab, node: str) -> None:
+    """Cut ``node`` off its peer (both interfaces) and off every VEM."""
+    for vem in lab.proxied_vems:
+        lab.cut_vem(vem, node)
+    lab.cut("control")
+    lab.cut("mgmt")
+
+
+@pytest.mark.parametrize("isolated", ["standby", "active"])
+def test_quick_heal_the_vsm_with_the_vems_wins(make_lab: Callable[..., Lab], isolated: str) -> None:
+    """Issue 11: one VSM is isolated from its peer and from every VEM; the
+    standby takes over; the isolated VSM gets a configuration change (so rule 2
+    favours it); the pair heals ~2 s after the takeover. The VSM that kept the
+    VEMs must win on module count and stay active; only the isolated one
+    reloads. ``isolated="standby"``: the secondary takes over with the store's
+    modules, which must be powered-up there, not ok. ``isolated="active"``:
+    the mirror case, the primary is cut off and the secondary gets the VEMs."""
+    lab = make_lab(timers="default", timer_overrides=QUICK, rest=False, proxy=True, vem_proxy=3)
+    first = lab.start()  # active since boot (usually the primary)
+    lab.launch_vems(lab.proxied_vems)
+    hosts = {v.host for v in lab.proxied_vems}
+    wait_for(lambda: all_status(lab, first, hosts, "ok"), SETTLE, "the VEMs to attach")
+    # The standby mirrors the active's view from the replicated store.
+    wait_for(lambda: all_status(lab, other(first), hosts, "ok"), SETTLE, "the standby's view")
+    iso = other(first) if isolated == "standby" else first
+    keeper = other(iso)
+    reloads_before = {n: reload_count(lab, n) for n in BOTH}
+
+    isolate(lab, iso)
+    try:
+        quick_heal_split(lab, iso, keeper, hosts, isolated)
+    except (LabError, AssertionError) as exc:
+        raise AssertionError(f"{exc}\n{explain(lab)}") from None
+    assert reload_count(lab, keeper) == reloads_before[keeper]
+    assert reload_count(lab, iso) == reloads_before[iso] + 1
+    # Every VEM on the winner, and the loser, now its standby, mirrors that view.
+    for node in (keeper, iso):
+        wait_for(functools.partial(all_status, lab, node, hosts, "ok"), SETTLE, f"{node}: all ok")
+    for vem in lab.proxied_vems:
+        assert vem_attached_to(vem, "{}:{}".format(*vem.via[keeper])), vem.host
+    if isolated == "standby":
+        assert all(vem_state(v)["counters"]["switches"] == 0 for v in lab.proxied_vems)
+    # The loser's configuration change was discarded; the winner stays active.
+    wait_for(lambda: digest(lab, iso) == digest(lab, keeper), SETTLE, "stores to converge")
+    assert "777" not in vlans(lab, keeper) and "777" not in vlans(lab, iso)
+    assert (lab.status(keeper) or {}).get("this_sup_internal_state") == "Active with HA standby"
+    assert reload_count(lab, keeper) == reloads_before[keeper]
+
+
+def quick_heal_split(lab: Lab, iso: str, keeper: str, hosts: set[str], isolated: str) -> None:
+    """From the isolation to the resolution: takeover, a configuration change on
+    the isolated VSM, heal ~2 s after the takeover, the keeper wins."""
+    wait_for(
+        lambda: all(rdn_state(lab, n) == "Active" for n in BOTH),
+        SETTLE,
+        "both VSMs to be active (split-brain)",
+    )
+    took_over = time.monotonic()
+    if isolated == "standby":
+        # The new active heard no VEM: its inherited modules are not attached to it.
+        assert all_status(lab, iso, hosts, "powered-up"), vem_statuses(lab, iso)
+        neighbors = lab.cli_json(iso, "show svs neighbors")["TABLE_neighbor"]["ROW_neighbor"]
+        assert neighbors == [], neighbors
+    else:
+        # The VEMs lost the primary: the secondary's switch request brought them.
+        wait_for(lambda: all_status(lab, keeper, hosts, "ok"), SETTLE, "the VEMs to switch")
+    configure(lab, iso, "vlan 777")
+    time.sleep(max(0.0, took_over + HEAL_AFTER - time.monotonic()))
+    heal(lab)
+    healed_after = time.monotonic() - took_over
+    if isolated == "standby":
+        # Otherwise the inherited modules would have dropped to offline anyway
+        # and the run would not test the rule.
+        assert healed_after < QUICK_LOSS, f"healed {healed_after:.1f} s after the takeover"
+        assert all_status(lab, iso, hosts, "powered-up"), vem_statuses(lab, iso)
+
+    wait_resolved(lab, keeper)
+    counts = {keeper: 3, iso: 0}
+    why = f"module count primary {counts['primary']}, secondary {counts['secondary']}"
+    for node in BOTH:
+        decisions = [e for e in trace_events(lab, node) if "split-brain resolution:" in e]
+        assert decisions and all(why in e for e in decisions), decisions

@@ -507,3 +507,29 @@ def test_hamgr_counters_table_renders() -> None:
         "  Dropped, bad magic:   1",
         "  Socket errors:        0",
     ]
+
+
+def test_svs_neighbors_lists_the_attached_vems() -> None:
+    # vemmgr's rows (only ok modules) with the domain cfgmgr adds.
+    data = {
+        "domain_id": 100,
+        "system_mac": "02:00:00:00:00:01",
+        "TABLE_neighbor": {
+            "ROW_neighbor": [
+                {
+                    "src_mac": "02:00:00:00:01:03",
+                    "type": "VEM",
+                    "domain_id": 100,
+                    "node_id": 3,
+                    "addr": "127.0.0.1:18003",
+                    "host_name": "host-1",
+                    "last_learnt_s": 0.4,
+                },
+                {"src_mac": "02:00:00:00:01:0c", "type": "VEM", "node_id": 12},
+            ]
+        },
+    }
+    out = render("show_svs_neighbors", data).splitlines()
+    assert out[1] == "Active Domain ID: 100" and out[3] == "System MAC: 02:00:00:00:00:01"
+    assert out[-2].split() == ["02:00:00:00:01:03", "VEM", "100", "0302", "0.40"]
+    assert out[-1].split() == ["02:00:00:00:01:0c", "VEM", "100", "1202", "-"]

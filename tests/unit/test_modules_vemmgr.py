@@ -9,7 +9,9 @@ deadlines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from openvsm.config import node_config_from_dict
+from openvsm.config import node_config_from_dict, parse_endpoint
 from openvsm.ipc import IpcClient, IpcError, IpcServer
 from openvsm.modules.table import Commit, StoreOp
 from openvsm.modules.vemmgr import Vemmgr, merge_commits
@@ -261,3 +263,103 @@ def test_merge_commits_keeps_last_body_per_object() -> None:
         {"kind": "module", "key": "u1", "body": {"status": "offline"}},
     ]
     assert "module 3 attach" in command
+
+
+def udp_port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _vem_statuses(mods: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(r["modinf"], r["status"]) for r in mods["TABLE_modinfo"]["ROW_modinfo"]]
+
+
+async def restart_vemmgr(cfg: Any, hamgr: FakeHamgr, run: Path) -> tuple[list[Any], list[int]]:
+    """A new vemmgr process on the same node: ``show module`` VEM rows right
+    after it is active and after the VEM's next heartbeat, and the counts it
+    reported to hamgr."""
+    host, port = cfg.vem_listen.addr
+    await wait_until(lambda: udp_port_free(host, port), "the VEM port to be free")
+    mgr = Vemmgr(cfg)
+    reports = len(hamgr.counts)
+    seen: list[Any] = []
+    await mgr.start()
+    try:
+        await wait_until(lambda: mgr.table.active, "active again")
+        seen.append(_vem_statuses(await call(run, "modules")))
+        await wait_until(
+            lambda: mgr.table.modules["uuid-host-1"].hb_received > 0, "a VEM heartbeat"
+        )
+        seen.append(_vem_statuses(await call(run, "modules")))
+        await wait_until(lambda: hamgr.counts[reports:][-1:] == [1], "count 1 reported")
+    finally:
+        await mgr.stop()
+    return seen, hamgr.counts[reports:]
+
+
+def test_a_restarted_vemmgr_resumes_the_module_statuses_of_its_activation() -> None:
+    """SIGKILL-like restart of vemmgr on the active (same epoch): the new process
+    shows the same rows at once -- no powered-up spell -- from its checkpoint.
+    Without the checkpoint the same store is a takeover: powered-up until the
+    VEM's next heartbeat."""
+
+    async def scenario() -> None:
+        async with deployment() as (mgr, hamgr, _cfgmgr, runner, run):
+            hamgr.set(state="active", epoch=3)
+            await wait_until(lambda: runner.core.state is VemState.ATTACHED, "VEM attached")
+            await wait_until(
+                lambda: mgr.table.attachment_version == mgr._saved_version, "checkpoint written"
+            )
+            before = _vem_statuses(await call(run, "modules"))
+            assert before == [(3, "ok")]
+            # The next process listens where the VEM sends (the same configured port).
+            host, port = mgr.endpoint.local
+            cfg = dataclasses.replace(mgr.cfg, vem_listen=parse_endpoint(f"{host}:{port}", "vem"))
+            await mgr.stop()  # the old process is gone (its sockets too)
+            seen, counts = await restart_vemmgr(cfg, hamgr, run)
+            assert seen == [before, before]
+            assert set(counts) == {1}, counts  # hamgr's split-brain input never went to 0
+            mgr.checkpoint_path.unlink()
+            seen, counts = await restart_vemmgr(cfg, hamgr, run)
+            assert seen == [[(3, "powered-up")], before]
+
+    asyncio.run(scenario())
+
+
+def test_hamgr_initializing_between_two_epochs_keeps_the_statuses() -> None:
+    """hamgr restarts on the active: status initializing, then active with the
+    next epoch. vemmgr keeps what it observed; a standby status forgets it
+    (and removes the checkpoint)."""
+
+    async def scenario() -> None:
+        async with deployment() as (mgr, hamgr, _cfgmgr, runner, run):
+            hamgr.set(state="active", epoch=3)
+            await wait_until(lambda: runner.core.state is VemState.ATTACHED, "VEM attached")
+            await wait_until(lambda: mgr.checkpoint_path.exists(), "checkpoint written")
+            hamgr.set(state="initializing")
+            await wait_until(lambda: not mgr.table.active, "not serving")
+            hamgr.set(state="active", epoch=4)
+            await wait_until(lambda: mgr.table.active and mgr.table.epoch == 4, "epoch 4")
+            assert _vem_statuses(await call(run, "modules")) == [(3, "ok")]
+            assert mgr.table.attached_count() == 1
+            hamgr.set(state="standby")
+            await wait_until(lambda: not mgr.table.active, "standby")
+            await wait_until(lambda: not mgr.checkpoint_path.exists(), "checkpoint removed")
+            assert not any(m.observed for m in mgr.table.modules.values())
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_checkpoint_is_ignored() -> None:
+    async def scenario() -> None:
+        async with deployment() as (mgr, hamgr, _cfgmgr, runner, _run):
+            mgr.checkpoint_path.write_bytes(b"\xff not json")
+            hamgr.set(state="active", epoch=3)
+            await wait_until(lambda: runner.core.state is VemState.ATTACHED, "VEM attached")
+            assert any("invalid" in t and "ignored" in t for t in mgr.traces)
+
+    asyncio.run(scenario())

@@ -118,7 +118,9 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return await vemmgr_op("counters")
 
     async def svs_neighbors(args: dict[str, str], s: CliSession) -> Any:
-        return await vemmgr_op("neighbors")
+        from openvsm.cfgmgr.modules import svs_neighbors_data
+
+        return svs_neighbors_data(cm, await vemmgr_op("neighbors"))
 
     async def interface_virtual(args: dict[str, str], s: CliSession) -> Any:
         from openvsm.cfgmgr.modules import interface_virtual_data

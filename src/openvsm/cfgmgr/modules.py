@@ -2,8 +2,12 @@
 
 VSM rows (modules 1 and 2) come from hamgr's view of the pair: the standby
 disappears from the active's list when it is lost (seed, "Loss of
-Communication"). VEM rows come from vemmgr, or, when vemmgr is restarting,
-straight from the replicated ``module`` objects of the store.
+Communication"). VEM rows come from vemmgr, or, when vemmgr is restarting
+or not active yet on an active node, from the replicated ``module`` objects
+of the store read by the same ``ModuleTable`` code with vemmgr's checkpoint
+and takeover rule (``_vem_from_store``), so the answer is the one vemmgr
+gives: an active's vemmgr commits every status it decides and checkpoints
+them, and a new active never shows the previous active's ``ok``.
 """
 
 from __future__ import annotations
@@ -12,20 +16,32 @@ from typing import TYPE_CHECKING, Any
 
 from openvsm import __version__
 from openvsm.ipc import IpcError
+from openvsm.modules.checkpoint import CheckpointError, read_attachments, takeover_view
+from openvsm.modules.table import ModuleTable
+from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
 
 VSM_TYPE = "Virtual Supervisor Module"
-VEM_TYPE = "Virtual Ethernet Module"
 
 
 def _vsm_status(state: str) -> str:
     return {"active": "active", "standby": "ha-standby"}.get(state, "initializing")
 
 
-def vsm_rows(cm: Cfgmgr) -> list[tuple[int, str]]:
-    ha = cm.ha
+async def current_ha(cm: Cfgmgr) -> dict[str, Any]:
+    """hamgr's status now (as ``show system redundancy status`` reads it), so a
+    ``show module`` right after a takeover agrees with it; the last status
+    cfgmgr was told when hamgr does not answer (restarting)."""
+    try:
+        status = await cm.hamgr.call("status", timeout=0.5)
+    except IpcError:
+        return cm.ha
+    return status if isinstance(status, dict) else cm.ha
+
+
+def vsm_rows(cm: Cfgmgr, ha: dict[str, Any]) -> list[tuple[int, str]]:
     me = cm.cfg.sup_number
     rows = [(me, _vsm_status(str(ha.get("state", ""))) + " *")]
     if ha.get("peer_present"):
@@ -35,49 +51,48 @@ def vsm_rows(cm: Cfgmgr) -> list[tuple[int, str]]:
     return sorted(rows)
 
 
-def _vem_from_store(cm: Cfgmgr) -> dict[str, Any]:
-    mods = sorted(cm.store.list("module").values(), key=lambda m: int(m.get("module", 0)))
-    return {
-        "TABLE_modinfo": {
-            "ROW_modinfo": [
-                {
-                    "modinf": m["module"],
-                    "ports": m.get("ports", 0),
-                    "modtype": VEM_TYPE,
-                    "model": "NA",
-                    "status": m.get("status", "offline"),
-                }
-                for m in mods
-            ]
-        },
-        "TABLE_modwwninfo": {
-            "ROW_modwwninfo": [
-                {"modwwn": m["module"], "sw": m.get("version", ""), "hw": m.get("host_os", "")}
-                for m in mods
-            ]
-        },
-        "TABLE_modsrvinfo": {
-            "ROW_modsrvinfo": [
-                {
-                    "modsrv": m["module"],
-                    "srvip": m.get("host_ip", ""),
-                    "srvuuid": m.get("host_uuid", ""),
-                    "srvname": m.get("host_name", ""),
-                }
-                for m in mods
-            ]
-        },
-    }
+def _store_table(cm: Cfgmgr) -> ModuleTable:
+    """The replicated ``module``/``veth`` objects read the way vemmgr reads them,
+    so the answer does not change when vemmgr restarts."""
+    table = ModuleTable(module_limit=cm.cfg.module_limit)
+    table.load(cm.store.list("module"), cm.store.list("veth"))
+    return table
+
+
+def _vem_from_store(cm: Cfgmgr, ha: dict[str, Any]) -> dict[str, Any]:
+    """VEM rows without vemmgr's live table: on a standby the replicated view;
+    on an active, what its vemmgr shows once active (checkpointed statuses of
+    this activation, ``powered-up`` for the rest), never the store's copy of
+    the previous active's ``ok``."""
+    if ha.get("state") != "active":
+        return _store_table(cm).modules_data()
+    try:
+        saved = read_attachments(cm.cfg.run_dir / VEMMGR_ATTACHMENTS)
+    except CheckpointError:
+        saved = None
+    epoch = ha.get("epoch", 0)
+    view = takeover_view(
+        cm.store.list("module"),
+        cm.store.list("veth"),
+        saved,
+        epoch if isinstance(epoch, int) else 0,
+        module_limit=cm.cfg.module_limit,
+    )
+    return view.modules_data()
 
 
 async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
+    ha = await current_ha(cm)
     try:
         vems = await cm.vemmgr.call("modules", timeout=3.0)
     except IpcError:
-        vems = _vem_from_store(cm)
+        vems = _vem_from_store(cm, ha)  # vemmgr restarting
+    else:
+        if ha.get("state") == "active" and not vems.get("active"):
+            vems = _vem_from_store(cm, ha)  # vemmgr has not taken over yet
     mgmt_ip = cm.cfg.mgmt.local.host
     info, sw, srv = [], [], []
-    for number, status in vsm_rows(cm):
+    for number, status in vsm_rows(cm, ha):
         info.append(
             {
                 "modinf": number,
@@ -99,23 +114,25 @@ async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
     }
 
 
+def svs_neighbors_data(cm: Cfgmgr, vemmgr_data: Any) -> dict[str, Any]:
+    """``show svs neighbors``: vemmgr's rows (the VEMs attached to this VSM)
+    with this domain and system MAC."""
+    table = vemmgr_data.get("TABLE_neighbor", {}) if isinstance(vemmgr_data, dict) else {}
+    rows = table.get("ROW_neighbor", []) if isinstance(table, dict) else []
+    domain = cm.cfg.domain_id
+    return {
+        "domain_id": domain,
+        "system_mac": cm.cfg.system_mac,
+        "TABLE_neighbor": {
+            "ROW_neighbor": [{**r, "domain_id": domain} for r in rows if isinstance(r, dict)]
+        },
+    }
+
+
 async def interface_virtual_data(cm: Cfgmgr) -> dict[str, Any]:
     try:
         data = await cm.vemmgr.call("interfaces", timeout=3.0)
         rows = data.get("TABLE_vif", {}).get("ROW_vif", [])
     except IpcError:
-        by_host = {m.get("host_uuid"): m for m in cm.store.list("module").values()}
-        rows = []
-        for veth in cm.store.list("veth").values():
-            mod = by_host.get(veth.get("host_uuid"), {})
-            rows.append(
-                {
-                    "interface": veth.get("name", ""),
-                    "module": mod.get("module", 0),
-                    "owner": veth.get("vm", ""),
-                    "port_profile": veth.get("port_profile", ""),
-                    "status": veth.get("status", "down"),
-                }
-            )
-        rows.sort(key=lambda r: int(str(r["interface"]).removeprefix("Vethernet") or 0))
+        rows = _store_table(cm).interfaces_data()["TABLE_vif"]["ROW_vif"]
     return {"TABLE_interface": {"ROW_interface": rows}}

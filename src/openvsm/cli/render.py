@@ -368,6 +368,11 @@ def render_svs_domain(d: Mapping[str, Any]) -> str:
     return _lines(out)
 
 
+def _node_id(value: object) -> str:
+    """NX-OS node id: module N of slot 2 is ``0N02`` (module 3: ``0302``)."""
+    return f"{value:02d}02" if isinstance(value, int) else _text(value)
+
+
 @renderer("show_svs_neighbors")
 def render_svs_neighbors(d: Mapping[str, Any]) -> str:
     out = [
@@ -381,9 +386,9 @@ def render_svs_neighbors(d: Mapping[str, Any]) -> str:
         (
             r["src_mac"],
             r["type"],
-            r["domain_id"],
-            r["node_id"],
-            f"{float(r['last_learnt_s']):.2f}",
+            _text(r.get("domain_id", d["domain_id"])),
+            _node_id(r.get("node_id")),
+            "-" if r.get("last_learnt_s") is None else f"{float(r['last_learnt_s']):.2f}",
         )
         for r in _rows(d, "TABLE_neighbor", "ROW_neighbor")
     ]

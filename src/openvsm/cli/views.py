@@ -180,7 +180,7 @@ class ModInfoRow(TypedDict):
     ports: int
     modtype: str  # "Virtual Supervisor Module" | "Virtual Ethernet Module"
     model: str
-    status: str  # active * | ha-standby | ok | headless | offline ...
+    status: str  # active * | ha-standby | ok | powered-up | headless | offline
 
 
 class ModInfoTable(TypedDict):
@@ -250,8 +250,8 @@ class NeighborRow(TypedDict):
     src_mac: str
     type: str  # VSM | VEM
     domain_id: int
-    node_id: str  # "0201" = sup-2 ... "0302" = module 3
-    last_learnt_s: float  # seconds ago
+    node_id: int | str  # VEM: its module number (text "0302" = module 3)
+    last_learnt_s: float | None  # seconds ago
     addr: NotRequired[str]
 
 

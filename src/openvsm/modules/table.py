@@ -8,12 +8,36 @@ cfgmgr, so ``module`` and ``veth`` objects are replicated to the standby and
 survive a switchover), ``ModuleCount`` (for hamgr's split-brain resolution)
 and ``Trace``.
 
-Module status (VSM view)::
+Module status (this VSM's view, ``ModuleStatus``)::
 
-    (new) --attach--> ok --no VEM heartbeat for loss_time--> offline
-                       ^                                        |
-                       +-----------------attach-----------------+
-    ok --VemDetach (the VEM switched to another VSM)--> offline
+    (new) ----------------------attach--------------------------> ok
+    ok | headless (inherited) --became_active (takeover)--> powered-up
+    powered-up --attach, or a VEM heartbeat--> ok
+    powered-up --no attach or heartbeat for loss_time after the takeover--> offline
+    ok --no VEM heartbeat for loss_time--> offline
+    ok | powered-up --VemDetach (the VEM switched to another VSM)--> offline
+    offline --attach--> ok
+
+Attached means attached (seed, split-brain "Module count -- the number of
+modules that are attached to the VSM"): a module is ``ok`` on this VSM only
+once its VEM has attached to, or exchanged heartbeats with, this VSM since
+it became active. Only ``ok`` modules count: ``ModuleCount`` (hamgr's
+split-brain input), ``show svs neighbors``. The ``module`` objects are
+replicated, so a standby's table holds the *active's* view; when the
+standby takes over, every module that view did not list ``offline`` becomes
+``powered-up`` (committed, so the store and the next standby show it too)
+and gets ``loss_time`` to attach or heartbeat; a VEM that stays with the
+other VSM, or cannot reach this one, drops to ``offline`` then. A VSM
+isolated from every VEM therefore counts 0 however many modules it
+inherited.
+
+A status is *observed* (``Module.observed``) once this VSM, as active,
+decided it (takeover, attach, heartbeat, detach, loss). Observed statuses
+are never overwritten by store objects and survive a re-activation in the
+same node boot (a new epoch after a hamgr restart: the same VSM, still the
+VEMs' active). ``attachments``/``restore_attachments`` give vemmgr what it
+checkpoints so that a restarted vemmgr resumes them for the same epoch
+instead of starting every VEM at ``powered-up`` again.
 
 Only the active serves VEMs; the standby keeps the table current from the
 replicated store objects (``apply_changes``) and answers ``show`` from it.
@@ -99,9 +123,25 @@ Effect = Send | Commit | ModuleCount | Trace
 
 
 class ModuleStatus(enum.Enum):
-    OK = "ok"
+    OK = "ok"  # attached to this VSM (attach or heartbeat since it became active)
+    POWERED_UP = "powered-up"  # inherited at takeover, not attached here yet
     HEADLESS = "headless"
     OFFLINE = "offline"
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """One module's observed status, as vemmgr checkpoints it."""
+
+    status: str
+    vem_mac: str = ""
+    since: float = 0.0  # powered-up: monotonic time of the takeover (its loss clock)
+
+
+class AttachmentCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The observed statuses of one activation (epoch) of this VSM."""
+
+    epoch: int
+    modules: dict[str, Attachment] = {}
 
 
 @dataclass
@@ -127,6 +167,7 @@ class Module:
     dirty: bool = False
     uplink_profiles: tuple[str, ...] = ()  # profiles of the VEM's uplinks (from its attach)
     lacp: VemLacpReport | None = None  # last port-channel / LACP / error report
+    observed: bool = False  # status decided by this VSM as active (not a store copy)
 
     def body(self, ports: int) -> dict[str, Any]:
         return {
@@ -340,14 +381,18 @@ class ModuleTable:
     _attached: int | None = None  # attached_count() (cache; None: count again)
     _numbers: set[int] | None = None  # module numbers in use (cache; None: collect again)
     _free_hint: int = FIRST_MODULE  # every number below it is in use
+    # Bumped whenever an observed status (or a module's VEM MAC) changes: vemmgr
+    # checkpoints ``attachments()`` when it moves.
+    attachment_version: int = 0
 
     # ---- loading --------------------------------------------------------------
 
     def load(self, modules: Mapping[str, Any], veths: Mapping[str, Any]) -> None:
         """Replace modules and vEths with the store's objects (key -> body).
 
-        Modules already in the table keep their counters (a reload in the same
-        process, e.g. a new epoch, is not a new attach).
+        Modules already in the table keep their counters and their observed
+        status (a reload in the same process, e.g. a new epoch, is not a new
+        attach; the store copy of a status this VSM decided may lag behind).
         """
         for key in [k for k in self.modules if k not in modules]:
             del self.modules[key]
@@ -377,8 +422,10 @@ class ModuleTable:
         mod.host_ip = str(body.get("host_ip", ""))
         mod.host_os = str(body.get("host_os", ""))
         mod.version = str(body.get("version", ""))
-        mod.status = status
-        mod.addr = _parse_addr(body.get("addr"))
+        if not mod.observed:
+            mod.status = status
+        if not mod.observed or mod.addr is None:  # an observed module: the live address
+            mod.addr = _parse_addr(body.get("addr"))
         last = body.get("last_attach")
         mod.last_attach_wall = float(last) if isinstance(last, int | float) else 0.0
         self.modules[key] = mod
@@ -464,29 +511,119 @@ class ModuleTable:
     # ---- role -----------------------------------------------------------------
 
     def became_active(self, epoch: int, now: float) -> list[Effect]:
-        """This VSM became active: broadcast a switch request to every known VEM."""
+        """This VSM became active: broadcast a switch request to every known VEM.
+
+        Inherited modules (statuses copied from the store, i.e. the previous
+        active's view) become ``powered-up`` with ``loss_time`` to attach or
+        heartbeat; statuses this VSM observed itself are kept (a new epoch of
+        the same active, or a restart resumed with ``restore_attachments``).
+        """
         self.active = True
         self.epoch = epoch
         self._next_heartbeat = now + self.heartbeat_interval
         effects: list[Effect] = []
+        inherited: list[Module] = []
         targets = 0
         for mod in sorted(self.modules.values(), key=lambda m: m.number):
-            if mod.status is not ModuleStatus.OFFLINE:
-                mod.last_heard = now  # give it loss_time to come to us
+            if mod.status is ModuleStatus.OFFLINE:
+                pass
+            elif not mod.observed:
+                self._set_status(mod, ModuleStatus.POWERED_UP)
+                inherited.append(mod)
+                mod.last_heard = now
+            elif mod.status is not ModuleStatus.POWERED_UP or not math.isfinite(mod.last_heard):
+                # Observed here, but frames were not served meanwhile: loss_time
+                # from now. A powered-up module keeps its takeover clock.
+                mod.last_heard = max(mod.last_heard, now)
+            mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
                 effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
                 targets += 1
-        self._next_loss = now + self.loss_time
+        self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
+        self._attached = None
+        self.attachment_version += 1
         self.counters["switch_requests_sent"] += targets
-        effects.append(Trace(f"active (epoch {epoch}): switch request sent to {targets} VEM(s)"))
+        if inherited:
+            effects.append(
+                Commit(
+                    tuple(
+                        StoreOp("module", m.host_uuid, m.body(self._ports(m))) for m in inherited
+                    ),
+                    "module powered-up (takeover)",
+                )
+            )
+        effects.append(
+            Trace(
+                f"active (epoch {epoch}): switch request sent to {targets} VEM(s); "
+                f"{len(inherited)} inherited module(s) powered-up until they attach"
+            )
+        )
+        effects += self._count_effect()
         return effects
 
-    def became_standby(self) -> list[Effect]:
+    def became_standby(self, *, keep_attachments: bool = False) -> list[Effect]:
+        """Not active: stop serving VEMs.
+
+        ``keep_attachments``: this node is still the VEMs' active for its boot
+        (hamgr restarting: its status says initializing), so the observed
+        statuses stay for the re-activation. Otherwise they become store
+        copies again (a standby mirrors the active's view).
+        """
         self.active = False
         self._next_heartbeat = math.inf
         self._reported_count = -1
+        if not keep_attachments:
+            for mod in self.modules.values():
+                mod.observed = False
         return [Trace("not active: no longer serving VEMs")]
+
+    def has_observed(self) -> bool:
+        """Some status here is this VSM's own (it was active in this process)."""
+        return any(m.observed for m in self.modules.values())
+
+    def attachments(self) -> AttachmentCheckpoint:
+        """The statuses this VSM observed in its current activation (for vemmgr's checkpoint)."""
+        return AttachmentCheckpoint(
+            epoch=self.epoch,
+            modules={
+                m.host_uuid: Attachment(
+                    status=m.status.value,
+                    vem_mac=m.vem_mac,
+                    since=m.last_heard
+                    if m.status is ModuleStatus.POWERED_UP and math.isfinite(m.last_heard)
+                    else 0.0,
+                )
+                for m in self.modules.values()
+                if m.observed
+            },
+        )
+
+    def restore_attachments(self, saved: AttachmentCheckpoint) -> int:
+        """Take back the observed statuses of a checkpoint of this activation
+        (call after ``load`` and before ``became_active``); returns how many.
+
+        Modules the store no longer has, modules this process observed
+        already (newer), and unknown statuses are skipped.
+        """
+        restored = 0
+        for key, att in saved.modules.items():
+            mod = self.modules.get(key)
+            try:
+                status = ModuleStatus(att.status)
+            except ValueError:
+                continue
+            if mod is None or mod.observed:  # what this process observed is newer
+                continue
+            mod.status = status
+            mod.observed = True
+            mod.vem_mac = att.vem_mac or mod.vem_mac
+            if status is ModuleStatus.POWERED_UP and att.since:
+                mod.last_heard = att.since
+            restored += 1
+        self._attached = None
+        self._next_loss = -math.inf
+        return restored
 
     # ---- time -----------------------------------------------------------------
 
@@ -506,14 +643,20 @@ class ModuleTable:
                 continue
             deadline = mod.last_heard + self.loss_time
             if now >= deadline:
-                mod.status = ModuleStatus.OFFLINE
-                self.counters["offline_events"] += 1
                 lost.append(mod)
             elif deadline < next_loss:
                 next_loss = deadline
         self._next_loss = next_loss
-        if lost and self._attached is not None:
-            self._attached -= len(lost)
+        for mod in lost:
+            never = mod.status is ModuleStatus.POWERED_UP
+            self._set_status(mod, ModuleStatus.OFFLINE)
+            self.counters["offline_events"] += 1
+            why = (
+                f"not attached to this VSM within {self.loss_time:g} s of the takeover"
+                if never
+                else f"no heartbeat for {self.loss_time:g} s"
+            )
+            effects.append(Trace(f"module {mod.number} ({mod.host_name}) offline: {why}"))
         if lost:
             effects.append(
                 Commit(
@@ -521,13 +664,6 @@ class ModuleTable:
                     "module offline",
                 )
             )
-            for mod in lost:
-                effects.append(
-                    Trace(
-                        f"module {mod.number} ({mod.host_name}) offline: no heartbeat for "
-                        f"{self.loss_time:g} s"
-                    )
-                )
         if now >= self._next_heartbeat:
             for mod in self.modules.values():
                 if mod.status is ModuleStatus.OFFLINE or mod.addr is None:
@@ -621,7 +757,7 @@ class ModuleTable:
                         f"held by {held}: it is module {mod.number} now"
                     )
                 )
-        was_attached = not new and mod.status is not ModuleStatus.OFFLINE
+        was_attached = not new and mod.status in (ModuleStatus.OK, ModuleStatus.HEADLESS)
         before_attach = (
             (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
             if was_attached and mod.attaches > 0  # attached through this table, not loaded
@@ -636,15 +772,12 @@ class ModuleTable:
             if old_ip or (msg.host_ip and msg.host_ip not in before):
                 self._vteps = None
                 vtep_changed = self._vtep_ips() != before
-        if not was_attached and self._attached is not None:
-            self._attached += 1
         mod.host_name = msg.host_name
         mod.host_ip = msg.host_ip
         mod.host_os = msg.host_os
         mod.version = msg.version
-        mod.status = ModuleStatus.OK
+        self._set_status(mod, ModuleStatus.OK, vem_mac=frame.mac)
         mod.addr = src
-        mod.vem_mac = frame.mac
         mod.last_heard = now
         self._next_loss = min(self._next_loss, now + self.loss_time)
         mod.last_attach_wall = self.wall()
@@ -704,17 +837,20 @@ class ModuleTable:
         mod.hb_received += 1
         mod.last_heard = now
         mod.addr = src
-        mod.vem_mac = frame.mac
         effects: list[Effect] = []
+        # A VEM heartbeats only the VSM it is attached to: a powered-up module
+        # that heartbeats us is attached here (e.g. to this VSM before a restart).
         status = ModuleStatus.HEADLESS if msg.headless else ModuleStatus.OK
-        if status is not mod.status:
-            mod.status = status
+        before = mod.status
+        self._set_status(mod, status, vem_mac=frame.mac)
+        if status is not before:
             effects.append(
                 Commit(
                     (StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))),),
                     f"module {mod.number} {status.value}",
                 )
             )
+            effects += self._count_effect()
         if msg.config_seq != mod.pushed_seq:
             mod.dirty = True
             mod.pushed_config = b""  # lost push: send it again
@@ -776,9 +912,7 @@ class ModuleTable:
         if mod is None or mod.status is ModuleStatus.OFFLINE:
             return []
         self.counters["detaches"] += 1
-        mod.status = ModuleStatus.OFFLINE
-        if self._attached is not None:
-            self._attached -= 1
+        self._set_status(mod, ModuleStatus.OFFLINE)
         effects: list[Effect] = [
             Commit(
                 (StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))),),
@@ -790,6 +924,18 @@ class ModuleTable:
         return effects
 
     # ---- helpers --------------------------------------------------------------
+
+    def _set_status(self, mod: Module, status: ModuleStatus, *, vem_mac: str | None = None) -> None:
+        """Every status this VSM decides goes through here (count cache, checkpoint)."""
+        changed = status is not mod.status or (vem_mac is not None and vem_mac != mod.vem_mac)
+        if self._attached is not None and mod.host_uuid in self.modules:
+            self._attached += int(status is ModuleStatus.OK) - int(mod.status is ModuleStatus.OK)
+        mod.status = status
+        mod.observed = True
+        if vem_mac is not None:
+            mod.vem_mac = vem_mac
+        if changed:
+            self.attachment_version += 1
 
     def _claim_module_number(self, wanted: int) -> int:
         """The number the VEM says it had when it is free, else the lowest free one."""
@@ -886,8 +1032,8 @@ class ModuleTable:
             if not mod.dirty:
                 continue
             mod.dirty = False
-            if mod.status is ModuleStatus.OFFLINE or mod.addr is None:
-                continue
+            if mod.status in (ModuleStatus.OFFLINE, ModuleStatus.POWERED_UP) or mod.addr is None:
+                continue  # configuration goes to VEMs attached here only
             before = mod.pushed_config
             seq, raw = self._snapshot_for(mod)
             if mod.pushed_config == before:
@@ -903,10 +1049,9 @@ class ModuleTable:
         return self._vteps
 
     def attached_count(self) -> int:
+        """Modules attached to this VSM: status ``ok`` only (module docstring)."""
         if self._attached is None:
-            self._attached = sum(
-                1 for m in self.modules.values() if m.status is not ModuleStatus.OFFLINE
-            )
+            self._attached = sum(1 for m in self.modules.values() if m.status is ModuleStatus.OK)
         return self._attached
 
     def _count_effect(self) -> list[Effect]:
@@ -975,7 +1120,7 @@ class ModuleTable:
         return {"TABLE_vem_counters": {"ROW_vem_counters": rows}, "table": dict(self.counters)}
 
     def neighbors_data(self, now: float) -> dict[str, Any]:
-        """``show svs neighbors``: the VEMs this VSM hears."""
+        """``show svs neighbors``: the VEMs attached to this VSM (status ``ok``)."""
         rows = [
             {
                 "src_mac": m.vem_mac,
@@ -984,11 +1129,11 @@ class ModuleTable:
                 "addr": f"{m.addr[0]}:{m.addr[1]}" if m.addr else "",
                 "host_name": m.host_name,
                 "last_learnt_s": round(now - m.last_heard, 1)
-                if m.hb_received or m.attaches
+                if math.isfinite(m.last_heard)
                 else None,
             }
             for m in self._sorted()
-            if m.status is not ModuleStatus.OFFLINE and m.vem_mac
+            if m.status is ModuleStatus.OK and m.vem_mac
         ]
         return {"TABLE_neighbor": {"ROW_neighbor": rows}}
 

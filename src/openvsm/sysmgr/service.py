@@ -29,6 +29,8 @@ RESOLUTION_FACTS = "resolution-facts.json"
 HAMGR_CHECKPOINT = "hamgr-checkpoint.json"
 # sysmgr tells a restarted service when (time.monotonic()) its predecessor exited.
 PREVIOUS_EXIT_ENV = "OPENVSM_PREVIOUS_EXIT"
+# vemmgr keeps the module statuses of the current activation here for one node boot.
+VEMMGR_ATTACHMENTS = "vemmgr-attachments.json"
 RELOAD_EXIT = 75
 FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")

@@ -45,6 +45,7 @@ from openvsm.sysmgr.service import (
     RELOAD_EXIT,
     RESOLUTION_FACTS,
     SERVICES,
+    VEMMGR_ATTACHMENTS,
     setup_logging,
 )
 
@@ -301,9 +302,9 @@ def cli_main(argv: list[str]) -> int:
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
         (cfg.run_dir / "fatal-reason").unlink()
-    # hamgr's split-brain inputs and checkpoint live for one node boot (a
-    # reload starts anew: discovery).
-    for boot_lived in (RESOLUTION_FACTS, HAMGR_CHECKPOINT):
+    # hamgr's split-brain inputs and checkpoint, and vemmgr's module statuses,
+    # live for one node boot (a reload starts anew: discovery).
+    for boot_lived in (RESOLUTION_FACTS, HAMGR_CHECKPOINT, VEMMGR_ATTACHMENTS):
         with contextlib.suppress(OSError):
             (cfg.run_dir / boot_lived).unlink()
     reason, fatal = asyncio.run(_amain(cfg))
