@@ -294,3 +294,18 @@ def test_refuses_foreign_sqlite_file(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="not an openvsm store"):
         Store(path)
+
+
+def test_module_bookkeeping_is_not_configuration(tmp_path: Path) -> None:
+    # Split-brain rule 2 compares the time of the last *configuration*: a VEM
+    # attaching (vemmgr's module commit) must not make a VSM look configured later.
+    module = Op("module", "3", {"number": 3, "host_uuid": "h1", "status": "ok"})
+    with Store(tmp_path / "a.db") as active, Store(tmp_path / "s.db") as standby:
+        configured = commit(active, vlan(10), t=100.0)
+        attached = active.commit([module], user="vemmgr", source="vemmgr", command="x", time=200.0)
+        assert active.get_fact("last_config_time") == 100.0
+        for change in (configured, attached):
+            standby.apply_replicated(change)
+        assert standby.get_fact("last_config_time") == 100.0
+        commit(active, vlan(11), t=300.0)
+        assert active.get_fact("last_config_time") == 300.0

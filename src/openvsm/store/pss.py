@@ -15,7 +15,10 @@ One SQLite file per node, WAL journal, ``synchronous=FULL``: a change that
   entries written with ``account`` (failed commands...) stay local; it is
   bounded like the change log;
 - ``facts``: node facts (last_config_time, last_active_time, epoch,
-  peer_macs, ...), JSON values, never replicated;
+  peer_macs, ...), JSON values, never replicated. ``last_config_time`` is
+  the time of the last *configuration* change (split-brain rule 2): changes
+  whose source is in ``STATE_SOURCES`` (vemmgr's module and vEth
+  bookkeeping: a VEM attaching is not configuration) do not move it;
 - ``meta`` and ``schema_version``: internal counters and the schema version.
 
 Schema versions: an older file is migrated in one transaction on open
@@ -45,6 +48,8 @@ SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x4F56534D  # "OVSM" in the SQLite header: this is our file
 DEFAULT_MAX_CHANGES: Final = 100_000
 _TRIM_EVERY: Final = 1000  # trim the change log once per this many changes
+# Change sources that record state, not configuration: they leave last_config_time.
+STATE_SOURCES: Final = frozenset({"vemmgr"})
 
 
 class StoreError(Exception):
@@ -361,7 +366,8 @@ class Store:
             (change.time, change.user, change.command, change.seq),
         )
         db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (change.seq,))
-        self._set_fact(db, "last_config_time", change.time)
+        if change.source not in STATE_SOURCES:
+            self._set_fact(db, "last_config_time", change.time)
         if change.seq % min(_TRIM_EVERY, self.max_changes) == 0:
             db.execute("DELETE FROM changes WHERE seq <= ?", (change.seq - self.max_changes,))
             # the accounting log is bounded the same way (it travels in snapshots)
