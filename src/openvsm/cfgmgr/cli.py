@@ -118,7 +118,8 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return await vemmgr_op("counters")
 
     async def svs_neighbors(args: dict[str, str], s: CliSession) -> Any:
-        return await vemmgr_op("neighbors")
+        data = await vemmgr_op("neighbors")
+        return {"domain_id": cm.cfg.domain_id, "system_mac": cm.cfg.system_mac, **data}
 
     async def interface_virtual(args: dict[str, str], s: CliSession) -> Any:
         from openvsm.cfgmgr.modules import interface_virtual_data
