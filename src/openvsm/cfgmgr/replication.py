@@ -8,6 +8,11 @@
   waiting for acknowledgements that cannot come.
 - A standby whose stream is reset by the peer's kernel tells hamgr
   (``sync_reset``): the crash fast path.
+- The active's sender connects only once hamgr has a standby
+  (``peer_present``), then keeps its connection and reconnects on its own:
+  a VSM that has never had a standby (a copy of a node's config started
+  beside the pair, aimed at the real standby's address) never streams its
+  store into someone else's standby.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Replication:
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._stopped = False
         if state == "active":
             if cfg.control.peer is not None:
                 self.sender = SyncSender(
@@ -76,13 +82,14 @@ class Replication:
 
     async def start(self) -> None:
         self._pusher = asyncio.create_task(self._push_to_hamgr())
-        if self.sender is not None:
+        if self.sender is not None and self.cm.ha.get("peer_present"):
             await self.sender.start()
         if self.receiver is not None:
             await self.receiver.start()
             self._watcher = asyncio.create_task(self._watch_receiver())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._pusher is not None:
             self._pusher.cancel()
         if self._watcher is not None:
@@ -195,6 +202,8 @@ class Replication:
             self._push.set()
 
     def on_ha_status(self, status: dict[str, Any]) -> None:
+        if self.sender is not None and status.get("peer_present") and not self._stopped:
+            self.sender.start_soon()
         if self.sender is not None:
             self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
             if (

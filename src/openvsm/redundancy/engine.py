@@ -72,12 +72,22 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from openvsm.config import Timers
-from openvsm.redundancy.collision import CollisionEntry, CollisionTable, Overwrite
+from openvsm.redundancy.collision import (
+    EXPIRY,
+    MAX_ENTRIES,
+    CollisionEntry,
+    CollisionTable,
+    Incarnations,
+    Overwrite,
+    Recorded,
+    Verdict,
+)
 from openvsm.redundancy.splitbrain import Resolution, RoleName, Side, decide
-from openvsm.wire.codec import Frame
+from openvsm.wire.codec import Frame, mac_to_bytes
 from openvsm.wire.messages import (
     Discovery,
     Flag,
+    HeardVsm,
     HeartbeatRequest,
     HeartbeatResponse,
     LivenessAck,
@@ -90,6 +100,7 @@ from openvsm.wire.messages import (
 INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
 PROBE_BURST: Final = 3  # liveness probes per interface on a sync reset
+RELAY_INTERVAL: Final = 1.0  # heard collisions ride a heartbeat at most this often
 SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 
 
@@ -244,12 +255,15 @@ class RedundancyStatus:
     other_rdn_state: str
     other_sup_state: str | None
     other_internal_state: str | None
-    collisions: tuple[CollisionEntry, ...]  # times are monotonic
+    collisions: tuple[CollisionEntry, ...]  # our role; times are monotonic
     overwrites: tuple[Overwrite, ...]
     peer_macs: dict[str, str]
+    # VSMs of the peer's role heard here that are not our partner (relayed to it).
+    peer_collisions: tuple[CollisionEntry, ...] = ()
+    peer_overwrites: tuple[Overwrite, ...] = ()
 
 
-_DROP_REASONS: Final = ("bad_mac", "collision", "stale", "unexpected")
+_DROP_REASONS: Final = ("bad_mac", "collision", "stale", "unexpected", "malformed")
 _COUNTERS: Final = (
     "hb_req_sent",
     "hb_req_recv",
@@ -260,11 +274,28 @@ _COUNTERS: Final = (
     "discovery_recv",
     "probe_sent",
     "probe_recv",
+    "relay_sent",
+    "relay_recv",
 )
 
 
 def _norm_mac(mac: str) -> str:
     return mac.strip().lower()
+
+
+def _valid_mac(text: str) -> str | None:
+    try:
+        mac_to_bytes(text)
+    except (ValueError, AttributeError):
+        return None
+    return _norm_mac(text)
+
+
+def _boot_of(msg: Message) -> int | None:
+    """The sender's boot id, for the messages that carry one."""
+    if isinstance(msg, Discovery | HeartbeatRequest | HeartbeatResponse | ResolutionInfo):
+        return msg.boot_id
+    return None
 
 
 class Engine:
@@ -320,6 +351,12 @@ class Engine:
         self._probe_nonce: int | None = None
         self._probe_deadline = INF
         self._collisions = CollisionTable()
+        self._heard = CollisionTable()  # the peer's role, not our partner
+        self._incarnations = Incarnations(
+            live_window=2 * self._timers.heartbeat_interval,
+            separation=self._timers.heartbeat_interval / 2,
+        )
+        self._last_relay = -INF
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
         }
@@ -348,8 +385,10 @@ class Engine:
         mac = _norm_mac(src_mac or frame.mac)
         if frame.role is SenderRole.VEM:
             return self._drop(iface, "unexpected")
+        msg = frame.msg
+        boot = _boot_of(msg)
         if frame.role is self._role:
-            if mac == self._mac:
+            if mac == self._mac and boot in (None, self.config.boot_id):
                 return []  # our own broadcast looped back
             return self._on_collision(mac, iface, now)
         effects: list[Effect] = []
@@ -361,9 +400,13 @@ class Engine:
                 self._persist(),
             ]
         elif learnt != mac:
-            return self._drop(iface, "bad_mac")
+            return self._on_foreign_peer(mac, iface, now)
+        if boot is not None:
+            drop, screened = self._screen_boot(boot, mac, iface, now)
+            effects += screened
+            if drop:
+                return effects
         self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
-        msg = frame.msg
         if isinstance(msg, Discovery):
             effects += self._on_discovery(frame, msg, iface, now, mac)
         elif isinstance(msg, HeartbeatRequest):
@@ -388,6 +431,15 @@ class Engine:
                 Trace(f"role collision entry expired: {gone.mac} (silent for 1 hour)"),
                 StatusChanged(),
             ]
+        for gone in self._heard.expire(now):
+            effects += [
+                Trace(
+                    f"heard {self._peer_name} collision entry expired: {gone.mac} "
+                    "(silent for 1 hour)"
+                ),
+                StatusChanged(),
+            ]
+        self._incarnations.expire(now)
         if self.state is HaState.INITIALIZING:
             effects += self._tick_initializing(now)
         elif self.state is HaState.STANDBY:
@@ -399,7 +451,7 @@ class Engine:
     def next_deadline(self) -> float:
         if self.state is HaState.RELOADING:
             return INF
-        times = [self._collisions.next_expiry()]
+        times = [self._collisions.next_expiry(), self._heard.next_expiry()]
         if self.state is HaState.INITIALIZING:
             times += [self._next_discovery, self._discovery_end()]
         elif self.state is HaState.STANDBY:
@@ -501,6 +553,7 @@ class Engine:
 
     def status(self, now: float) -> RedundancyStatus:
         collisions, overwrites = self._collisions.live(now)
+        peer_collisions, peer_overwrites = self._heard.live(now)
         this_rdn, this_sup, this_int, o_rdn, o_sup, o_int, mode = self._state_strings()
         return RedundancyStatus(
             state=self.state,
@@ -520,6 +573,8 @@ class Engine:
             collisions=collisions,
             overwrites=overwrites,
             peer_macs=dict(self._peer_macs),
+            peer_collisions=peer_collisions,
+            peer_overwrites=peer_overwrites,
         )
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -698,6 +753,7 @@ class Engine:
             self._active_boot = msg.boot_id
             self._acknowledged = False
         self._last_req[iface] = now
+        effects += self._take_relay(msg.heard, now)
         flags = msg.flags
         if flags & Flag.RESET_ORDERED:
             return [*effects, *self._reload("reset ordered by the active")]
@@ -747,6 +803,7 @@ class Engine:
                     echo_seq=frame.seq,
                     boot_id=self.config.boot_id,
                     peer_present=not self._inconsistent,
+                    heard=self._relay(iface, now),
                 ),
             )
         )
@@ -783,6 +840,7 @@ class Engine:
             flags=int(flags),
             change_seq=self._change_seq,
             boot_id=self.config.boot_id,
+            heard=self._relay(iface, now),
         )
         return [Send(iface, msg)]
 
@@ -895,7 +953,7 @@ class Engine:
                 Trace("degraded mode: control down, mgmt up (heartbeats on mgmt)"),
                 StatusChanged(),
             ]
-        return effects
+        return effects + self._take_relay(msg.heard, now)
 
     def _order_reset(self, boot: int, iface: Iface, now: float, why: str) -> list[Effect]:
         effects: list[Effect] = []
@@ -1050,14 +1108,17 @@ class Engine:
     # ---- collisions and bookkeeping -----------------------------------------
 
     def _on_collision(self, mac: str, iface: Iface, now: float) -> list[Effect]:
-        rec = self._collisions.record(mac, iface.value, now)
-        effects = self._drop(iface, "collision")
+        """A VSM with our role (another MAC, or ours with another boot) sends to us."""
+        return self._drop(iface, "collision") + self._record_collision(
+            mac, iface.value, now, f"detected on {iface.value}"
+        )
+
+    def _record_collision(self, mac: str, where: str, t: float, how: str) -> list[Effect]:
+        rec = self._collisions.record(mac, where, t)
+        effects: list[Effect] = []
         if rec.new:
             effects += [
-                Trace(
-                    f"role collision: another {self._role_name} supervisor {mac} "
-                    f"detected on {iface.value}"
-                ),
+                Trace(f"role collision: another {self._role_name} supervisor {mac} {how}"),
                 StatusChanged(),
             ]
         if rec.overwrite is not None:
@@ -1066,6 +1127,97 @@ class Engine:
                     f"role collision table full: entry {rec.overwrite.old_mac} "
                     f"overwritten by {rec.overwrite.new_mac}"
                 )
+            )
+        return effects
+
+    def _record_heard(self, mac: str, iface: Iface, t: float) -> tuple[Recorded, list[Effect]]:
+        """A VSM of the peer's role that is not our partner: kept and relayed to it."""
+        rec = self._heard.record(mac, iface.value, t)
+        effects: list[Effect] = [StatusChanged()] if rec.new else []
+        if rec.overwrite is not None:
+            effects.append(
+                Trace(
+                    f"heard {self._peer_name} collision table full: entry "
+                    f"{rec.overwrite.old_mac} overwritten by {rec.overwrite.new_mac}"
+                )
+            )
+        return rec, effects
+
+    def _on_foreign_peer(self, mac: str, iface: Iface, now: float) -> list[Effect]:
+        """The peer's role from a MAC that is not the learnt one: dropped (seed
+        SV3(1.1)) and, since it carries the domain's key, a collision for the partner."""
+        rec, effects = self._record_heard(mac, iface, now)
+        if rec.new:
+            effects.insert(
+                0,
+                Trace(
+                    f"role collision heard: a {self._peer_name} supervisor {mac} that is not "
+                    f"the learnt {self._peer_name} sends on {iface.value}; "
+                    f"reported to the {self._peer_name}"
+                ),
+            )
+        return self._drop(iface, "bad_mac") + effects
+
+    def _partner(self) -> tuple[int, float] | None:
+        """The peer incarnation this node is bound to: (boot id, last heard)."""
+        if self.state is HaState.ACTIVE:
+            res = self._resolution
+            if res is not None and res.loser is None:
+                return res.peer_boot, res.last_heard
+            if self._peer_present and self._peer_boot is not None:
+                return self._peer_boot, max(self._last_resp.values())
+            return None
+        if self.state is HaState.STANDBY and self._active_boot is not None:
+            return self._active_boot, max(self._last_req.values())
+        return None
+
+    def _screen_boot(
+        self, boot: int, mac: str, iface: Iface, now: float
+    ) -> tuple[bool, list[Effect]]:
+        """(drop the frame?, effects) for a frame of the learnt peer MAC (``Incarnations``)."""
+        partner = self._partner()
+        screened = self._incarnations.screen(boot, partner, now)
+        effects: list[Effect] = []
+        for dup, seen in screened.found:
+            effects.append(
+                Trace(
+                    f"role collision heard: a duplicate {self._peer_name} {mac} "
+                    f"(boot {dup:x}) talks while this node's {self._peer_name} "
+                    f"(boot {partner[0] if partner else 0:x}) does; reported to the "
+                    f"{self._peer_name}, never taken as its restart"
+                )
+            )
+            effects += self._record_heard(mac, iface, seen)[1]
+        if screened.verdict is Verdict.DUPLICATE:
+            return True, self._drop(iface, "collision") + self._record_heard(mac, iface, now)[1]
+        if screened.verdict is Verdict.HELD:
+            return True, self._drop(iface, "stale")
+        return False, effects
+
+    def _relay(self, iface: Iface, now: float) -> tuple[HeardVsm, ...]:
+        """What this node heard since its last relay, at most every ``RELAY_INTERVAL``."""
+        if now < self._last_relay + RELAY_INTERVAL:
+            return ()
+        fresh = [e for e in self._heard.entries if e.last_seen > self._last_relay]
+        if not fresh:
+            return ()
+        self._last_relay = now
+        self._count(iface, "relay_sent")
+        return tuple(
+            HeardVsm(mac=e.mac, age_ms=max(0, round((now - e.last_seen) * 1000))) for e in fresh
+        )
+
+    def _take_relay(self, heard: tuple[HeardVsm, ...], now: float) -> list[Effect]:
+        """The partner heard VSMs of our role: collisions of ours (seed: both report)."""
+        effects: list[Effect] = []
+        for item in heard[:MAX_ENTRIES]:
+            mac = _valid_mac(item.mac)
+            if mac is None or not 0 <= item.age_ms <= EXPIRY * 1000:
+                self._counters[Iface.CONTROL]["drop_malformed"] += 1
+                continue
+            self._counters[Iface.CONTROL]["relay_recv"] += 1
+            effects += self._record_collision(
+                mac, "relayed", now - item.age_ms / 1000, f"reported by the {self._peer_name}"
             )
         return effects
 
