@@ -300,12 +300,21 @@ def test_standby_restart_is_taken_once_its_old_boot_is_silent(timers: Timers) ->
 
 def test_active_restart_is_taken_once_its_old_boot_is_silent() -> None:
     net = paired()
+    net.run_for(0.5)  # the last request of the old boot was half an interval ago
     t0 = net.now
     net.restart(P)  # hamgr restart on the active: new boot id, persisted epoch
+    # Its discovery is held, but answered: it is active again at once...
+    net.run_for(0.001)
+    ((t_active, _),) = net.node(P).of(eng.BecomeActive, t0)
+    assert t_active == t0
+    assert net.engine(S).counters()["control"]["drop_stale"] >= 1  # held
+    # ... and the standby follows the new boot once the old one is silent.
     net.run_for(5.0)
-    assert net.engine(P).state is HaState.ACTIVE
+    assert net.engine(P).state is HaState.ACTIVE and net.engine(P).status(net.now).peer_present
     assert net.engine(S).state is HaState.STANDBY
     assert not net.node(S).of(eng.BecomeActive, t0)
+    ((t_up, _),) = net.node(P).of(eng.PeerUp, t0)
+    assert t_up <= t0 - 0.5 + 2 * DEFAULT.heartbeat_interval + DEFAULT.heartbeat_interval
     for name in (P, S):
         st = net.engine(name).status(net.now)
         assert st.collisions == () and st.peer_collisions == (), name

@@ -50,7 +50,9 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 - split-brain: losing active reloads on ``resolution_logs_sent`` or after
   ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
   ifaces the other active was heard on until its info arrives.
-- collisions: entries expire one hour after their last collision.
+- collisions: entries expire one hour after their last collision; what this
+  node heard of the peer's role rides its next heartbeat (request or
+  response) at most every ``RELAY_INTERVAL``.
 
 Standby rules: it sends ``HeartbeatResponse`` only in answer to a request, on
 the iface the request came in on. It follows the highest epoch it accepted
@@ -59,10 +61,35 @@ ignored. A standby once accepted (it saw a request without ``OUT_OF_SYNC``)
 that sees ``OUT_OF_SYNC`` is inconsistent (one-way loss healed) and answers
 with ``RESET_REQUESTED``; the active then orders the reset.
 
-Input hygiene: frames with our role from another MAC are role collisions
-(recorded, otherwise ignored); frames of the peer role from a MAC other than
-the one learnt on that iface are dropped (``bad_mac``); frames that make no
-sense in the current state are dropped (``unexpected``). Nothing raised.
+Identity, collisions and duplicates (seed "VSM Role Collision Detection";
+in a routed deployment a third VSM reaches only the addresses in its config,
+and nothing is sent back to it):
+
+- a frame with our role from another MAC, or from our MAC with another boot
+  id, is a role collision: recorded in our table, otherwise ignored
+  (``collision``);
+- a frame of the peer's role from a MAC other than the one learnt on that
+  iface is dropped (``bad_mac``, seed SV3(1.1)) and, since it carries the
+  domain's key, recorded as *heard*: a VSM of the peer's role that is not our
+  partner;
+- a frame of the learnt peer MAC is screened by its boot id against the
+  partner incarnation this node is bound to (the standby it has, the active
+  it follows, the active it is resolving a split-brain with;
+  ``collision.Incarnations``): another boot while the partner still talks
+  (heard within two heartbeat intervals) is held (``stale``), and once the
+  partner is heard again it is a *duplicate*: recorded as heard, dropped
+  from then on (``collision``), never "standby restarted", never a reset or
+  a split-brain resolution. A restart never interleaves: the old boot falls
+  silent, and the new boot then goes through the usual flows (discovery,
+  a response from a new boot);
+- heard VSMs are relayed to the partner in heartbeats (``heard``), which
+  records them as its own collisions (``relayed``): the duplicated role's
+  node shows the seed's WARNING block, the node that heard them shows them
+  too (``peer_collisions``). Both tables: 8 entries, overwrite, 1 h.
+
+Other input hygiene: frames that make no sense in the current state are
+dropped (``unexpected``); bad relay entries are counted (``malformed``).
+Nothing raised.
 """
 
 from __future__ import annotations
@@ -402,7 +429,7 @@ class Engine:
         elif learnt != mac:
             return self._on_foreign_peer(mac, iface, now)
         if boot is not None:
-            drop, screened = self._screen_boot(boot, mac, iface, now)
+            drop, screened = self._screen_boot(msg, boot, mac, iface, now)
             effects += screened
             if drop:
                 return effects
@@ -1172,7 +1199,7 @@ class Engine:
         return None
 
     def _screen_boot(
-        self, boot: int, mac: str, iface: Iface, now: float
+        self, msg: Message, boot: int, mac: str, iface: Iface, now: float
     ) -> tuple[bool, list[Effect]]:
         """(drop the frame?, effects) for a frame of the learnt peer MAC (``Incarnations``)."""
         partner = self._partner()
@@ -1191,7 +1218,16 @@ class Engine:
         if screened.verdict is Verdict.DUPLICATE:
             return True, self._drop(iface, "collision") + self._record_heard(mac, iface, now)[1]
         if screened.verdict is Verdict.HELD:
-            return True, self._drop(iface, "stale")
+            effects = self._drop(iface, "stale")
+            if isinstance(msg, Discovery) and msg.state == HaState.INITIALIZING.value:
+                # Only the reply: it goes to the configured peer, so a restarted
+                # partner learns its role at once, and the partner itself, if
+                # this was a duplicate, ignores it. Nothing else acts until the
+                # old boot falls silent.
+                calm = self._switch_deadline is None and self._losing_deadline is None
+                if not msg.reply and (self.state is HaState.STANDBY or calm):
+                    effects.append(self._discovery_reply(iface, self.state))
+            return True, effects
         return False, effects
 
     def _relay(self, iface: Iface, now: float) -> tuple[HeardVsm, ...]:
