@@ -384,6 +384,7 @@ class Engine:
             separation=self._timers.heartbeat_interval / 2,
         )
         self._last_relay = -INF
+        self._relay_payload: tuple[HeardVsm, ...] = ()
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
         }
@@ -780,7 +781,7 @@ class Engine:
             self._active_boot = msg.boot_id
             self._acknowledged = False
         self._last_req[iface] = now
-        effects += self._take_relay(msg.heard, now)
+        effects += self._take_relay(msg.heard, iface, now)
         flags = msg.flags
         if flags & Flag.RESET_ORDERED:
             return [*effects, *self._reload("reset ordered by the active")]
@@ -980,7 +981,7 @@ class Engine:
                 Trace("degraded mode: control down, mgmt up (heartbeats on mgmt)"),
                 StatusChanged(),
             ]
-        return effects + self._take_relay(msg.heard, now)
+        return effects + self._take_relay(msg.heard, iface, now)
 
     def _order_reset(self, boot: int, iface: Iface, now: float, why: str) -> list[Effect]:
         effects: list[Effect] = []
@@ -1231,27 +1232,32 @@ class Engine:
         return False, effects
 
     def _relay(self, iface: Iface, now: float) -> tuple[HeardVsm, ...]:
-        """What this node heard since its last relay, at most every ``RELAY_INTERVAL``."""
+        """What this node heard since its last relay, at most every ``RELAY_INTERVAL``
+        (on every interface of that heartbeat round: control may be the one down)."""
+        if now == self._last_relay and self._relay_payload:
+            self._count(iface, "relay_sent")
+            return self._relay_payload
         if now < self._last_relay + RELAY_INTERVAL:
             return ()
         fresh = [e for e in self._heard.entries if e.last_seen > self._last_relay]
         if not fresh:
             return ()
         self._last_relay = now
-        self._count(iface, "relay_sent")
-        return tuple(
+        self._relay_payload = tuple(
             HeardVsm(mac=e.mac, age_ms=max(0, round((now - e.last_seen) * 1000))) for e in fresh
         )
+        self._count(iface, "relay_sent")
+        return self._relay_payload
 
-    def _take_relay(self, heard: tuple[HeardVsm, ...], now: float) -> list[Effect]:
+    def _take_relay(self, heard: tuple[HeardVsm, ...], iface: Iface, now: float) -> list[Effect]:
         """The partner heard VSMs of our role: collisions of ours (seed: both report)."""
         effects: list[Effect] = []
-        for item in heard[:MAX_ENTRIES]:
+        for i, item in enumerate(heard):
             mac = _valid_mac(item.mac)
-            if mac is None or not 0 <= item.age_ms <= EXPIRY * 1000:
-                self._counters[Iface.CONTROL]["drop_malformed"] += 1
+            if i >= MAX_ENTRIES or mac is None or not 0 <= item.age_ms <= EXPIRY * 1000:
+                self._count(iface, "drop_malformed")
                 continue
-            self._counters[Iface.CONTROL]["relay_recv"] += 1
+            self._count(iface, "relay_recv")
             effects += self._record_collision(
                 mac, "relayed", now - item.age_ms / 1000, f"reported by the {self._peer_name}"
             )
