@@ -290,8 +290,10 @@ def test_standby_restart_is_taken_once_its_old_boot_is_silent(timers: Timers) ->
     act = net.engine(P)
     assert act.state is HaState.ACTIVE and act.status(net.now).peer_present
     assert net.engine(S).state is HaState.STANDBY
+    # The restarted standby answers a request naming this active: two-way
+    # contact, taken at once (the next request after its boot).
     ups = net.node(P).of(eng.PeerUp, t0)
-    assert len(ups) == 1 and ups[0][0] - t0 <= 3 * timers.heartbeat_interval + 1e-9
+    assert len(ups) == 1 and ups[0][0] - t0 <= 1.5 * timers.heartbeat_interval + 1e-9
     for name in (P, S):
         st = net.engine(name).status(net.now)
         assert st.collisions == () and st.peer_collisions == (), name
@@ -308,13 +310,14 @@ def test_active_restart_is_taken_once_its_old_boot_is_silent() -> None:
     ((t_active, _),) = net.node(P).of(eng.BecomeActive, t0)
     assert t_active == t0
     assert net.engine(S).counters()["control"]["drop_stale"] >= 1  # held
-    # ... and the standby follows the new boot once the old one is silent.
+    # ... and its first request names the standby's boot (it heard the answer):
+    # two-way contact, the standby follows it at once, the old boot ran 0.5 s ago.
+    ((t_up, _),) = net.node(P).of(eng.PeerUp, t0)
+    assert t_up == t0
     net.run_for(5.0)
     assert net.engine(P).state is HaState.ACTIVE and net.engine(P).status(net.now).peer_present
     assert net.engine(S).state is HaState.STANDBY
     assert not net.node(S).of(eng.BecomeActive, t0)
-    ((t_up, _),) = net.node(P).of(eng.PeerUp, t0)
-    assert t_up <= t0 - 0.5 + 2 * DEFAULT.heartbeat_interval + DEFAULT.heartbeat_interval
     for name in (P, S):
         st = net.engine(name).status(net.now)
         assert st.collisions == () and st.peer_collisions == (), name
@@ -449,3 +452,24 @@ def test_relay_reaches_the_partner_over_mgmt_when_control_is_down() -> None:
     assert net.engine(S).counters()["mgmt"]["relay_recv"] >= 1
     assert not [e for e in net.node(P).effects(t0) if isinstance(e, DISRUPTIONS)]
     assert not [e for e in net.node(S).effects(t0) if isinstance(e, DISRUPTIONS)]
+
+
+def test_two_way_proof_lets_a_restart_through_but_not_a_known_duplicate() -> None:
+    net = paired()
+    sby = net.engine(S)
+    me = net.node(S).boot
+    # A duplicate of the active (no proof: it never heard this standby) ...
+    net.inject(S, _from(P, HeartbeatRequest(state="active", boot_id=0xD0B)), Iface.CONTROL)
+    net.run_for(1.0)
+    assert macs(sby.status(net.now).peer_collisions) == [MACS[P]]
+    # ... stays a duplicate even if it later names this standby.
+    proof = HeartbeatRequest(state="active", boot_id=0xD0B, peer_boot=me)
+    assert net.inject(S, _from(P, proof), Iface.CONTROL) == []
+    assert sby.status(net.now).state is HaState.STANDBY
+    # A new boot that names this standby while the old one still talks is the
+    # active's successor: followed at once, never reported.
+    succ = HeartbeatRequest(state="active", boot_id=0x5CC, peer_boot=me)
+    out = net.inject(S, _from(P, succ, epoch=2), Iface.CONTROL)
+    assert next(e for e in out if isinstance(e, eng.Send)).msg.peer_boot == 0x5CC  # type: ignore[union-attr]
+    assert macs(sby.status(net.now).peer_collisions) == [MACS[P]]
+    assert sby.counters()["control"]["drop_stale"] == 1  # the duplicate's first frame only

@@ -20,6 +20,9 @@ partner boot ``c`` last heard at ``t_c``:
 - ``b == c``: it passes; every boot first heard at least ``separation``
   before it is now a *duplicate* (both boots talk: interleaving).
 - ``b`` a known duplicate: dropped (the collision time is refreshed).
+- ``b`` proves two-way contact (its frame names *our* boot id: it heard this
+  node at the partner's address, which a third VSM aimed at us never does):
+  it passes, as ``c``'s successor (a restart).
 - ``c`` heard within ``live_window``: ``b`` is *held* (dropped, not yet
   judged). A restart never interleaves: the old boot falls silent.
 - ``c`` silent for ``live_window``: ``b`` passes (it may be ``c``'s
@@ -142,8 +145,11 @@ class Incarnations:
     def duplicates(self) -> dict[int, float]:
         return dict(self._duplicates)
 
-    def screen(self, boot: int, partner: tuple[int, float] | None, now: float) -> Screened:
-        """Judge a frame from boot ``boot``; ``partner`` is (boot, last heard) or None."""
+    def screen(
+        self, boot: int, partner: tuple[int, float] | None, now: float, *, proven: bool = False
+    ) -> Screened:
+        """Judge a frame from boot ``boot``; ``partner`` is (boot, last heard) or
+        None; ``proven``: the frame shows it heard this node (two-way contact)."""
         if boot in self._duplicates:
             self._duplicates[boot] = now
             return Screened(Verdict.DUPLICATE)
@@ -161,7 +167,7 @@ class Incarnations:
                 del self._held[b]
                 self._remember(self._duplicates, b, seen)
             return Screened(Verdict.PASS, found)
-        if now - last < self.live_window:
+        if now - last < self.live_window and not proven:
             first, _ = self._held.get(boot, (now, now))
             self._held.pop(boot, None)
             self._held[boot] = (first, now)

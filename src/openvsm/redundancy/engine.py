@@ -81,7 +81,11 @@ and nothing is sent back to it):
   from then on (``collision``), never "standby restarted", never a reset or
   a split-brain resolution. A restart never interleaves: the old boot falls
   silent, and the new boot then goes through the usual flows (discovery,
-  a response from a new boot);
+  a response from a new boot). A new boot whose heartbeat names our boot id
+  (``peer_boot``: it heard this node at the partner's address) is the
+  partner's successor at once; a held ``Discovery(initializing)`` is still
+  answered (to the configured peer) so that a restarted hamgr gets there in
+  one round trip;
 - heard VSMs are relayed to the partner in heartbeats (``heard``), which
   records them as its own collisions (``relayed``): the duplicated role's
   node shows the seed's WARNING block, the node that heard them shows them
@@ -384,6 +388,7 @@ class Engine:
             separation=self._timers.heartbeat_interval / 2,
         )
         self._last_relay = -INF
+        self._last_peer_boot = 0  # boot id of the peer in the last frame taken from it
         self._relay_payload: tuple[HeardVsm, ...] = ()
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
@@ -434,6 +439,7 @@ class Engine:
             effects += screened
             if drop:
                 return effects
+            self._last_peer_boot = boot
         self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
         if isinstance(msg, Discovery):
             effects += self._on_discovery(frame, msg, iface, now, mac)
@@ -832,6 +838,7 @@ class Engine:
                     boot_id=self.config.boot_id,
                     peer_present=not self._inconsistent,
                     heard=self._relay(iface, now),
+                    peer_boot=self._last_peer_boot,
                 ),
             )
         )
@@ -869,6 +876,7 @@ class Engine:
             change_seq=self._change_seq,
             boot_id=self.config.boot_id,
             heard=self._relay(iface, now),
+            peer_boot=self._last_peer_boot,
         )
         return [Send(iface, msg)]
 
@@ -1204,7 +1212,11 @@ class Engine:
     ) -> tuple[bool, list[Effect]]:
         """(drop the frame?, effects) for a frame of the learnt peer MAC (``Incarnations``)."""
         partner = self._partner()
-        screened = self._incarnations.screen(boot, partner, now)
+        proven = (
+            isinstance(msg, HeartbeatRequest | HeartbeatResponse)
+            and msg.peer_boot == self.config.boot_id
+        )
+        screened = self._incarnations.screen(boot, partner, now, proven=proven)
         effects: list[Effect] = []
         for dup, seen in screened.found:
             effects.append(

@@ -54,6 +54,7 @@ class HeartbeatRequest(msgspec.Struct, frozen=True, kw_only=True):
     change_seq: int = 0
     boot_id: int = 0
     heard: tuple[HeardVsm, ...] = ()  # relayed collisions (at most 8, about once a second)
+    peer_boot: int = 0  # boot id of the standby this active last heard (two-way proof)
 
 
 class HeartbeatResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +65,7 @@ class HeartbeatResponse(msgspec.Struct, frozen=True, kw_only=True):
     boot_id: int = 0
     peer_present: bool = True  # whether the responder believes it is the active's standby
     heard: tuple[HeardVsm, ...] = ()  # relayed collisions (at most 8, about once a second)
+    peer_boot: int = 0  # boot id of the active whose request this answers (two-way proof)
 
 
 class LivenessProbe(msgspec.Struct, frozen=True, kw_only=True):
