@@ -473,3 +473,20 @@ def test_two_way_proof_lets_a_restart_through_but_not_a_known_duplicate() -> Non
     assert next(e for e in out if isinstance(e, eng.Send)).msg.peer_boot == 0x5CC  # type: ignore[union-attr]
     assert macs(sby.status(net.now).peer_collisions) == [MACS[P]]
     assert sby.counters()["control"]["drop_stale"] == 1  # the duplicate's first frame only
+
+
+def test_a_boot_held_against_an_old_partner_is_not_judged_against_a_new_one() -> None:
+    net = paired()
+    sby = net.engine(S)
+    # Held against the active's first boot, then that boot and the held one fall
+    # silent; the standby takes over, a new standby arrives later: no report.
+    net.inject(S, _from(P, HeartbeatRequest(state="active", boot_id=0xDEAD)), Iface.CONTROL)
+    net.kill(P)
+    net.run_for(DEFAULT.max_loss_interval + 1.0)
+    assert sby.state is HaState.ACTIVE
+    net.restart(P)
+    net.run_for(10.0)
+    assert net.engine(P).state is HaState.STANDBY
+    for name in (P, S):
+        st = net.engine(name).status(net.now)
+        assert st.collisions == () and st.peer_collisions == (), name

@@ -140,6 +140,7 @@ class Incarnations:
         self.separation = separation
         self._held: dict[int, tuple[float, float]] = {}  # boot -> (first, last) heard
         self._duplicates: dict[int, float] = {}  # boot -> last heard
+        self._bound: int | None = None  # the partner boot the held ones were judged against
 
     @property
     def duplicates(self) -> dict[int, float]:
@@ -157,6 +158,10 @@ class Incarnations:
             self._held.pop(boot, None)
             return Screened(Verdict.PASS)
         partner_boot, last = partner
+        if partner_boot != self._bound:
+            # A new partner: boots held against the old one prove nothing now.
+            self._bound = partner_boot
+            self._held.clear()
         if boot == partner_boot:
             found = tuple(
                 (b, seen)
