@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from openvsm.identity import MAC_FILE
 from openvsm.ipc import IpcClient
 from openvsm.lab.lab import Lab, ipc_call, wait_for
 
@@ -188,7 +189,13 @@ def time_bulk_sync(lab: Lab, active: str, standby: str) -> tuple[float, dict[str
         30,
         "the active to lose its standby",
     )
-    shutil.rmtree(lab.nodes[standby].datadir, ignore_errors=True)
+    # A wiped store, not a new installation: the node keeps its system MAC (the
+    # active enforces the one it learnt; openvsm.identity).
+    datadir = lab.nodes[standby].datadir
+    mac = (datadir / MAC_FILE).read_bytes()
+    shutil.rmtree(datadir, ignore_errors=True)
+    datadir.mkdir(parents=True)
+    (datadir / MAC_FILE).write_bytes(mac)
     t0 = time.perf_counter()
     lab.start_node(standby)
     assert lab.wait_pair(600) == active

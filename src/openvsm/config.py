@@ -11,7 +11,7 @@ VSM node file::
     domain_id = 100             # 1-4095
     role = "primary"            # primary | secondary
     secret = "lab-secret"       # domain secret (HMAC key), at least 8 characters
-    system_mac = "02:00:00:00:00:01"  # optional; derived from domain+role if absent
+    system_mac = "02:00:00:00:00:01"  # optional pin; else kept in data_dir (openvsm.identity)
     data_dir = "/var/lib/openvsm/primary"
     run_dir = "/run/openvsm/primary"
     hostname = "switch"         # CLI prompt
@@ -98,7 +98,7 @@ class NodeConfig:
     domain_id: int
     role: str
     secret: bytes
-    system_mac: str
+    configured_mac: str | None  # node.system_mac when the file pins it
     data_dir: Path
     run_dir: Path
     hostname: str
@@ -112,6 +112,19 @@ class NodeConfig:
     clock_offset_s: float = 0.0
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The MAC this installation uses, set at node start by ``openvsm.identity``.
+    resolved_mac: str | None = None
+
+    @property
+    def system_mac(self) -> str:
+        """This VSM's system MAC: never derived from the file's contents (DESIGN §2)."""
+        mac = self.resolved_mac or self.configured_mac
+        if mac is None:
+            raise ConfigError(
+                "node.system_mac: not resolved yet (openvsm.identity.resolve_identity "
+                "reads or generates it in the data directory)"
+            )
+        return mac
 
     @property
     def sup_number(self) -> int:
@@ -216,8 +229,19 @@ def _mac(text: str, where: str) -> str:
     return text.lower()
 
 
+def unicast_mac(text: str, where: str) -> str:
+    """A MAC that can name a VSM: well formed and not multicast/broadcast."""
+    mac = _mac(text, where)
+    if int(mac[:2], 16) & 0x01:
+        raise ConfigError(f"{where}: {text!r} is a multicast address, not a system MAC")
+    return mac
+
+
 def derived_mac(seed: str) -> str:
-    """A locally administered unicast MAC derived from a seed string."""
+    """A locally administered unicast MAC derived from a seed string.
+
+    For a VSM, only the migration of a data directory from before
+    ``openvsm.identity`` uses it (it was then derived from domain id and name)."""
     raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in raw)
@@ -283,7 +307,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         raise ConfigError("node.secret: must be at least 8 characters")
     name = _get(node, "name", where, str, role)
     mac_s = _get(node, "system_mac", where, str, None)
-    system_mac = _mac(mac_s, "node.system_mac") if mac_s else derived_mac(f"{domain_id}/{name}")
+    configured_mac = unicast_mac(mac_s, "node.system_mac") if mac_s else None
     base = base or Path.cwd()
     data_dir = base / _get(node, "data_dir", where, str)
     run_dir = base / _get(node, "run_dir", where, str)
@@ -304,7 +328,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         domain_id=domain_id,
         role=role,
         secret=secret.encode(),
-        system_mac=system_mac,
+        configured_mac=configured_mac,
         data_dir=data_dir,
         run_dir=run_dir,
         hostname=hostname,

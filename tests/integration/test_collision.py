@@ -5,12 +5,15 @@ Collision", SV3(1.1) peer MAC note; DESIGN §2, §3, §8).
 - A third VSM started by hand from a copy of the primary's config (new
   ports, new data directory, new system MAC; same role and domain) reaches
   the pair: the primary shows the WARNING block with its MAC, the NOTE line;
+  the secondary, which hears a primary from an unknown MAC (``bad_mac``),
+  shows it too, in a block naming sup-1 (heard here, reported to sup-1);
   the pair's roles do not move.
 - Nine colliders (a frame injector sending properly signed heartbeats from
   nine MACs with the domain secret, via ``openvsm.wire.codec``: the outside
   world) -> eight entries and the overwrite line.
 - Frames signed with another secret are counted ``bad_tag`` and change
-  nothing; frames of the peer role from a spoofed MAC are counted ``bad_mac``.
+  nothing; frames of the peer role from a spoofed MAC are counted ``bad_mac``
+  and reported as a collision of the partner's role (relayed), nothing else.
 """
 
 from __future__ import annotations
@@ -187,15 +190,21 @@ def test_third_vsm_with_the_same_role_is_reported(make_lab: Callable[..., Lab]) 
         ) in lines
         st = status(lab, "primary")
         assert [c["mac"] for c in st["collisions"]] == [mac]
-        # The secondary has no same-role collider: no WARNING; the frames of a
-        # "primary" with an unknown MAC are dropped as bad_mac.
-        out2 = str(lab.cli("secondary", "show system redundancy status")["output"])
-        assert "WARNING" not in out2 and "NOTE:" not in out2
+        # The secondary has no same-role collider: no sup-2 WARNING; the frames
+        # of a "primary" with an unknown MAC are dropped as bad_mac and shown
+        # as heard conflicting sup-1s.
         wait_for(
             lambda: counters(lab, "secondary")["mgmt"]["drop_bad_mac"] > 0,
             SETTLE,
             "the secondary to count the collider's frames as bad_mac",
         )
+        st2 = status(lab, "secondary")
+        assert st2["collisions"] == [] and [c["mac"] for c in st2["peer_collisions"]] == [mac]
+        out2 = str(lab.cli("secondary", "show system redundancy status")["output"])
+        assert "WARNING! Conflicting sup-2(s)" not in out2
+        assert "WARNING! Conflicting sup-1(s) detected in same domain" in out2
+        assert "      (heard by this supervisor, reported to sup-1)" in out2
+        assert collision_lines(out2)[0][0] == mac
         events = lab.cli_json("primary", "show system internal redundancy trace")
         assert any(
             "role collision" in r["event"] and mac in r["event"]
@@ -236,7 +245,7 @@ def test_nine_colliders_eight_entries_and_overwrite(
     over = [line for line in out.splitlines() if line.startswith("Overwritten:")]
     assert len(over) == 1 and over[0].startswith(f"Overwritten: {macs[0]} by {macs[8]} at "), over
     assert "NOTE: Please run the same command on sup-1" in out
-    # The same-role node only: the primary shows nothing.
+    # The same-role node only: the primary shows nothing (it heard no secondary).
     assert "WARNING" not in str(lab.cli("primary", "show system redundancy status")["output"])
     trace = lab.cli_json(target, "show system internal redundancy trace")
     assert any("overwritten" in r["event"] for r in trace["TABLE_trace"]["ROW_trace"])
@@ -286,11 +295,20 @@ def test_bad_tag_and_spoofed_peer_mac_change_nothing(
     time.sleep(LOSS * 3)
     assert roles(lab) == before
     for name in BOTH:
-        st = status(lab, name)
-        assert st["collisions"] == [] and st["epoch"] == epoch, st
+        # The spoofer carries the domain's key: a VSM of the partner's role that is
+        # not the partner, heard here and relayed to the partner; nothing else.
+
+        def relayed(node: str = name) -> dict[str, Any] | None:
+            st = status(lab, node)
+            return st if st["collisions"] else None
+
+        st = wait_for(relayed, SETTLE, f"the {name} to show the spoofer relayed by its peer")
+        assert st["epoch"] == epoch, st
+        assert [c["mac"] for c in st["peer_collisions"]] == [spoofed_mac], st
+        assert [c["mac"] for c in st["collisions"]] == [spoofed_mac], st
     trace = lab.cli_json(standby, "show system internal redundancy trace")
     assert not any(
-        spoofed_mac in r["event"] or "became active" in r["event"]
+        "became active" in r["event"] or "02:dd:00:00:00" in r["event"]
         for r in trace["TABLE_trace"]["ROW_trace"]
     )
     res = lab.cli(active, "show system internal redundancy counters | json")

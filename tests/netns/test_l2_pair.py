@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from openvsm.config import load_node_config
+from openvsm.identity import load_node
 from openvsm.ipc import IpcError
 from openvsm.lab.lab import ipc_call
 
@@ -275,7 +275,7 @@ def pair() -> Iterator[Pair]:
             node.dir.mkdir(parents=True)
             cfg = node.dir / "node.toml"
             cfg.write_text(_node_toml(node.name, secret, 100))
-            node.system_mac = load_node_config(cfg).system_mac
+            node.system_mac = load_node(cfg).system_mac  # generated in its data dir
             with (node.dir / "console.log").open("ab") as log:
                 node.proc = subprocess.Popen(
                     [

@@ -161,6 +161,37 @@ def test_overwrite_lines_follow_the_collisions() -> None:
     assert lines[last_mac + 4].startswith("NOTE: ")
 
 
+def test_heard_collisions_of_the_other_role_have_their_own_block() -> None:
+    """A sup-1 heard on this sup-2 (unknown MAC or duplicate boot), relayed to sup-1."""
+    heard = [{"mac": "02:aa:00:00:00:99", "latest_collision_time": "2012-Sep-11 19:00:01"}]
+    data = status(
+        collisions=[],
+        peer_collisions=heard,
+        peer_overwrites=[
+            "Overwritten: 02:aa:00:00:00:01 by 02:aa:00:00:00:99 at 2012-Sep-11 19:00:01"
+        ],
+    )
+    text = render("show_redundancy_status", data)
+    assert "WARNING! Conflicting sup-2(s)" not in text
+    tail = text.split("      Internal state:   HA standby\n", 1)[1]
+    assert tail == (
+        "\n"
+        "WARNING! Conflicting sup-1(s) detected in same domain\n"
+        "-----\n"
+        "      MAC                Latest Collision Time\n"
+        "02:aa:00:00:00:99      2012-Sep-11 19:00:01\n"
+        "Overwritten: 02:aa:00:00:00:01 by 02:aa:00:00:00:99 at 2012-Sep-11 19:00:01\n"
+        "      (heard by this supervisor, reported to sup-1)\n"
+        "\n"
+        "NOTE: Please run the same command on sup-1 to check for conflicting(if any) "
+        "sup-1(s) in the same domain.\n"
+    )
+    # Both blocks: the seed's own block first, then the heard one, one NOTE.
+    both = render("show_redundancy_status", status(peer_collisions=heard))
+    assert both.index("Conflicting sup-2(s)") < both.index("Conflicting sup-1(s)")
+    assert both.count("NOTE: ") == 1
+
+
 def test_overwrites_without_collisions_show_no_warning() -> None:
     data = status(collisions=[], overwrites=["Overwritten: a by b at c"])
     assert "Overwritten" not in render("show_redundancy_status", data)

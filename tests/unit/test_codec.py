@@ -48,6 +48,8 @@ def _type_strategy(t: Any) -> st.SearchStrategy[Any]:
     if origin is list:
         (inner,) = t.__args__
         return st.lists(_type_strategy(inner), max_size=3)
+    if origin is tuple and len(t.__args__) == 2 and t.__args__[1] is Ellipsis:
+        return st.lists(_type_strategy(t.__args__[0]), max_size=3).map(tuple)
     if isinstance(t, type) and issubclass(t, msgspec.Struct):
         return strategy_for(t)
     if isinstance(t, str):

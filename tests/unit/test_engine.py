@@ -134,7 +134,7 @@ def test_active_answers_discovery_of_initializing_peer() -> None:
         eng.Send(Iface.MGMT, Discovery(state="active", boot_id=7, reply=True)),
         eng.Send(
             Iface.MGMT,
-            HeartbeatRequest(state="active", flags=int(Flag.OUT_OF_SYNC), boot_id=7),
+            HeartbeatRequest(state="active", flags=int(Flag.OUT_OF_SYNC), boot_id=7, peer_boot=9),
         ),
     ]
 
@@ -177,7 +177,9 @@ def test_request_carries_state_flags_and_change_seq() -> None:
     net.delivered.clear()
     net.run_for(1.0)
     (msg,) = [m for *_, m in net.delivered if isinstance(m, HeartbeatRequest)]
-    assert msg == HeartbeatRequest(state="active", flags=0, change_seq=42, boot_id=1000)
+    assert msg == HeartbeatRequest(
+        state="active", flags=0, change_seq=42, boot_id=1000, peer_boot=1001
+    )
 
 
 # ---- degraded and loss ------------------------------------------------------
@@ -386,7 +388,7 @@ def test_switchover() -> None:
     assert out[0] == eng.Trace(
         "switchover: switchover requested by operator; handing over to the standby"
     )
-    req = HeartbeatRequest(state="active", flags=int(Flag.SWITCHOVER), boot_id=1000)
+    req = HeartbeatRequest(state="active", flags=int(Flag.SWITCHOVER), boot_id=1000, peer_boot=1001)
     assert [e for e in out if isinstance(e, eng.Send)] == [eng.Send(Iface.CONTROL, req)]
     net.apply(P, out)
     net.run_for(0.0)

@@ -56,8 +56,10 @@ def test_collision_recorded_traced_and_state_unchanged() -> None:
     assert sec.state is HaState.STANDBY and net.engine(P).state is HaState.ACTIVE
     assert net.engine(P).epoch == 1
     assert [c.mac for c in net.engine(P).status(net.now).collisions] == [fake_mac(0x2F)]
-    # our own looped-back frames are neither collisions nor counted
-    assert net.inject(S, hb(SenderRole.SECONDARY, MACS[S]), Iface.CONTROL) == []
+    # our own looped-back frames (our MAC, our boot) are neither collisions nor counted
+    own = HeartbeatRequest(state="active", boot_id=net.node(S).boot)
+    loop = Frame(role=SenderRole.SECONDARY, mac=MACS[S], epoch=1, seq=1, msg=own)
+    assert net.inject(S, loop, Iface.CONTROL) == []
     assert sec.counters()["control"]["drop_collision"] == 1
 
 
@@ -114,9 +116,18 @@ def test_peer_mac_learnt_per_iface_then_enforced() -> None:
         eng.PersistFacts(eng.PersistedFacts(0, {"control": "02:00:00:00:aa:02"})),
     ]
     assert e.state is HaState.STANDBY
-    # another MAC with the peer role on that iface: dropped, counted, no effect
-    assert e.on_frame(hb(SenderRole.SECONDARY, "02:00:00:00:00:02"), Iface.CONTROL, 1.0) == []
+    # another MAC with the peer role on that iface: dropped, counted, reported as heard
+    out = e.on_frame(hb(SenderRole.SECONDARY, "02:00:00:00:00:02"), Iface.CONTROL, 1.0)
+    assert out == [
+        eng.Trace(
+            "role collision heard: a secondary supervisor 02:00:00:00:00:02 that is not the "
+            "learnt secondary sends on control; reported to the secondary"
+        ),
+        eng.StatusChanged(),
+    ]
     assert e.counters()["control"]["drop_bad_mac"] == 1
+    assert [c.mac for c in e.status(1.0).peer_collisions] == ["02:00:00:00:00:02"]
+    assert e.state is HaState.STANDBY
     assert e.next_deadline() == 0.5 + 15.0  # the rejected heartbeat did not count
     # mgmt learns its own
     out = e.on_frame(hb(SenderRole.SECONDARY, "02:00:00:00:bb:02"), Iface.MGMT, 1.0)
@@ -139,8 +150,10 @@ def test_persisted_peer_mac_enforced_from_boot() -> None:
     e.start(0.0)
     d = Discovery(state="active", boot_id=3)
     rogue = Frame(role=SenderRole.SECONDARY, mac="02:00:00:00:00:66", epoch=9, seq=1, msg=d)
-    assert e.on_frame(rogue, Iface.CONTROL, 0.5) == []
+    out = e.on_frame(rogue, Iface.CONTROL, 0.5)
+    assert not [x for x in out if not isinstance(x, eng.Trace | eng.StatusChanged)]
     assert e.state is HaState.INITIALIZING
+    assert e.counters()["control"]["drop_bad_mac"] == 1
     assert e.status(0.5).peer_macs == {"control": "02:00:00:00:00:02"}
 
 

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from openvsm.config import node_config_from_dict
+from openvsm.identity import resolve_identity
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.hamgr import Hamgr, HamgrCheckpoint
 from openvsm.sysmgr.service import HAMGR_CHECKPOINT, PREVIOUS_EXIT_ENV
@@ -37,7 +38,7 @@ def hamgr(tmp_path: Path) -> Hamgr:
     cfg = node_config_from_dict(NODE, base=tmp_path)
     cfg.run_dir.mkdir(parents=True)
     cfg.data_dir.mkdir(parents=True)
-    return Hamgr(cfg)
+    return Hamgr(resolve_identity(cfg))
 
 
 def active_alone(h: Hamgr) -> None:

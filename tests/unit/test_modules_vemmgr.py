@@ -105,6 +105,7 @@ async def deployment() -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, Vem
                 "domain_id": DOMAIN,
                 "role": "primary",
                 "secret": SECRET,
+                "system_mac": "02:00:00:00:00:01",
                 "data_dir": str(root / "data"),
                 "run_dir": str(run),
             },

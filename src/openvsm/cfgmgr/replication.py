@@ -15,6 +15,11 @@
 - The standby reports "none" while it has no stream (no connection, or no
   Welcome yet: reconnecting), "cold" while it loads a snapshot (or refused
   the active), "hot" while streaming.
+- The active's sender connects only once hamgr has a standby
+  (``peer_present``), then keeps its connection and reconnects on its own:
+  a VSM that has never had a standby (a copy of a node's config started
+  beside the pair, aimed at the real standby's address) never streams its
+  store into someone else's standby.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class Replication:
         self._resets: set[asyncio.Task[None]] = set()
         self._reset_client = IpcClient(cm.cfg.run_dir / "hamgr.sock", timeout=2.0)
         self._lease: asyncio.Task[None] | None = None
+        self._stopped = False
         if state == "active":
             if cfg.control.peer is not None:
                 self.sender = SyncSender(
@@ -97,7 +103,7 @@ class Replication:
     async def start(self) -> None:
         self._lease = asyncio.create_task(self._hold_lease())
         self._pusher = asyncio.create_task(self._push_to_hamgr())
-        if self.sender is not None:
+        if self.sender is not None and self.cm.ha.get("peer_present"):
             await self.sender.start()
         if self.receiver is not None:
             await self.receiver.start()
@@ -106,6 +112,7 @@ class Replication:
     async def stop(self) -> None:
         if self._lease is not None:
             self._lease.cancel()
+        self._stopped = True
         if self._pusher is not None:
             self._pusher.cancel()
         if self._watcher is not None:
@@ -219,6 +226,8 @@ class Replication:
             self._push.set()
 
     def on_ha_status(self, status: dict[str, Any]) -> None:
+        if self.sender is not None and status.get("peer_present") and not self._stopped:
+            self.sender.start_soon()
         if self.sender is not None:
             self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
             if (

@@ -125,27 +125,39 @@ def render_redundancy_status(d: Mapping[str, Any]) -> str:
             value = d.get(f"{prefix}_{key}")
             if value is not None:
                 out.append(f"      {label}{value}")
+    this_sup, other_sup = _sup_name(d["this_sup"]), _sup_name(d["other_sup"])
     collisions = list(d.get("collisions") or [])
+    heard = list(d.get("peer_collisions") or [])
     if collisions:
-        this_sup, other_sup = _sup_name(d["this_sup"]), _sup_name(d["other_sup"])
-        out += [
-            "",
-            f"WARNING! Conflicting {this_sup}(s) detected in same domain",
-            "-----",
-            "      MAC                Latest Collision Time",
-        ]
-        out += [f"{c['mac']}      {c['latest_collision_time']}" for c in collisions]
-        for ow in d.get("overwrites") or []:
-            if isinstance(ow, str):
-                out.append(ow if ow.startswith("Overwritten:") else f"Overwritten: {ow}")
-            else:
-                out.append(f"Overwritten: {ow['old_mac']} by {ow['new_mac']} at {ow['time']}")
+        out += _collision_block(this_sup, collisions, d.get("overwrites") or [])
+    if heard:
+        # Ours: the other supervisor's role, heard here and reported to it.
+        out += _collision_block(other_sup, heard, d.get("peer_overwrites") or [])
+        out.append(f"      (heard by this supervisor, reported to {other_sup})")
+    if collisions or heard:
         out += [
             "",
             f"NOTE: Please run the same command on {other_sup} to check for "
             f"conflicting(if any) {other_sup}(s) in the same domain.",
         ]
     return _lines(out)
+
+
+def _collision_block(sup: str, collisions: list[Any], overwrites: list[Any]) -> list[str]:
+    """The seed's WARNING block for conflicting ``sup``s (specs/cli-output.md)."""
+    out = [
+        "",
+        f"WARNING! Conflicting {sup}(s) detected in same domain",
+        "-----",
+        "      MAC                Latest Collision Time",
+    ]
+    out += [f"{c['mac']}      {c['latest_collision_time']}" for c in collisions]
+    for ow in overwrites:
+        if isinstance(ow, str):
+            out.append(ow if ow.startswith("Overwritten:") else f"Overwritten: {ow}")
+        else:
+            out.append(f"Overwritten: {ow['old_mac']} by {ow['new_mac']} at {ow['time']}")
+    return out
 
 
 # --- redundancy internals ------------------------------------------------------

@@ -36,7 +36,9 @@ class RedundancyStatus(TypedDict):
     """``show_redundancy_status``. ``this_sup``/``other_sup`` are ``"(sup-1)"``
     (primary) or ``"(sup-2)"`` (secondary). ``rdn_mode_oper`` is ``"None"``
     without a peer. A ``*_state`` of None omits that line. ``overwrites`` may
-    also hold ready-made ``"Overwritten: ..."`` strings."""
+    also hold ready-made ``"Overwritten: ..."`` strings. ``collisions`` are
+    VSMs with this supervisor's role (seen here or relayed by the other);
+    ``peer_collisions`` VSMs with the other's role heard here."""
 
     rdn_role_admin: str
     rdn_role_oper: str
@@ -52,6 +54,10 @@ class RedundancyStatus(TypedDict):
     other_sup_internal_state: str | None
     collisions: list[Collision]
     overwrites: NotRequired[list[Overwrite | str]]
+    # Ours: VSMs of the *other* supervisor's role that this one heard (an
+    # unknown MAC, or a duplicate boot of the other's MAC) and relayed to it.
+    peer_collisions: NotRequired[list[Collision]]
+    peer_overwrites: NotRequired[list[Overwrite | str]]
     epoch: int
 
 

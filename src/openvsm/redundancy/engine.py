@@ -61,7 +61,9 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 - split-brain: losing active reloads on ``resolution_logs_sent`` or after
   ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
   ifaces the other active was heard on until its info arrives.
-- collisions: entries expire one hour after their last collision.
+- collisions: entries expire one hour after their last collision; what this
+  node heard of the peer's role rides its next heartbeat (request or
+  response) at most every ``RELAY_INTERVAL``.
 - sync hold: a "hot" stream reported "none"/"warm" (reconnecting) stays
   shown "hot" until it is "hot" again or ``sync_grace`` passes (then the
   truth); "cold" (a bulk sync), losing the standby and becoming active end
@@ -98,10 +100,39 @@ ignored. A standby once accepted (it saw a request without ``OUT_OF_SYNC``)
 that sees ``OUT_OF_SYNC`` is inconsistent (one-way loss healed) and answers
 with ``RESET_REQUESTED``; the active then orders the reset.
 
-Input hygiene: frames with our role from another MAC are role collisions
-(recorded, otherwise ignored); frames of the peer role from a MAC other than
-the one learnt on that iface are dropped (``bad_mac``); frames that make no
-sense in the current state are dropped (``unexpected``). Nothing raised.
+Identity, collisions and duplicates (seed "VSM Role Collision Detection";
+in a routed deployment a third VSM reaches only the addresses in its config,
+and nothing is sent back to it):
+
+- a frame with our role from another MAC, or from our MAC with another boot
+  id, is a role collision: recorded in our table, otherwise ignored
+  (``collision``);
+- a frame of the peer's role from a MAC other than the one learnt on that
+  iface is dropped (``bad_mac``, seed SV3(1.1)) and, since it carries the
+  domain's key, recorded as *heard*: a VSM of the peer's role that is not our
+  partner;
+- a frame of the learnt peer MAC is screened by its boot id against the
+  partner incarnation this node is bound to (the standby it has, the active
+  it follows, the active it is resolving a split-brain with;
+  ``collision.Incarnations``): another boot while the partner still talks
+  (heard within two heartbeat intervals) is held (``stale``), and once the
+  partner is heard again it is a *duplicate*: recorded as heard, dropped
+  from then on (``collision``), never "standby restarted", never a reset or
+  a split-brain resolution. A restart never interleaves: the old boot falls
+  silent, and the new boot then goes through the usual flows (discovery,
+  a response from a new boot). A new boot whose heartbeat names our boot id
+  (``peer_boot``: it heard this node at the partner's address) is the
+  partner's successor at once; a held ``Discovery(initializing)`` is still
+  answered (to the configured peer) so that a restarted hamgr gets there in
+  one round trip;
+- heard VSMs are relayed to the partner in heartbeats (``heard``), which
+  records them as its own collisions (``relayed``): the duplicated role's
+  node shows the seed's WARNING block, the node that heard them shows them
+  too (``peer_collisions``). Both tables: 8 entries, overwrite, 1 h.
+
+Other input hygiene: frames that make no sense in the current state are
+dropped (``unexpected``); bad relay entries are counted (``malformed``).
+Nothing raised.
 """
 
 from __future__ import annotations
@@ -111,12 +142,22 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from openvsm.config import Timers
-from openvsm.redundancy.collision import CollisionEntry, CollisionTable, Overwrite
+from openvsm.redundancy.collision import (
+    EXPIRY,
+    MAX_ENTRIES,
+    CollisionEntry,
+    CollisionTable,
+    Incarnations,
+    Overwrite,
+    Recorded,
+    Verdict,
+)
 from openvsm.redundancy.splitbrain import Resolution, RoleName, Side, decide
-from openvsm.wire.codec import Frame
+from openvsm.wire.codec import Frame, mac_to_bytes
 from openvsm.wire.messages import (
     Discovery,
     Flag,
+    HeardVsm,
     HeartbeatRequest,
     HeartbeatResponse,
     LivenessAck,
@@ -130,6 +171,7 @@ INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
 PROBE_ROUNDS: Final = 10  # rounds of liveness probes (one per iface) within probe_timeout
 RESUME_PROBES: Final = 3  # liveness probes per iface when an active resumes after a restart
+RELAY_INTERVAL: Final = 1.0  # heard collisions ride a heartbeat at most this often
 SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 # How long a sync stream that was "hot" is still shown in sync while it
 # reconnects (a cfgmgr restart on either node, up to ~3 s on a loaded
@@ -314,12 +356,15 @@ class RedundancyStatus:
     other_rdn_state: str
     other_sup_state: str | None
     other_internal_state: str | None
-    collisions: tuple[CollisionEntry, ...]  # times are monotonic
+    collisions: tuple[CollisionEntry, ...]  # our role; times are monotonic
     overwrites: tuple[Overwrite, ...]
     peer_macs: dict[str, str]
+    # VSMs of the peer's role heard here that are not our partner (relayed to it).
+    peer_collisions: tuple[CollisionEntry, ...] = ()
+    peer_overwrites: tuple[Overwrite, ...] = ()
 
 
-_DROP_REASONS: Final = ("bad_mac", "collision", "stale", "unexpected")
+_DROP_REASONS: Final = ("bad_mac", "collision", "stale", "unexpected", "malformed")
 _COUNTERS: Final = (
     "hb_req_sent",
     "hb_req_recv",
@@ -330,11 +375,28 @@ _COUNTERS: Final = (
     "discovery_recv",
     "probe_sent",
     "probe_recv",
+    "relay_sent",
+    "relay_recv",
 )
 
 
 def _norm_mac(mac: str) -> str:
     return mac.strip().lower()
+
+
+def _valid_mac(text: str) -> str | None:
+    try:
+        mac_to_bytes(text)
+    except (ValueError, AttributeError):
+        return None
+    return _norm_mac(text)
+
+
+def _boot_of(msg: Message) -> int | None:
+    """The sender's boot id, for the messages that carry one."""
+    if isinstance(msg, Discovery | HeartbeatRequest | HeartbeatResponse | ResolutionInfo):
+        return msg.boot_id
+    return None
 
 
 class Engine:
@@ -402,6 +464,14 @@ class Engine:
         self._probe_next = INF  # next round of probes
         self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
         self._collisions = CollisionTable()
+        self._heard = CollisionTable()  # the peer's role, not our partner
+        self._incarnations = Incarnations(
+            live_window=2 * self._timers.heartbeat_interval,
+            separation=self._timers.heartbeat_interval / 2,
+        )
+        self._last_relay = -INF
+        self._last_peer_boot = 0  # boot id of the peer in the last frame taken from it
+        self._relay_payload: tuple[HeardVsm, ...] = ()
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
         }
@@ -517,8 +587,10 @@ class Engine:
         mac = _norm_mac(src_mac or frame.mac)
         if frame.role is SenderRole.VEM:
             return self._drop(iface, "unexpected")
+        msg = frame.msg
+        boot = _boot_of(msg)
         if frame.role is self._role:
-            if mac == self._mac:
+            if mac == self._mac and boot in (None, self.config.boot_id):
                 return []  # our own broadcast looped back
             return self._on_collision(mac, iface, now)
         effects: list[Effect] = []
@@ -530,9 +602,14 @@ class Engine:
                 self._persist(),
             ]
         elif learnt != mac:
-            return self._drop(iface, "bad_mac")
+            return self._on_foreign_peer(mac, iface, now)
+        if boot is not None:
+            drop, screened = self._screen_boot(msg, boot, mac, iface, now)
+            effects += screened
+            if drop:
+                return effects
+            self._last_peer_boot = boot
         self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
-        msg = frame.msg
         if self._resume is not None and not isinstance(msg, LivenessProbe):
             return effects + self._on_frame_resuming(frame, iface, now, src_mac)
         if isinstance(msg, Discovery):
@@ -561,6 +638,15 @@ class Engine:
             ]
         if now >= self._sync_hold_until:
             effects += self._show_sync_truth(f"not resumed within {self.config.sync_grace:g} s")
+        for gone in self._heard.expire(now):
+            effects += [
+                Trace(
+                    f"heard {self._peer_name} collision entry expired: {gone.mac} "
+                    "(silent for 1 hour)"
+                ),
+                StatusChanged(),
+            ]
+        self._incarnations.expire(now)
         if self.state is HaState.INITIALIZING:
             if self._resume is not None:
                 effects += self._tick_resuming(now)
@@ -575,7 +661,11 @@ class Engine:
     def next_deadline(self) -> float:
         if self.state is HaState.RELOADING:
             return INF
-        times = [self._collisions.next_expiry(), self._sync_hold_until]
+        times = [
+            self._collisions.next_expiry(),
+            self._heard.next_expiry(),
+            self._sync_hold_until,
+        ]
         if self.state is HaState.INITIALIZING:
             times += [self._next_discovery, self._discovery_end(), self._resume_deadline]
         elif self.state is HaState.STANDBY:
@@ -755,6 +845,7 @@ class Engine:
 
     def status(self, now: float) -> RedundancyStatus:
         collisions, overwrites = self._collisions.live(now)
+        peer_collisions, peer_overwrites = self._heard.live(now)
         this_rdn, this_sup, this_int, o_rdn, o_sup, o_int, mode = self._state_strings()
         return RedundancyStatus(
             state=self.state,
@@ -774,6 +865,8 @@ class Engine:
             collisions=collisions,
             overwrites=overwrites,
             peer_macs=dict(self._peer_macs),
+            peer_collisions=peer_collisions,
+            peer_overwrites=peer_overwrites,
         )
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -1057,6 +1150,7 @@ class Engine:
             self._active_boot = msg.boot_id
             self._acknowledged = False
         self._last_req[iface] = now
+        effects += self._take_relay(msg.heard, iface, now)
         flags = msg.flags
         if flags & Flag.RESET_ORDERED:
             return [*effects, *self._reload("reset ordered by the active")]
@@ -1106,6 +1200,8 @@ class Engine:
                     echo_seq=frame.seq,
                     boot_id=self.config.boot_id,
                     peer_present=not self._inconsistent,
+                    heard=self._relay(iface, now),
+                    peer_boot=self._last_peer_boot,
                 ),
             )
         )
@@ -1142,6 +1238,8 @@ class Engine:
             flags=int(flags),
             change_seq=self._change_seq,
             boot_id=self.config.boot_id,
+            heard=self._relay(iface, now),
+            peer_boot=self._last_peer_boot,
         )
         return [Send(iface, msg)]
 
@@ -1255,7 +1353,7 @@ class Engine:
                 Trace("degraded mode: control down, mgmt up (heartbeats on mgmt)"),
                 StatusChanged(),
             ]
-        return effects
+        return effects + self._take_relay(msg.heard, iface, now)
 
     def _order_reset(self, boot: int, iface: Iface, now: float, why: str) -> list[Effect]:
         effects: list[Effect] = []
@@ -1413,14 +1511,17 @@ class Engine:
     # ---- collisions and bookkeeping -----------------------------------------
 
     def _on_collision(self, mac: str, iface: Iface, now: float) -> list[Effect]:
-        rec = self._collisions.record(mac, iface.value, now)
-        effects = self._drop(iface, "collision")
+        """A VSM with our role (another MAC, or ours with another boot) sends to us."""
+        return self._drop(iface, "collision") + self._record_collision(
+            mac, iface.value, now, f"detected on {iface.value}"
+        )
+
+    def _record_collision(self, mac: str, where: str, t: float, how: str) -> list[Effect]:
+        rec = self._collisions.record(mac, where, t)
+        effects: list[Effect] = []
         if rec.new:
             effects += [
-                Trace(
-                    f"role collision: another {self._role_name} supervisor {mac} "
-                    f"detected on {iface.value}"
-                ),
+                Trace(f"role collision: another {self._role_name} supervisor {mac} {how}"),
                 StatusChanged(),
             ]
         if rec.overwrite is not None:
@@ -1429,6 +1530,115 @@ class Engine:
                     f"role collision table full: entry {rec.overwrite.old_mac} "
                     f"overwritten by {rec.overwrite.new_mac}"
                 )
+            )
+        return effects
+
+    def _record_heard(self, mac: str, iface: Iface, t: float) -> tuple[Recorded, list[Effect]]:
+        """A VSM of the peer's role that is not our partner: kept and relayed to it."""
+        rec = self._heard.record(mac, iface.value, t)
+        effects: list[Effect] = [StatusChanged()] if rec.new else []
+        if rec.overwrite is not None:
+            effects.append(
+                Trace(
+                    f"heard {self._peer_name} collision table full: entry "
+                    f"{rec.overwrite.old_mac} overwritten by {rec.overwrite.new_mac}"
+                )
+            )
+        return rec, effects
+
+    def _on_foreign_peer(self, mac: str, iface: Iface, now: float) -> list[Effect]:
+        """The peer's role from a MAC that is not the learnt one: dropped (seed
+        SV3(1.1)) and, since it carries the domain's key, a collision for the partner."""
+        rec, effects = self._record_heard(mac, iface, now)
+        if rec.new:
+            effects.insert(
+                0,
+                Trace(
+                    f"role collision heard: a {self._peer_name} supervisor {mac} that is not "
+                    f"the learnt {self._peer_name} sends on {iface.value}; "
+                    f"reported to the {self._peer_name}"
+                ),
+            )
+        return self._drop(iface, "bad_mac") + effects
+
+    def _partner(self) -> tuple[int, float] | None:
+        """The peer incarnation this node is bound to: (boot id, last heard)."""
+        if self.state is HaState.ACTIVE:
+            res = self._resolution
+            if res is not None and res.loser is None:
+                return res.peer_boot, res.last_heard
+            if self._peer_present and self._peer_boot is not None:
+                return self._peer_boot, max(self._last_resp.values())
+            return None
+        if self.state is HaState.STANDBY and self._active_boot is not None:
+            return self._active_boot, max(self._last_req.values())
+        return None
+
+    def _screen_boot(
+        self, msg: Message, boot: int, mac: str, iface: Iface, now: float
+    ) -> tuple[bool, list[Effect]]:
+        """(drop the frame?, effects) for a frame of the learnt peer MAC (``Incarnations``)."""
+        partner = self._partner()
+        proven = (
+            isinstance(msg, HeartbeatRequest | HeartbeatResponse)
+            and msg.peer_boot == self.config.boot_id
+        )
+        screened = self._incarnations.screen(boot, partner, now, proven=proven)
+        effects: list[Effect] = []
+        for dup, seen in screened.found:
+            effects.append(
+                Trace(
+                    f"role collision heard: a duplicate {self._peer_name} {mac} "
+                    f"(boot {dup:x}) talks while this node's {self._peer_name} "
+                    f"(boot {partner[0] if partner else 0:x}) does; reported to the "
+                    f"{self._peer_name}, never taken as its restart"
+                )
+            )
+            effects += self._record_heard(mac, iface, seen)[1]
+        if screened.verdict is Verdict.DUPLICATE:
+            return True, self._drop(iface, "collision") + self._record_heard(mac, iface, now)[1]
+        if screened.verdict is Verdict.HELD:
+            effects = self._drop(iface, "stale")
+            if isinstance(msg, Discovery) and msg.state == HaState.INITIALIZING.value:
+                # Only the reply: it goes to the configured peer, so a restarted
+                # partner learns its role at once, and the partner itself, if
+                # this was a duplicate, ignores it. Nothing else acts until the
+                # old boot falls silent.
+                calm = self._switch_deadline is None and self._losing_deadline is None
+                if not msg.reply and (self.state is HaState.STANDBY or calm):
+                    effects.append(self._discovery_reply(iface, self.state))
+            return True, effects
+        return False, effects
+
+    def _relay(self, iface: Iface, now: float) -> tuple[HeardVsm, ...]:
+        """What this node heard since its last relay, at most every ``RELAY_INTERVAL``
+        (on every interface of that heartbeat round: control may be the one down)."""
+        if now == self._last_relay and self._relay_payload:
+            self._count(iface, "relay_sent")
+            return self._relay_payload
+        if now < self._last_relay + RELAY_INTERVAL:
+            return ()
+        fresh = [e for e in self._heard.entries if e.last_seen > self._last_relay]
+        if not fresh:
+            return ()
+        self._last_relay = now
+        self._relay_payload = tuple(
+            HeardVsm(mac=e.mac, age_ms=max(0, round((now - e.last_seen) * 1000))) for e in fresh
+        )
+        self._count(iface, "relay_sent")
+        return self._relay_payload
+
+    def _take_relay(self, heard: tuple[HeardVsm, ...], iface: Iface, now: float) -> list[Effect]:
+        """The partner heard VSMs of our role: collisions of ours (seed: both report)."""
+        effects: list[Effect] = []
+        for i, item in enumerate(heard):
+            mac = _valid_mac(item.mac)
+            if i >= MAX_ENTRIES or mac is None or not 0 <= item.age_ms <= EXPIRY * 1000:
+                self._count(iface, "drop_malformed")
+                continue
+            self._count(iface, "relay_recv")
+            effects += self._record_collision(
+                mac, "relayed", now - item.age_ms / 1000, f"reported by the {self._peer_name}"
             )
         return effects
 

@@ -46,6 +46,7 @@ import msgspec
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
 from openvsm.redundancy import engine as eng
+from openvsm.redundancy.collision import CollisionEntry, Overwrite
 from openvsm.sysmgr.service import (
     HAMGR_CHECKPOINT,
     PREVIOUS_EXIT_ENV,
@@ -229,8 +230,8 @@ class Hamgr:
         # The engine starts before the sockets open: no frame may reach it first.
         if point is None:
             self.trace(
-                f"boot: role {self.cfg.role}, epoch {self.engine.epoch}"
-                + (f", after reload: {reason}" if reason else "")
+                f"boot: role {self.cfg.role}, system MAC {self.cfg.system_mac}, "
+                f"epoch {self.engine.epoch}" + (f", after reload: {reason}" if reason else "")
             )
             first = self.engine.start(self.now())
         else:
@@ -707,17 +708,26 @@ class Hamgr:
             "other_sup_rdn_state": st.other_rdn_state,
             "other_sup_sup_state": st.other_sup_state,
             "other_sup_internal_state": st.other_internal_state,
-            "collisions": [
-                {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
-                for c in st.collisions
-            ],
-            "overwrites": [
-                f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
-                for o in st.overwrites
-            ],
+            "collisions": self._collision_rows(st.collisions),
+            "overwrites": self._overwrite_lines(st.overwrites),
+            # VSMs of the other supervisor's role heard here (relayed to it).
+            "peer_collisions": self._collision_rows(st.peer_collisions),
+            "peer_overwrites": self._overwrite_lines(st.peer_overwrites),
             "epoch": self.engine.epoch,
         }
         return data
+
+    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[dict[str, str]]:
+        return [
+            {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
+            for c in entries
+        ]
+
+    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[str]:
+        return [
+            f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
+            for o in overwrites
+        ]
 
     def trace_table(self) -> dict[str, Any]:
         rows = [{"time": wall_str(t), "event": text} for t, text in self.traces]

@@ -100,6 +100,10 @@ class SyncSender:
     # --- lifecycle ---
 
     async def start(self) -> None:
+        self.start_soon()
+
+    def start_soon(self) -> None:
+        """Start connecting (idempotent; needs a running loop)."""
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="sync-sender")

@@ -21,7 +21,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from openvsm.config import ConfigError, NodeConfig, load_node_config
+from openvsm.config import ConfigError, NodeConfig
+from openvsm.identity import load_node
 
 # hamgr keeps its split-brain resolution inputs here for one node boot.
 RESOLUTION_FACTS = "resolution-facts.json"
@@ -127,8 +128,8 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
-        cfg = load_node_config(args.config)
-    except ConfigError as exc:
+        cfg = load_node(args.config)
+    except (ConfigError, OSError) as exc:
         print(f"openvsm service: {exc}", file=sys.stderr)
         return 2
     _die_with_parent()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig, load_node_config
+from openvsm.identity import resolve_identity
 from openvsm.ipc import IpcClient, IpcError, IpcServer
 from openvsm.sysmgr.service import (
     FATAL_EXIT,
@@ -299,6 +300,13 @@ def cli_main(argv: list[str]) -> int:
         print(f"openvsm vsm: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.run_dir / "sysmgr.log", "sysmgr")
+    try:
+        # Before any service: the one place a new data directory gets its MAC.
+        cfg = resolve_identity(cfg)
+    except (ConfigError, OSError) as exc:
+        print(f"openvsm vsm: {exc}", file=sys.stderr)
+        return 2
+    log.info("system MAC %s", cfg.system_mac)
     (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
         (cfg.run_dir / "fatal-reason").unlink()

@@ -39,11 +39,22 @@ class Discovery(msgspec.Struct, frozen=True, kw_only=True):
     reply: bool = False
 
 
+class HeardVsm(msgspec.Struct, frozen=True, kw_only=True):
+    """A VSM of the receiver's role that the sender heard and that is not the
+    receiver: relayed role collision (unknown MAC, or a duplicate boot of the
+    receiver's MAC)."""
+
+    mac: str
+    age_ms: int = 0  # how long before sending it was last heard
+
+
 class HeartbeatRequest(msgspec.Struct, frozen=True, kw_only=True):
     state: str
     flags: int = 0
     change_seq: int = 0
     boot_id: int = 0
+    heard: tuple[HeardVsm, ...] = ()  # relayed collisions (at most 8, about once a second)
+    peer_boot: int = 0  # boot id of the standby this active last heard (two-way proof)
 
 
 class HeartbeatResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +64,8 @@ class HeartbeatResponse(msgspec.Struct, frozen=True, kw_only=True):
     echo_seq: int = 0  # sequence number of the request this answers
     boot_id: int = 0
     peer_present: bool = True  # whether the responder believes it is the active's standby
+    heard: tuple[HeardVsm, ...] = ()  # relayed collisions (at most 8, about once a second)
+    peer_boot: int = 0  # boot id of the active whose request this answers (two-way proof)
 
 
 class LivenessProbe(msgspec.Struct, frozen=True, kw_only=True):
