@@ -319,3 +319,40 @@ def test_garbage_never_escapes_as_another_exception(data: bytes) -> None:
         codec.feed(data)
     except RemoteProtocolError:
         pass
+
+
+def _module_change(store: Store, t: float) -> Change:
+    # vemmgr's bookkeeping: state, not configuration (leaves last_config_time)
+    body = {"number": 3, "host_uuid": "h1", "status": "ok"}
+    return store.commit(
+        [Op("module", "3", body)], user="vemmgr", source="vemmgr", command="m", time=t
+    )
+
+
+def test_reconnect_after_module_bookkeeping_is_a_tail(stores: tuple[Store, Store]) -> None:
+    # The standby proves its history with the time of its last change of any
+    # source; a VEM attach as the last change must not cost a bulk sync.
+    active, standby = stores
+    ln = link(active, standby)
+    ln.connect()
+    ln.commit(active, 1)
+    ln.flow(to_standby=ln.sender.append(_module_change(active, 50.0)))
+    assert standby.get_fact("last_config_time") == 1.0
+    ln.disconnect()
+    ln.connect()
+    assert (ln.sender.tails_sent, ln.sender.snapshots_sent) == (2, 0)
+
+
+def test_reconnect_after_a_snapshot_is_a_tail(stores: tuple[Store, Store]) -> None:
+    active, standby = stores
+    for i in range(1, 302):  # beyond the change log (50 kept): the first sync is a snapshot
+        commit(active, i)
+    _module_change(active, 500.0)
+    ln = link(active, standby)
+    ln.connect()
+    assert ln.sender.snapshots_sent == 1
+    assert standby.get_fact("last_config_time") == 301.0
+    ln.disconnect()
+    ln.connect()
+    assert (ln.sender.tails_sent, ln.sender.snapshots_sent) == (1, 1)
+    assert standby.digest() == active.digest()

@@ -87,6 +87,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     objects: tuple[Op, ...]  # every object, as an Op with its body
     accounting: tuple[AccountingEntry, ...]  # replicated entries only
     last_config_time: float = 0.0
+    last_change_time: float = 0.0  # time of change ``last_seq`` (any source)
 
 
 _json_enc = msgspec.json.Encoder(order="sorted")
@@ -366,6 +367,9 @@ class Store:
             (change.time, change.user, change.command, change.seq),
         )
         db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (change.seq,))
+        # The time of the last change of any kind is what a standby's Hello
+        # proves its history with (sync); the configuration time is rule 2's.
+        self._set_fact(db, "last_change_time", change.time)
         if change.source not in STATE_SOURCES:
             self._set_fact(db, "last_config_time", change.time)
         if change.seq % min(_TRIM_EVERY, self.max_changes) == 0:
@@ -488,13 +492,22 @@ class Store:
             objects=objects,
             accounting=accounting,
             last_config_time=float(self.get_fact("last_config_time") or 0.0),
+            last_change_time=self.last_change_time(),
         )
+
+    def last_change_time(self) -> float:
+        """Time of the last change of any source (a store from before this fact
+        existed moved last_config_time with every change: that is the same)."""
+        t = self.get_fact("last_change_time")
+        if not isinstance(t, int | float):
+            t = self.get_fact("last_config_time")
+        return float(t) if isinstance(t, int | float) else 0.0
 
     def load_snapshot(self, snap: Snapshot) -> None:
         """Replace the configuration, change log and replicated accounting atomically.
 
-        Local accounting entries and node facts (other than last_config_time)
-        are kept: they belong to this node.
+        Local accounting entries and node facts (other than last_config_time
+        and last_change_time) are kept: they belong to this node.
         """
         objects = tuple(_checked_op(op) for op in snap.objects)
         if any(op.body is None for op in objects):
@@ -511,6 +524,7 @@ class Store:
             )
             db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (snap.last_seq,))
             self._set_fact(db, "last_config_time", snap.last_config_time)
+            self._set_fact(db, "last_change_time", snap.last_change_time)
         self._last_seq = snap.last_seq
 
     def digest(self) -> str:

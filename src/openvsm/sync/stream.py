@@ -109,6 +109,7 @@ class SnapshotEnd(msgspec.Struct, frozen=True, tag=True):
     last_seq: int
     last_config_time: float
     objects: int  # count, checked by the standby
+    last_change_time: float = 0.0  # of change last_seq, any source (the next Hello's proof)
 
 
 class ChangeMsg(msgspec.Struct, frozen=True, tag=True):
@@ -338,6 +339,7 @@ class ReplicationSender:
                 last_seq=snap.last_seq,
                 last_config_time=snap.last_config_time,
                 objects=len(objs),
+                last_change_time=snap.last_change_time,
             )
         )
         return bytes(out)
@@ -438,12 +440,11 @@ class ReplicationReceiver:
             raise LocalProtocolError(f"connection_made in state {self.state.value}")
         self._codec = FrameCodec(self._secret)
         self.state = ReceiverState.HELLO_SENT
-        last_time = self.store.get_fact("last_config_time")
         hello = Hello(
             last_seq=self.store.last_seq,
             epoch=self.epoch,
             boot_id=self.boot_id,
-            last_change_time=float(last_time) if isinstance(last_time, int | float) else 0.0,
+            last_change_time=self.store.last_change_time(),
         )
         return self._codec.encode(hello)
 
@@ -538,6 +539,7 @@ class ReplicationReceiver:
                     objects=tuple(self._objects),
                     accounting=tuple(self._accounting),
                     last_config_time=end.last_config_time,
+                    last_change_time=end.last_change_time,
                 )
             )
         except StoreError as exc:
