@@ -257,7 +257,9 @@ def test_unknown_boot_of_the_peer_mac_is_held_then_a_duplicate() -> None:
 def test_frames_queued_together_are_not_an_interleaving() -> None:
     """A receiver that was stopped reads its socket queues at one instant: a new
     boot's frame next to the old boot's last ones is not a duplicate, and once
-    the old boot is silent the new one is the peer's restart."""
+    the old boot is silent the new one is the peer's restart: at once when it
+    names this active (two-way contact), else once the old boot is silent for the
+    loss interval (before that it may be a stall of the real standby)."""
     net = paired(FAST)
     act = net.engine(P)
     net.kill(S)
@@ -268,7 +270,10 @@ def test_frames_queued_together_are_not_an_interleaving() -> None:
     assert act.status(net.now).peer_collisions == ()
     assert act.counters()["mgmt"]["drop_stale"] == 1
     net.run_for(2 * FAST.heartbeat_interval + 0.01)  # the old boot is silent now
-    out = net.inject(P, _from(S, new, epoch=1), Iface.CONTROL)
+    assert net.inject(P, _from(S, new, epoch=1), Iface.CONTROL) == []  # still held
+    assert act.counters()["control"]["drop_stale"] == 1 and act.status(net.now).peer_present
+    proven = HeartbeatResponse(state="standby", boot_id=0x5EC, peer_boot=net.node(P).boot)
+    out = net.inject(P, _from(S, proven, epoch=1), Iface.CONTROL)
     assert [type(e).__name__ for e in out if isinstance(e, eng.PeerLost | eng.PeerUp)] == [
         "PeerLost",
         "PeerUp",
@@ -490,3 +495,31 @@ def test_a_boot_held_against_an_old_partner_is_not_judged_against_a_new_one() ->
     for name in (P, S):
         st = net.engine(name).status(net.now)
         assert st.collisions == () and st.peer_collisions == (), name
+
+
+@pytest.mark.parametrize("timers", [DEFAULT, FAST], ids=["seed", "fast"])
+def test_duplicate_during_a_stall_of_the_standby_is_not_its_restart(timers: Timers) -> None:
+    """Measured in the lab (chaos seed 6005, fault 137): a same-MAC copy of the
+    standby starts beside the pair, aimed at the active; the copy's start (five
+    processes on a loaded 2-core machine) stalls the real standby's responses for
+    a little over two heartbeat intervals, while the copy's first discovery goes
+    straight to the active. The standby is still alive by the active's own rule
+    (well within the loss interval), so that boot is held, then found a
+    duplicate when the stalled responses arrive: never "standby restarted"."""
+    net = paired(timers)
+    hb = timers.heartbeat_interval
+    net.run_for(hb * 0.05)  # just after a heartbeat round
+    t0 = net.now
+    net.latency = 2.8 * hb  # the standby (and the active's requests) stall
+    net.run_for(2.2 * hb)  # the active's last response is > 2 intervals old
+    net.latency = 0.0
+    third = Third(net, S, MACS[S], P, boot=0xD0B)
+    third.start()
+    third.run_for(40 * hb)
+    assert_pair_undisturbed(net, t0)
+    assert macs(net.engine(P).status(net.now).peer_collisions) == [MACS[S]]
+    assert [t for t in net.node(P).traces() if "duplicate" in t] == [
+        f"role collision heard: a duplicate secondary {MACS[S]} (boot d0b) talks while this "
+        f"node's secondary (boot {net.node(S).boot:x}) does; reported to the secondary, never "
+        "taken as its restart"
+    ]

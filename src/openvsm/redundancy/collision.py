@@ -28,6 +28,11 @@ partner boot ``c`` last heard at ``t_c``:
 - ``c`` silent for ``live_window``: ``b`` passes (it may be ``c``'s
   successor: a restart, judged by the engine's normal flows).
 
+The engine's window is the loss interval for the standby an active has and
+the active a standby follows (alive by its own rule: a stall of the real
+partner is not a restart), two heartbeat intervals for an active it is
+resolving a split-brain with.
+
 The separation keeps frames that sat in a socket queue together (a stopped
 receiver) from looking interleaved. Duplicates are forgotten ``EXPIRY``
 after they were last heard. Pure data: no clock, no I/O.
@@ -147,10 +152,19 @@ class Incarnations:
         return dict(self._duplicates)
 
     def screen(
-        self, boot: int, partner: tuple[int, float] | None, now: float, *, proven: bool = False
+        self,
+        boot: int,
+        partner: tuple[int, float] | None,
+        now: float,
+        *,
+        proven: bool = False,
+        live_window: float | None = None,
     ) -> Screened:
         """Judge a frame from boot ``boot``; ``partner`` is (boot, last heard) or
-        None; ``proven``: the frame shows it heard this node (two-way contact)."""
+        None; ``proven``: the frame shows it heard this node (two-way contact);
+        ``live_window``: how long the partner counts as alive after it was last
+        heard, when not the default."""
+        window = self.live_window if live_window is None else live_window
         if boot in self._duplicates:
             self._duplicates[boot] = now
             return Screened(Verdict.DUPLICATE)
@@ -172,7 +186,7 @@ class Incarnations:
                 del self._held[b]
                 self._remember(self._duplicates, b, seen)
             return Screened(Verdict.PASS, found)
-        if now - last < self.live_window and not proven:
+        if now - last < window and not proven:
             first, _ = self._held.get(boot, (now, now))
             self._held.pop(boot, None)
             self._held[boot] = (first, now)

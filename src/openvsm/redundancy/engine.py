@@ -115,7 +115,8 @@ and nothing is sent back to it):
   partner incarnation this node is bound to (the standby it has, the active
   it follows, the active it is resolving a split-brain with;
   ``collision.Incarnations``): another boot while the partner still talks
-  (heard within two heartbeat intervals) is held (``stale``), and once the
+  (heard within the loss interval; within two heartbeat intervals for an
+  active being resolved with) is held (``stale``), and once the
   partner is heard again it is a *duplicate*: recorded as heard, dropped
   from then on (``collision``), never "standby restarted", never a reset or
   a split-brain resolution. A restart never interleaves: the old boot falls
@@ -1574,6 +1575,19 @@ class Engine:
             return self._active_boot, max(self._last_req.values())
         return None
 
+    def _partner_window(self) -> float:
+        """How long the partner counts as alive after it was last heard: an
+        active being resolved with, two heartbeat intervals (as
+        ``_on_peer_active``); the standby this active has, or the active this
+        standby follows, the loss interval: this node's own rule for "alive".
+        Shorter, a stall of the real partner (a loaded host, a queue) just as a
+        duplicate's first frames arrive would take the duplicate for its
+        restart; a real restart proves itself (``peer_boot``) in one round trip."""
+        res = self._resolution
+        if self.state is HaState.ACTIVE and res is not None and res.loser is None:
+            return 2 * self._timers.heartbeat_interval
+        return self._timers.max_loss_interval
+
     def _screen_boot(
         self, msg: Message, boot: int, mac: str, iface: Iface, now: float
     ) -> tuple[bool, list[Effect]]:
@@ -1583,7 +1597,9 @@ class Engine:
             isinstance(msg, HeartbeatRequest | HeartbeatResponse)
             and msg.peer_boot == self.config.boot_id
         )
-        screened = self._incarnations.screen(boot, partner, now, proven=proven)
+        screened = self._incarnations.screen(
+            boot, partner, now, proven=proven, live_window=self._partner_window()
+        )
         effects: list[Effect] = []
         for dup, seen in screened.found:
             effects.append(
