@@ -364,3 +364,71 @@ def test_an_unreadable_checkpoint_is_ignored() -> None:
             assert any("invalid" in t and "ignored" in t for t in mgr.traces)
 
     asyncio.run(scenario())
+
+
+class SlowStore:
+    """cfgmgr's ``list`` as a stand-in client: ``module`` answers only when
+    released, so a ``modules`` request can straddle an activation."""
+
+    def __init__(self, modules: dict[str, Any]) -> None:
+        self.modules = modules
+        self.listing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        assert op == "list"
+        if args["kind"] == "module":
+            self.listing.set()
+            await self.release.wait()
+            return dict(self.modules)
+        return {}
+
+
+def test_a_store_view_read_across_the_takeover_is_not_the_actives_table() -> None:
+    """``modules`` on a node that is not serving yet reads the store (the
+    previous active's view: ``ok``). If the activation completes while that
+    read is under way, the answer must still say it is not the active's table
+    (cfgmgr then shows the takeover view); it used to say ``active`` with the
+    previous active's ``ok`` rows (chaos campaign: ``show module`` on a new
+    active listed VEMs attached to the other VSM as ``ok``)."""
+    stored = {
+        "uuid-host-1": {"module": 3, "host_name": "host-1", "status": "ok", "addr": ""},
+    }
+
+    async def scenario() -> dict[str, Any]:
+        root = Path(tempfile.mkdtemp(prefix="ovvm"))
+        try:
+            cfg = node_config_from_dict(
+                {
+                    "node": {
+                        "domain_id": DOMAIN,
+                        "role": "secondary",
+                        "secret": SECRET,
+                        "system_mac": "02:00:00:00:00:02",
+                        "data_dir": str(root / "data"),
+                        "run_dir": str(root / "run"),
+                    },
+                    "interfaces": {
+                        "control": {"local": "127.0.0.1:0"},
+                        "mgmt": {"local": "127.0.0.1:0"},
+                    },
+                    "vem": {"listen": "127.0.0.1:0", "module_limit": 8},
+                }
+            )
+            mgr = Vemmgr(cfg, clock=lambda: 100.0)
+            store = SlowStore(stored)
+            mgr.cfgmgr = store  # type: ignore[assignment]
+            request = asyncio.create_task(mgr.handle("modules", {}))
+            await store.listing.wait()
+            # The takeover completes meanwhile (what _become_active does).
+            mgr.table.load(stored, {})
+            mgr.process(mgr.table.became_active(5, 100.0))
+            assert _vem_statuses(mgr.table.modules_data()) == [(3, "powered-up")]
+            store.release.set()
+            return dict(await request)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    data = asyncio.run(scenario())
+    assert not (data["active"] and ("ok" in {s for _, s in _vem_statuses(data)})), data
+    assert data["active"] is False

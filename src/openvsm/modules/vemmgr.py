@@ -35,6 +35,10 @@
   ``interfaces``, ``traces``, ``port_channels``, ``lacp_neighbors``,
   ``lacp_counters``, ``vem_errors`` (data with NX-OS keys; see ``ModuleTable``;
   port-channel/LACP data and VEM errors come from each VEM's ``VemLacpReport``).
+  ``modules`` says ``active`` only for the active's own table: on a node
+  that is not (yet) serving VEMs its rows are the store's, the previous
+  active's view, even if the activation completed while they were read
+  (cfgmgr then shows the takeover view instead).
 """
 
 from __future__ import annotations
@@ -452,8 +456,12 @@ class Vemmgr:
         if op == "subscribed":
             return None
         if op == "modules":
-            data = (await self._store_view()).modules_data()
-            data["active"] = self.table.active
+            view = await self._store_view()
+            data = view.modules_data()
+            # Whether *these rows* are the active's own: the store view was read
+            # before an activation that may have completed meanwhile (its rows
+            # are then the previous active's view, which cfgmgr must not show).
+            data["active"] = view is self.table and self.table.active
             return data
         if op == "counters":
             data = self.table.counters_data()
