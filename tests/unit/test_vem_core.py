@@ -199,6 +199,30 @@ def test_switch_request_from_new_active_detaches_and_attaches_to_it() -> None:
     assert core.highest_epoch == 2 and core.counters["switches"] == 1
 
 
+def test_a_second_ack_of_a_headless_round_is_answered_with_a_detach() -> None:
+    """Headless (or booting), the VEM asks every VSM; during a split both
+    actives accept. The first ack wins; the other VSM is told at once that the
+    VEM is not attached to it (it would list the module ``ok`` -- and count it
+    for a split-brain resolution -- until its loss time)."""
+    a, b = FakeVsm(MAC_A, 3), FakeVsm(MAC_B, 4, SenderRole.SECONDARY)
+    core = new_core()
+    effects = core.start(0.0)
+    assert [s.addr for s in sends(effects)] == [A, B]
+    core.on_frame(a.ack(), A, 0.1)
+    assert st(core) is VemState.ATTACHED and core.active_addr == A
+    late = sends(core.on_frame(b.ack(), B, 0.12))
+    assert [(x.addr, type(x.msg)) for x in late] == [(B, VemDetach)]
+    detach = late[0].msg
+    assert isinstance(detach, VemDetach) and detach.host_uuid == UUID
+    assert detach.reason == f"attached to {A[0]}:{A[1]}"
+    assert core.counters["stray_acks_detached"] == 1
+    assert st(core) is VemState.ATTACHED and core.active_addr == A
+    # A refusal from the other VSM needs no answer; the active's re-ack neither.
+    no = b.frame(VemAttachAck(host_uuid=UUID, accepted=False, reason="full"))
+    assert not sends(core.on_frame(no, B, 0.13))
+    assert not [x for x in sends(core.on_frame(a.ack(), A, 0.14)) if isinstance(x.msg, VemDetach)]
+
+
 def test_stale_epoch_switch_request_and_ack_are_ignored() -> None:
     a = FakeVsm(MAC_A, 5)
     old = FakeVsm(MAC_B, 4, SenderRole.SECONDARY)
