@@ -19,10 +19,11 @@ Theory of operation (seed, "VSM-VEM Communication Loss")::
 - ATTACHED: heartbeat the active every interval; heartbeats from any other
   VSM are ignored (counted) -- the VEM stays with its original active -- but
   a ``SwitchRequest`` from another VSM makes it detach and attach to that VSM.
-  An accepted ``VemAttachAck`` from another VSM (it took one of the attaches
-  sent to every VSM while booting or headless, after another answered first)
-  is answered with ``VemDetach``, so that VSM does not list the module
-  attached until its loss time (nor count it for a split-brain resolution).
+  An accepted ``VemAttachAck`` the VEM does not take -- from another VSM
+  (it took one of the attaches sent to every VSM while booting or headless,
+  after another answered first) or of a stale epoch -- is answered with
+  ``VemDetach``, so that VSM does not list the module attached until its
+  loss time (nor count it for a split-brain resolution).
 - SWITCHING: attaching to the VSM that asked; other VSMs are ignored
   (an accepted ack from another is answered with ``VemDetach`` too).
 - HEADLESS: no heartbeat from our VSM for ``headless_after`` (seed: ~15 s).
@@ -529,7 +530,11 @@ class VemCore:
             return []
         if frame.epoch < self.highest_epoch:
             self.counters["stale_epoch"] += 1
-            return [Trace(f"attach ack from {_fmt(src)} ignored: epoch {frame.epoch} is stale")]
+            stale = f"epoch {frame.epoch} is stale"
+            ignored: list[Effect] = [Trace(f"attach ack from {_fmt(src)} ignored: {stale}")]
+            if msg.accepted and not self._is_active(frame):
+                ignored.append(self._stray_detach(src, stale))
+            return ignored
         if self._is_active(frame) and msg.accepted:
             # The active re-acknowledged (e.g. its vemmgr restarted): take its config.
             self._timers.last_heard = now
@@ -543,7 +548,8 @@ class VemCore:
             if msg.accepted:
                 # That VSM took an attach this VEM sent to every VSM (booting,
                 # headless) and now lists it attached: tell it we are not.
-                return [self._stray_detach(src)]
+                where = self.active_addr if self.state is VemState.ATTACHED else None
+                return [self._stray_detach(src, f"attached to {_fmt(where or self.switch_target)}")]
             return []
         if not msg.accepted:
             self.counters["attach_refused"] += 1
@@ -662,10 +668,10 @@ class VemCore:
         effects += self._send_attach(now, "headless")
         return effects
 
-    def _stray_detach(self, src: Addr) -> Send:
+    def _stray_detach(self, src: Addr, reason: str) -> Send:
+        """The answer to an accepted attach ack this VEM does not take."""
         self.counters["stray_acks_detached"] += 1
-        where = self.active_addr if self.state is VemState.ATTACHED else self.switch_target
-        return Send(src, VemDetach(host_uuid=self.host_uuid, reason=f"attached to {_fmt(where)}"))
+        return Send(src, VemDetach(host_uuid=self.host_uuid, reason=reason))
 
     def _attach_msg(self, reason: str) -> VemAttach:
         if not self._attach_round:  # this attach carries the current list
