@@ -384,6 +384,59 @@ class SlowStore:
         return {}
 
 
+def secondary_config(root: Path) -> Any:
+    return node_config_from_dict(
+        {
+            "node": {
+                "domain_id": DOMAIN,
+                "role": "secondary",
+                "secret": SECRET,
+                "system_mac": "02:00:00:00:00:02",
+                "data_dir": str(root / "data"),
+                "run_dir": str(root / "run"),
+            },
+            "interfaces": {
+                "control": {"local": "127.0.0.1:0"},
+                "mgmt": {"local": "127.0.0.1:0"},
+            },
+            "vem": {"listen": "127.0.0.1:0", "module_limit": 8},
+        }
+    )
+
+
+def test_an_activation_hamgr_left_while_the_store_was_read_is_dropped() -> None:
+    """Chaos campaign, a split-brain loser: hamgr went active, lost the
+    resolution and said ``reloading`` while vemmgr read the store. The status
+    cancels the activation, but Python 3.11's ``asyncio.wait_for`` can lose a
+    cancellation that races with the reply: the activation then completed and
+    the reloading node sent every VEM a switch request. Here the activation
+    runs without the cancellation (the lost case); it must see hamgr's state."""
+    stored = {"uuid-host-1": {"module": 3, "host_name": "host-1", "status": "ok", "addr": ""}}
+
+    async def scenario() -> Vemmgr:
+        root = Path(tempfile.mkdtemp(prefix="ovvm"))
+        try:
+            mgr = Vemmgr(secondary_config(root), clock=lambda: 100.0)
+            store = SlowStore(stored)
+            mgr.cfgmgr = store  # type: ignore[assignment]
+            mgr.on_ha_status({"state": "active", "epoch": 2})
+            assert mgr._activation is not None
+            mgr._activation.cancel()  # stands for the task on_ha_status started
+            lost = asyncio.create_task(mgr._become_active(2))  # never cancelled
+            await store.listing.wait()
+            mgr.on_ha_status({"state": "reloading", "epoch": 2})
+            store.release.set()
+            await lost
+            return mgr
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    mgr = asyncio.run(scenario())
+    assert not mgr.table.active
+    assert mgr.table.counters["switch_requests_sent"] == 0
+    assert any("activation for epoch 2 dropped: hamgr is reloading" in t for t in mgr.traces)
+
+
 def test_a_store_view_read_across_the_takeover_is_not_the_actives_table() -> None:
     """``modules`` on a node that is not serving yet reads the store (the
     previous active's view: ``ok``). If the activation completes while that
@@ -398,24 +451,7 @@ def test_a_store_view_read_across_the_takeover_is_not_the_actives_table() -> Non
     async def scenario() -> dict[str, Any]:
         root = Path(tempfile.mkdtemp(prefix="ovvm"))
         try:
-            cfg = node_config_from_dict(
-                {
-                    "node": {
-                        "domain_id": DOMAIN,
-                        "role": "secondary",
-                        "secret": SECRET,
-                        "system_mac": "02:00:00:00:00:02",
-                        "data_dir": str(root / "data"),
-                        "run_dir": str(root / "run"),
-                    },
-                    "interfaces": {
-                        "control": {"local": "127.0.0.1:0"},
-                        "mgmt": {"local": "127.0.0.1:0"},
-                    },
-                    "vem": {"listen": "127.0.0.1:0", "module_limit": 8},
-                }
-            )
-            mgr = Vemmgr(cfg, clock=lambda: 100.0)
+            mgr = Vemmgr(secondary_config(root), clock=lambda: 100.0)
             store = SlowStore(stored)
             mgr.cfgmgr = store  # type: ignore[assignment]
             request = asyncio.create_task(mgr.handle("modules", {}))
