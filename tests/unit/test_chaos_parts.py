@@ -21,7 +21,7 @@ from openvsm.lab.chaos import (
     schedule,
 )
 from openvsm.lab.lab import Lab
-from openvsm.lab.sampler import TraceReader, module_statuses
+from openvsm.lab.sampler import TraceReader, module_statuses, own_state
 
 
 def plain(faults: list[Fault]) -> list[Fault]:
@@ -98,6 +98,17 @@ def test_module_statuses_reads_show_module_json() -> None:
     }
     assert module_statuses(data) == {"host-1": "ok", "host-2": "powered-up"}
     assert module_statuses("garbage") == {}
+    assert own_state(data) == "active"
+    reloading = {
+        "TABLE_modinfo": {
+            "ROW_modinfo": [
+                {"modinf": 1, "modtype": "Virtual Supervisor Module", "status": "active"},
+                {"modinf": 2, "modtype": "Virtual Supervisor Module", "status": "initializing *"},
+            ]
+        }
+    }
+    assert own_state(reloading) == "initializing"
+    assert own_state("garbage") is None
 
 
 def test_trace_reader_yields_each_decision_once_on_the_campaign_clock(tmp_path: Path) -> None:

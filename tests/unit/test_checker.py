@@ -239,6 +239,65 @@ def test_a_vem_that_left_stays_ok_only_for_the_grace() -> None:
     assert feed_all(AttachmentCheck(grace=5.0), here + gone) == []
 
 
+def loser_reloading_history(answered_as: str) -> list[ModuleSample]:
+    """Recorded (chaos seed 20251125, fault 2, ``stop_node standby`` 1.3 s;
+    times from the split): the secondary, continued, takes over at 0.05 and
+    loses the resolution at 0.056 (module count primary 2, secondary 0),
+    reloading at 0.082. The sampler read its hamgr as active at 0.0, then its
+    ``show module``, answered at 0.146 while it was reloading already: its own
+    row ``initializing *``, the VEM rows the replicated view (``ok``); the
+    VEMs never left the primary. ``answered_as``: the own row's state."""
+    on_primary: dict[str, str | None] = {"pxhost-1": "primary", "pxhost-2": "primary"}
+    ok = {"pxhost-1": "ok", "pxhost-2": "ok"}
+    alone = {"primary": "active", "secondary": None}
+    both = {"primary": "active", "secondary": "active"}
+
+    def sample(
+        t: float, roles: Mapping[str, str | None], listed: Mapping[str, Mapping[str, str]]
+    ) -> ModuleSample:
+        return ModuleSample(t, t + 0.02, roles, listed, on_primary, on_primary)
+
+    out = [sample(-1.0 + 0.1 * i, alone, {"primary": ok}) for i in range(10)]
+    out.append(
+        ModuleSample(
+            0.0,
+            0.163,
+            both,
+            {"primary": ok, "secondary": ok},
+            on_primary,
+            on_primary,
+            answered={"primary": "active", "secondary": answered_as},
+        )
+    )
+    out += [sample(0.163 + 0.1 * i, alone, {"primary": ok}) for i in range(10)]
+    return out
+
+
+def test_the_losers_table_answered_while_reloading_is_not_judged() -> None:
+    assert feed_all(AttachmentCheck(grace=1.6), loser_reloading_history("initializing")) == []
+    # The same round answered as active is the defect the check is for.
+    found = feed_all(AttachmentCheck(grace=1.6), loser_reloading_history("active"))
+    assert kinds(found) == ["module_not_attached"] * 2
+    assert all("on secondary listed pxhost-" in v.detail for v in found)
+
+
+def test_inherited_ok_on_an_active_that_says_so_is_still_caught() -> None:
+    """The own row is what the new active's answer says of itself: active."""
+    history = [
+        ModuleSample(
+            s.t0,
+            s.t1,
+            s.roles,
+            s.listed,
+            s.before,
+            s.after,
+            answered={n: "active" for n in s.listed},
+        )
+        for s in quick_heal_history("ok")
+    ]
+    assert kinds(feed_all(AttachmentCheck(grace=2.0), history)) == ["module_not_attached"] * 3
+
+
 def decision(
     winner: str, reason: str = "module count primary 3, secondary 3"
 ) -> SplitBrainDecision:

@@ -364,3 +364,107 @@ def test_an_unreadable_checkpoint_is_ignored() -> None:
             assert any("invalid" in t and "ignored" in t for t in mgr.traces)
 
     asyncio.run(scenario())
+
+
+class SlowStore:
+    """cfgmgr's ``list`` as a stand-in client: ``module`` answers only when
+    released, so a ``modules`` request can straddle an activation."""
+
+    def __init__(self, modules: dict[str, Any]) -> None:
+        self.modules = modules
+        self.listing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        assert op == "list"
+        if args["kind"] == "module":
+            self.listing.set()
+            await self.release.wait()
+            return dict(self.modules)
+        return {}
+
+
+def secondary_config(root: Path) -> Any:
+    return node_config_from_dict(
+        {
+            "node": {
+                "domain_id": DOMAIN,
+                "role": "secondary",
+                "secret": SECRET,
+                "system_mac": "02:00:00:00:00:02",
+                "data_dir": str(root / "data"),
+                "run_dir": str(root / "run"),
+            },
+            "interfaces": {
+                "control": {"local": "127.0.0.1:0"},
+                "mgmt": {"local": "127.0.0.1:0"},
+            },
+            "vem": {"listen": "127.0.0.1:0", "module_limit": 8},
+        }
+    )
+
+
+def test_an_activation_hamgr_left_while_the_store_was_read_is_dropped() -> None:
+    """Chaos campaign, a split-brain loser: hamgr went active, lost the
+    resolution and said ``reloading`` while vemmgr read the store. The status
+    cancels the activation, but Python 3.11's ``asyncio.wait_for`` can lose a
+    cancellation that races with the reply: the activation then completed and
+    the reloading node sent every VEM a switch request. Here the activation
+    runs without the cancellation (the lost case); it must see hamgr's state."""
+    stored = {"uuid-host-1": {"module": 3, "host_name": "host-1", "status": "ok", "addr": ""}}
+
+    async def scenario() -> Vemmgr:
+        root = Path(tempfile.mkdtemp(prefix="ovvm"))
+        try:
+            mgr = Vemmgr(secondary_config(root), clock=lambda: 100.0)
+            store = SlowStore(stored)
+            mgr.cfgmgr = store  # type: ignore[assignment]
+            mgr.on_ha_status({"state": "active", "epoch": 2})
+            assert mgr._activation is not None
+            mgr._activation.cancel()  # stands for the task on_ha_status started
+            lost = asyncio.create_task(mgr._become_active(2))  # never cancelled
+            await store.listing.wait()
+            mgr.on_ha_status({"state": "reloading", "epoch": 2})
+            store.release.set()
+            await lost
+            return mgr
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    mgr = asyncio.run(scenario())
+    assert not mgr.table.active
+    assert mgr.table.counters["switch_requests_sent"] == 0
+    assert any("activation for epoch 2 dropped: hamgr is reloading" in t for t in mgr.traces)
+
+
+def test_a_store_view_read_across_the_takeover_is_not_the_actives_table() -> None:
+    """``modules`` on a node that is not serving yet reads the store (the
+    previous active's view: ``ok``). If the activation completes while that
+    read is under way, the answer must still say it is not the active's table
+    (cfgmgr then shows the takeover view); it used to say ``active`` with the
+    previous active's ``ok`` rows (chaos campaign: ``show module`` on a new
+    active listed VEMs attached to the other VSM as ``ok``)."""
+    stored = {
+        "uuid-host-1": {"module": 3, "host_name": "host-1", "status": "ok", "addr": ""},
+    }
+
+    async def scenario() -> dict[str, Any]:
+        root = Path(tempfile.mkdtemp(prefix="ovvm"))
+        try:
+            mgr = Vemmgr(secondary_config(root), clock=lambda: 100.0)
+            store = SlowStore(stored)
+            mgr.cfgmgr = store  # type: ignore[assignment]
+            request = asyncio.create_task(mgr.handle("modules", {}))
+            await store.listing.wait()
+            # The takeover completes meanwhile (what _become_active does).
+            mgr.table.load(stored, {})
+            mgr.process(mgr.table.became_active(5, 100.0))
+            assert _vem_statuses(mgr.table.modules_data()) == [(3, "powered-up")]
+            store.release.set()
+            return dict(await request)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    data = asyncio.run(scenario())
+    assert not (data["active"] and ("ok" in {s for _, s in _vem_statuses(data)})), data
+    assert data["active"] is False

@@ -192,11 +192,43 @@ def test_switch_request_from_new_active_detaches_and_attaches_to_it() -> None:
     assert st(core) is VemState.SWITCHING
     # The old active's heartbeats and acks no longer count.
     assert core.on_frame(a.heartbeat(), A, 1.2) == []
-    assert not sends(core.on_frame(a.ack(), A, 1.3))
+    # An ack of the old active (stale epoch): not taken, answered with a detach.
+    stale = sends(core.on_frame(a.ack(), A, 1.3))
+    assert [(x.addr, type(x.msg)) for x in stale] == [(A, VemDetach)]
     assert st(core) is VemState.SWITCHING
     core.on_frame(b.ack(module=3), B, 1.4)
     assert st(core) is VemState.ATTACHED and core.active_addr == B
     assert core.highest_epoch == 2 and core.counters["switches"] == 1
+
+
+def test_a_second_ack_of_a_headless_round_is_answered_with_a_detach() -> None:
+    """Headless (or booting), the VEM asks every VSM; during a split both
+    actives accept. The first ack wins; the other VSM is told at once that the
+    VEM is not attached to it (it would list the module ``ok`` -- and count it
+    for a split-brain resolution -- until its loss time)."""
+    a, b = FakeVsm(MAC_A, 3), FakeVsm(MAC_B, 4, SenderRole.SECONDARY)
+    core = new_core()
+    effects = core.start(0.0)
+    assert [s.addr for s in sends(effects)] == [A, B]
+    core.on_frame(a.ack(), A, 0.1)
+    assert st(core) is VemState.ATTACHED and core.active_addr == A
+    late = sends(core.on_frame(b.ack(), B, 0.12))
+    assert [(x.addr, type(x.msg)) for x in late] == [(B, VemDetach)]
+    detach = late[0].msg
+    assert isinstance(detach, VemDetach) and detach.host_uuid == UUID
+    assert detach.reason == f"attached to {A[0]}:{A[1]}"
+    assert core.counters["stray_acks_detached"] == 1
+    assert st(core) is VemState.ATTACHED and core.active_addr == A
+    # The same from a VSM of a lower epoch (chaos: the ack of the split-brain
+    # side the VEM had not picked came after it attached to the other).
+    old = FakeVsm("02:00:00:00:00:0c", 2)
+    stale = sends(core.on_frame(old.ack(), ("127.0.0.1", 17203), 0.125))
+    assert [type(x.msg) for x in stale] == [VemDetach]
+    assert isinstance(stale[0].msg, VemDetach) and "epoch 2 is stale" in stale[0].msg.reason
+    # A refusal from the other VSM needs no answer; the active's re-ack neither.
+    no = b.frame(VemAttachAck(host_uuid=UUID, accepted=False, reason="full"))
+    assert not sends(core.on_frame(no, B, 0.13))
+    assert not [x for x in sends(core.on_frame(a.ack(), A, 0.14)) if isinstance(x.msg, VemDetach)]
 
 
 def test_stale_epoch_switch_request_and_ack_are_ignored() -> None:

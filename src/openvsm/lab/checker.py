@@ -43,7 +43,11 @@ which VSM it is attached to, read before and after the tables):
   across the round); a VEM that was attached here earlier in this active
   period may stay ``ok`` for ``grace`` seconds after it left (the VSM's own
   loss timer). Modules inherited from the store show ``powered-up`` until
-  they attach; only ``ok`` counts as attached.
+  they attach; only ``ok`` counts as attached. Only a table the node gave
+  as active is judged (its own supervisor row in the same ``show module``
+  answer says ``active``): hamgr's role is read before the table, and a
+  split-brain loser that reloads in between answers with the replicated
+  view a standby shows.
 - ``split_brain_winner`` (``check_split_brain``): every split-brain was won
   by the side with more attached modules (VEM side, rounds before the
   decision with a stable attachment), then by the later configuration (the
@@ -278,8 +282,13 @@ class ModuleSample:
     (a pair node's name, another label for any other VSM, None when it is
     attached to none, ``UNKNOWN`` when it did not answer), read before and
     after ``listed`` (node -> host -> ``show module`` status, active nodes
-    only). ``internal``: each node's ``this_sup_internal_state``;
-    ``boots``: each node's hamgr boot id (None when unreadable).
+    only). ``answered``: node -> the status of its own supervisor row in
+    that same ``show module`` answer (``active``, ``ha-standby``,
+    ``initializing``): the state the VEM rows were given in, which may no
+    longer be the role read just before (a split-brain loser reloads within
+    milliseconds); a node absent here is taken as ``active``.
+    ``internal``: each node's ``this_sup_internal_state``; ``boots``: each
+    node's hamgr boot id (None when unreadable).
     """
 
     t0: float
@@ -290,6 +299,7 @@ class ModuleSample:
     after: Mapping[str, str | None]
     internal: Mapping[str, str | None] = field(default_factory=dict)
     boots: Mapping[str, int | None] = field(default_factory=dict)
+    answered: Mapping[str, str | None] = field(default_factory=dict)
 
     def stable(self, host: str) -> str | None:
         """Where ``host`` was attached through the whole round; ``UNKNOWN`` if
@@ -328,8 +338,8 @@ class AttachmentCheck:
         out = []
         for node, table in sorted(s.listed.items()):
             since = self._active_since.get(node)
-            if since is None:
-                continue
+            if since is None or s.answered.get(node, "active") != "active":
+                continue  # not an active's table (e.g. the loser, reloading already)
             for host, status in sorted(table.items()):
                 if status != "ok":
                     continue

@@ -7,7 +7,9 @@ Theory of operation:
   attached to (its control socket, ``status``: ``state``, ``active``
   address, heartbeats received), then both nodes' hamgr status (role, internal state, boot id)
   and, for each node that says it is active, its ``show module | json``
-  (the operator's view, through cfgmgr's CLI), then every VEM again. A VEM's
+  (the operator's view, through cfgmgr's CLI) with the state its own
+  supervisor row gives (the state that answer was made in: a split-brain
+  loser may be reloading already), then every VEM again. A VEM's
   ``active`` address is mapped to the node it belongs to (``vsm_names``:
   address -> name); any other address is reported as ``other:ADDR``. A VEM
   that says "attached" but received no heartbeat since the previous round
@@ -72,6 +74,19 @@ def module_statuses(data: Any) -> dict[str, str]:
         if name:
             out[name] = str(r.get("status"))
     return out
+
+
+def own_state(data: Any) -> str | None:
+    """This supervisor's status (``active``, ``ha-standby``, ``initializing``)
+    from its own row (marked `` *``) of ``show module | json``."""
+    if not isinstance(data, dict):
+        return None
+    rows = data.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
+    for r in [rows] if isinstance(rows, dict) else rows:
+        status = str(r.get("status", ""))
+        if r.get("modtype") == "Virtual Supervisor Module" and status.endswith(" *"):
+            return status.removesuffix(" *")
+    return None
 
 
 @dataclass
@@ -161,6 +176,7 @@ class Sampler:
         internal: dict[str, str | None] = {}
         boots: dict[str, int | None] = {}
         listed: dict[str, dict[str, str]] = {}
+        answered: dict[str, str | None] = {}
         for n in self.nodes:
             st = _call(n.rundir / "hamgr.sock", "status", 0.5)
             st = st if isinstance(st, dict) else {}
@@ -173,11 +189,15 @@ class Sampler:
                 res = _call(sock, "cli", 1.0, line="show module | json", session="chaos-sampler")
                 if isinstance(res, dict) and not res.get("error"):
                     try:
-                        listed[n.name] = module_statuses(json.loads(str(res.get("output"))))
+                        data = json.loads(str(res.get("output")))
                     except ValueError:
-                        pass
+                        continue
+                    listed[n.name] = module_statuses(data)
+                    answered[n.name] = own_state(data)
         before, after = self._live(first, self._reads())
-        return ModuleSample(t0, time.time(), roles, listed, before, after, internal, boots)
+        return ModuleSample(
+            t0, time.time(), roles, listed, before, after, internal, boots, answered
+        )
 
 
 @dataclass

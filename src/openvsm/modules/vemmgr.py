@@ -8,7 +8,9 @@
   frames (counted ``not_active``);
 - a subscription to hamgr ``status`` (retried with back-off: hamgr may not
   exist yet or may restart). On becoming active it loads modules, vEths and
-  the configuration from cfgmgr, then broadcasts ``SwitchRequest`` to every
+  the configuration from cfgmgr, then (if hamgr still says active with that
+  epoch: a status change cancels the activation, and the check holds where a
+  cancellation is lost) broadcasts ``SwitchRequest`` to every
   known VEM; inherited modules are ``powered-up`` until they attach (see
   ``ModuleTable``). On leaving active it stops serving; a status of
   ``initializing`` after active is hamgr restarting on this same active
@@ -35,6 +37,10 @@
   ``interfaces``, ``traces``, ``port_channels``, ``lacp_neighbors``,
   ``lacp_counters``, ``vem_errors`` (data with NX-OS keys; see ``ModuleTable``;
   port-channel/LACP data and VEM errors come from each VEM's ``VemLacpReport``).
+  ``modules`` says ``active`` only for the active's own table: on a node
+  that is not (yet) serving VEMs its rows are the store's, the previous
+  active's view, even if the activation completed while they were read
+  (cfgmgr then shows the takeover view instead).
 """
 
 from __future__ import annotations
@@ -122,6 +128,7 @@ class Vemmgr:
         self.drops: dict[str, int] = {}
         self.traces: deque[str] = deque(maxlen=TRACE_LINES)
         self.ha_state = "initializing"
+        self.ha_epoch = 0
         self.commit_errors = 0
         self._seq = time.time_ns() // 1000  # never below a previous run's numbers
         self._pending: list[Commit] = []
@@ -260,6 +267,7 @@ class Vemmgr:
         epoch = status.get("epoch", 0)
         epoch = epoch if isinstance(epoch, int) else 0
         self.ha_state = state
+        self.ha_epoch = epoch
         if state == "active":
             if self.table.active and epoch == self.table.epoch:
                 return
@@ -287,6 +295,12 @@ class Vemmgr:
                 self.trace(f"becoming active: cannot load modules from cfgmgr yet ({exc})")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+        if self.ha_state != "active" or self.ha_epoch != epoch:
+            # hamgr left this activation while the store was read, and the
+            # cancellation was lost (asyncio.wait_for on Python 3.11 may return a
+            # reply that raced with it): a reloading node must not serve VEMs.
+            self.trace(f"activation for epoch {epoch} dropped: hamgr is {self.ha_state} now")
+            return
         saved = usable(self._load_attachments(), epoch)
         if saved is not None:
             restored = self.table.restore_attachments(saved)
@@ -452,8 +466,12 @@ class Vemmgr:
         if op == "subscribed":
             return None
         if op == "modules":
-            data = (await self._store_view()).modules_data()
-            data["active"] = self.table.active
+            view = await self._store_view()
+            data = view.modules_data()
+            # Whether *these rows* are the active's own: the store view was read
+            # before an activation that may have completed meanwhile (its rows
+            # are then the previous active's view, which cfgmgr must not show).
+            data["active"] = view is self.table and self.table.active
             return data
         if op == "counters":
             data = self.table.counters_data()

@@ -19,7 +19,13 @@ Theory of operation (seed, "VSM-VEM Communication Loss")::
 - ATTACHED: heartbeat the active every interval; heartbeats from any other
   VSM are ignored (counted) -- the VEM stays with its original active -- but
   a ``SwitchRequest`` from another VSM makes it detach and attach to that VSM.
-- SWITCHING: attaching to the VSM that asked; other VSMs are ignored.
+  An accepted ``VemAttachAck`` the VEM does not take -- from another VSM
+  (it took one of the attaches sent to every VSM while booting or headless,
+  after another answered first) or of a stale epoch -- is answered with
+  ``VemDetach``, so that VSM does not list the module attached until its
+  loss time (nor count it for a split-brain resolution).
+- SWITCHING: attaching to the VSM that asked; other VSMs are ignored
+  (an accepted ack from another is answered with ``VemDetach`` too).
 - HEADLESS: no heartbeat from our VSM for ``headless_after`` (seed: ~15 s).
   The VEM keeps its ports and datapath state untouched and attaches to any
   active it can reach (``VemAttach`` to every known address, and at once to
@@ -120,6 +126,7 @@ _COUNTERS = (
     "attach_accepted",
     "attach_refused",
     "acks_ignored",
+    "stray_acks_detached",
     "switch_requests",
     "switch_requests_ignored",
     "switches",
@@ -523,7 +530,11 @@ class VemCore:
             return []
         if frame.epoch < self.highest_epoch:
             self.counters["stale_epoch"] += 1
-            return [Trace(f"attach ack from {_fmt(src)} ignored: epoch {frame.epoch} is stale")]
+            stale = f"epoch {frame.epoch} is stale"
+            ignored: list[Effect] = [Trace(f"attach ack from {_fmt(src)} ignored: {stale}")]
+            if msg.accepted and not self._is_active(frame):
+                ignored.append(self._stray_detach(src, stale))
+            return ignored
         if self._is_active(frame) and msg.accepted:
             # The active re-acknowledged (e.g. its vemmgr restarted): take its config.
             self._timers.last_heard = now
@@ -534,6 +545,11 @@ class VemCore:
         )
         if not accepting:
             self.counters["acks_ignored"] += 1
+            if msg.accepted:
+                # That VSM took an attach this VEM sent to every VSM (booting,
+                # headless) and now lists it attached: tell it we are not.
+                where = self.active_addr if self.state is VemState.ATTACHED else None
+                return [self._stray_detach(src, f"attached to {_fmt(where or self.switch_target)}")]
             return []
         if not msg.accepted:
             self.counters["attach_refused"] += 1
@@ -651,6 +667,11 @@ class VemCore:
         effects: list[Effect] = [Trace(f"headless: {why}; keeping {len(self._ports)} ports")]
         effects += self._send_attach(now, "headless")
         return effects
+
+    def _stray_detach(self, src: Addr, reason: str) -> Send:
+        """The answer to an accepted attach ack this VEM does not take."""
+        self.counters["stray_acks_detached"] += 1
+        return Send(src, VemDetach(host_uuid=self.host_uuid, reason=reason))
 
     def _attach_msg(self, reason: str) -> VemAttach:
         if not self._attach_round:  # this attach carries the current list
