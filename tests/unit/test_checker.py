@@ -366,3 +366,33 @@ def test_pair_undisturbed_by_a_third_vsm() -> None:
     # A round where a node did not answer is not evidence either way.
     silent = rnd(0.8, {}, {}, {}, boots={"primary": None, "secondary": None})
     assert check_undisturbed([*calm, silent], ("primary", "secondary")) == []
+
+
+def stopped_active_history(boot_after: int) -> list[ModuleSample]:
+    """The active's whole node is stopped (SIGSTOP) for 1.9 s: no answer; the
+    VEMs move to the secondary, which took over; continued, the primary still
+    lists them ok for a moment (its vemmgr has not read their detaches yet)."""
+    on = {
+        "primary": dict.fromkeys(HOSTS, "primary"),
+        "secondary": dict.fromkeys(HOSTS, "secondary"),
+    }
+    ok = dict.fromkeys(HOSTS, "ok")
+    pair = {"primary": "active", "secondary": "standby"}
+    out = [
+        rnd(0.1 * i, pair, {"primary": ok}, on["primary"], boots={"primary": 7}) for i in range(5)
+    ]
+    stopped: dict[str, str] = {"secondary": "active"}
+    out += [rnd(0.6 + 0.1 * i, stopped, {}, on["secondary"]) for i in range(19)]
+    both = {"primary": "active", "secondary": "active"}
+    out.append(rnd(2.6, both, {"primary": ok}, on["secondary"], boots={"primary": boot_after}))
+    return out
+
+
+def test_a_stopped_active_answering_again_is_the_same_active_period() -> None:
+    # Same hamgr boot: the VEMs were attached to it in this period and left
+    # 2 s ago, inside the grace (loss time + 1 s).
+    assert feed_all(AttachmentCheck(grace=2.5), stopped_active_history(boot_after=7)) == []
+    # A new boot that answers active is a new period: never attached to it.
+    found = feed_all(AttachmentCheck(grace=2.5), stopped_active_history(boot_after=8))
+    assert kinds(found) == ["module_not_attached"] * 3
+    assert all("never attached here since it became active" in v.detail for v in found)

@@ -318,18 +318,33 @@ class AttachmentCheck:
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self._active_since: dict[str, float] = {}
+        self._active_boot: dict[str, int | None] = {}
         self._seen_here: dict[tuple[str, str], float] = {}
         self._reported: set[tuple[str, str, float]] = set()
 
-    def feed(self, s: ModuleSample, label: str = "") -> list[Violation]:
+    def _follow_roles(self, s: ModuleSample) -> None:
+        """An active period ends on a definite other role or a new hamgr boot.
+        A round without an answer (the node stopped, hamgr restarting) ends
+        nothing: the same boot answering "active" again is the same period."""
         for node, role in s.roles.items():
-            if role == "active":
-                if node not in self._active_since:
-                    self._active_since[node] = s.t0
-                    for key in [k for k in self._seen_here if k[1] == node]:
-                        del self._seen_here[key]
-            else:
+            if role is None:
+                continue
+            boot = s.boots.get(node)
+            if role != "active":
                 self._active_since.pop(node, None)
+                continue
+            same = node in self._active_since and (
+                boot is None or self._active_boot.get(node) in (None, boot)
+            )
+            if not same:
+                self._active_since[node] = s.t0
+                for key in [k for k in self._seen_here if k[1] == node]:
+                    del self._seen_here[key]
+            if boot is not None:
+                self._active_boot[node] = boot
+
+    def feed(self, s: ModuleSample, label: str = "") -> list[Violation]:
+        self._follow_roles(s)
         hosts = set(s.before) | set(s.after)
         for host in hosts:
             where = s.stable(host)
