@@ -385,7 +385,15 @@ def kill_vemmgr_while_polling(lab: Lab, node: str, active: str) -> None:
     assert pid is not None
 
     def restarted() -> bool:
-        return service_pid(lab, node, "vemmgr") not in (None, pid)
+        # The new process answers on its socket: the whole time the node had no
+        # vemmgr (a new pid alone can appear within one poll interval).
+        if service_pid(lab, node, "vemmgr") in (None, pid):
+            return False
+        try:
+            ipc_call(lab.nodes[node].rundir / "vemmgr.sock", "modules", timeout=1.0)
+        except (IpcError, OSError):
+            return False
+        return True
 
     with ShowPoller(lab, "show module") as poller:
         wait_for(lambda: len(poller.answers) >= 10, SETTLE, "polls before the kill")
