@@ -10,21 +10,9 @@ from typing import Any
 import pytest
 
 from openvsm.config import ConfigError, load_node_config, node_config_from_dict
+from tests.unit.nodedoc import NODE_DOC
 
-BASE: dict[str, Any] = {
-    "node": {
-        "domain_id": 100,
-        "role": "primary",
-        "secret": "lab-secret-123",
-        "data_dir": "data",
-        "run_dir": "run",
-    },
-    "interfaces": {
-        "control": {"local": "127.0.0.1:17001", "peer": "127.0.0.1:17101"},
-        "mgmt": {"local": "127.0.0.1:17002", "peer": "127.0.0.1:17102"},
-    },
-    "vem": {"listen": "127.0.0.1:17003"},
-}
+BASE: dict[str, Any] = NODE_DOC
 
 
 def with_(path: str, value: Any) -> dict[str, Any]:

@@ -16,21 +16,9 @@ from openvsm.identity import resolve_identity
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.hamgr import Hamgr, HamgrCheckpoint
 from openvsm.sysmgr.service import HAMGR_CHECKPOINT, PREVIOUS_EXIT_ENV
+from tests.unit.nodedoc import NODE_DOC
 
-NODE: dict[str, Any] = {
-    "node": {
-        "domain_id": 100,
-        "role": "primary",
-        "secret": "lab-secret-123",
-        "data_dir": "data",
-        "run_dir": "run",
-    },
-    "interfaces": {
-        "control": {"local": "127.0.0.1:17001", "peer": "127.0.0.1:17101"},
-        "mgmt": {"local": "127.0.0.1:17002", "peer": "127.0.0.1:17102"},
-    },
-    "vem": {"listen": "127.0.0.1:17003"},
-}
+NODE: dict[str, Any] = NODE_DOC
 
 
 @pytest.fixture

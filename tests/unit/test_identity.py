@@ -11,22 +11,9 @@ import pytest
 
 from openvsm import identity
 from openvsm.config import ConfigError, NodeConfig, derived_mac, node_config_from_dict
+from tests.unit.nodedoc import NODE_DOC
 
-DOC: dict[str, Any] = {
-    "node": {
-        "name": "primary",
-        "domain_id": 100,
-        "role": "primary",
-        "secret": "lab-secret-123",
-        "data_dir": "data",
-        "run_dir": "run",
-    },
-    "interfaces": {
-        "control": {"local": "127.0.0.1:17001", "peer": "127.0.0.1:17101"},
-        "mgmt": {"local": "127.0.0.1:17002", "peer": "127.0.0.1:17102"},
-    },
-    "vem": {"listen": "127.0.0.1:17003"},
-}
+DOC: dict[str, Any] = {**NODE_DOC, "node": {"name": "primary", **NODE_DOC["node"]}}
 
 
 def config(base: Path, mac: str | None = None) -> NodeConfig:
