@@ -734,3 +734,35 @@ def test_control_handler_ops() -> None:
                     await handle(op, args)
 
     run(main())
+
+
+def test_udp_icmp_errors_of_a_node_that_was_down_do_not_starve_its_large_datagrams() -> None:
+    """B is down while A keeps sending: every datagram comes back to the proxy
+    as an ICMP "port unreachable", queued on the proxy socket's error queue and
+    charged to its receive buffer. Undrained, that queue filled the buffer and
+    the kernel silently dropped B's large datagrams once B was back (a VSM's
+    attach ack to a VEM): the campaign's VEMs stayed headless for good."""
+
+    async def main() -> None:
+        async with udp_pair() as (proxy, link, a, b):
+            port = b.addr[1]
+            b.close()
+            for i in range(1200):  # A keeps talking to B, which is down
+                a.send(b"heartbeat %d" % i, link.a_listen)
+                if i % 50 == 49:
+                    await asyncio.sleep(0.06)  # the kernel's ICMP burst budget refills
+            await wait_until(
+                lambda: proxy.stats("ctl")["a->b"]["forwarded_packets"] == 1200, "A's datagrams"
+            )
+            back = await Node().open(port)  # B is up again, same port
+            try:
+                big = bytes(12_000)
+                for _ in range(3):
+                    back.send(big, link.b_listen)
+                    data, _src = await a.recv(timeout=2.0)
+                    assert len(data) == len(big)
+                assert proxy.stats("ctl")["queued_errors"] > 0
+            finally:
+                back.close()
+
+    run(main())

@@ -227,8 +227,10 @@ def test_config_snapshot_per_vem_and_push_on_change() -> None:
     table = new_table()
     v1 = FakeVem("u1", ip="10.0.0.1")
     v2 = FakeVem("u2", ip="10.0.0.2", port=18002)
-    table.on_frame(v1.attach([port("a", "vm-net"), port("b", "vx")]), v1.addr, 0.0)
+    (ack1,) = acks(table.on_frame(v1.attach([port("a", "vm-net"), port("b", "vx")]), v1.addr, 0.0))
+    table.on_frame(v1.heartbeat(ack1.config_seq), v1.addr, 0.0)  # it took the ack: ok
     (ack2,) = acks(table.on_frame(v2.attach([port("c", "other")]), v2.addr, 0.0))
+    table.on_frame(v2.heartbeat(ack2.config_seq), v2.addr, 0.0)
     snap2 = msgspec.msgpack.decode(ack2.config, type=VemConfigSnapshot)
     assert [p.name for p in snap2.port_profiles] == ["other"]
     assert not snap2.port_profiles[0].enabled  # shutdown
@@ -258,6 +260,8 @@ def test_module_and_veth_changes_are_applied_on_the_standby() -> None:
     active = new_table()
     v = FakeVem("u1")
     effects = active.on_frame(v.attach([port("a")]), v.addr, 0.0)
+    (ack,) = acks(effects)
+    effects += active.on_frame(v.heartbeat(ack.config_seq), v.addr, 0.0)  # took the ack: ok
     standby = ModuleTable(module_limit=16, listen="127.0.0.1:17103")
     raw_ops = [op.as_dict() for op in commits(effects)]
     standby.apply_changes(parse_ops(raw_ops), 0.0)

@@ -263,6 +263,29 @@ class _UdpSocket(asyncio.DatagramProtocol):
         # An error reported by the socket (an ICMP unreachable from a node that
         # is down, where the OS reports it): normal here, counted.
         self.link.socket_errors += 1
+        self.drain_errors()
+
+    def drain_errors(self) -> None:
+        """Empty the socket's error queue (IP_RECVERR).
+
+        Each ICMP error is queued with a copy of the datagram that caused it,
+        charged to the socket's receive buffer, until read with
+        ``MSG_ERRQUEUE``. Left there (a node down for a while: every datagram
+        sent to it comes back as "port unreachable") they fill the buffer
+        and the kernel then drops arriving datagrams that no longer fit --
+        the large ones first (a VEM's attach ack), silently. Every new ICMP
+        error is also the socket's pending error, which the next receive or
+        send reports (``error_received``): the queue is emptied then.
+        """
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(_ERRQUEUE_DRAIN_MAX):
+            try:
+                sock.recvmsg(1, 512, _MSG_ERRQUEUE)
+            except OSError:  # empty (EAGAIN), or the socket is gone
+                return
+            self.link.queued_errors += 1
 
 
 # Linux tells an unconnected UDP socket about ICMP errors only with
@@ -270,6 +293,8 @@ class _UdpSocket(asyncio.DatagramProtocol):
 # counters (and so that the error path is exercised, not dormant).
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11 if sys.platform.startswith("linux") else None)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25 if sys.platform.startswith("linux") else None)
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_ERRQUEUE_DRAIN_MAX = 4096  # per call; the queue is bounded by the receive buffer
 
 
 def _report_icmp_errors(sock: socket.socket) -> None:
@@ -296,6 +321,7 @@ class UdpLink(_Link):
         self.listen = [a_listen, b_listen]
         self.unknown_senders = 0
         self.socket_errors = 0
+        self.queued_errors = 0  # ICMP errors read from the sockets' error queues
         self._sockets: list[_UdpSocket] = []
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_ids = itertools.count()
@@ -405,6 +431,7 @@ class UdpLink(_Link):
         data = super().stats()
         data["unknown_senders"] = self.unknown_senders
         data["socket_errors"] = self.socket_errors
+        data["queued_errors"] = self.queued_errors
         return data
 
     async def close(self) -> None:

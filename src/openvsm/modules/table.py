@@ -10,18 +10,22 @@ and ``Trace``.
 
 Module status (this VSM's view, ``ModuleStatus``)::
 
-    (new) ----------------------attach--------------------------> ok
+    (new) | offline --attach--> powered-up --the VEM's first heartbeat--> ok
     ok | headless (inherited) --became_active (takeover)--> powered-up
-    powered-up --attach, or a VEM heartbeat--> ok
+    powered-up --a VEM heartbeat (it took this VSM's ack)--> ok
+    ok --attach again (same VEM, same address)--> ok
     powered-up --no attach or heartbeat for loss_time after the takeover--> offline
     ok --no VEM heartbeat for loss_time--> offline
     ok | powered-up --VemDetach (the VEM switched to another VSM)--> offline
-    offline --attach--> ok
 
 Attached means attached (seed, split-brain "Module count -- the number of
 modules that are attached to the VSM"): a module is ``ok`` on this VSM only
 once its VEM has attached to, or exchanged heartbeats with, this VSM since
-it became active. Only ``ok`` modules count: ``ModuleCount`` (hamgr's
+it became active. An attach alone is not enough: a VEM that is booting or
+headless sends its attach to every VSM it knows and takes the first ack;
+the VEM heartbeats at once the VSM whose ack it took, and answers any other
+accepted ack with ``VemDetach``. So an attach makes a module ``powered-up``
+and its first heartbeat ``ok``. Only ``ok`` modules count: ``ModuleCount`` (hamgr's
 split-brain input), ``show svs neighbors``. The ``module`` objects are
 replicated, so a standby's table holds the *active's* view; when the
 standby takes over, every module that view did not list ``offline`` becomes
@@ -757,7 +761,11 @@ class ModuleTable:
                         f"held by {held}: it is module {mod.number} now"
                     )
                 )
-        was_attached = not new and mod.status in (ModuleStatus.OK, ModuleStatus.HEADLESS)
+        was_attached = not new and mod.status in (
+            ModuleStatus.OK,
+            ModuleStatus.POWERED_UP,
+            ModuleStatus.HEADLESS,
+        )
         before_attach = (
             (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
             if was_attached and mod.attaches > 0  # attached through this table, not loaded
@@ -776,7 +784,14 @@ class ModuleTable:
         mod.host_ip = msg.host_ip
         mod.host_os = msg.host_os
         mod.version = msg.version
-        self._set_status(mod, ModuleStatus.OK, vem_mac=frame.mac)
+        # An attach is a request: the VEM is attached only once it took this
+        # VSM's ack, which its first heartbeat says (it sends one at once).
+        # Until then ``powered-up`` -- a VEM that asked every VSM and took
+        # another's ack is never listed ``ok`` here, not even for one RTT.
+        keep = mod.status is ModuleStatus.OK and mod.vem_mac == frame.mac and mod.addr == src
+        self._set_status(
+            mod, ModuleStatus.OK if keep else ModuleStatus.POWERED_UP, vem_mac=frame.mac
+        )
         mod.addr = src
         mod.last_heard = now
         self._next_loss = min(self._next_loss, now + self.loss_time)
@@ -854,6 +869,7 @@ class ModuleTable:
         if msg.config_seq != mod.pushed_seq:
             mod.dirty = True
             mod.pushed_config = b""  # lost push: send it again
+        if mod.dirty:  # lost, or changed while the module was powered-up
             effects += self._flush(now, only=mod)
         return effects
 
@@ -1031,9 +1047,9 @@ class ModuleTable:
         for mod in mods:
             if not mod.dirty:
                 continue
-            mod.dirty = False
             if mod.status in (ModuleStatus.OFFLINE, ModuleStatus.POWERED_UP) or mod.addr is None:
-                continue  # configuration goes to VEMs attached here only
+                continue  # only to VEMs attached here; stays dirty until then (or an ack)
+            mod.dirty = False
             before = mod.pushed_config
             seq, raw = self._snapshot_for(mod)
             if mod.pushed_config == before:
