@@ -84,7 +84,10 @@ def summarize(name: str, role: str, h: HamgrMetrics | None, wall: float) -> Node
         shared_address_held=h.shared_address_held,
         loss_interval_s=h.max_loss_interval,
         heartbeat_interval_s=h.heartbeat_interval,
-        gaps={i.name: [(s.time, s.gap) for s in i.recent[-120:]] for i in h.interfaces},
+        gaps={
+            i.name: [(round(s.time, 3), round(s.gap, 4)) for s in i.recent[-120:]]
+            for i in h.interfaces
+        },
     )
 
 

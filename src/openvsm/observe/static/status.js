@@ -44,22 +44,27 @@ function drawGaps(nodes) {
   g.clearRect(0, 0, c.width, c.height);
   const up = nodes.find(n => n.loss_interval_s > 0);
   if (!up) return;
-  const limit = up.loss_interval_s, top = limit * 1.1;
+  const limit = up.loss_interval_s, top = limit * 1.1, left = 92, right = c.width - 150;
+  const now = Date.now() / 1000;
+  let oldest = now;
+  for (const n of nodes) for (const s of Object.values(n.gaps || {})) if (s.length) oldest = Math.min(oldest, s[0][0]);
+  const span = Math.min(60, Math.max(10, now - oldest));
   const y = v => c.height - 14 - (Math.min(v, top) / top) * (c.height - 24);
-  const now = Date.now() / 1000, span = 60;
-  const x = t => 40 + (1 - (now - t) / span) * (c.width - 50);
+  const x = t => left + (1 - (now - t) / span) * (right - left);
   g.font = "11px sans-serif";
-  g.strokeStyle = "#e03131"; g.setLineDash([6, 4]); g.beginPath();
-  g.moveTo(40, y(limit)); g.lineTo(c.width - 10, y(limit)); g.stroke();
-  g.strokeStyle = "#f08c00"; g.beginPath();
-  g.moveTo(40, y(limit / 2)); g.lineTo(c.width - 10, y(limit / 2)); g.stroke();
-  g.setLineDash([]);
-  g.fillStyle = "#52606d";
-  g.fillText("loss " + limit + " s", 2, y(limit) + 4);
-  g.fillText("degraded", 2, y(limit / 2) + 4);
-  g.fillText("0", 28, y(0) + 4);
+  const hline = (v, color, text) => {
+    g.strokeStyle = color; g.setLineDash([6, 4]); g.beginPath();
+    g.moveTo(left, y(v)); g.lineTo(right, y(v)); g.stroke(); g.setLineDash([]);
+    g.fillStyle = "#52606d"; g.fillText(text, 2, y(v) + 4);
+  };
+  hline(limit, "#e03131", "loss " + limit + " s");
+  hline(limit / 2, "#f08c00", "degraded " + limit / 2 + " s");
+  g.fillStyle = "#52606d"; g.fillText("0 s", 2, y(0) + 4);
+  g.fillText("last " + Math.round(span) + " s", right - 50, c.height - 2);
   const colors = { control: "#1c7ed6", mgmt: "#2f9e44" };
-  for (const n of nodes) {
+  let row = 0;
+  nodes.forEach((n, i) => {
+    g.setLineDash(i ? [3, 2] : []);
     for (const [iface, samples] of Object.entries(n.gaps || {})) {
       g.strokeStyle = colors[iface] || "#555"; g.beginPath();
       let first = true;
@@ -68,8 +73,12 @@ function drawGaps(nodes) {
         if (first) { g.moveTo(x(t), y(gap)); first = false; } else g.lineTo(x(t), y(gap));
       }
       g.stroke();
+      g.beginPath(); g.moveTo(right + 10, 20 + row * 16); g.lineTo(right + 30, 20 + row * 16); g.stroke();
+      g.fillStyle = "#1d2733"; g.fillText(n.name + " " + iface, right + 34, 24 + row * 16);
+      row++;
     }
-  }
+  });
+  g.setLineDash([]);
 }
 
 function fillTable(id, rows, cols) {
