@@ -123,7 +123,7 @@ class NodeObserver:
         )
 
     async def local(self) -> NodeSummary:
-        raw = await self.metrics.pull("hamgr", self.puller.hamgr.call("metrics"))
+        raw = await self.metrics.pull("hamgr", self.puller.hamgr.call("metrics", recent=True))
         h: HamgrMetrics | None = None
         if raw is not None:
             with contextlib.suppress(msgspec.ValidationError):

@@ -787,8 +787,9 @@ class Hamgr:
             rows.append(row)
         return {"TABLE_counters": {"ROW_counters": rows}}
 
-    def metrics(self) -> HamgrMetrics:
-        """The ``metrics`` op: counters already kept, no I/O (cfgmgr's /metrics)."""
+    def metrics(self, *, recent: bool = False) -> HamgrMetrics:
+        """The ``metrics`` op: counters already kept, no I/O (cfgmgr's /metrics);
+        ``recent`` adds the last gap samples (the status page's chart)."""
         now = self.now()
         st = self.engine.status(now)
         ctr = self.engine.counters()
@@ -805,7 +806,7 @@ class Hamgr:
                     gaps=self.gaps.snapshot(name),
                     max_gap=self.gaps.max_gap[name],
                     silence=self.gaps.silence(name, now),
-                    recent=list(self.gaps.recent[name]),
+                    recent=list(self.gaps.recent[name]) if recent else [],
                 )
             )
         return HamgrMetrics(
@@ -895,7 +896,7 @@ class Hamgr:
         if op == "counters":
             return self.counters_table()
         if op == "metrics":
-            return encode_hamgr_metrics(self.metrics())
+            return encode_hamgr_metrics(self.metrics(recent=args.get("recent") is True))
         if op == "clear_peer_mac":
             self._process(self.engine.clear_peer_macs())
             self.trace("learnt peer MAC addresses cleared by operator")
