@@ -29,7 +29,8 @@ The cost of observability (issue 14): ``--scrape-hz F`` scrapes both nodes'
 interval); the summary then gives the scrape latency, and in every run the
 CPU seconds hamgr and cfgmgr of each node used during the window (from
 ``/proc/PID/stat``), so a run without and one with scraping compare
-heartbeat jitter and CPU.
+heartbeat jitter and CPU (``--no-writer`` leaves out the config writer, whose
+load otherwise dominates cfgmgr's CPU).
 """
 
 from __future__ import annotations
@@ -229,6 +230,9 @@ def main() -> int:
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--vems", type=int, default=2)
     parser.add_argument("--scrape-hz", type=float, default=0.0, help="GET /metrics rate")
+    parser.add_argument(
+        "--no-writer", action="store_true", help="no config writer (isolates the scrape cost)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="openvsm-ff-"))
     lab = Lab(root / "lab", timers="fast", proxy=True, rest=True)
@@ -264,7 +268,8 @@ def main() -> int:
         for _ in range(args.hogs):
             hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
         writer.target = active
-        writer.start()
+        if not args.no_writer:
+            writer.start()
         if scraper is not None:
             scraper.start()
         pids = service_pids(lab)
