@@ -432,3 +432,87 @@ def test_observe_section_parses_and_rejects_bad_values() -> None:
     ):
         with pytest.raises(ConfigError, match=re.escape(key)):
             node_config_from_dict(with_observe(bad), base=Path("/tmp"))
+
+
+# --- status page data -------------------------------------------------------------------
+
+
+class FakeHamgr:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def call(self, op: str, **args: Any) -> Any:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer if op == "metrics" else {"TABLE_trace": {"ROW_trace": []}}
+
+
+class FakePuller:
+    def __init__(self, hamgr: FakeHamgr) -> None:
+        self.hamgr = hamgr
+
+
+def observer(hamgr: FakeHamgr, peer_url: str | None = None) -> Any:
+    from openvsm.observe.status import NodeObserver
+
+    async def modules() -> dict[str, Any]:
+        return {}
+
+    return NodeObserver(
+        name="primary",
+        role="primary",
+        metrics=NodeMetrics(domain=1, role="primary"),
+        puller=FakePuller(hamgr),  # type: ignore[arg-type]
+        sync_status=lambda: None,
+        cli_sessions=lambda: None,
+        module_table=modules,
+        peer_status_url=peer_url,
+        wall=lambda: 200.0,
+    )
+
+
+def test_status_summary_is_cached_briefly_and_degrades_when_hamgr_is_silent() -> None:
+    from openvsm.ipc import IpcError
+    from openvsm.observe.status import CACHE_S
+
+    good = FakeHamgr(encode_hamgr_metrics(hamgr_metrics()))
+    obs = observer(good)
+    clock = [10.0]
+    obs.mono = lambda: clock[0]
+
+    async def run() -> tuple[Any, Any, Any]:
+        a = await obs.local()
+        b = await obs.local()
+        clock[0] += CACHE_S
+        c = await obs.local()
+        return a, b, c
+
+    a, b, c = asyncio.run(run())
+    assert good.calls == 2 and a is b and c is not a
+    assert a.state == "active" and a.uptime_s == 150.0 and a.gaps["control"]
+    silent = observer(FakeHamgr(IpcError("hamgr is restarting")))
+    down = asyncio.run(silent.local())
+    assert down.state == "unknown" and "hamgr" in down.error
+
+
+def test_an_unreachable_peer_is_shown_as_such() -> None:
+    import aiohttp
+
+    from openvsm.lab.lab import free_port
+
+    obs = observer(
+        FakeHamgr(encode_hamgr_metrics(hamgr_metrics())), f"http://127.0.0.1:{free_port()}"
+    )
+
+    async def run() -> Any:
+        async with aiohttp.ClientSession() as session:
+            return await obs.view(session, None)
+
+    view = asyncio.run(run())
+    assert [(n.role, n.state) for n in view.nodes] == [
+        ("primary", "active"),
+        ("secondary", "unreachable"),
+    ]
+    assert view.nodes[1].error

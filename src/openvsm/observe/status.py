@@ -38,6 +38,7 @@ from openvsm.observe.metrics import NodeMetrics, Pulled, ServicePuller, rest_mid
 
 TICK: Final = 0.5
 PEER_TIMEOUT: Final = 0.4
+CACHE_S: Final = 0.25
 TRACE_ROWS: Final = 12
 
 
@@ -116,6 +117,19 @@ class NodeObserver:
         self.peer_status_url = peer_status_url.rstrip("/") if peer_status_url else None
         self.wall = wall
         self.shutdown = asyncio.Event()
+        # One answer per CACHE_S for every open page and the peer's polls: the
+        # services are asked at most that often however many browsers watch.
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self.mono = time.monotonic
+
+    async def _cached(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        hit = self._cache.get(key)
+        now = self.mono()
+        if hit is not None and now - hit[0] < CACHE_S:
+            return hit[1]
+        value = await fetch()
+        self._cache[key] = (self.mono(), value)
+        return value
 
     async def pull(self) -> Pulled:
         return await self.puller.pull(
@@ -123,6 +137,10 @@ class NodeObserver:
         )
 
     async def local(self) -> NodeSummary:
+        summary: NodeSummary = await self._cached("local", self._local)
+        return summary
+
+    async def _local(self) -> NodeSummary:
         raw = await self.metrics.pull("hamgr", self.puller.hamgr.call("metrics", recent=True))
         h: HamgrMetrics | None = None
         if raw is not None:
@@ -150,6 +168,10 @@ class NodeObserver:
             return NodeSummary(peer_role, peer_role, "unreachable", error=reason)
 
     async def modules(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._cached("modules", self._modules)
+        return rows
+
+    async def _modules(self) -> list[dict[str, Any]]:
         try:
             data = await asyncio.wait_for(self.module_table(), 1.0)
         except Exception:
@@ -171,6 +193,10 @@ class NodeObserver:
         ]
 
     async def trace(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._cached("trace", self._trace)
+        return rows
+
+    async def _trace(self) -> list[dict[str, Any]]:
         data = await self.metrics.pull("hamgr", self.puller.hamgr.call("trace"))
         rows = ((data or {}).get("TABLE_trace") or {}).get("ROW_trace") or []
         return [r for r in rows if isinstance(r, dict)][-TRACE_ROWS:]
