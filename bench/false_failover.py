@@ -22,6 +22,15 @@ writer commits CLI changes as fast as it can. It reports:
 
     .venv/bin/python bench/false_failover.py                 # 10 minutes
     .venv/bin/python bench/false_failover.py --minutes 1 --hogs 2
+    .venv/bin/python bench/false_failover.py --minutes 1 --scrape-hz 1   # + /metrics scrapes
+
+The cost of observability (issue 14): ``--scrape-hz F`` scrapes both nodes'
+``/metrics`` F times a second during the run (a Prometheus server at a short
+interval); the summary then gives the scrape latency, and in every run the
+CPU seconds hamgr and cfgmgr of each node used during the window (from
+``/proc/PID/stat``), so a run without and one with scraping compare
+heartbeat jitter and CPU (``--no-writer`` leaves out the config writer, whose
+load otherwise dominates cfgmgr's CPU).
 """
 
 from __future__ import annotations
@@ -41,11 +50,76 @@ import time
 from pathlib import Path
 
 from openvsm.lab.chaos import Writer
-from openvsm.lab.lab import TIMER_PROFILES, Lab, free_port
+from openvsm.lab.lab import TIMER_PROFILES, Lab, free_port, ipc_call
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import HeartbeatRequest
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 600)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def service_pids(lab: Lab) -> dict[str, int]:
+    """``node/service`` -> pid, from each node's sysmgr."""
+    out = {}
+    for name, node in lab.nodes.items():
+        table = ipc_call(node.rundir / "sysmgr.sock", "services")
+        for row in table["TABLE_service"]["ROW_service"]:
+            if row.get("pid"):
+                out[f"{name}/{row['name']}"] = int(row["pid"])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+class Scraper(threading.Thread):
+    """GET /metrics of every node ``hz`` times a second (Basic auth as the lab's admin)."""
+
+    def __init__(self, lab: Lab, hz: float) -> None:
+        super().__init__(daemon=True)
+        self.urls = [
+            f"http://{n.rest[0]}:{n.rest[1]}/metrics" for n in lab.nodes.values() if n.rest
+        ]
+        self.auth = ("admin", lab.password)
+        self.period = 1.0 / hz
+        self.stopped = threading.Event()
+        self.latencies_ms: list[float] = []
+        self.errors = 0
+        self.bytes = 0
+
+    def run(self) -> None:
+        import requests
+
+        with requests.Session() as session:
+            session.auth = self.auth
+            next_at = time.monotonic()
+            while not self.stopped.is_set():
+                for url in self.urls:
+                    t0 = time.monotonic()
+                    try:
+                        r = session.get(url, timeout=5)
+                        ok = r.status_code == 200
+                        self.bytes += len(r.content)
+                    except requests.RequestException:
+                        ok = False
+                    if ok:
+                        self.latencies_ms.append((time.monotonic() - t0) * 1000)
+                    else:
+                        self.errors += 1
+                next_at += self.period
+                self.stopped.wait(max(0.0, next_at - time.monotonic()))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
 class Tap:
@@ -155,9 +229,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--vems", type=int, default=2)
+    parser.add_argument("--scrape-hz", type=float, default=0.0, help="GET /metrics rate")
+    parser.add_argument(
+        "--no-writer", action="store_true", help="no config writer (isolates the scrape cost)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="openvsm-ff-"))
-    lab = Lab(root / "lab", timers="fast", proxy=True, rest=False)
+    lab = Lab(root / "lab", timers="fast", proxy=True, rest=True)
     codec = Codec(lab.domain_id, lab.secret.encode())
     secondary = lab.nodes["secondary"]
     tap = Tap(codec, secondary.control, secondary.peer_control)
@@ -180,6 +258,7 @@ def main() -> int:
     tap.start()
     hogs: list[subprocess.Popen[bytes]] = []
     writer = Writer(lab, interval=0.0)
+    scraper = Scraper(lab, args.scrape_hz) if args.scrape_hz > 0 else None
     try:
         active = lab.start()
         lab.start_vems(args.vems)
@@ -189,10 +268,21 @@ def main() -> int:
         for _ in range(args.hogs):
             hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
         writer.target = active
-        writer.start()
+        if not args.no_writer:
+            writer.start()
+        if scraper is not None:
+            scraper.start()
+        pids = service_pids(lab)
+        cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         n0 = len(tap.requests)
+        t0 = time.monotonic()
         time.sleep(args.minutes * 60)
+        window = time.monotonic() - t0
+        cpu = {k: round(cpu_seconds(pid) - cpu0[k], 2) for k, pid in pids.items()}
         writer.stop()
+        if scraper is not None:
+            scraper.stopped.set()
+            scraper.join(10)
         sent = tap.requests[n0:]
         for hog in hogs:
             hog.kill()
@@ -226,11 +316,31 @@ def main() -> int:
                 "max": round(max(intervals), 2) if intervals else None,
             },
             "jitter_histogram": histogram(jitter),
+            "jitter_ms": {
+                "p50": percentile([abs(j) for j in jitter], 0.5),
+                "p99": percentile([abs(j) for j in jitter], 0.99),
+                "max": round(max(abs(j) for j in jitter), 2) if jitter else None,
+            },
+            "cpu_seconds": {k: v for k, v in sorted(cpu.items()) if "vemmgr" not in k},
+            "cpu_percent": {
+                k: round(100 * v / window, 2) for k, v in sorted(cpu.items()) if "vemmgr" not in k
+            },
+            "scrape_hz": args.scrape_hz,
         }
+        if scraper is not None:
+            summary["scrapes"] = {
+                "ok": len(scraper.latencies_ms),
+                "errors": scraper.errors,
+                "latency_ms_p50": percentile(scraper.latencies_ms, 0.5),
+                "latency_ms_p99": percentile(scraper.latencies_ms, 0.99),
+                "bytes_per_scrape": scraper.bytes // max(1, len(scraper.latencies_ms)),
+            }
         print(json.dumps(summary, indent=2))
         return 0 if not role_changes else 1
     finally:
         writer.stop()
+        if scraper is not None:
+            scraper.stopped.set()
         for hog in hogs:
             hog.kill()
             hog.wait()

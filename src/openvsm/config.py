@@ -40,7 +40,17 @@ VSM node file::
     module_limit = 1024
 
     [rest]
-    listen = "127.0.0.1:8080"       # optional; absent = no REST server
+    listen = "127.0.0.1:8080"       # optional; absent = no REST server; serves /metrics, /status
+
+    [observe]                       # optional (docs/observability.md)
+    peer_status_url = "http://127.0.0.1:8180"  # the other VSM's REST listener (/status page)
+    notify = "/path/script"         # run with DOMAIN NODE STATE EPOCH on settled transitions
+    notify_active = "/path/a"       # per state (ACTIVE | STANDBY | FAULT), before ``notify``
+    notify_standby = "/path/b"
+    notify_fault = "/path/c"
+    notify_timeout_s = 10.0         # 0.1-600; a hook still running then is killed
+    trace_max_bytes = 1048576       # RUNDIR/redundancy-trace.jsonl rotated past this size
+    trace_keep = 3                  # rotated files kept
 """
 
 from __future__ import annotations
@@ -93,6 +103,20 @@ class Timers:
 
 
 @dataclass(frozen=True)
+class ObserveConfig:
+    """``[observe]``: the status page's peer, notify hooks, the JSON-lines trace."""
+
+    peer_status_url: str | None = None
+    notify: str | None = None
+    notify_active: str | None = None
+    notify_standby: str | None = None
+    notify_fault: str | None = None
+    notify_timeout_s: float = 10.0
+    trace_max_bytes: int = 1 << 20
+    trace_keep: int = 3
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     domain_id: int
@@ -114,6 +138,7 @@ class NodeConfig:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # The MAC this installation uses, set at node start by ``openvsm.identity``.
     resolved_mac: str | None = None
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
 
     @property
     def system_mac(self) -> str:
@@ -160,6 +185,7 @@ class VemConfig:
     uplinks: tuple[UplinkConfig, ...] = ()
     poll_interval: float = 0.25
     report_interval: float = 5.0
+    metrics_listen: Endpoint | None = None  # GET /metrics (openvsm.observe.vem)
 
     @property
     def ovsdb_remote(self) -> str:
@@ -277,6 +303,49 @@ def _timers(doc: dict[str, Any]) -> Timers:
     return Timers(hb / 1000, loss / 1000, disc / 1000)
 
 
+_OBSERVE_KEYS = frozenset(
+    {
+        "peer_status_url",
+        "notify",
+        "notify_active",
+        "notify_standby",
+        "notify_fault",
+        "notify_timeout_s",
+        "trace_max_bytes",
+        "trace_keep",
+    }
+)
+
+
+def _observe(doc: dict[str, Any]) -> ObserveConfig:
+    sec = doc.get("observe", {})
+    if not isinstance(sec, dict):
+        raise ConfigError("observe: must be a table")
+    unknown = sorted(set(sec) - _OBSERVE_KEYS)
+    if unknown:
+        raise ConfigError(f"observe.{unknown[0]}: unknown key (allowed: {sorted(_OBSERVE_KEYS)})")
+    url = _get(sec, "peer_status_url", "observe", str, None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"observe.peer_status_url: {url!r} is not an http(s) URL")
+    for key in ("notify", "notify_active", "notify_standby", "notify_fault"):
+        path = _get(sec, key, "observe", str, None)
+        if path is not None and not path.strip():
+            raise ConfigError(f"observe.{key}: must name a program")
+    timeout = _get(sec, "notify_timeout_s", "observe", float, 10.0)
+    if not 0.1 <= timeout <= 600:
+        raise ConfigError(f"observe.notify_timeout_s: {timeout} is out of range (0.1-600)")
+    return ObserveConfig(
+        peer_status_url=url,
+        notify=_get(sec, "notify", "observe", str, None),
+        notify_active=_get(sec, "notify_active", "observe", str, None),
+        notify_standby=_get(sec, "notify_standby", "observe", str, None),
+        notify_fault=_get(sec, "notify_fault", "observe", str, None),
+        notify_timeout_s=float(timeout),
+        trace_max_bytes=_int_range(sec, "trace_max_bytes", "observe", 4096, 1 << 30, 1 << 20),
+        trace_keep=_int_range(sec, "trace_keep", "observe", 1, 100, 3),
+    )
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -341,6 +410,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         rest_listen=rest_listen,
         clock_offset_s=offset,
         raw=doc,
+        observe=_observe(doc),
     )
 
 
@@ -368,6 +438,7 @@ def vem_config_from_dict(
     ovs_run_dir = "..."; bridge = "br-int"; ovs_netns = "..." (lab)
     uplinks = [{device = "eth1", port_profile = "uplink-po"}]
     poll_interval_ms = 250; report_interval_ms = 5000
+    metrics_listen = "127.0.0.1:9110"    # optional: GET /metrics (Prometheus)
     """
     vem = doc.get("vem")
     if not isinstance(vem, dict):
@@ -408,7 +479,13 @@ def vem_config_from_dict(
         uplinks=_uplinks(vem),
         poll_interval=_int_range(vem, "poll_interval_ms", where, 50, 10000, 250) / 1000,
         report_interval=_int_range(vem, "report_interval_ms", where, 100, 600000, 5000) / 1000,
+        metrics_listen=_optional_endpoint(vem, "metrics_listen", where),
     )
+
+
+def _optional_endpoint(section: dict[str, Any], key: str, where: str) -> Endpoint | None:
+    text = _get(section, key, where, str, None)
+    return parse_endpoint(text, f"{where}.{key}") if text else None
 
 
 def _uplinks(vem: dict[str, Any]) -> tuple[UplinkConfig, ...]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from openvsm import __version__
 from openvsm.cli.server import CliCommandError, CliServer, CliSession
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.observe.tracelog import iso_utc
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
@@ -175,6 +176,7 @@ def build_cli(cm: Cfgmgr) -> CliServer:
             {
                 "seq": e.seq,
                 "time": time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(e.time)),
+                "timestamp": iso_utc(e.time),  # stable, machine-readable (observability.md)
                 "user": e.user,
                 "command": e.command,
                 "result": e.result,

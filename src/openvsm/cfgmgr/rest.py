@@ -8,12 +8,15 @@ replicated before the driver gets its 200. The standby answers writes with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from openvsm.api.backend import StoreRestBackend
 from openvsm.api.rest import create_app
+from openvsm.observe.metrics import ServicePuller
+from openvsm.observe.status import NodeObserver
+from openvsm.observe.status import install as install_observe
 from openvsm.store.pss import Op
 
 if TYPE_CHECKING:
@@ -35,10 +38,34 @@ class CfgmgrRestBackend(StoreRestBackend):
         return change.seq
 
 
+def _observer(cm: Cfgmgr) -> NodeObserver:
+    from openvsm.cfgmgr.modules import show_module_data
+
+    def sync_status() -> dict[str, Any] | None:
+        return cm.sync.status() if cm.sync is not None else None
+
+    def cli_sessions() -> int | None:
+        cli = getattr(cm, "cli", None)
+        return cli.session_count() if cli is not None else None
+
+    return NodeObserver(
+        name=cm.cfg.name,
+        role=cm.cfg.role,
+        metrics=cm.metrics,
+        puller=ServicePuller(cm.cfg.run_dir),
+        sync_status=sync_status,
+        cli_sessions=cli_sessions,
+        module_table=lambda: show_module_data(cm),
+        peer_status_url=cm.cfg.observe.peer_status_url,
+        wall=cm.wall,
+    )
+
+
 async def start_rest(cm: Cfgmgr) -> web.AppRunner:
     listen = cm.cfg.rest_listen
     assert listen is not None
     app = create_app(CfgmgrRestBackend(cm))
+    install_observe(app, _observer(cm))  # /metrics, /status (docs/observability.md)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)

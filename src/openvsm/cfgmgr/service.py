@@ -26,6 +26,7 @@ from typing import Any
 
 from openvsm.config import NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.sysmgr.service import NodeFatal
 
@@ -59,6 +60,7 @@ class Cfgmgr:
         # The store's last seq when this process started serving as active:
         # later changes exist on no peer unless a standby acknowledged them.
         self.active_since_seq: int | None = None
+        self.metrics = NodeMetrics(cfg.domain_id, cfg.role)  # /metrics (openvsm.observe)
 
     def wall(self) -> float:
         return time.time() + self.cfg.clock_offset_s
@@ -77,6 +79,7 @@ class Cfgmgr:
         await self.ipc.start()
         self.spawn(self._follow_hamgr())
         self.spawn(self._facts_pusher())
+        self._start_notify()
         if self.cfg.rest_listen is not None:
             from openvsm.cfgmgr.rest import start_rest
 
@@ -110,6 +113,25 @@ class Cfgmgr:
                 pass
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _start_notify(self) -> None:
+        """Notify hooks (openvsm.observe.notify): own subscription, own worker."""
+        from openvsm.observe.notify import NotifyRunner, NotifyState, programs_for
+
+        obs = self.cfg.observe
+        if not any(programs_for(obs, s) for s in NotifyState):
+            return
+        self.notify = NotifyRunner(
+            obs,
+            domain=self.cfg.domain_id,
+            node=self.cfg.name,
+            run_dir=self.cfg.run_dir,
+            count=lambda state, result: self.metrics.notify_runs.labels(
+                state.value, result.value
+            ).inc(),
+        )
+        self.spawn(self.notify.follow(self._hamgr_events()))
+        self.spawn(self.notify.work())
 
     async def _follow_hamgr(self) -> None:
         hamgr_instance = None
@@ -229,11 +251,19 @@ class Cfgmgr:
                 "% This supervisor is handing over or reloading (switchover, split-brain "
                 "resolution lost): configuration is not accepted now"
             )
-        change = await self._durable(ops, user=user, source=source, command=command)
-        self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
-        self._facts_dirty.set()
-        if self.sync is not None:
-            await self.sync.replicate(change)
+        started = time.monotonic()
+        try:
+            change = await self._durable(ops, user=user, source=source, command=command)
+            self.ipc.publish(
+                "changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]}
+            )
+            self._facts_dirty.set()
+            if self.sync is not None:
+                await self.sync.replicate(change)
+        except Exception:
+            self.metrics.commit_failed()
+            raise
+        self.metrics.committed(time.monotonic() - started)
         return change
 
     async def _durable(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:

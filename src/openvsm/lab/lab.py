@@ -158,6 +158,7 @@ class VemHandle:
     addr: tuple[str, int]
     proc: subprocess.Popen[bytes] | None = None
     ports: list[str] = field(default_factory=list)
+    metrics: tuple[str, int] | None = None  # [vem] metrics_listen
     # node name -> fault proxy link between this VEM and that node (vem_proxy labs)
     links: dict[str, str] = field(default_factory=dict)
     via: dict[str, tuple[str, int]] = field(default_factory=dict)  # node -> address the VEM uses
@@ -182,6 +183,7 @@ class Lab:
         module_limit: int = 1024,
         extra_node_toml: str = "",
         vem_proxy: int = 0,
+        observe_toml: str = "",
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -197,6 +199,7 @@ class Lab:
         self.sync_buffer_bytes = sync_buffer_bytes
         self.module_limit = module_limit
         self.extra_node_toml = extra_node_toml
+        self.observe_toml = observe_toml  # lines of the nodes' [observe] section
         if vem_proxy and not proxy:
             raise LabError("vem_proxy needs proxy=True")
         self.nodes: dict[str, NodeHandle] = {}
@@ -248,6 +251,7 @@ class Lab:
                 peer_mgmt=peer_m,
             )
             self.nodes[role] = node
+        for node in self.nodes.values():
             self._write_node_config(node)
         for _ in range(self._nproxied):
             self._plan_proxied_vem()
@@ -307,6 +311,11 @@ class Lab:
         node.dir.mkdir(parents=True, exist_ok=True)
         t = self.timers
         rest = f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n' if node.rest else ""
+        peer_rest = self.nodes["secondary" if node.role == "primary" else "primary"].rest
+        observe = "\n[observe]\n"
+        if peer_rest is not None:
+            observe += f'peer_status_url = "http://{peer_rest[0]}:{peer_rest[1]}"\n'
+        observe += self.observe_toml.strip() + "\n" if self.observe_toml.strip() else ""
         node.config.write_text(
             f"""# openvsm lab node {node.name}
 [node]
@@ -333,7 +342,7 @@ discovery_window_ms = {t["discovery_window_ms"]}
 
 [sync]
 buffer_bytes = {self.sync_buffer_bytes}
-
+{observe}
 [vem]
 listen = "{node.vem[0]}:{node.vem[1]}"
 module_limit = {self.module_limit}
@@ -524,6 +533,9 @@ module_limit = {self.module_limit}
         if targets is None:
             targets = [n.vem for n in self.nodes.values()]
         vsms = ", ".join(f'"{t[0]}:{t[1]}"' for t in targets)
+        if vem.metrics is None:
+            vem.metrics = ("127.0.0.1", free_port())
+        metrics = f'metrics_listen = "{vem.metrics[0]}:{vem.metrics[1]}"\n'
         vem.dir.mkdir(parents=True, exist_ok=True)
         vem.config.write_text(
             f"""# openvsm lab VEM {vem.host}
@@ -540,7 +552,7 @@ data_dir = "data"
 backend = "memory"
 heartbeat_interval_ms = {self.timers["vem_heartbeat_ms"]}
 headless_after_ms = {self.timers["vem_headless_ms"]}
-"""
+{metrics}"""
         )
 
     def add_vem(self, index: int) -> VemHandle:
@@ -635,6 +647,9 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
                     "addr": fmt(vem.addr),
                     "rundir": str(vem.rundir),
                     "config": str(vem.config),
+                    "metrics": f"http://{vem.metrics[0]}:{vem.metrics[1]}/metrics"
+                    if vem.metrics
+                    else None,
                 }
             )
         return {

@@ -45,6 +45,9 @@ import msgspec
 
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
+from openvsm.observe.export import HamgrMetrics, InterfaceMetrics, encode_hamgr_metrics
+from openvsm.observe.gaps import HeartbeatGaps
+from openvsm.observe.tracelog import TRACE_JSONL, JsonlTrace, iso_utc
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.collision import CollisionEntry, Overwrite
 from openvsm.sysmgr.service import (
@@ -57,6 +60,8 @@ from openvsm.wire.codec import Codec, Drop, Frame
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
     AccountingEntry,
+    HeartbeatRequest,
+    HeartbeatResponse,
     Message,
     ResolutionLogs,
     ResolutionLogsAck,
@@ -155,6 +160,23 @@ class Hamgr:
         self.last_active_time = facts.last_active_time
         self.seq = time.time_ns() // 1000
         self.traces: collections.deque[tuple[float, str]] = collections.deque(maxlen=TRACE_KEEP)
+        # Observability (docs/observability.md): counters pulled by cfgmgr's
+        # /metrics over the ``metrics`` op; nothing here does I/O per heartbeat.
+        self.jsonl = JsonlTrace(
+            cfg.run_dir / TRACE_JSONL,
+            node=cfg.name,
+            role=cfg.role,
+            domain=cfg.domain_id,
+            max_bytes=cfg.observe.trace_max_bytes,
+            keep=cfg.observe.trace_keep,
+        )
+        self.gaps = HeartbeatGaps(("control", "mgmt"), reset_after=cfg.timers.max_loss_interval)
+        self.started = self.wall()
+        self.state_since = self.started
+        self.role_changes = 0
+        self.split_brain_won = 0
+        self.split_brain_lost = 0
+        self._seen_state: eng.HaState | None = None
         self._load_trace_tail()
         self.drops: dict[str, collections.Counter[str]] = {
             "control": collections.Counter(),
@@ -358,7 +380,10 @@ class Hamgr:
         if isinstance(msg, ResolutionLogsAck):
             self._logs_acked.set()
             return
-        self._process(self.engine.on_frame(frame, iface, self.now(), src_mac=src_mac))
+        now = self.now()
+        if frame.role != self.role and isinstance(msg, HeartbeatRequest | HeartbeatResponse):
+            self.gaps.heard(iface.value, now, self.wall())
+        self._process(self.engine.on_frame(frame, iface, now, src_mac=src_mac))
 
     def send(self, iface: eng.Iface, msg: Message) -> None:
         ep = self.endpoints.get(iface)
@@ -414,14 +439,21 @@ class Hamgr:
                 self.switch_seq += 1
             elif isinstance(effect, eng.SplitBrainWon):
                 self.switch_seq += 1
+                self.split_brain_won += 1
                 self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
                 # DESIGN §3: each side keeps a local copy of its own logs.
                 self._spawn(self._save_local_logs(self.cfg.role, discard=False))
             elif isinstance(effect, eng.SplitBrainLost):
+                self.split_brain_lost += 1
                 self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
                 self._spawn(self._lose_split_brain(effect.winner_role))
             elif isinstance(effect, eng.Reload):
                 self._begin_reload(effect.reason)
+        if self.engine.state is not self._seen_state:
+            if self._seen_state is not None:
+                self.role_changes += 1
+                self.state_since = self.wall()
+            self._seen_state = self.engine.state
         if not self.engine.resuming:
             self._decided.set()
             if self._restored is not None:
@@ -567,6 +599,7 @@ class Hamgr:
         log.info("trace: %s", text)
         with contextlib.suppress(OSError), self.trace_path.open("a") as fh:
             fh.write(json.dumps([t, text]) + "\n")
+        self.jsonl.record(t, text, state=self.engine.state.value, epoch=self.engine.epoch)
 
     def _load_trace_tail(self) -> None:
         try:
@@ -730,7 +763,10 @@ class Hamgr:
         ]
 
     def trace_table(self) -> dict[str, Any]:
-        rows = [{"time": wall_str(t), "event": text} for t, text in self.traces]
+        # Stable keys (docs/observability.md): time (display), timestamp (ISO UTC), event.
+        rows = [
+            {"time": wall_str(t), "timestamp": iso_utc(t), "event": text} for t, text in self.traces
+        ]
         return {"TABLE_trace": {"ROW_trace": rows}}
 
     def counters_table(self) -> dict[str, Any]:
@@ -750,6 +786,48 @@ class Hamgr:
                     row["port_unreachable"] = ep.unreachable
             rows.append(row)
         return {"TABLE_counters": {"ROW_counters": rows}}
+
+    def metrics(self, *, recent: bool = False) -> HamgrMetrics:
+        """The ``metrics`` op: counters already kept, no I/O (cfgmgr's /metrics);
+        ``recent`` adds the last gap samples (the status page's chart)."""
+        now = self.now()
+        st = self.engine.status(now)
+        ctr = self.engine.counters()
+        ifaces = []
+        for name in ("control", "mgmt"):
+            row = ctr.get(name, {})
+            ifaces.append(
+                InterfaceMetrics(
+                    name=name,
+                    heartbeats_sent=int(row.get("hb_sent", 0)),
+                    heartbeats_received=int(row.get("hb_recv", 0)),
+                    heartbeats_missed=int(row.get("hb_missed", 0)),
+                    frames_dropped=sum(self.drops[name].values()),
+                    gaps=self.gaps.snapshot(name),
+                    max_gap=self.gaps.max_gap[name],
+                    silence=self.gaps.silence(name, now),
+                    recent=list(self.gaps.recent[name]) if recent else [],
+                )
+            )
+        return HamgrMetrics(
+            role=self.cfg.role,
+            state=self.engine.state.value,
+            epoch=self.engine.epoch,
+            degraded=bool(st.degraded),
+            peer_present=bool(st.peer_present),
+            peer_state=str(st.other_rdn_state),
+            sync_state=self.sync_state,
+            state_since=self.state_since,
+            started=self.started,
+            role_changes=self.role_changes,
+            split_brain_won=self.split_brain_won,
+            split_brain_lost=self.split_brain_lost,
+            collisions=len(st.collisions) + len(st.peer_collisions),
+            max_loss_interval=self.cfg.timers.max_loss_interval,
+            heartbeat_interval=self.cfg.timers.heartbeat_interval,
+            interfaces=ifaces,
+            mode_oper=str(st.mode_oper),
+        )
 
     def _publish(self) -> None:
         status = self.ha_status()
@@ -817,6 +895,8 @@ class Hamgr:
             return self.trace_table()
         if op == "counters":
             return self.counters_table()
+        if op == "metrics":
+            return encode_hamgr_metrics(self.metrics(recent=args.get("recent") is True))
         if op == "clear_peer_mac":
             self._process(self.engine.clear_peer_macs())
             self.trace("learnt peer MAC addresses cleared by operator")

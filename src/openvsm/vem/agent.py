@@ -94,6 +94,8 @@ class VemRunner:
         self._seq = time.time_ns() // 1000
         self.drops: dict[str, int] = {}
         self.datapath_errors: list[str] = []
+        self.datapath_errors_total = 0  # errors that appeared (metrics)
+        self.last_lacp: VemLacpReport | None = None  # the poll loop's last report (metrics)
         self.traces: deque[str] = deque(maxlen=TRACE_LINES)
         self.wake = asyncio.Event()
         # apply and poll never run at the same time
@@ -136,6 +138,7 @@ class VemRunner:
         """Keep the datapath's current errors; log the ones that are new."""
         for err in errors:
             if err not in self.datapath_errors:
+                self.datapath_errors_total += 1
                 self.trace(f"datapath: {err}")
         if self.datapath_errors and not errors:
             self.trace("datapath: all errors cleared")
@@ -253,6 +256,7 @@ class VemAgent:
         self._applier: asyncio.Task[None] | None = None
         self._desired: DesiredState | None = None
         self._apply_wake = asyncio.Event()
+        self._metrics: Any = None  # aiohttp runner of [vem] metrics_listen
         if cfg.backend == "ovs":
             # OVS programming takes tens to hundreds of ms (OVSDB, ovs-ofctl): keep it
             # off the event loop so heartbeats keep their timing.
@@ -332,6 +336,7 @@ class VemAgent:
                 sent = None
                 continue
             report = await asyncio.to_thread(runner.lacp_report)
+            runner.last_lacp = report
             addr = core.active_addr
             if core.state is not VemState.ATTACHED or addr is None:
                 continue  # changed while the report was built
@@ -362,6 +367,11 @@ class VemAgent:
         self.runner.start()
         self._timer = asyncio.create_task(self.runner.timer_loop())
         self._poller = asyncio.create_task(self.poll_loop())
+        if self.cfg.metrics_listen is not None:
+            from openvsm.observe.vem import start_vem_metrics
+
+            ml = self.cfg.metrics_listen
+            self._metrics = await start_vem_metrics(_MetricsView(self), ml.host, ml.port)
 
     async def stop(self) -> None:
         for task in (self._poller, self._applier):
@@ -375,6 +385,9 @@ class VemAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
             self._timer = None
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+            self._metrics = None
         await self.ipc.stop()
         self.endpoint.close()
         self.backend.stop()
@@ -413,6 +426,27 @@ class VemAgent:
         if op == "ports":
             return {"ports": runner.ports_data()}
         raise IpcError(f"unknown op {op}")
+
+
+class _MetricsView:
+    """The agent as ``openvsm.observe.vem`` reads it."""
+
+    def __init__(self, agent: VemAgent) -> None:
+        self.runner = agent.runner
+
+    def status_data(self) -> dict[str, Any]:
+        return self.runner.status_data()
+
+    def ports_data(self) -> list[dict[str, Any]]:
+        return self.runner.ports_data()
+
+    @property
+    def last_lacp(self) -> VemLacpReport | None:
+        return self.runner.last_lacp
+
+    @property
+    def datapath_errors_total(self) -> int:
+        return self.runner.datapath_errors_total
 
 
 async def run_agent(cfg: VemConfig, stop: asyncio.Event | None = None) -> None:
