@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from openvsm.config import NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.sysmgr.service import NodeFatal
 
@@ -59,6 +59,7 @@ class Cfgmgr:
         # The store's last seq when this process started serving as active:
         # later changes exist on no peer unless a standby acknowledged them.
         self.active_since_seq: int | None = None
+        self._cli_users: dict[str, str] | None = None  # [cli] users, see cli/peers.py
 
     def wall(self) -> float:
         return time.time() + self.cfg.clock_offset_s
@@ -325,11 +326,23 @@ class Cfgmgr:
         self._facts_dirty.set()
 
     # ---- IPC ------------------------------------------------------------
+    async def _cli_request(self, args: dict[str, Any]) -> Any:
+        """The local CLI: the user is the socket peer's, mapped (cli/peers.py)."""
+        from openvsm.cli.peers import cli_user, user_map
+
+        peer = args.get(PEER_KEY)
+        uid = peer.get("uid") if isinstance(peer, dict) else None
+        pid = peer.get("pid") if isinstance(peer, dict) else None
+        if self._cli_users is None:
+            self._cli_users = user_map(self.cfg.raw)  # parsed (and complained about) once
+        user = cli_user(uid if isinstance(uid, int) else None, self._cli_users)
+        return await self.cli.handle_ipc(args, user=user, pid=pid if isinstance(pid, int) else None)
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "subscribed":
             return {"seq": self.store.last_seq}
         if op == "cli":
-            return await self.cli.execute(str(args.get("line", "")), str(args.get("session", "")))
+            return await self._cli_request(args)
         if op == "commit":
             raw_ops = args.get("ops")
             if not isinstance(raw_ops, list):

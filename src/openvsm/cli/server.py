@@ -85,6 +85,7 @@ class CliSession:
     started: float = field(default_factory=time.time)  # wall clock, for ``show users``
     line: str = "unix"  # the transport's line name (``pts/0``, ``ssh``, ``unix``)
     origin: str = ""  # where from (an SSH client's address); "" for the local socket
+    pid: int = 0  # the client process (local socket), 0 when unknown
     interactive: bool = False
     length: int = 24  # terminal length (0: no paging)
     width: int = 80  # terminal width
@@ -204,7 +205,7 @@ class CliServer:
     # --- execution ----------------------------------------------------------------
 
     async def handle_ipc(
-        self, args: Mapping[str, Any], *, user: str | None = None
+        self, args: Mapping[str, Any], *, user: str | None = None, pid: int | None = None
     ) -> dict[str, Any]:
         """The ``cli`` op: ``{line, session[, action, interactive, line_name]}``.
 
@@ -226,6 +227,7 @@ class CliServer:
             action=action if isinstance(action, str) else "run",
             interactive=args.get("interactive") is True,
             line_name=line_name if isinstance(line_name, str) else None,
+            pid=pid,
         )
 
     async def execute(
@@ -238,6 +240,7 @@ class CliServer:
         interactive: bool = False,
         line_name: str | None = None,
         origin: str | None = None,
+        pid: int | None = None,
     ) -> dict[str, Any]:
         """Run ``line`` (maybe several ``;``-separated commands) in a session.
 
@@ -258,6 +261,8 @@ class CliServer:
             session.line = line_name
         if origin is not None:
             session.origin = origin
+        if pid is not None:
+            session.pid = pid
         if action == "help":
             return self._reply(session, cli_help.help_text(session.mode, line), False)
         if action == "complete":
