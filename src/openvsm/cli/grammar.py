@@ -169,6 +169,9 @@ def _cmd(spec: str, handler: str, **fixed: str) -> Command:
 # Handlers the CLI server implements itself (session and mode changes).
 BUILTIN_HANDLERS = frozenset({"configure_terminal", "exit", "end", "terminal", "show_terminal"})
 
+# Handlers whose change is committed (and so accounted) by the store itself.
+SELF_ACCOUNTED = frozenset({"checkpoint", "no_checkpoint", "rollback"})
+
 # Handlers that change the system: refused to a read-only role (``openvsm.roles``).
 WRITE_HANDLERS = frozenset(
     {
@@ -438,12 +441,31 @@ def _incomplete(line: str) -> CliError:
     return _caret(line, len(line.rstrip()) + 1, INCOMPLETE)
 
 
+_NEXT_BAR = re.compile(r"(?<=\s)\|(?=\s|$)")
+
+
+def _next_bar(line: str, after: int) -> int:
+    """The next ``|`` after column ``after`` that is a word of its own (so a
+    regular expression may hold ``a|b``), or -1."""
+    m = _NEXT_BAR.search(line, after + 1)
+    return m.start() if m else -1
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
 def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
-    """The modifiers after the first ``|`` of ``line`` (at column ``bar``)."""
+    """The modifiers after the first ``|`` of ``line`` (at column ``bar``).
+
+    Later modifiers start at a ``|`` standing alone (`` | ``); a pattern may
+    be quoted (``include "vlan 10"``)."""
     filters: list[Filter] = []
     pos = bar
     while pos >= 0:
-        nxt = line.find("|", pos + 1)
+        nxt = _next_bar(line, pos)
         seg_end = len(line) if nxt < 0 else nxt
         words = _words(line, pos + 1, seg_end)
         if not words:
@@ -461,7 +483,7 @@ def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
         if kind in _PATTERN_FILTERS:
             if len(words) < 2:
                 return _incomplete(line[:seg_end])
-            pattern = line[words[1][0] : seg_end].strip()
+            pattern = _unquote(line[words[1][0] : seg_end].strip())
             try:
                 re.compile(pattern)
             except re.error:

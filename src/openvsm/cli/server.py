@@ -359,7 +359,11 @@ class CliServer:
         self, parsed: ParsedCommand, session: CliSession, *, confirmed: bool = False
     ) -> tuple[str, bool]:
         handler = parsed.handler
-        accounted = not handler.startswith("show_") and handler not in grammar.BUILTIN_HANDLERS
+        accounted = not (
+            handler.startswith("show_")
+            or handler in grammar.BUILTIN_HANDLERS
+            or handler in grammar.SELF_ACCOUNTED
+        )
         if handler in grammar.WRITE_HANDLERS and not roles.may_write(session.role):
             self._account(session, parsed.text, "FAILURE")
             return roles.PERMISSION_DENIED + "\n", True
