@@ -151,6 +151,8 @@ def test_terminal_settings_and_paging() -> None:
         assert (sh.terminal.length, sh.terminal.width, sh.terminal.dont_ask) == (0, 511, True)
         assert len(sh.page("".join(f"{i}\n" for i in range(30)))) == 1
         assert "Length: 0 lines, Width: 511 columns" in (await sh.run("show terminal")).output
+        await sh.window(rows=40, columns=9999)
+        assert (sh.terminal.length, sh.terminal.width) == (40, 511)
         bad = await sh.run("terminal width 5")
         assert bad.output.startswith("% Terminal width out of range")
 
@@ -165,7 +167,7 @@ def test_read_only_role_is_refused_and_accounted() -> None:
         reply = await op.run("configure terminal")
         assert reply.error and reply.output == "% Permission denied for the role\n"
         assert op.prompt == "sw1#"
-        assert (await op.run("reload")).output == "% Permission denied for the role\n"
+        assert (await op.run("rel")).output == "% Permission denied for the role\n"
         assert not (await op.run("show running-config")).error
         ann = shell(server, "ann", interactive=False)
         await ann.start()

@@ -141,6 +141,7 @@ class ParsedCommand:
     pretty: bool = False
     filters: tuple[Filter, ...] = ()
     text: str = ""  # the command as typed, without its modifiers
+    canonical: str = ""  # its keywords in full, with the arguments (accounting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,6 +527,10 @@ def parse(line: str) -> ParsedCommand | CliError:
     as_json = bool(kinds & {FilterKind.JSON, FilterKind.JSON_PRETTY})
     args = dict(found.command.fixed_args)
     args.update(found.args)
+    canonical = " ".join(
+        t.word if isinstance(t, Keyword) else found.args.get(t.name, "")
+        for t in found.command.pattern
+    )
     return ParsedCommand(
         found.command.handler,
         args,
@@ -533,6 +538,7 @@ def parse(line: str) -> ParsedCommand | CliError:
         FilterKind.JSON_PRETTY in kinds,
         filters,
         line[:head_end].strip(),
+        canonical,
     )
 
 

@@ -18,6 +18,7 @@ API (stable; the SSH server builds on it)::
     text = await shell.help("show mod")       # what "?" shows after "show mod"
     words = await shell.complete("sh mod")    # ["module"]
     line = await shell.tab("sh mod")          # "sh module " (the line after Tab), or None
+    await shell.window(rows=40, columns=132)  # PTY size -> terminal length/width
     reply = await shell.ctrl_z()              # back to exec (like "end"), no-op in exec
     status = await shell.run_script("show version ; show module", write)
                                               # an SSH exec channel / -c: each answer
@@ -203,6 +204,14 @@ class ShellSession:
             if reply.exit:
                 break
         return 0
+
+    async def window(self, rows: int, columns: int) -> None:
+        """The client's terminal size (SSH ``pty-req`` / ``window-change``):
+        sets ``terminal length`` and ``terminal width`` (clamped to NX-OS's
+        ranges; rows 0 = no paging)."""
+        length = max(0, min(511, rows))
+        width = max(24, min(511, columns))
+        await self.run(f"terminal length {length} ; terminal width {width}")
 
     async def help(self, before_cursor: str) -> str:
         """The ``?`` text for the line typed so far (``?`` itself not included)."""
