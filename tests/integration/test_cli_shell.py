@@ -301,3 +301,22 @@ def test_interactive_shell_over_a_pty(lab: Lab) -> None:
             shell.close()
         else:
             os.close(shell.fd)
+
+
+def test_napalm_style_checkpoint_file_and_rollback(lab: Lab) -> None:
+    """The command sequence NAPALM's nxos_ssh driver sends for commit/rollback."""
+    node = active(lab)
+    before = running_lines(lab, node)
+    ok(lab, node, "terminal dont-ask ; checkpoint file bootflash:rollback_config.txt")
+    ok(lab, node, "conf t ; vlan 399 ; end")
+    assert "vlan 399" not in ok(lab, node, "show file rollback_config.txt")
+    out = ok(lab, node, "terminal dont-ask ; rollback running-config file rollback_config.txt")
+    assert "completed" in out.lower()
+    assert running_lines(lab, node) == before
+    ok(lab, node, "delete bootflash:rollback_config.txt ; no terminal dont-ask")
+    code, text = cli(lab, node, "show file rollback_config.txt")
+    assert code == 1 and "No such file" in text
+    facts = ok(lab, node, "show interface")
+    assert re.search(r"^mgmt0 is up\nadmin state is up,", facts, re.M)
+    assert re.search(r"^Vethernet1 is up$", facts, re.M)
+    assert "Default domain" not in ok(lab, node, "show hosts")

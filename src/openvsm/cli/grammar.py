@@ -171,7 +171,9 @@ def _cmd(spec: str, handler: str, **fixed: str) -> Command:
 BUILTIN_HANDLERS = frozenset({"configure_terminal", "exit", "end", "terminal", "show_terminal"})
 
 # Handlers whose change is committed (and so accounted) by the store itself.
-SELF_ACCOUNTED = frozenset({"checkpoint", "no_checkpoint", "rollback"})
+SELF_ACCOUNTED = frozenset(
+    {"checkpoint", "no_checkpoint", "rollback", "checkpoint_file", "rollback_file", "delete_file"}
+)
 
 # Handlers that change the system: refused to a read-only role (``openvsm.roles``).
 WRITE_HANDLERS = frozenset(
@@ -189,6 +191,9 @@ WRITE_HANDLERS = frozenset(
         "checkpoint",
         "no_checkpoint",
         "rollback",
+        "checkpoint_file",
+        "rollback_file",
+        "delete_file",
     }
 )
 
@@ -249,6 +254,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("show module vem counters", "show_module_vem_counters"),
     _cmd("show svs domain", "show_svs_domain"),
     _cmd("show svs neighbors", "show_svs_neighbors"),
+    _cmd("show interface", "show_interface"),
     _cmd("show interface virtual", "show_interface_virtual"),
     _cmd("show interface brief", "show_interface_brief"),
     _cmd("show interface status", "show_interface_status"),
@@ -270,6 +276,10 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("no checkpoint <checkpoint>", "no_checkpoint"),
     _cmd("show checkpoint summary", "show_checkpoint_summary"),
     _cmd("rollback running-config checkpoint <checkpoint>", "rollback"),
+    _cmd("checkpoint file <file>", "checkpoint_file"),
+    _cmd("rollback running-config file <file>", "rollback_file"),
+    _cmd("show file <file>", "show_file"),
+    _cmd("delete <file>", "delete_file"),
     _cmd("configure", "configure_terminal"),
     _cmd("configure terminal", "configure_terminal"),
     # system
@@ -280,6 +290,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("show user-account", "show_user_account"),
     _cmd("show user-account <user>", "show_user_account"),
     _cmd("show inventory", "show_inventory"),
+    _cmd("show hosts", "show_hosts"),
     # session (built into the server)
     _cmd("exit", "exit"),
     _cmd("end", "end"),
@@ -306,6 +317,9 @@ KEYWORD_HELP: dict[str, str] = {
     "end": "Go to exec mode",
     "exit": "Exit from command interpreter",
     "hostname": "Display hostname",
+    "hosts": "Show the host name resolution settings",
+    "file": "A checkpoint file",
+    "delete": "Delete a file",
     "interface": "Display interface information",
     "inventory": "Show physical inventory",
     "lacp": "LACP information",
@@ -369,6 +383,7 @@ ARG_HELP: dict[str, str] = {
     "name": "Name (Max Size 80)",
     "service": "Service name",
     "user": "User name",
+    "file": "File name (bootflash:NAME)",
 }
 
 # Every handler id a node may register (the server answers "not available"
