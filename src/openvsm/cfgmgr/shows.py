@@ -293,16 +293,16 @@ def vlan_brief_data(cm: Cfgmgr) -> dict[str, Any]:
     for n in sorted(vlans):
         name = str(vlans[n].get("name") or (default_vlan_name(n) if n != 1 else "default"))
         members = sorted(ports.get(n, []), key=lambda p: (len(p), p))
-        rows.append(
-            {
-                "vlanshowbr-vlanid": n,
-                "vlanshowbr-vlanid-utf": n,
-                "vlanshowbr-vlanname": name,
-                "vlanshowbr-vlanstate": "active",
-                "vlanshowbr-shutstate": "noshutdown",
-                "vlanshowplist-ifidx": ",".join(members),
-            }
-        )
+        row: dict[str, Any] = {
+            "vlanshowbr-vlanid": n,
+            "vlanshowbr-vlanid-utf": n,
+            "vlanshowbr-vlanname": name,
+            "vlanshowbr-vlanstate": "active",
+            "vlanshowbr-shutstate": "noshutdown",
+        }
+        if members:  # NX-OS leaves the key out for a VLAN without ports
+            row["vlanshowplist-ifidx"] = ",".join(members)
+        rows.append(row)
     return {"TABLE_vlanbriefxbrief": {"ROW_vlanbriefxbrief": rows}}
 
 
