@@ -6,10 +6,10 @@ Unix-domain stream sockets under the node's run directory; each frame is a
 "error"}``), and, after an ``op="subscribe"`` request, events pushed by the
 server (``{"event": topic, "data": ...}``).
 
-Every request's ``args`` carry ``"_peer": {"pid", "uid", "gid"}``, the
-connecting process's credentials from the kernel (``SO_PEERCRED``), set by
-the server over whatever the client sent; a handler that needs to know who
-asks (cfgmgr's CLI) reads it there.
+A server made with ``peer_credentials=True`` (cfgmgr's, for the CLI) adds
+``"_peer": {"pid", "uid", "gid"}`` to every request's ``args``: the
+connecting process's credentials from the kernel (``SO_PEERCRED``), set over
+whatever the client sent. Other servers pass ``args`` as sent.
 
 A handler raises ``IpcError`` for an error meant for the caller (the text is
 shown to the operator); any other exception is reported as an internal error
@@ -69,12 +69,15 @@ class IpcServer:
         path: Path,
         handler: Handler,
         on_unsubscribe: Callable[[str], None] | None = None,
+        *,
+        peer_credentials: bool = False,
     ) -> None:
         """``on_unsubscribe(topic)``: a subscriber's connection ended (e.g. its
         process died) while the server runs."""
         self.path = path
         self._handler = handler
         self._on_unsubscribe = on_unsubscribe
+        self._peer_credentials = peer_credentials
         self._stopping = False
         self._server: asyncio.base_events.Server | None = None
         self._subscribers: dict[str, set[asyncio.StreamWriter]] = {}
@@ -116,7 +119,7 @@ class IpcServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
-        peer = peer_credentials(writer)
+        peer = peer_credentials(writer) if self._peer_credentials else None
         try:
             while True:
                 try:
@@ -156,7 +159,8 @@ class IpcServer:
         args = req.get("args") or {}
         if not isinstance(args, dict):
             return {"ok": False, "error": "malformed request arguments"}
-        args = {**args, PEER_KEY: peer}  # never what the client claims
+        if self._peer_credentials:
+            args = {**args, PEER_KEY: peer}  # never what the client claims
         op: str = req["op"]
         if op == "subscribe":
             topic = args.get("topic")

@@ -41,7 +41,7 @@ class Cfgmgr:
         self.cfg = cfg
         self.store = Store(cfg.data_dir / "pss.db")
         self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
-        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle)
+        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle, peer_credentials=True)
         self.hamgr = IpcClient(cfg.run_dir / "hamgr.sock", timeout=5.0)
         self.sysmgr = IpcClient(cfg.run_dir / "sysmgr.sock", timeout=5.0)
         self.vemmgr = IpcClient(cfg.run_dir / "vemmgr.sock", timeout=5.0)
