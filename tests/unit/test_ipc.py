@@ -79,3 +79,29 @@ def test_a_stale_reply_on_the_connection_is_skipped(tmp_path: Path) -> None:
             await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_peer_credentials_come_from_the_kernel_not_the_client(tmp_path: Path) -> None:
+    import os
+
+    async def go() -> tuple[Any, Any]:
+        async def handler(op: str, args: dict[str, Any]) -> Any:
+            return args
+
+        with_peer = IpcServer(tmp_path / "a.sock", handler, peer_credentials=True)
+        plain = IpcServer(tmp_path / "b.sock", handler)
+        await with_peer.start()
+        await plain.start()
+        a, b = IpcClient(tmp_path / "a.sock"), IpcClient(tmp_path / "b.sock")
+        try:
+            forged = {"pid": 1, "uid": 0, "gid": 0}
+            return await a.call("x", _peer=forged), await b.call("x", n=1)
+        finally:
+            a.close()
+            b.close()
+            await with_peer.stop()
+            await plain.stop()
+
+    told, untouched = asyncio.run(go())
+    assert told["_peer"] == {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}
+    assert untouched == {"n": 1}  # other servers see exactly what was sent

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from openvsm.config import NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.sysmgr.service import NodeFatal
@@ -42,7 +42,7 @@ class Cfgmgr:
         self.cfg = cfg
         self.store = Store(cfg.data_dir / "pss.db")
         self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
-        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle)
+        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle, peer_credentials=True)
         self.hamgr = IpcClient(cfg.run_dir / "hamgr.sock", timeout=5.0)
         self.sysmgr = IpcClient(cfg.run_dir / "sysmgr.sock", timeout=5.0)
         self.vemmgr = IpcClient(cfg.run_dir / "vemmgr.sock", timeout=5.0)
@@ -61,6 +61,7 @@ class Cfgmgr:
         # later changes exist on no peer unless a standby acknowledged them.
         self.active_since_seq: int | None = None
         self.metrics = NodeMetrics(cfg.domain_id, cfg.role)  # /metrics (openvsm.observe)
+        self._cli_users: dict[str, str] | None = None  # [cli] users, see cli/peers.py
 
     def wall(self) -> float:
         return time.time() + self.cfg.clock_offset_s
@@ -355,11 +356,23 @@ class Cfgmgr:
         self._facts_dirty.set()
 
     # ---- IPC ------------------------------------------------------------
+    async def _cli_request(self, args: dict[str, Any]) -> Any:
+        """The local CLI: the user is the socket peer's, mapped (cli/peers.py)."""
+        from openvsm.cli.peers import cli_user, user_map
+
+        peer = args.get(PEER_KEY)
+        uid = peer.get("uid") if isinstance(peer, dict) else None
+        pid = peer.get("pid") if isinstance(peer, dict) else None
+        if self._cli_users is None:
+            self._cli_users = user_map(self.cfg.raw)  # parsed (and complained about) once
+        user = cli_user(uid if isinstance(uid, int) else None, self._cli_users)
+        return await self.cli.handle_ipc(args, user=user, pid=pid if isinstance(pid, int) else None)
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "subscribed":
             return {"seq": self.store.last_seq}
         if op == "cli":
-            return await self.cli.execute(str(args.get("line", "")), str(args.get("session", "")))
+            return await self._cli_request(args)
         if op == "commit":
             raw_ops = args.get("ops")
             if not isinstance(raw_ops, list):
