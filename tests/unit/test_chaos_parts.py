@@ -9,7 +9,10 @@ import random
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from openvsm.config import node_config_from_dict
+from openvsm.lab import chaos
 from openvsm.lab.chaos import (
     BASE_KINDS,
     EXTRA_KINDS,
@@ -17,6 +20,7 @@ from openvsm.lab.chaos import (
     Fault,
     Settle,
     copied_config,
+    lab_ports,
     random_mac,
     schedule,
 )
@@ -58,7 +62,9 @@ def test_settle_waits_for_the_quiet_point_and_an_unbroken_run() -> None:
     assert not long.sample(5.0, True) and long.sample(5.2, True)
 
 
-def test_copied_config_is_a_new_installation_with_a_pinned_mac(tmp_path: Path) -> None:
+def test_copied_config_is_a_new_installation_with_a_pinned_mac(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab = Lab(tmp_path / "lab", timers="fast", proxy=True, rest=False)
     src, peer = lab.nodes["secondary"], lab.nodes["primary"]
     mac = random_mac(random.Random(3))
@@ -78,6 +84,14 @@ def test_copied_config_is_a_new_installation_with_a_pinned_mac(tmp_path: Path) -
     assert cfg.mgmt.peer is not None and cfg.mgmt.peer.addr == peer.mgmt
     again = copied_config(text, "02:00:00:00:00:09", peer.control, peer.mgmt)
     assert again.count("system_mac") == 1 and '"02:00:00:00:00:09"' in again
+    # Never a port of the lab's own nodes, even one that is free at the moment
+    # (its service down): the copy would take it from the real node.
+    own = lab_ports(src.config.read_text(), peer.config.read_text())
+    assert {src.vem[1], src.control[1], peer.vem[1]} <= own
+    offers = iter([src.vem[1], src.control[1], *range(41000, 41100)])
+    monkeypatch.setattr(chaos, "free_port", lambda host: next(offers))  # the OS offers those
+    avoided = copied_config(src.config.read_text(), mac, peer.control, peer.mgmt, set(own))
+    assert not (lab_ports(avoided) - {peer.control[1], peer.mgmt[1]}) & own
 
 
 def test_module_statuses_reads_show_module_json() -> None:

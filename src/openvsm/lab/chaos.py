@@ -359,12 +359,37 @@ def random_mac(rng: random.Random) -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
+def lab_ports(*texts: str) -> set[int]:
+    """Every ``host:port`` port named in these texts (node configs, lab.json)."""
+    return {int(m) for text in texts for m in re.findall(r'"[\w.:\[\]-]+:(\d+)"', text)}
+
+
 def copied_config(
-    text: str, mac: str, peer_control: tuple[str, int], peer_mgmt: tuple[str, int]
+    text: str,
+    mac: str,
+    peer_control: tuple[str, int],
+    peer_mgmt: tuple[str, int],
+    avoid: set[int] | None = None,
 ) -> str:
     """A node config copied elsewhere: every ``local``/``listen`` on a new free
     port, peers aimed at the other node's real sockets, ``system_mac`` pinned.
-    ``data_dir``/``run_dir`` are relative, so the copy's directory makes them new."""
+    ``data_dir``/``run_dir`` are relative, so the copy's directory makes them new.
+
+    ``avoid``: ports of the lab's own nodes. A port of a service that is down
+    at that moment (a killed vemmgr being restarted) is free, and a copy that
+    took it made the real node's vemmgr crash-loop until its node reloaded
+    (campaign seed 6005, fault 234): the copy is a new installation, on ports
+    of its own."""
+    avoid = avoid or set()
+
+    def new_port(host: str) -> int:
+        for _ in range(100):
+            port = free_port(host)
+            if port not in avoid:
+                avoid.add(port)
+                return port
+        raise LabError("no free port outside the lab's own")
+
     out: list[str] = []
     section = ""
     peers = {"interfaces.control": peer_control, "interfaces.mgmt": peer_mgmt}
@@ -381,7 +406,7 @@ def copied_config(
             continue
         if key in ("local", "listen"):
             host = stripped.split('"')[1].rsplit(":", 1)[0]
-            line = f'{key} = "{host}:{free_port(host)}"'
+            line = f'{key} = "{host}:{new_port(host)}"'
         elif key == "peer" and section in peers:
             line = 'peer = "{}:{}"'.format(*peers[section])
         out.append(line)
@@ -681,7 +706,10 @@ class Campaign:
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         cfg = d / "node.toml"
-        cfg.write_text(copied_config(src.config.read_text(), mac, peer.control, peer.mgmt))
+        own = [n.config.read_text() for n in self.lab.nodes.values()]
+        avoid = lab_ports(*own, (self.lab.root / "lab.json").read_text())
+        text = copied_config(src.config.read_text(), mac, peer.control, peer.mgmt, avoid)
+        cfg.write_text(text)
         proc = spawn_vsm(cfg, d / "console.log")
         self.copies.append(proc)
         time.sleep(f.duration)

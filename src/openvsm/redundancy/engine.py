@@ -23,6 +23,10 @@ ACTIVE never goes to STANDBY: it reloads (seed: "A transition from active to
 standby always requires a reload"). Every transition to ACTIVE sets
 ``epoch = max(own, highest seen) + 1`` and emits ``PersistFacts`` then
 ``BecomeActive``; a standby taking over also emits ``SwitchRequestNeeded``.
+An active that hears a peer that is not active with a higher epoch than its
+own (the peer took over while unheard, then reloaded without a split-brain
+resolution) takes ``max(own, highest seen) + 1`` too, persisted, and emits
+``SwitchRequestNeeded``: VEMs and the peer's sync follow the highest epoch.
 
 Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 
@@ -613,6 +617,7 @@ class Engine:
         self._max_epoch_seen = max(self._max_epoch_seen, frame.epoch)
         if self._resume is not None and not isinstance(msg, LivenessProbe):
             return effects + self._on_frame_resuming(frame, iface, now, src_mac)
+        effects += self._outrank(frame, msg)
         if isinstance(msg, Discovery):
             effects += self._on_discovery(frame, msg, iface, now, mac)
         elif isinstance(msg, HeartbeatRequest):
@@ -1506,6 +1511,38 @@ class Engine:
             ),
             self._persist(),
             SplitBrainWon(self._peer_name, why),
+            StatusChanged(),
+        ]
+
+    def _outrank(self, frame: Frame, msg: Message) -> list[Effect]:
+        """An active that hears a peer that is not active with a higher epoch
+        takes a new epoch above it.
+
+        The peer was active at that epoch while this node did not hear it (an
+        isolated takeover, then a reload of that node that was not a
+        split-brain resolution: its crash-loop, a kill) and keeps the epoch
+        durably. VEMs that attached to it then refuse this active's frames as
+        stale, and the peer's sync would refuse this active's stream: the
+        pair would stay degraded for good. A new epoch (persisted, then switch
+        requests to every VEM) fences the old one, as a takeover does.
+        """
+        if (
+            self.state is not HaState.ACTIVE
+            or frame.epoch <= self.epoch
+            or self._resolution is not None
+            or not isinstance(msg, Discovery | HeartbeatRequest | HeartbeatResponse)
+            or msg.state == HaState.ACTIVE.value
+        ):
+            return []
+        old, self.epoch = self.epoch, max(self.epoch, self._max_epoch_seen) + 1
+        self._max_epoch_seen = self.epoch
+        return [
+            Trace(
+                f"epoch {old} -> {self.epoch}: the {self._peer_name} ({msg.state}) was active "
+                f"at epoch {frame.epoch}, unheard here"
+            ),
+            self._persist(),
+            SwitchRequestNeeded(),
             StatusChanged(),
         ]
 
