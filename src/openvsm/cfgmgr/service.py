@@ -329,7 +329,12 @@ class Cfgmgr:
         if op == "subscribed":
             return {"seq": self.store.last_seq}
         if op == "cli":
-            return await self.cli.execute(str(args.get("line", "")), str(args.get("session", "")))
+            user = args.get("user")  # the mgmt service's SSH sessions name their user
+            return await self.cli.execute(
+                str(args.get("line", "")),
+                str(args.get("session", "")),
+                user=user if isinstance(user, str) and user else None,
+            )
         if op == "commit":
             raw_ops = args.get("ops")
             if not isinstance(raw_ops, list):

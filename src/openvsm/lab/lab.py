@@ -135,6 +135,7 @@ class NodeHandle:
     peer_control: tuple[str, int]
     peer_mgmt: tuple[str, int]
     proc: subprocess.Popen[bytes] | None = None
+    ssh: tuple[str, int] | None = None
 
     @property
     def rundir(self) -> Path:
@@ -182,6 +183,7 @@ class Lab:
         module_limit: int = 1024,
         extra_node_toml: str = "",
         vem_proxy: int = 0,
+        ssh: bool = False,
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -194,6 +196,9 @@ class Lab:
         self.use_proxy = proxy
         self.nvems = vems
         self.rest = rest
+        # The SSH server (the node's mgmt service): one host key for the pair.
+        self.ssh = ssh
+        self.host_key = root / "ssh_host_ed25519_key"
         self.sync_buffer_bytes = sync_buffer_bytes
         self.module_limit = module_limit
         self.extra_node_toml = extra_node_toml
@@ -215,7 +220,7 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         host = "127.0.0.1"
         ports = {
-            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest")}
+            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest", "ssh")}
             for role in ("primary", "secondary")
         }
         self.proxy_ports: dict[str, dict[str, int]] = {}
@@ -226,6 +231,10 @@ class Lab:
                 role: {"control": free_port(host), "mgmt": free_port(host)}
                 for role in ("primary", "secondary")
             }
+        if self.ssh and not self.host_key.exists():
+            from openvsm.mgmt.sshd import generate_host_key
+
+            generate_host_key(self.host_key)
         for role in ("primary", "secondary"):
             other = "secondary" if role == "primary" else "primary"
             p = ports[role]
@@ -246,6 +255,7 @@ class Lab:
                 rest=(host, p["rest"]) if self.rest else None,
                 peer_control=peer_c,
                 peer_mgmt=peer_m,
+                ssh=(host, p["ssh"]) if self.ssh else None,
             )
             self.nodes[role] = node
             self._write_node_config(node)
@@ -307,6 +317,11 @@ class Lab:
         node.dir.mkdir(parents=True, exist_ok=True)
         t = self.timers
         rest = f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n' if node.rest else ""
+        if node.ssh is not None:
+            rest += (
+                f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\n'
+                f'host_key = "{self.host_key}"\n'
+            )
         node.config.write_text(
             f"""# openvsm lab node {node.name}
 [node]
@@ -621,6 +636,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
                     "mgmt": fmt(node.mgmt),
                     "vem": fmt(node.vem),
                     "rest": f"http://{node.rest[0]}:{node.rest[1]}" if node.rest else None,
+                    "ssh": fmt(node.ssh),
                 }
             )
         vems = []
@@ -704,7 +720,7 @@ def cli_main(argv: list[str]) -> int:
         hosts = args.vems if "--vems" in argv else 2
         lab = netns_lab_class()(root, hosts=max(hosts, 1), timers=args.timers)
     else:
-        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy)
+        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy, ssh=True)
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:
