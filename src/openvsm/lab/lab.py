@@ -319,8 +319,7 @@ class Lab:
         rest = f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n' if node.rest else ""
         if node.ssh is not None:
             rest += (
-                f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\n'
-                f'host_key = "{self.host_key}"\n'
+                f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\nhost_key = "{self.host_key}"\n'
             )
         node.config.write_text(
             f"""# openvsm lab node {node.name}
