@@ -14,7 +14,7 @@ into the same failure. A service exiting with ``RELOAD_EXIT`` asks for a node re
 stops every service and re-executes itself (a fresh process tree, same pid,
 so the lab's pid/pgid stay valid). SIGTERM/SIGINT stop the services in
 reverse start order and exit; no orphans (services also die with sysmgr via
-PR_SET_PDEATHSIG).
+PR_SET_PDEATHSIG). SIGHUP restarts the mgmt service only (settings reload).
 
 sysmgr does no networking. It serves ``RUNDIR/sysmgr.sock`` with the ops
 ``services`` (``show system internal sysmgr services``), ``restart_service``
@@ -227,6 +227,20 @@ class Sysmgr:
             )
         return {"TABLE_service": {"ROW_service": rows}}
 
+    def reload_settings(self) -> None:
+        """SIGHUP (``systemctl reload``): restart the mgmt service, which reads the
+        node file's [ssh] and [mgmt] settings and the host key anew. The HA services
+        keep running; their settings apply at the next node restart."""
+        svc = self.services.get("mgmt")
+        if svc is None or svc.proc is None or svc.proc.returncode is not None:
+            log.info("SIGHUP: no mgmt service to restart")
+            return
+        log.warning("SIGHUP: restarting the mgmt service (settings reload)")
+        svc.manual_restart = True
+        svc.last_exit = "restarted by SIGHUP (settings reload)"
+        with contextlib.suppress(ProcessLookupError):
+            svc.proc.terminate()
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "services":
             return self.services_table()
@@ -286,6 +300,7 @@ async def _amain(cfg: NodeConfig) -> tuple[str | None, str | None]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, mgr.stop)
+    loop.add_signal_handler(signal.SIGHUP, mgr.reload_settings)
     reason = await mgr.run()
     return reason, mgr.fatal_reason
 
