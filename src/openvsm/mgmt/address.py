@@ -189,7 +189,7 @@ class LinuxAddress:
             return False
         if proc.returncode != 0:
             text = err.decode(errors="replace").strip()
-            if "File exists" in text or "Cannot assign" in text:
+            if "File exists" in text or "Cannot assign" in text or "not found" in text:
                 return True  # already there / already gone
             self.errors += 1
             log.error("ip %s: %s", " ".join(args), text)

@@ -60,6 +60,9 @@ class MgmtService:
         await self.ipc.start()
         tasks: list[asyncio.Task[None]] = []
         if self.linux is not None:
+            # A predecessor killed while holding the address left it on the device:
+            # this node holds it only once hamgr says so.
+            await self.linux.remove()
             tasks.append(asyncio.create_task(self._follow()))
             tasks.append(asyncio.create_task(self._timers()))
         try:
