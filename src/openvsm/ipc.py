@@ -6,6 +6,11 @@ Unix-domain stream sockets under the node's run directory; each frame is a
 "error"}``), and, after an ``op="subscribe"`` request, events pushed by the
 server (``{"event": topic, "data": ...}``).
 
+Every request's ``args`` carry ``"_peer": {"pid", "uid", "gid"}``, the
+connecting process's credentials from the kernel (``SO_PEERCRED``), set by
+the server over whatever the client sent; a handler that needs to know who
+asks (cfgmgr's CLI) reads it there.
+
 A handler raises ``IpcError`` for an error meant for the caller (the text is
 shown to the operator); any other exception is reported as an internal error
 and never takes the server down.
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_IPC_FRAME = 64 * 1024 * 1024
 _LEN = struct.Struct("!I")
+_UCRED = struct.Struct("3i")
+PEER_KEY = "_peer"
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
@@ -108,6 +116,7 @@ class IpcServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        peer = peer_credentials(writer)
         try:
             while True:
                 try:
@@ -116,7 +125,7 @@ class IpcServer:
                     return
                 except (IpcError, msgspec.DecodeError):
                     return
-                reply = await self._dispatch(req, writer)
+                reply = await self._dispatch(req, writer, peer)
                 if isinstance(req, dict) and isinstance(req.get("id"), int):
                     reply["id"] = req["id"]  # the client matches replies to requests
                 writer.write(encode_frame(reply))
@@ -139,12 +148,15 @@ class IpcServer:
         except Exception:
             log.exception("IPC on_unsubscribe(%s) failed", topic)
 
-    async def _dispatch(self, req: Any, writer: asyncio.StreamWriter) -> dict[str, Any]:
+    async def _dispatch(
+        self, req: Any, writer: asyncio.StreamWriter, peer: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):
             return {"ok": False, "error": "malformed request"}
         args = req.get("args") or {}
         if not isinstance(args, dict):
             return {"ok": False, "error": "malformed request arguments"}
+        args = {**args, PEER_KEY: peer}  # never what the client claims
         op: str = req["op"]
         if op == "subscribe":
             topic = args.get("topic")
@@ -164,6 +176,20 @@ class IpcServer:
             log.exception("IPC handler %s failed", op)
             return {"ok": False, "error": f"internal error in {op}: {type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}
+
+
+def peer_credentials(writer: asyncio.StreamWriter) -> dict[str, int] | None:
+    """``{"pid", "uid", "gid"}`` of the process at the other end of a Unix
+    socket (``SO_PEERCRED``), or None where the kernel does not tell."""
+    sock = writer.get_extra_info("socket")
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or opt is None:
+        return None
+    try:
+        pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, opt, _UCRED.size))
+    except (OSError, struct.error):
+        return None
+    return {"pid": pid, "uid": uid, "gid": gid}
 
 
 class IpcClient:

@@ -73,6 +73,18 @@ def test_ssh_logins_exec_shell_and_accounting(make_lab: Callable[..., Lab], tmp_
                 check=False,
             )
             assert res.exit_status == 0, res.stdout
+            res = await conn.run(
+                "configure terminal ; username viewer password viewer-pass1"
+                " role network-operator ; end",
+                check=False,
+            )
+            assert res.exit_status == 0, res.stdout
+        # A network-operator over SSH reads but may not configure.
+        async with _connect(a_addr, username="viewer", password="viewer-pass1") as conn:
+            res = await conn.run("show module", check=False)
+            assert res.exit_status == 0
+            res = await conn.run("configure terminal ; vlan 88 ; end", check=False)
+            assert res.exit_status == 1 and "Permission denied" in res.stdout, res.stdout
         async with _connect(s_addr, username="admin", password=password) as conn:
             # One host key for the pair: a client behind the shared address sees one key.
             assert conn.get_server_host_key().public_data == key_a.public_data
@@ -104,7 +116,8 @@ def test_ssh_logins_exec_shell_and_accounting(make_lab: Callable[..., Lab], tmp_
     rows = _accounting(lab, active)
     assert any(r["user"] == "admin" and "username oper" in r["command"] for r in rows), rows
     assert any(r["user"] == "oper" and r["command"] == "vlan 77" for r in rows), rows
-    assert "vlan 10,20,77" in lab.cli(active, "show running-config")["output"]
+    running = lab.cli(active, "show running-config")["output"]
+    assert "vlan 10,20,77" in running and "88" not in running
     status = ipc_call(lab.rundir(active) / "mgmt.sock", "status")
     counters = status["ssh_counters"]
     assert counters["login_ok"] >= 2 and counters["login_wrong"] >= 2

@@ -58,7 +58,8 @@ class Cfgmgr:
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op != "cli":
             raise IpcError(f"unknown op {op}")
-        self.requests.append(dict(args))
+        if args.get("action", "run") == "run":
+            self.requests.append(dict(args))
         return await self.cli.handle_ipc(args)
 
     def _run(self) -> None:
@@ -232,8 +233,9 @@ def test_shell_survives_cfgmgr_going_away(cfgmgr: Cfgmgr) -> None:
 
     with create_pipe_input() as pipe:
         pipe.send_text("reload\r")
+        pipe.send_text("y\r")  # the interactive shell confirms a reload
         pipe.send_text("show hostname\r")  # nobody answers: reported, shell stays
         pipe.send_text("\x04")
         code = asyncio.run(run_shell(cfgmgr.rundir, input=pipe, output=DummyOutput()))
     assert code == 0
-    assert [r["line"] for r in cfgmgr.requests] == ["", "reload"]
+    assert [r["line"] for r in cfgmgr.requests] == ["", "reload", "y"]

@@ -9,23 +9,23 @@ configuration to cfgmgr's own store and configuration sessions.
 from __future__ import annotations
 
 import logging
-import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from openvsm import __version__
+from openvsm import roles
+from openvsm.cfgmgr import shows
 from openvsm.cli.server import CliCommandError, CliServer, CliSession
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.store import checkpoints
+from openvsm.store.pss import Op
+
+COPY_OUTPUT = "[########################################] 100%\nCopy complete.\n"
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
 
 log = logging.getLogger("cfgmgr.cli")
-_BOOT = time.monotonic()
-
-
-def _wall(t: float) -> str:
-    return time.strftime("%Y-%b-%d %H:%M:%S", time.localtime(t))
 
 
 async def _call(client: IpcClient, what: str, op: str, **args: Any) -> Any:
@@ -52,11 +52,40 @@ async def _mgmt_address(cm: Cfgmgr, address: str) -> dict[str, Any]:
     return {"mgmt_address": address, "mgmt_address_holder": holder}
 
 
+async def _commit_cli(
+    cm: Cfgmgr, s: CliSession, build: Callable[[], list[Op]], command: str
+) -> int:
+    """Commit the ops ``build()`` makes from the store as ONE change under the
+    session's user (replicated like any configuration); the number of ops."""
+    try:
+        await cm.ensure_active()
+    except IpcError as exc:
+        raise CliCommandError(str(exc)) from None
+    try:
+        ops = build()
+    except checkpoints.CheckpointError as exc:
+        raise CliCommandError(str(exc)) from None
+    if ops:
+        try:
+            await cm.commit(ops, user=s.user, source="cli", command=command)
+        except IpcError as exc:
+            text = str(exc)
+            raise CliCommandError(text if text.startswith("%") else f"% {text}") from None
+    return len(ops)
+
+
 def build_cli(cm: Cfgmgr) -> CliServer:
     from openvsm.cfgmgr.configmode import ConfigExecutor
 
     executor = ConfigExecutor(cm)
-    cli = CliServer(hostname=lambda: cm.cfg.hostname, config_executor=executor.execute)
+    cli = CliServer(
+        hostname=lambda: cm.cfg.hostname,
+        config_executor=executor.execute,
+        role_of=lambda user: roles.role_of(user, cm.store),
+        accountant=lambda user, command, result: cm.account(
+            user=user, command=command, result=result
+        ),
+    )
     hamgr, vemmgr, sysmgr = cm.hamgr, cm.vemmgr, cm.sysmgr
 
     def reg(handler_id: str, fn: Any) -> None:
@@ -117,7 +146,6 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     async def restart_service(args: dict[str, str], s: CliSession) -> Any:
         name = args.get("service", "")
         await _call(sysmgr, "sysmgr", "restart_service", name=name)
-        cm.account(user=s.user, command=f"restart service {name}", result="SUCCESS")
         return f"Service {name} restarted."
 
     reg("show_sysmgr_services", services)
@@ -202,7 +230,46 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return {"TABLE_acct": {"ROW_acct": rows}}
 
     async def copy_rs(args: dict[str, str], s: CliSession) -> Any:
-        return "Copy complete: the configuration is always durable (committed to the store)."
+        return COPY_OUTPUT
+
+    async def checkpoint(args: dict[str, str], s: CliSession) -> Any:
+        name = args["checkpoint"]
+        await _commit_cli(
+            cm,
+            s,
+            lambda: checkpoints.checkpoint_ops(cm.store, name, user=s.user, now=cm.wall()),
+            f"checkpoint {name}",
+        )
+        return "Done"
+
+    async def no_checkpoint(args: dict[str, str], s: CliSession) -> Any:
+        name = args["checkpoint"]
+        await _commit_cli(
+            cm, s, lambda: checkpoints.delete_ops(cm.store, name), f"no checkpoint {name}"
+        )
+        return None
+
+    async def rollback(args: dict[str, str], s: CliSession) -> Any:
+        name = args["checkpoint"]
+        command = f"rollback running-config checkpoint {name}"
+        changed = await _commit_cli(
+            cm, s, lambda: checkpoints.rollback_ops(cm.store, name), command
+        )
+        return (
+            "Collecting Running-Config\n"
+            "Generating Rollback Patch\n"
+            f"Executing Rollback Patch ({changed} object(s), one replicated change)\n"
+            "Verification is Successful.\n\n"
+            "Rollback completed successfully.\n"
+        )
+
+    async def checkpoint_summary(args: dict[str, str], s: CliSession) -> Any:
+        return checkpoints.summary_data(cm.store)
+
+    reg("checkpoint", checkpoint)
+    reg("no_checkpoint", no_checkpoint)
+    reg("rollback", rollback)
+    reg("show_checkpoint_summary", checkpoint_summary)
 
     async def openstack_sync(args: dict[str, str], s: CliSession) -> Any:
         from openvsm.api.n1kv import openstack_sync_status
@@ -218,21 +285,55 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return data
 
     async def show_version(args: dict[str, str], s: CliSession) -> Any:
-        up = int(time.monotonic() - _BOOT)
-        return {
-            "sys_ver_str": __version__,
-            "host_name": cm.cfg.hostname,
-            "chassis_id": "openvsm Virtual Supervisor Module",
-            "kern_uptm_days": up // 86400,
-            "kern_uptm_hrs": up % 86400 // 3600,
-            "kern_uptm_mins": up % 3600 // 60,
-            "kern_uptm_secs": up % 60,
-            "os_str": socket.gethostname(),
-        }
+        return shows.version_data(cm)
 
     async def show_hostname(args: dict[str, str], s: CliSession) -> Any:
         return {"hostname": cm.cfg.hostname}
 
+    async def show_clock(args: dict[str, str], s: CliSession) -> Any:
+        return shows.clock_data(cm)
+
+    async def show_users(args: dict[str, str], s: CliSession) -> Any:
+        return shows.users_data(cli, s)
+
+    async def show_user_account(args: dict[str, str], s: CliSession) -> Any:
+        return shows.user_account_data(cm, args.get("user"))
+
+    async def show_inventory(args: dict[str, str], s: CliSession) -> Any:
+        from openvsm.cfgmgr.modules import show_module_data
+
+        return shows.inventory_data(cm, await show_module_data(cm))
+
+    async def vifs() -> list[dict[str, Any]]:
+        from openvsm.cfgmgr.modules import interface_virtual_data
+
+        data = await interface_virtual_data(cm)
+        return list(data["TABLE_interface"]["ROW_interface"])
+
+    async def show_interface_brief(args: dict[str, str], s: CliSession) -> Any:
+        return shows.interface_brief_data(cm, await vifs())
+
+    async def show_interface_status(args: dict[str, str], s: CliSession) -> Any:
+        return shows.interface_status_data(cm, await vifs())
+
+    async def show_interface_mgmt0(args: dict[str, str], s: CliSession) -> Any:
+        return shows.mgmt0_data(cm)
+
+    async def show_vlan_brief(args: dict[str, str], s: CliSession) -> Any:
+        return shows.vlan_brief_data(cm)
+
+    async def show_startup(args: dict[str, str], s: CliSession) -> Any:
+        return shows.startup_config_data(cm)
+
+    reg("show_clock", show_clock)
+    reg("show_users", show_users)
+    reg("show_user_account", show_user_account)
+    reg("show_inventory", show_inventory)
+    reg("show_interface_brief", show_interface_brief)
+    reg("show_interface_status", show_interface_status)
+    reg("show_interface_mgmt0", show_interface_mgmt0)
+    reg("show_vlan_brief", show_vlan_brief)
+    reg("show_startup_config", show_startup)
     reg("configure_terminal", configure_terminal)
     reg("show_running_config", show_running)
     reg("show_port_profile", show_port_profile)

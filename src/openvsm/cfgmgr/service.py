@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from openvsm.config import NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.sysmgr.service import NodeFatal
 
@@ -59,6 +59,7 @@ class Cfgmgr:
         # The store's last seq when this process started serving as active:
         # later changes exist on no peer unless a standby acknowledged them.
         self.active_since_seq: int | None = None
+        self._cli_users: dict[str, str] | None = None  # [cli] users, see cli/peers.py
 
     def wall(self) -> float:
         return time.time() + self.cfg.clock_offset_s
@@ -325,16 +326,51 @@ class Cfgmgr:
         self._facts_dirty.set()
 
     # ---- IPC ------------------------------------------------------------
+    async def _cli_request(self, args: dict[str, Any]) -> Any:
+        """The local CLI: the user is the socket peer's, mapped (cli/peers.py)."""
+        from openvsm.cli.peers import cli_user, user_map
+
+        peer = args.get(PEER_KEY)
+        uid = peer.get("uid") if isinstance(peer, dict) else None
+        pid = peer.get("pid") if isinstance(peer, dict) else None
+        if self._cli_users is None:
+            self._cli_users = user_map(self.cfg.raw)  # parsed (and complained about) once
+        user = cli_user(uid if isinstance(uid, int) else None, self._cli_users)
+        return await self.cli.handle_ipc(args, user=user, pid=pid if isinstance(pid, int) else None)
+
+    async def _ssh_cli_request(self, args: dict[str, Any]) -> Any:
+        """The mgmt service's SSH sessions: the user is the one SSH authenticated.
+
+        Only a peer running as root or as this node's own Unix user may name the
+        user (such a process can read the store anyway); any other peer is
+        refused."""
+        import os
+
+        peer = args.get(PEER_KEY)
+        uid = peer.get("uid") if isinstance(peer, dict) else None
+        if uid not in (0, os.getuid()):
+            raise IpcError("% ssh_cli is reserved to the node's own mgmt service")
+        user, origin = args.get("user"), args.get("origin")
+        if not isinstance(user, str) or not user:
+            raise IpcError("ssh_cli needs the authenticated user")
+        line, session_id, action = args.get("line"), args.get("session"), args.get("action")
+        return await self.cli.execute(
+            line if isinstance(line, str) else "",
+            str(session_id or "ssh-anonymous"),
+            user=user,
+            action=action if isinstance(action, str) else "run",
+            interactive=args.get("interactive") is True,
+            line_name="ssh",
+            origin=origin if isinstance(origin, str) else None,
+        )
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "subscribed":
             return {"seq": self.store.last_seq}
         if op == "cli":
-            user = args.get("user")  # the mgmt service's SSH sessions name their user
-            return await self.cli.execute(
-                str(args.get("line", "")),
-                str(args.get("session", "")),
-                user=user if isinstance(user, str) and user else None,
-            )
+            return await self._cli_request(args)
+        if op == "ssh_cli":
+            return await self._ssh_cli_request(args)
         if op == "commit":
             raw_ops = args.get("ops")
             if not isinstance(raw_ops, list):

@@ -1,7 +1,9 @@
 """``openvsm cli --node RUNDIR [-c "COMMANDS"]``: the operator's CLI client.
 
-Talks only to ``RUNDIR/cfgmgr.sock`` (op ``cli``) on one session per
-invocation. One-shot (``-c``, or commands piped on stdin): runs each command
+Talks only to ``RUNDIR/cfgmgr.sock`` (op ``cli``) on one ``ShellSession``
+per invocation (``openvsm.cli.session``: the same core as the interactive
+and SSH shells); cfgmgr runs it as the CLI user the connecting Unix user
+maps to (``openvsm.cli.peers``). One-shot (``-c``, or commands piped on stdin): runs each command
 in order, prints each answer to stdout, and stops at the first error with
 exit status 1 (the error text goes to stdout, as NX-OS prints it); exit 0
 otherwise. ``COMMAND | json`` prints exactly one JSON object per command.
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from openvsm.cli.grammar import split_commands
+from openvsm.cli.session import IpcBackend, ShellSession
 from openvsm.ipc import IpcClient, IpcError
 
 CFGMGR_SOCKET = "cfgmgr.sock"
@@ -56,19 +59,19 @@ def write_output(text: str, stream: TextIO) -> None:
 
 
 async def run_commands(rundir: Path, commands: list[str], stdout: TextIO) -> int:
-    """Run ``commands`` in order on one session; 0, or 1 at the first error."""
-    conn = CliConnection(rundir)
+    """Run ``commands`` in order on one ``ShellSession``; 0, or 1 at the first error."""
+    shell = ShellSession(IpcBackend(rundir))
     try:
         for command in commands:
-            result = await conn.run(command)
-            write_output(result["output"], stdout)
-            if result.get("error"):
+            reply = await shell.run(command)
+            write_output(reply.output, stdout)
+            if reply.error:
                 return 1
-            if result.get("exit"):
+            if reply.exit:
                 break
         return 0
     finally:
-        conn.close()
+        await shell.close()
 
 
 def _parser() -> argparse.ArgumentParser:

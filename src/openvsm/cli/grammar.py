@@ -6,7 +6,9 @@ command is a token pattern bound to a handler id. Configuration-mode lines
 server routes them to the configuration session.
 
 Theory of operation: a line is split at ``|`` into the command and its
-output modifier (``json`` / ``json-pretty``). The command's words are matched
+output modifiers (``json``, ``json-pretty``, ``include RE``, ``exclude RE``,
+``begin RE``, ``count``, ``no-more``; several may follow each other, ``json``
+first). The command's words are matched
 left to right against all patterns still alive. At each position a word
 selects a keyword when it is the keyword itself or a unique prefix of the
 keywords possible there (``sh sys red st``); an exact keyword beats a longer
@@ -25,6 +27,7 @@ word::
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 
@@ -32,8 +35,58 @@ INVALID = "% Invalid command at '^' marker."
 AMBIGUOUS = "% Ambiguous command at '^' marker."
 INCOMPLETE = "% Incomplete command"
 
-# Pipe modifiers accepted after ``|``.
-_MODIFIERS = ("json", "json-pretty")
+
+class FilterKind(enum.Enum):
+    """An output modifier after ``|``; the text ones apply line by line."""
+
+    JSON = "json"
+    JSON_PRETTY = "json-pretty"
+    INCLUDE = "include"
+    EXCLUDE = "exclude"
+    BEGIN = "begin"
+    COUNT = "count"
+    NO_MORE = "no-more"
+
+
+# Modifiers that take a regular expression (the rest of their ``|`` segment).
+_PATTERN_FILTERS = frozenset({FilterKind.INCLUDE, FilterKind.EXCLUDE, FilterKind.BEGIN})
+_MODIFIERS = tuple(k.value for k in FilterKind)
+FILTER_HELP: dict[str, str] = {
+    "begin": "Begin with the line that matches",
+    "count": "Count number of lines",
+    "exclude": "Exclude lines that match",
+    "include": "Include lines that match",
+    "json": "Output in json format",
+    "json-pretty": "Output in json pretty print format",
+    "no-more": "Turn-off pagination for command output",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    kind: FilterKind
+    pattern: str = ""
+
+
+def apply_filters(text: str, filters: tuple[Filter, ...]) -> str:
+    """``text`` through the text modifiers in order (``json`` ones are the caller's)."""
+    for f in filters:
+        if f.kind in (FilterKind.JSON, FilterKind.JSON_PRETTY, FilterKind.NO_MORE):
+            continue
+        lines = text.splitlines()
+        if f.kind is FilterKind.COUNT:
+            text = f"{len(lines)}\n"
+            continue
+        rx = re.compile(f.pattern)
+        if f.kind is FilterKind.INCLUDE:
+            kept = [ln for ln in lines if rx.search(ln)]
+        elif f.kind is FilterKind.EXCLUDE:
+            kept = [ln for ln in lines if not rx.search(ln)]
+        else:
+            start = next((i for i, ln in enumerate(lines) if rx.search(ln)), len(lines))
+            kept = lines[start:]
+        text = "".join(ln + "\n" for ln in kept)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +94,27 @@ class Keyword:
     word: str
 
 
+class ArgKind(enum.Enum):
+    WORD = "word"
+    INT = "int"
+    LINE = "line"  # the rest of the line (free text)
+
+
 @dataclass(frozen=True, slots=True)
 class Argument:
     name: str
     integer: bool = False
+    kind: ArgKind = ArgKind.WORD
 
     def accepts(self, word: str) -> bool:
         return word.isdigit() if self.integer else True
+
+    @property
+    def display(self) -> str:
+        """How ``?`` shows the slot (NX-OS: ``WORD``, ``<0-511>``, ``LINE``)."""
+        if self.kind is ArgKind.LINE:
+            return "LINE"
+        return ARG_DISPLAY.get(self.name, "<number>" if self.integer else "WORD")
 
 
 Token = Keyword | Argument
@@ -72,6 +139,8 @@ class ParsedCommand:
     args: dict[str, str] = field(default_factory=dict)
     json: bool = False
     pretty: bool = False
+    filters: tuple[Filter, ...] = ()
+    text: str = ""  # the command as typed, without its modifiers
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +155,8 @@ def _pattern(spec: str) -> tuple[Token, ...]:
     for word in spec.split():
         if word.startswith("<") and word.endswith(">"):
             name, _, kind = word[1:-1].partition(":")
-            tokens.append(Argument(name, integer=kind == "int"))
+            arg_kind = ArgKind(kind) if kind else ArgKind.WORD
+            tokens.append(Argument(name, integer=kind == "int", kind=arg_kind))
         else:
             tokens.append(Keyword(word))
     return tuple(tokens)
@@ -97,7 +167,26 @@ def _cmd(spec: str, handler: str, **fixed: str) -> Command:
 
 
 # Handlers the CLI server implements itself (session and mode changes).
-BUILTIN_HANDLERS = frozenset({"configure_terminal", "exit", "end", "terminal"})
+BUILTIN_HANDLERS = frozenset({"configure_terminal", "exit", "end", "terminal", "show_terminal"})
+
+# Handlers that change the system: refused to a read-only role (``openvsm.roles``).
+WRITE_HANDLERS = frozenset(
+    {
+        "configure_terminal",
+        "system_switchover",
+        "reload",
+        "restart_service",
+        "clear_peer_mac",
+        "clear_activeactive_accounting_logs",
+        "clear_activeactive_redundancy_traces",
+        "clear_activeactive_remote_accounting_logs",
+        "clear_activeactive_remote_redundancy_traces",
+        "copy_running_startup",
+        "checkpoint",
+        "no_checkpoint",
+        "rollback",
+    }
+)
 
 _AA = "show system internal active-active"
 
@@ -157,27 +246,126 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("show svs domain", "show_svs_domain"),
     _cmd("show svs neighbors", "show_svs_neighbors"),
     _cmd("show interface virtual", "show_interface_virtual"),
+    _cmd("show interface brief", "show_interface_brief"),
+    _cmd("show interface status", "show_interface_status"),
+    _cmd("show interface mgmt0", "show_interface_mgmt0"),
     _cmd("show port-channel summary", "show_port_channel_summary"),
     _cmd("show lacp neighbor", "show_lacp_neighbor"),
     _cmd("show lacp counters", "show_lacp_counters"),
+    _cmd("show vlan", "show_vlan_brief"),
+    _cmd("show vlan brief", "show_vlan_brief"),
     # configuration
     _cmd("show port-profile", "show_port_profile"),
     _cmd("show port-profile name <name>", "show_port_profile"),
     _cmd("show running-config", "show_running_config"),
+    _cmd("show startup-config", "show_startup_config"),
     _cmd("show accounting log", "show_accounting_log"),
     _cmd("show openstack sync", "show_openstack_sync"),
     _cmd("copy running-config startup-config", "copy_running_startup"),
+    _cmd("checkpoint <checkpoint>", "checkpoint"),
+    _cmd("no checkpoint <checkpoint>", "no_checkpoint"),
+    _cmd("show checkpoint summary", "show_checkpoint_summary"),
+    _cmd("rollback running-config checkpoint <checkpoint>", "rollback"),
     _cmd("configure", "configure_terminal"),
     _cmd("configure terminal", "configure_terminal"),
     # system
     _cmd("show version", "show_version"),
     _cmd("show hostname", "show_hostname"),
+    _cmd("show clock", "show_clock"),
+    _cmd("show users", "show_users"),
+    _cmd("show user-account", "show_user_account"),
+    _cmd("show user-account <user>", "show_user_account"),
+    _cmd("show inventory", "show_inventory"),
     # session (built into the server)
     _cmd("exit", "exit"),
     _cmd("end", "end"),
-    _cmd("terminal length <lines:int>", "terminal"),
-    _cmd("terminal width <columns:int>", "terminal"),
+    _cmd("terminal length <lines:int>", "terminal", setting="length"),
+    _cmd("terminal width <columns:int>", "terminal", setting="width"),
+    _cmd("terminal dont-ask", "terminal", setting="dont-ask"),
+    _cmd("terminal no dont-ask", "terminal", setting="no-dont-ask"),
+    _cmd("no terminal dont-ask", "terminal", setting="no-dont-ask"),
+    _cmd("show terminal", "show_terminal"),
 )
+
+# Help texts of keywords (``?``); a keyword without one shows none.
+KEYWORD_HELP: dict[str, str] = {
+    "accounting": "Show accounting information",
+    "active-active": "Split-brain (active-active) logs and traces",
+    "brief": "Show brief information",
+    "checkpoint": "Create a checkpoint of the running configuration",
+    "clear": "Reset functions",
+    "clock": "Display current date",
+    "configure": "Enter configuration mode",
+    "copy": "Copy from one file to another",
+    "counters": "Show counters",
+    "dont-ask": "Don't ask for confirmation",
+    "end": "Go to exec mode",
+    "exit": "Exit from command interpreter",
+    "hostname": "Display hostname",
+    "interface": "Display interface information",
+    "inventory": "Show physical inventory",
+    "lacp": "LACP information",
+    "length": "Set number of lines on a screen",
+    "mgmt0": "Management interface",
+    "module": "Show module information",
+    "no": "Negate a command or set its defaults",
+    "port-channel": "Port-channel information",
+    "port-profile": "Show port-profile information",
+    "redundancy": "Redundancy information",
+    "reload": "Reboot this supervisor",
+    "restart": "Restart a service",
+    "rollback": "Rollback configuration",
+    "running-config": "Current operating configuration",
+    "show": "Show running system information",
+    "startup-config": "Contents of startup configuration",
+    "status": "Show status",
+    "summary": "Summary information",
+    "svs": "SVS (VSM/VEM domain) information",
+    "switchover": "Switch over to the standby supervisor",
+    "system": "System management commands",
+    "terminal": "Set terminal line parameters",
+    "user-account": "Show the user accounts configured on this switch",
+    "users": "Show the current users logged in the system",
+    "version": "Show the software and hardware version",
+    "openstack": "OpenStack (Neutron driver) information",
+    "sync": "Synchronisation state",
+    "neighbor": "Neighbor information",
+    "virtual": "Virtual (vEthernet) interfaces",
+    "domain": "Domain information",
+    "neighbors": "Neighbor information",
+    "internal": "Internal information",
+    "log": "Log information",
+    "logs": "Logs",
+    "traces": "Traces",
+    "trace": "Trace",
+    "remote": "The peer supervisor's copy",
+    "peer-mac": "The peer supervisor's MAC address",
+    "service": "Service",
+    "services": "Services",
+    "sysmgr": "System manager",
+    "name": "Name",
+    "vem": "VEM information",
+    "vlan": "Vlan commands",
+    "width": "Set width of the display terminal",
+}
+
+# How ``?`` shows an argument slot, by its name.
+ARG_DISPLAY: dict[str, str] = {
+    "lines": "<0-511>",
+    "columns": "<24-511>",
+    "vlan": "<1-4094>",
+    "vlans": "WORD",
+    "channel": "<1-4096>",
+    "maximum": "<1-1025>",
+}
+ARG_HELP: dict[str, str] = {
+    "checkpoint": "Checkpoint name (Max Size 32)",
+    "lines": "Number of lines on screen (0 for no pausing)",
+    "columns": "Number of columns on screen",
+    "name": "Name (Max Size 80)",
+    "service": "Service name",
+    "user": "User name",
+}
 
 # Every handler id a node may register (the server answers "not available"
 # for one of these that nobody registered).
@@ -250,6 +438,45 @@ def _incomplete(line: str) -> CliError:
     return _caret(line, len(line.rstrip()) + 1, INCOMPLETE)
 
 
+def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
+    """The modifiers after the first ``|`` of ``line`` (at column ``bar``)."""
+    filters: list[Filter] = []
+    pos = bar
+    while pos >= 0:
+        nxt = line.find("|", pos + 1)
+        seg_end = len(line) if nxt < 0 else nxt
+        words = _words(line, pos + 1, seg_end)
+        if not words:
+            return _caret(line, seg_end if nxt >= 0 else len(line.rstrip()) + 1, INCOMPLETE)
+        col, word = words[0]
+        lowered = word.lower()
+        options = [m for m in _MODIFIERS if m == lowered] or [
+            m for m in _MODIFIERS if m.startswith(lowered)
+        ]
+        if not options:
+            return _caret(line, col, INVALID)
+        if len(options) > 1:
+            return _caret(line, col, AMBIGUOUS)
+        kind = FilterKind(options[0])
+        if kind in _PATTERN_FILTERS:
+            if len(words) < 2:
+                return _incomplete(line[:seg_end])
+            pattern = line[words[1][0] : seg_end].strip()
+            try:
+                re.compile(pattern)
+            except re.error:
+                return _caret(line, words[1][0], "% Invalid regular expression")
+            filters.append(Filter(kind, pattern))
+        else:
+            if len(words) > 1:
+                return _caret(line, words[1][0], INVALID)
+            if kind in (FilterKind.JSON, FilterKind.JSON_PRETTY) and filters:
+                return _caret(line, col, "% json must be the first output modifier")
+            filters.append(Filter(kind))
+        pos = nxt
+    return tuple(filters)
+
+
 def parse(line: str) -> ParsedCommand | CliError:
     """Parse one exec-mode command line (no ``;``)."""
     line = line.rstrip("\r\n")
@@ -267,26 +494,24 @@ def parse(line: str) -> ParsedCommand | CliError:
     if not complete:
         return _caret(line, len(line[:head_end].rstrip()) + 1, INCOMPLETE)
     found = complete[0]
-    as_json = pretty = False
+    filters: tuple[Filter, ...] = ()
     if bar >= 0:
-        modifier = _words(line, bar + 1)
-        if not modifier:
-            return _incomplete(line)
-        col, word = modifier[0]
-        lowered = word.lower()
-        options = [m for m in _MODIFIERS if m == lowered] or [
-            m for m in _MODIFIERS if m.startswith(lowered)
-        ]
-        if not options:
-            return _caret(line, col, INVALID)
-        if len(options) > 1:
-            return _caret(line, col, AMBIGUOUS)
-        if len(modifier) > 1:
-            return _caret(line, modifier[1][0], INVALID)
-        as_json, pretty = True, options[0] == "json-pretty"
+        parsed = _parse_filters(line, bar)
+        if isinstance(parsed, CliError):
+            return parsed
+        filters = parsed
+    kinds = {f.kind for f in filters}
+    as_json = bool(kinds & {FilterKind.JSON, FilterKind.JSON_PRETTY})
     args = dict(found.command.fixed_args)
     args.update(found.args)
-    return ParsedCommand(found.command.handler, args, as_json, pretty)
+    return ParsedCommand(
+        found.command.handler,
+        args,
+        as_json,
+        FilterKind.JSON_PRETTY in kinds,
+        filters,
+        line[:head_end].strip(),
+    )
 
 
 def complete(line: str) -> list[str]:

@@ -82,6 +82,9 @@ def _lines(lines: Sequence[str]) -> str:
     "restart_service",
     "clear_peer_mac",
     "copy_running_startup",
+    "checkpoint",
+    "no_checkpoint",
+    "rollback",
     "clear_activeactive_accounting_logs",
     "clear_activeactive_redundancy_traces",
     "clear_activeactive_remote_accounting_logs",
@@ -585,11 +588,16 @@ def render_openstack_sync(d: Mapping[str, Any]) -> str:
 
 @renderer("show_version")
 def render_version(d: Mapping[str, Any]) -> str:
+    """NX-OS's layout (parsers key on ``system:    version``, ``Device name:``,
+    ``Kernel uptime is``, ``Reason:``); the product is openvsm, not Cisco's."""
     out = [
-        "openvsm: an open Nexus 1000V-style distributed virtual switch",
+        "openvsm Virtual Supervisor Module Software",
+        "openvsm is open-source software; it is not Cisco NX-OS.",
         "",
         "Software",
         f"  system:    version {d['sys_ver_str']}",
+        f"  system image file is:    {d.get('isan_file_name', '')}".rstrip(),
+        f"  system compile time:     {d.get('isan_cmpl_time', '')}".rstrip(),
     ]
     if d.get("os_str"):
         out.append(f"  host OS:   {d['os_str']}")
@@ -597,18 +605,178 @@ def render_version(d: Mapping[str, Any]) -> str:
         "",
         "Hardware",
         f"  {d.get('chassis_id', 'openvsm Virtual Supervisor Module')}",
+        f"  {d.get('cpu_name', 'CPU')} with {d.get('memory', 0)} {d.get('mem_type', 'kB')}"
+        " of memory.",
+        f"  Processor Board ID {d.get('proc_board_id', '')}".rstrip(),
         "",
         f"  Device name: {d['host_name']}",
+        f"  bootflash:    {d.get('bootflash_size', 0)} kB",
         "",
         f"Kernel uptime is {d.get('kern_uptm_days', 0)} day(s), {d.get('kern_uptm_hrs', 0)}"
         f" hour(s), {d.get('kern_uptm_mins', 0)} minute(s), {d.get('kern_uptm_secs', 0)}"
         " second(s)",
+        "",
+        "Last reset",
+        f"  Reason: {d.get('rr_reason') or 'Unknown'}",
+        f"  System version: {d.get('rr_sys_ver', '')}".rstrip(),
+        f"  Service: {d.get('rr_service', '')}".rstrip(),
     ]
-    if d.get("rr_reason"):
-        out += ["", "Last reset", f"  Reason: {d['rr_reason']}"]
     return _lines(out)
 
 
 @renderer("show_hostname")
 def render_hostname(d: Mapping[str, Any]) -> str:
     return f"{d['hostname']}\n"
+
+
+@renderer("show_clock")
+def render_clock(d: Mapping[str, Any]) -> str:
+    return f"{d['simple_time']}\nTime source is {d.get('time_source', 'the host system clock')}\n"
+
+
+@renderer("show_users")
+def render_users(d: Mapping[str, Any]) -> str:
+    out = [f"{'NAME':<9}{'LINE':<13}{'TIME':<17}{'IDLE':<10}{'PID':>6} COMMENT"]
+    for r in _rows(d, "TABLE_sessions", "ROW_sessions"):
+        comment = f"({r['host']})" if r.get("host") else ""
+        if r.get("cur_session") == "true":
+            comment = f"{comment} *".strip()
+        out.append(
+            f"{r['u_name']:<9}{r['tty']:<13}{r['login_time']:<17}{r['idle']:<10}"
+            f"{r['pid']!s:>6} {comment}".rstrip()
+        )
+    return _lines(out)
+
+
+@renderer("show_user_account")
+def render_user_account(d: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    for r in _rows(d, "TABLE_template", "ROW_template"):
+        out += [
+            f"user:{r['usr_name']}",
+            "        this user account has no expiry date",
+            f"        roles:{r['usr_roles']}",
+            "",
+        ]
+    return _lines(out)
+
+
+@renderer("show_inventory")
+def render_inventory(d: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    for r in _rows(d, "TABLE_inv", "ROW_inv"):
+        out += [
+            f"NAME: {r['name']},  DESCR: {r['desc']}",
+            f"PID: {r['productid']:<18},  VID: {r['vendorid']:<4},  SN: {r['serialnum']}",
+            "",
+        ]
+    return _lines(out)
+
+
+def _mgmt_rows(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [r for r in _rows(d, "TABLE_interface", "ROW_interface") if r["interface"] == "mgmt0"]
+
+
+def _veth_rows(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [r for r in _rows(d, "TABLE_interface", "ROW_interface") if r["interface"] != "mgmt0"]
+
+
+@renderer("show_interface_brief")
+def render_interface_brief(d: Mapping[str, Any]) -> str:
+    rule = "-" * 80
+    out = [rule, f"{'Port':<7}{'VRF':<13}{'Status':<7}{'IP Address':<40}{'Speed':<9}MTU", rule]
+    for r in _mgmt_rows(d):
+        out.append(
+            f"{'mgmt0':<7}{'--':<13}{r['state']:<7}{r['ip_addr']:<40}{r['speed']!s:<9}{r['mtu']}"
+        )
+    out += [
+        "",
+        rule,
+        f"{'Vethernet':<14}{'VLAN':<8}{'Type':<5}{'Mode':<7}{'Status':<8}{'Reason':<27}Speed",
+        rule,
+    ]
+    for r in _veth_rows(d):
+        out.append(
+            f"{_short_if(r['interface']):<14}{r['vlan']!s:<8}{r['type']:<5}{r['portmode']:<7}"
+            f"{r['state']:<8}{r['state_rsn_desc']:<27}{r['speed']}"
+        )
+    return _lines(out)
+
+
+@renderer("show_interface_status")
+def render_interface_status(d: Mapping[str, Any]) -> str:
+    rule = "-" * 80
+    out = [
+        rule,
+        f"{'Port':<14}{'Name':<19}{'Status':<10}{'Vlan':<10}{'Duplex':<8}{'Speed':<8}Type",
+        rule,
+    ]
+    for r in _rows(d, "TABLE_interface", "ROW_interface"):
+        out.append(
+            f"{_short_if(r['interface']):<14}{_text(r.get('name'))[:18]:<19}{r['state']:<10}"
+            f"{r['vlan']!s:<10}{r['duplex']:<8}{r['speed']!s:<8}{r['type']}"
+        )
+    return _lines(out)
+
+
+@renderer("show_interface_mgmt0")
+def render_interface_mgmt0(d: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    for r in _rows(d, "TABLE_interface", "ROW_interface"):
+        ip = f"{r['eth_ip_addr']}/{r['eth_ip_mask']}" if r.get("eth_ip_addr") else "unassigned"
+        out += [
+            f"mgmt0 is {r['state']}",
+            f"admin state is {r['admin_state']},",
+            f"  Hardware: {r['eth_hw_desc']}, address: {r['eth_hw_addr']}"
+            f" (bia {r['eth_bia_addr']})",
+            f"  Internet Address is {ip}",
+            f"  MTU {r['eth_mtu']} bytes, BW {r['eth_bw']} Kbit, DLY 10 usec",
+            f"  {r['eth_inpkts']} input packets  {r['eth_inbytes']} bytes",
+            f"  {r['eth_outpkts']} output packets  {r['eth_outbytes']} bytes",
+        ]
+    return _lines(out)
+
+
+@renderer("show_vlan_brief")
+def render_vlan_brief(d: Mapping[str, Any]) -> str:
+    out = [
+        f"{'VLAN':<5}{'Name':<33}{'Status':<10}Ports",
+        f"{'-' * 4} {'-' * 32} {'-' * 9} {'-' * 31}",
+    ]
+    for r in _rows(d, "TABLE_vlanbriefxbrief", "ROW_vlanbriefxbrief"):
+        ports = [_short_if(p) for p in str(r.get("vlanshowplist-ifidx") or "").split(",") if p]
+        chunks = [", ".join(ports[i : i + 4]) for i in range(0, len(ports), 4)] or [""]
+        out.append(
+            f"{r['vlanshowbr-vlanid']!s:<5}{r['vlanshowbr-vlanname']:<33}"
+            f"{r['vlanshowbr-vlanstate']:<10}{chunks[0]}".rstrip()
+        )
+        out += [f"{'':<48}{c}" for c in chunks[1:]]
+    return _lines(out)
+
+
+@renderer("show_startup_config")
+def render_startup_config(d: Mapping[str, Any]) -> str:
+    out = [
+        "",
+        "!Command: show startup-config",
+        f"!Time: {d.get('time', '')}".rstrip(),
+        f"!Startup config saved at: {d.get('saved', '')}".rstrip(),
+        "",
+    ]
+    out += list(d.get("lines") or [])
+    return _lines(out)
+
+
+@renderer("show_checkpoint_summary")
+def render_checkpoint_summary(d: Mapping[str, Any]) -> str:
+    out = ["User Checkpoint Summary", "-" * 80]
+    for i, r in enumerate(_rows(d, "TABLE_ckpt", "ROW_ckpt"), 1):
+        out += [
+            f"{i}) {r['name']}:",
+            f"Created by {r['created_by']}",
+            f"Created at {r['created_at']}",
+            f"Size is {r['size']:,} bytes",
+            f"Description: {r.get('description') or 'None'}",
+            "",
+        ]
+    return _lines(out)

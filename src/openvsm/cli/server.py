@@ -13,6 +13,28 @@ owns the session's mode (it handles ``exit``/``end`` and sets
 ``session.mode``), except that ``do COMMAND`` and ``show ...`` run as exec
 commands from any configuration mode, as on NX-OS.
 
+Requests (``execute``'s ``action``): ``run`` a line; ``help`` (the ``?``
+text for the line before the cursor, ``openvsm.cli.help``); ``complete``
+(Tab: the words completing the last one); ``close`` (the transport ended the
+session). A line ending in ``?`` run as a command answers its help, so
+``-c "show ?"`` works as on NX-OS.
+
+Roles (``openvsm.roles``): every session has a user and that user's role,
+read from ``role_of`` at each command (a role change applies at once). A
+read-only role is refused configuration mode and every handler in
+``grammar.WRITE_HANDLERS`` with ``% Permission denied for the role``.
+Accounting: ``accountant(user, command, result)`` records every exec
+command that is not a ``show`` (configuration lines are recorded by the
+config executor), and every refusal, under the session's real user.
+
+Output modifiers: ``| json`` / ``| json-pretty`` render the handler's data
+as JSON; ``include``/``exclude``/``begin``/``count`` then filter the text
+(``grammar.apply_filters``). Terminal settings (``terminal length|width|
+dont-ask``) live in the session and come back in every reply
+(``"terminal"``); the transport pages by them. ``reload`` in an interactive
+session without ``terminal dont-ask`` asks ``(y/n)?  [n]`` first (reply
+``"confirm": True``; the next line is the answer).
+
 Error policy: a handler raises ``CliCommandError(text)`` for an operator
 error (the text is the answer); any other exception is logged and answered
 ``% Internal error: ...``; nothing a line does can take the server down.
@@ -29,7 +51,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openvsm import roles
 from openvsm.cli import grammar
+from openvsm.cli import help as cli_help
 from openvsm.cli.grammar import CliError, ParsedCommand
 from openvsm.cli.render import render
 
@@ -56,7 +80,17 @@ class CliSession:
     id: str
     mode: str = EXEC_MODE
     user: str = "admin"
+    role: str = roles.Role.NETWORK_ADMIN
     last_used: float = 0.0
+    started: float = field(default_factory=time.time)  # wall clock, for ``show users``
+    line: str = "unix"  # the transport's line name (``pts/0``, ``ssh``, ``unix``)
+    origin: str = ""  # where from (an SSH client's address); "" for the local socket
+    pid: int = 0  # the client process (local socket), 0 when unknown
+    interactive: bool = False
+    length: int = 24  # terminal length (0: no paging)
+    width: int = 80  # terminal width
+    dont_ask: bool = False
+    pending: ParsedCommand | None = None  # a command waiting for its (y/n) answer
     # Free slot for the config executor (e.g. its ConfigSession object).
     config_state: Any = None
     closed: bool = False
@@ -77,6 +111,11 @@ class CliSession:
 HandlerResult = Mapping[str, Any] | str | None
 Handler = Callable[[dict[str, str], CliSession], Awaitable[HandlerResult]]
 ConfigExecutor = Callable[[str, CliSession], Awaitable[tuple[str, bool]]]
+Accountant = Callable[[str, str, str], None]  # (user, command, result)
+
+# Commands an interactive session confirms unless ``terminal dont-ask``.
+CONFIRM: dict[str, str] = {"reload": "This command will reboot the system. (y/n)?  [n] "}
+ACTIONS = frozenset({"run", "help", "complete", "close"})
 
 
 def _terminated(text: str) -> str:
@@ -99,9 +138,13 @@ class CliServer:
         max_sessions: int = 256,
         session_idle_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        role_of: Callable[[str], str] | None = None,
+        accountant: Accountant | None = None,
     ) -> None:
         self._hostname = hostname
         self.config_executor = config_executor
+        self._role_of = role_of or (lambda user: roles.role_of(user, None))
+        self.accountant = accountant
         self._handlers: dict[str, Handler] = {}
         self._sessions: OrderedDict[str, CliSession] = OrderedDict()
         self._max_sessions = max_sessions
@@ -155,51 +198,132 @@ class CliServer:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def sessions(self) -> list[CliSession]:
+        """The open sessions, oldest first (``show users``)."""
+        return sorted(self._sessions.values(), key=lambda s: s.started)
+
     # --- execution ----------------------------------------------------------------
 
-    async def handle_ipc(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``cli`` op: ``{line, session[, user]}`` -> ``{output, prompt, error}``."""
+    async def handle_ipc(
+        self, args: Mapping[str, Any], *, user: str | None = None, pid: int | None = None
+    ) -> dict[str, Any]:
+        """The ``cli`` op: ``{line, session[, action, interactive, line_name]}``.
+
+        ``user`` comes from the transport (the Unix peer's mapped user), never
+        from ``args``: a client cannot choose whom it runs as.
+        """
         line = args.get("line")
         session_id = args.get("session")
         if not isinstance(line, str):
             line = ""
         if not isinstance(session_id, str) or not session_id:
             session_id = f"anonymous-{next(self._anon)}"
-        user = args.get("user")
-        return await self.execute(line, session_id, user=user if isinstance(user, str) else None)
+        action = args.get("action", "run")
+        line_name = args.get("line_name")
+        return await self.execute(
+            line,
+            session_id,
+            user=user,
+            action=action if isinstance(action, str) else "run",
+            interactive=args.get("interactive") is True,
+            line_name=line_name if isinstance(line_name, str) else None,
+            pid=pid,
+        )
 
     async def execute(
-        self, line: str, session_id: str, *, user: str | None = None
+        self,
+        line: str,
+        session_id: str,
+        *,
+        user: str | None = None,
+        action: str = "run",
+        interactive: bool = False,
+        line_name: str | None = None,
+        origin: str | None = None,
+        pid: int | None = None,
     ) -> dict[str, Any]:
         """Run ``line`` (maybe several ``;``-separated commands) in a session.
 
-        Returns ``{"output", "prompt", "error"}`` and, when the session ended
-        (``exit`` at the exec prompt), ``"exit": True``. Commands run in order
-        and stop at the first error; the output holds everything up to it.
+        Returns ``{"output", "prompt", "error", "mode", "terminal"}`` and, when
+        the session ended (``exit`` at the exec prompt), ``"exit": True``;
+        ``action="complete"`` adds ``"completions"``. Commands run in order and
+        stop at the first error; the output holds everything up to it.
         """
+        if action == "close":
+            self.close_session(session_id)
+            return {"output": "", "prompt": "", "error": False, "exit": True}
         session = self.session(session_id)
         if user:
             session.user = user
+        session.role = self._role_of(session.user)
+        session.interactive = session.interactive or interactive
+        if line_name:
+            session.line = line_name
+        if origin is not None:
+            session.origin = origin
+        if pid is not None:
+            session.pid = pid
+        if action == "help":
+            return self._reply(session, cli_help.help_text(session.mode, line), False)
+        if action == "complete":
+            reply = self._reply(session, "", False)
+            reply["completions"] = cli_help.completions(session.mode, line)
+            return reply
+        if action not in ACTIONS:
+            return self._reply(session, f"% Unknown CLI action {action[:40]!r}\n", True)
+        if session.pending is not None:
+            return await self._answer(line, session)
         outputs: list[str] = []
         error = False
         for command in grammar.split_commands(line):
             text, error = await self._run_one(command, session)
-            outputs.append(_terminated(text))
-            if error or session.closed:
+            outputs.append(_terminated(text) if session.pending is None else text)
+            if error or session.closed or session.pending is not None:
                 break
-        reply: dict[str, Any] = {
-            "output": "".join(outputs),
-            "prompt": self.prompt(session),
-            "error": error,
-        }
+        reply = self._reply(session, "".join(outputs), error)
         if session.closed:
             reply["exit"] = True
             self.close_session(session.id)
         return reply
 
+    def _reply(self, session: CliSession, output: str, error: bool) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "output": output,
+            "prompt": self.prompt(session),
+            "error": error,
+            "mode": session.mode,
+            "terminal": {
+                "length": session.length,
+                "width": session.width,
+                "dont_ask": session.dont_ask,
+            },
+        }
+        if session.pending is not None:
+            reply["confirm"] = True
+        return reply
+
+    async def _answer(self, line: str, session: CliSession) -> dict[str, Any]:
+        """The (y/n) answer to a confirmation: run the pending command or not."""
+        parsed, session.pending = session.pending, None
+        assert parsed is not None
+        if line.strip().lower() not in ("y", "yes"):
+            return self._reply(session, "", False)
+        text, error = await self._dispatch(parsed, session, confirmed=True)
+        return self._reply(session, _terminated(text), error)
+
+    def _account(self, session: CliSession, command: str, result: str) -> None:
+        if self.accountant is None:
+            return
+        try:
+            self.accountant(session.user, command, result)
+        except Exception:
+            log.exception("accounting of %r failed", command)
+
     async def _run_one(self, command: str, session: CliSession) -> tuple[str, bool]:
         if command.startswith("!"):
             return "", False
+        if command.endswith("?"):
+            return cli_help.help_text(session.mode, command[:-1]), False
         if session.in_config:
             exec_line = grammar.exec_line_in_config(command)
             if exec_line is None:
@@ -211,6 +335,12 @@ class CliServer:
         return await self._dispatch(parsed, session)
 
     async def _run_config(self, command: str, session: CliSession) -> tuple[str, bool]:
+        first = command.split(None, 1)[0].lower() if command.split() else ""
+        leaving = first in ("end", "exit")
+        if not leaving and not roles.may_write(session.role):
+            # the role changed while in configuration mode: nothing more is applied
+            self._account(session, command, "FAILURE")
+            return roles.PERMISSION_DENIED + "\n", True
         if self.config_executor is None:
             word = command.split()[0].lower()
             if word in ("end", "exit"):
@@ -225,32 +355,83 @@ class CliServer:
             log.exception("configuration line %r failed", command)
             return f"% Internal error: {type(exc).__name__}: {exc}\n", True
 
-    async def _dispatch(self, parsed: ParsedCommand, session: CliSession) -> tuple[str, bool]:
+    async def _dispatch(
+        self, parsed: ParsedCommand, session: CliSession, *, confirmed: bool = False
+    ) -> tuple[str, bool]:
         handler = parsed.handler
+        accounted = not handler.startswith("show_") and handler not in grammar.BUILTIN_HANDLERS
+        if handler in grammar.WRITE_HANDLERS and not roles.may_write(session.role):
+            self._account(session, parsed.text, "FAILURE")
+            return roles.PERMISSION_DENIED + "\n", True
         if handler in grammar.BUILTIN_HANDLERS and handler != "configure_terminal":
-            return self._builtin(handler, session), False
+            return self._builtin(parsed, session), False
         fn = self._handlers.get(handler)
         if fn is None and handler != "configure_terminal":
             return NOT_AVAILABLE, True
+        question = CONFIRM.get(handler)
+        if question and session.interactive and not session.dont_ask and not confirmed:
+            session.pending = parsed
+            return question, False
         try:
             result = await fn(dict(parsed.args), session) if fn is not None else None
             if handler == "configure_terminal":
                 session.enter_config()
-            return self._format(parsed, result), False
+            text = self._format(parsed, result)
         except CliCommandError as exc:
+            if accounted:
+                self._account(session, parsed.text, "FAILURE")
             return exc.text, True
         except Exception as exc:
             log.exception("CLI handler %s failed", handler)
             return f"% Internal error: {type(exc).__name__}: {exc}\n", True
+        if accounted:
+            self._account(session, parsed.text, "SUCCESS")
+        return text, False
 
-    def _builtin(self, handler: str, session: CliSession) -> str:
+    def _builtin(self, parsed: ParsedCommand, session: CliSession) -> str:
+        handler = parsed.handler
         if handler == "exit":
             session.closed = True
-        # "end" at the exec prompt and "terminal length/width" change nothing.
+        elif handler == "terminal":
+            return self._terminal(parsed.args, session)
+        elif handler == "show_terminal":
+            data = {
+                "term_type": "vt100" if session.interactive else "dumb",
+                "term_length": session.length,
+                "term_width": session.width,
+                "dont_ask": session.dont_ask,
+                "session_user": session.user,
+                "session_role": session.role,
+            }
+            text = (
+                f'TTY: {session.line} Type: "{data["term_type"]}"\n'
+                f"Length: {session.length} lines, Width: {session.width} columns\n"
+                f"Session Timeout: {int(self._idle_s // 60)} minutes\n"
+                f"Dont-ask: {'enabled' if session.dont_ask else 'disabled'}\n"
+            )
+            return self._format(parsed, data, text)
+        # "end" at the exec prompt changes nothing.
         return ""
 
     @staticmethod
-    def _format(parsed: ParsedCommand, result: HandlerResult) -> str:
+    def _terminal(args: dict[str, str], session: CliSession) -> str:
+        setting = args.get("setting")
+        if setting == "length":
+            n = int(args["lines"])
+            if not 0 <= n <= 511:
+                return "% Terminal length out of range (0-511)\n"
+            session.length = n
+        elif setting == "width":
+            n = int(args["columns"])
+            if not 24 <= n <= 511:
+                return "% Terminal width out of range (24-511)\n"
+            session.width = n
+        else:
+            session.dont_ask = setting == "dont-ask"
+        return ""
+
+    @staticmethod
+    def _format(parsed: ParsedCommand, result: HandlerResult, text: str | None = None) -> str:
         if parsed.json:
             if result is None:
                 obj: Mapping[str, Any] = {}
@@ -259,9 +440,13 @@ class CliServer:
             else:
                 obj = result
             indent = 2 if parsed.pretty else None
-            return json.dumps(obj, indent=indent, default=str) + "\n"
-        if result is None:
-            return ""
-        if isinstance(result, str):
-            return result
-        return render(parsed.handler, result)
+            out = json.dumps(obj, indent=indent, default=str) + "\n"
+        elif text is not None:
+            out = text
+        elif result is None:
+            out = ""
+        elif isinstance(result, str):
+            out = result
+        else:
+            out = render(parsed.handler, result)
+        return grammar.apply_filters(out, parsed.filters) if parsed.filters else out

@@ -19,20 +19,21 @@ delayed in the connection's own task and rate-limited per source and per user
 and its holder must get in during a guessing flood). asyncssh's
 ``login_timeout`` ends a connection that never completes authentication.
 
-Sessions (``_session``): an exec request (``ssh admin@vsm "show module"``)
-runs its command line and exits with status 0, or 1 on a CLI error; a shell
-(with or without a PTY) prints the prompt and runs line after line. Every line
-goes to cfgmgr's CLI (IPC op ``cli``) with the session id ``ssh-N`` and the
-logged-in user, so the command runs with that user's role and is accounted
-under that user. Each session has its own IPC connection, so a session waiting
-for a slow commit does not hold another. The PTY shell uses asyncssh's line
-editor (echo, backspace, history, ``max_line_length``); without a PTY, input
-is split into lines here, and a line longer than ``MAX_LINE`` is refused with
-a ``%`` error instead of being buffered. Output is written with a deadline
-(``WRITE_TIMEOUT``): a client that never reads is disconnected when its
-channel window stays full, and stalls nothing but its own session task.
-``max_sessions`` bounds concurrent sessions; one beyond it is told so and
-closed.
+Sessions (``_session``) are SHELL's ``ShellSession`` (openvsm.cli.session)
+over ``SshBackend``: every line goes to cfgmgr's CLI (IPC op ``ssh_cli``) with
+the logged-in user, so it runs with that user's role, is accounted under
+that user and shows in ``show users`` (line ``ssh``, origin the client's
+address); each session has its own IPC connection, so a session waiting for
+a slow commit holds no other. An exec request (``ssh admin@vsm "show
+module"``) runs its line and exits 0, or 1 on a CLI error. A PTY shell feeds
+the client's keys to ``TerminalDriver`` (echo, ``?`` help, Tab, Ctrl-Z,
+``--More--``, history; lines bounded at ``MAX_LINE``). A shell without a PTY
+(scripts) is split into lines here; a line longer than ``MAX_LINE`` is
+refused with a ``%`` error instead of being buffered. Output is written with
+a deadline (``WRITE_TIMEOUT``): a client that never reads is disconnected
+when its channel window stays full, and stalls nothing but its own session
+task. ``max_sessions`` bounds concurrent sessions; one beyond it is told so
+and closed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from typing import Any
 
 import asyncssh
 
+from openvsm.cli.session import ShellSession, new_session_id
+from openvsm.cli.terminal import TerminalDriver, crlf
 from openvsm.config import Endpoint, SshConfig
 from openvsm.ipc import IpcClient, IpcError
 from openvsm.mgmt.auth import LoginCounters, LoginGuard, PasswordChecker, Verdict
@@ -123,7 +126,7 @@ class SshDaemon:
             server_factory=lambda: _Server(self),
             process_factory=self._session,
             login_timeout=LOGIN_TIMEOUT,
-            max_line_length=MAX_LINE,
+            line_editor=False,  # SHELL's TerminalDriver edits lines (echo, ?, Tab)
             keepalive_interval=15,
             keepalive_count_max=4,
             reuse_address=True,
@@ -213,33 +216,31 @@ class SshDaemon:
                 process.stderr.write("% Too many SSH sessions on this supervisor\n")
             process.exit(1)
             return
-        session_id = f"ssh-{next(self._ids)}"
+        shell = ShellSession(
+            SshBackend(self.cfgmgr_sock, user=user, origin=source),
+            interactive=process.command is None,
+            session_id=new_session_id("ssh"),
+        )
+        session_id = shell.session_id
         self.sessions[session_id] = {"user": user, "source": source, "since": time.time()}
         self.counters.sessions_opened += 1
-        cli = IpcClient(self.cfgmgr_sock, timeout=60.0)
         try:
             if process.command is not None:
-                status = await self._exec(process, cli, session_id, user, process.command)
+                status = await self._exec(process, shell, process.command)
+            elif process.get_terminal_type() is not None:
+                status = await self._pty_shell(process, shell)
             else:
-                status = await self._shell(process, cli, session_id, user)
+                status = await self._line_shell(process, shell)
             process.exit(status)
-        except (asyncssh.Error, ConnectionError, BrokenPipeError, TimeoutError) as exc:
+        except (asyncssh.Error, ConnectionError, BrokenPipeError, TimeoutError, IpcError) as exc:
             log.info("SSH session %s of %s ended: %s", session_id, user, exc)
             if isinstance(exc, TimeoutError):
                 self.counters.slow_readers_closed += 1
             process.close()
         finally:
             self.sessions.pop(session_id, None)
-            cli.close()
-
-    async def _run(self, cli: IpcClient, session_id: str, user: str, line: str) -> dict[str, Any]:
-        self.counters.commands += 1
-        try:
-            reply = await cli.call("cli", line=line, session=session_id, user=user)
-        except IpcError as exc:
-            text = str(exc)
-            return {"output": text if text.startswith("%") else f"% {text}\n", "error": True}
-        return reply if isinstance(reply, dict) else {"output": "", "error": True}
+            with contextlib.suppress(Exception):
+                await shell.close()
 
     async def _write(self, process: asyncssh.SSHServerProcess[str], text: str) -> None:
         if not text:
@@ -248,34 +249,52 @@ class SshDaemon:
         await asyncio.wait_for(process.stdout.drain(), WRITE_TIMEOUT)
 
     async def _exec(
-        self,
-        process: asyncssh.SSHServerProcess[str],
-        cli: IpcClient,
-        session_id: str,
-        user: str,
-        command: str,
+        self, process: asyncssh.SSHServerProcess[str], shell: ShellSession, command: str
     ) -> int:
+        """``ssh admin@vsm "show module"``: one line, exit status 1 on a CLI error."""
         if len(command) > MAX_LINE:
             self.counters.oversized_lines += 1
             await self._write(process, f"% Line too long (at most {MAX_LINE} characters)\n")
             return 1
-        reply = await self._run(cli, session_id, user, command)
-        await self._write(process, str(reply.get("output", "")))
-        return 1 if reply.get("error") else 0
+        self.counters.commands += 1
+        reply = await shell.run(command)
+        await self._write(process, reply.output)
+        return 1 if reply.error else 0
 
-    async def _shell(
-        self,
-        process: asyncssh.SSHServerProcess[str],
-        cli: IpcClient,
-        session_id: str,
-        user: str,
+    async def _pty_shell(self, process: asyncssh.SSHServerProcess[str], shell: ShellSession) -> int:
+        """A terminal: keys go through SHELL's TerminalDriver (echo, ``?``, Tab,
+        Ctrl-Z, ``--More--``); its output is sent with the write deadline."""
+        pending: list[str] = []
+        driver = TerminalDriver(shell, pending.append, echo=True)
+
+        async def flush() -> None:
+            text, pending[:] = "".join(pending), []
+            await self._write(process, text)
+
+        pending.append(crlf(BANNER))
+        await driver.start()
+        await flush()
+        while not driver.done:
+            try:
+                data = await process.stdin.read(4096)
+            except asyncssh.BreakReceived:
+                continue
+            except asyncssh.TerminalSizeChanged:
+                continue
+            if not data:
+                return 0
+            self.counters.commands += data.count("\r") or data.count("\n")
+            await driver.feed(data)
+            await flush()
+        return 0
+
+    async def _line_shell(
+        self, process: asyncssh.SSHServerProcess[str], shell: ShellSession
     ) -> int:
-        prompt = f"{self.hostname()}# "
-        # The first answer gives the real prompt (mode and hostname of the CLI).
-        first = await self._run(cli, session_id, user, "")
-        prompt = str(first.get("prompt") or prompt.strip()) + " "
+        """A shell without a terminal (scripts): lines in, output and prompt out."""
+        prompt = await shell.start() + " "
         await self._write(process, BANNER + prompt)
-        reader = _LineReader(process, pty=process.get_terminal_type() is not None)
+        reader = _LineReader(process)
         while True:
             line = await reader.readline()
             if line is None:
@@ -286,36 +305,59 @@ class SshDaemon:
                     process, f"% Line too long (at most {MAX_LINE} characters)\n{prompt}"
                 )
                 continue
-            reply = await self._run(cli, session_id, user, line.strip())
-            if reply.get("exit"):
-                await self._write(process, str(reply.get("output", "")))
+            self.counters.commands += 1
+            reply = await shell.run(line.strip())
+            if reply.exit:
+                await self._write(process, reply.output)
                 return 0
-            prompt = str(reply.get("prompt") or prompt.strip()) + " "
-            await self._write(process, str(reply.get("output", "")) + prompt)
+            prompt = reply.prompt + " "
+            await self._write(process, reply.output + prompt)
+
+
+class SshBackend:
+    """``ShellSession`` backend of an SSH session: cfgmgr's ``ssh_cli`` op, which
+    runs the line as the user SSH authenticated (cfgmgr accepts that claim only
+    from a process of root or the node's own Unix user)."""
+
+    def __init__(self, sock: Path, *, user: str, origin: str) -> None:
+        self.user = user
+        self.origin = origin
+        # One connection per session: a session waiting for a commit holds no other.
+        self._ipc = IpcClient(sock, timeout=60.0)
+
+    async def request(
+        self, action: str, line: str, session: str, interactive: bool
+    ) -> dict[str, Any]:
+        result = await self._ipc.call(
+            "ssh_cli",
+            line=line,
+            session=session,
+            action=action,
+            interactive=interactive,
+            user=self.user,
+            origin=self.origin,
+        )
+        if not isinstance(result, dict) or not isinstance(result.get("output", ""), str):
+            raise IpcError("malformed reply from cfgmgr")
+        return result
+
+    async def aclose(self) -> None:
+        self._ipc.close()
 
 
 _TOO_LONG = "\x00too-long\x00"
 
 
 class _LineReader:
-    """Lines of a session's input: the line editor's lines with a PTY; without
-    one, chunks split here with a bound on the line length."""
+    """Lines of a session without a terminal, split here with a bound on the
+    line length (a longer line is refused, never buffered)."""
 
-    def __init__(self, process: asyncssh.SSHServerProcess[str], *, pty: bool) -> None:
+    def __init__(self, process: asyncssh.SSHServerProcess[str]) -> None:
         self.process = process
-        self.pty = pty
         self._buf = ""
         self._discarding = False
 
     async def readline(self) -> str | None:
-        if self.pty:
-            try:
-                line = await self.process.stdin.readline()
-            except asyncssh.BreakReceived:
-                return ""
-            except asyncssh.TerminalSizeChanged:
-                return await self.readline()
-            return line if line else None
         while True:
             nl = self._buf.find("\n")
             if nl >= 0:
