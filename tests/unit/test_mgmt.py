@@ -219,3 +219,25 @@ def test_username_sshkey_config_and_running_config_replay() -> None:
     assert replay.get("user", "bob") == view.get("user", "bob")
     assert run("no username bob sshkey") is None
     assert "sshkey" not in (view.get("user", "bob") or {})
+
+
+def test_checker_two_address_holders() -> None:
+    from openvsm.lab.checker import AddressSample, check_address_holders
+
+    both = frozenset({"primary", "secondary"})
+    one = frozenset({"primary"})
+    ok = [
+        AddressSample(0.0, one),
+        AddressSample(1.0, both, partitioned=True),  # a split: both may hold it
+        AddressSample(5.0, both, partitioned=True),
+        AddressSample(6.0, both),  # healed at 6.0, resolution under way
+        AddressSample(6.8, both),
+        AddressSample(7.0, one),
+    ]
+    assert check_address_holders(ok, bound=1.0) == []
+    late = [*ok[:4], AddressSample(7.5, both)]
+    found = check_address_holders(late, bound=1.0, label="round 3")
+    assert [v.kind for v in found] == ["two_address_holders"]
+    assert "round 3" in found[0].detail
+    # Never partitioned: two holders past the bound from the first sample.
+    assert check_address_holders([AddressSample(0.0, one), AddressSample(2.0, both)], bound=1.0)
