@@ -232,3 +232,27 @@ def test_scrapli_cisco_nxos(make_lab: Callable[..., Lab]) -> None:
         bad = conn.send_input("show bogus")
         assert "% Invalid command" in bad.result
     assert "vlan 10,20,41" in lab.cli(active, "show running-config")["output"]
+
+
+def test_napalm_nxos_ssh(make_lab: Callable[..., Lab]) -> None:
+    """NAPALM's nxos_ssh driver: facts, VLANs, config, merge + commit.
+    (get_interfaces and rollback need shell commands listed in docs/remote-management.md.)"""
+    from napalm import get_network_driver
+
+    lab, doc, active = _start(make_lab)
+    host, port = _node(doc, active)
+    driver = get_network_driver("nxos_ssh")(
+        host, "admin", doc["password"], optional_args={"port": port}
+    )
+    driver.open()
+    try:
+        facts = driver.get_facts()
+        assert facts["hostname"] == "switch"
+        assert {"1", "10", "20"} <= {str(v) for v in driver.get_vlans()}
+        assert "vlan 10,20" in driver.get_config()["running"]
+        driver.load_merge_candidate(config="vlan 51\n")
+        assert "vlan 51" in driver.compare_config()
+        driver.commit_config()
+    finally:
+        driver.close()
+    assert "vlan 10,20,51" in lab.cli(active, "show running-config")["output"]
