@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -256,3 +259,55 @@ def test_napalm_nxos_ssh(make_lab: Callable[..., Lab]) -> None:
     finally:
         driver.close()
     assert "vlan 10,20,51" in lab.cli(active, "show running-config")["output"]
+
+
+ANSIBLE = Path(sys.executable).with_name("ansible-playbook")
+
+PLAYBOOK = """\
+- hosts: vsm
+  gather_facts: false
+  tasks:
+    - cisco.nxos.nxos_command:
+        commands: ["show system redundancy status | json"]
+      register: status
+    - assert:
+        that: ["status.stdout[0].this_sup_rdn_state == 'Active'"]
+    - cisco.nxos.nxos_config:
+        lines: ["vlan 61"]
+    - cisco.nxos.nxos_facts:
+        gather_subset: min
+      register: facts
+    - assert:
+        that: ["facts.ansible_facts.ansible_net_hostname == 'switch'"]
+"""
+
+
+@pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible (with cisco.nxos) not installed")
+def test_ansible_cisco_nxos_network_cli(make_lab: Callable[..., Lab], tmp_path: Path) -> None:
+    lab, doc, active = _start(make_lab)
+    host, port = _node(doc, active)
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  hosts:\n    vsm:\n"
+        f"      ansible_host: {host}\n      ansible_port: {port}\n"
+        "      ansible_network_os: cisco.nxos.nxos\n"
+        "      ansible_connection: ansible.netcommon.network_cli\n"
+        f'      ansible_user: admin\n      ansible_password: "{doc["password"]}"\n'
+    )
+    (tmp_path / "site.yml").write_text(PLAYBOOK)
+    env = {
+        **os.environ,
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+    }
+    res = subprocess.run(
+        [str(ANSIBLE), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "site.yml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "failed=0" in res.stdout
+    assert "vlan 10,20,61" in lab.cli(active, "show running-config")["output"]
