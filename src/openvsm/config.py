@@ -49,6 +49,7 @@ VSM node file::
     login_delay_ms = 1000           # answer to a wrong password (per attempt)
     max_failures = 5                # per source address and per user in failure_window_s
     failure_window_s = 60
+    write_timeout_s = 30            # a session whose client reads nothing for this long ends
 
     [mgmt]                          # optional: the pair's shared management address
     address = "10.1.0.10/24"        # held by the active only (gratuitous ARP on taking it)
@@ -113,6 +114,7 @@ class SshConfig:
     login_delay: float = 1.0
     max_failures: int = 5
     failure_window: float = 60.0
+    write_timeout: float = 30.0  # a session whose client reads nothing for this long ends
 
 
 @dataclass(frozen=True)
@@ -400,6 +402,7 @@ def _ssh(doc: dict[str, Any], base: Path) -> SshConfig | None:
         login_delay=_int_range(section, "login_delay_ms", "ssh", 0, 10000, 1000) / 1000,
         max_failures=_int_range(section, "max_failures", "ssh", 1, 1000, 5),
         failure_window=float(_int_range(section, "failure_window_s", "ssh", 1, 86400, 60)),
+        write_timeout=float(_int_range(section, "write_timeout_s", "ssh", 1, 3600, 30)),
     )
 
 

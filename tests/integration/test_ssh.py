@@ -24,13 +24,13 @@ from typing import Any
 import asyncssh
 import pytest
 
-from openvsm.lab.lab import Lab, ipc_call
+from openvsm.lab.lab import Lab, ipc_call, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def _start(make_lab: Callable[..., Lab]) -> tuple[Lab, dict[str, Any], str]:
-    lab = make_lab(timers="fast", rest=False, ssh=True)
+def _start(make_lab: Callable[..., Lab], **kw: Any) -> tuple[Lab, dict[str, Any], str]:
+    lab = make_lab(timers="fast", rest=False, ssh=True, **kw)
     active = lab.start()
     lab.configure_defaults(active)
     doc = json.loads((lab.root / "lab.json").read_text())
@@ -128,7 +128,7 @@ def test_ssh_logins_exec_shell_and_accounting(make_lab: Callable[..., Lab], tmp_
 
 
 def test_ssh_bad_input_stalls_no_one(make_lab: Callable[..., Lab]) -> None:
-    lab, doc, active = _start(make_lab)
+    lab, doc, active = _start(make_lab, ssh_write_timeout=2)
     addr = _node(doc, active)
     password = doc["password"]
     client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -148,11 +148,14 @@ def test_ssh_bad_input_stalls_no_one(make_lab: Callable[..., Lab]) -> None:
                 pass
 
     async def scenario() -> None:
+        # A client that stops reading (its socket unread, a 4 kB window): the
+        # server's writes block, the session ends at the write deadline (2 s).
+        stalled = await _connect(addr, username="admin", password=password)
+        sink = await stalled.create_process(window=4096, max_pktsize=1024)
+        for _ in range(1000):
+            sink.stdin.write("show running-config\n")
+        stalled._transport.pause_reading()  # type: ignore[attr-defined]
         async with _connect(addr, username="admin", password=password) as slow:
-            # A client that never reads: floods commands, reads nothing.
-            sink = await slow.create_process()
-            for _ in range(200):
-                sink.stdin.write("show running-config\n")
             # An oversized line in a shell without a PTY is refused, not buffered.
             shell = await slow.create_process()
             await asyncio.wait_for(shell.stdout.readuntil("switch# "), 10)
@@ -178,8 +181,16 @@ def test_ssh_bad_input_stalls_no_one(make_lab: Callable[..., Lab]) -> None:
                 ):
                     pass
 
+            stalled.close()
+
     asyncio.run(scenario())
-    counters = ipc_call(lab.rundir(active) / "mgmt.sock", "status")["ssh_counters"]
+    sock = lab.rundir(active) / "mgmt.sock"
+    wait_for(
+        lambda: ipc_call(sock, "status")["ssh_counters"]["slow_readers_closed"] == 1,
+        10,
+        "the session of the client that stopped reading to end at its write deadline",
+    )
+    counters = ipc_call(sock, "status")["ssh_counters"]
     assert counters["login_limited"] >= 1, counters
     assert counters["oversized_lines"] >= 1, counters
     # The node was never stalled: the local CLI answers at once.

@@ -184,6 +184,7 @@ class Lab:
         extra_node_toml: str = "",
         vem_proxy: int = 0,
         ssh: bool = False,
+        ssh_write_timeout: int = 30,
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -199,6 +200,7 @@ class Lab:
         # The SSH server (the node's mgmt service): one host key for the pair.
         self.ssh = ssh
         self.host_key = root / "ssh_host_ed25519_key"
+        self.ssh_write_timeout = ssh_write_timeout
         self.sync_buffer_bytes = sync_buffer_bytes
         self.module_limit = module_limit
         self.extra_node_toml = extra_node_toml
@@ -320,6 +322,7 @@ class Lab:
         if node.ssh is not None:
             rest += (
                 f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\nhost_key = "{self.host_key}"\n'
+                f"write_timeout_s = {self.ssh_write_timeout}\n"
             )
         node.config.write_text(
             f"""# openvsm lab node {node.name}

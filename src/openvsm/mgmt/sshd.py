@@ -30,7 +30,7 @@ the client's keys to ``TerminalDriver`` (echo, ``?`` help, Tab, Ctrl-Z,
 ``--More--``, history; lines bounded at ``MAX_LINE``). A shell without a PTY
 (scripts) is split into lines here; a line longer than ``MAX_LINE`` is
 refused with a ``%`` error instead of being buffered. Output is written with
-a deadline (``WRITE_TIMEOUT``): a client that never reads is disconnected
+a deadline (``[ssh] write_timeout_s``, 30 s): a client that never reads is disconnected
 when its channel window stays full, and stalls nothing but its own session
 task. ``max_sessions`` bounds concurrent sessions; one beyond it is told so
 and closed.
@@ -60,7 +60,6 @@ log = logging.getLogger("mgmt.ssh")
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 MAX_LINE = 4096
-WRITE_TIMEOUT = 30.0
 LOGIN_TIMEOUT = 30.0
 BANNER = "openvsm Virtual Supervisor Module\n"
 
@@ -246,7 +245,7 @@ class SshDaemon:
         if not text:
             return
         process.stdout.write(text)
-        await asyncio.wait_for(process.stdout.drain(), WRITE_TIMEOUT)
+        await asyncio.wait_for(process.stdout.drain(), self.cfg.write_timeout)
 
     async def _exec(
         self, process: asyncssh.SSHServerProcess[str], shell: ShellSession, command: str
