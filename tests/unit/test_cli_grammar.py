@@ -201,3 +201,29 @@ def test_exec_lines_in_config_mode() -> None:
     assert exec_line_in_config("sh run") is None  # "sh" may be "shutdown" there
     assert exec_line_in_config("vlan 10") is None
     assert exec_line_in_config("") is None
+
+
+def test_output_modifiers_chain_and_keep_regex_alternation() -> None:
+    from openvsm.cli.grammar import Filter, FilterKind, apply_filters
+
+    parsed = ok('sh run | inc vlan|port-profile | ex "name db" | count')
+    assert parsed.filters == (
+        Filter(FilterKind.INCLUDE, "vlan|port-profile"),
+        Filter(FilterKind.EXCLUDE, "name db"),
+        Filter(FilterKind.COUNT),
+    )
+    assert not parsed.json
+    text = "vlan 10\n  name db tier\nport-profile web\nusername bob\n"
+    assert apply_filters(text, parsed.filters) == "2\n"
+    begin = ok("show running-config | begin port").filters
+    assert apply_filters(text, begin) == "port-profile web\nusername bob\n"
+    assert ok("show version | json-pretty").pretty
+    assert ok("show version | no-more").filters == (Filter(FilterKind.NO_MORE),)
+
+
+def test_bad_output_modifiers_are_caret_errors() -> None:
+    assert "% Incomplete command" in err("show version | include")
+    assert "% Invalid command at '^' marker." in err("show version | grep x")
+    assert "% Invalid regular expression" in err("show version | include (")
+    assert "json must be the first" in err("show version | include x | json")
+    assert "% Ambiguous command" in err("show version | js")

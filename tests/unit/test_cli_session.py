@@ -151,6 +151,8 @@ def test_terminal_settings_and_paging() -> None:
         assert (sh.terminal.length, sh.terminal.width, sh.terminal.dont_ask) == (0, 511, True)
         assert len(sh.page("".join(f"{i}\n" for i in range(30)))) == 1
         assert "Length: 0 lines, Width: 511 columns" in (await sh.run("show terminal")).output
+        await sh.window(rows=40, columns=9999)
+        assert (sh.terminal.length, sh.terminal.width) == (40, 511)
         bad = await sh.run("terminal width 5")
         assert bad.output.startswith("% Terminal width out of range")
 
@@ -165,7 +167,7 @@ def test_read_only_role_is_refused_and_accounted() -> None:
         reply = await op.run("configure terminal")
         assert reply.error and reply.output == "% Permission denied for the role\n"
         assert op.prompt == "sw1#"
-        assert (await op.run("reload")).output == "% Permission denied for the role\n"
+        assert (await op.run("rel")).output == "% Permission denied for the role\n"
         assert not (await op.run("show running-config")).error
         ann = shell(server, "ann", interactive=False)
         await ann.start()
@@ -248,3 +250,33 @@ def test_terminal_driver_keys() -> None:
 
     screen = run(go())
     assert "sw1(config)# port-profile web\r\nsw1(config-port-prof)# " in screen.text
+
+
+def test_run_script_stops_at_the_first_error() -> None:
+    async def go() -> tuple[int, int, list[str]]:
+        out: list[str] = []
+        sh = shell(make_server()[0], interactive=False)
+        ok = await sh.run_script("terminal length 0\nshow terminal | count", out.append)
+        bad = await sh.run_script("show terminal | count ; show modle ; show terminal", out.append)
+        return ok, bad, out
+
+    ok, bad, out = run(go())
+    assert (ok, bad) == (0, 1)
+    assert out[:2] == ["4\n", "4\n"] and "% Invalid command" in out[2] and len(out) == 3
+
+
+def test_terminal_driver_takes_automation_input_in_one_chunk() -> None:
+    """What netmiko/Ansible send: whole lines with CR LF, several at once."""
+
+    async def go() -> str:
+        screen = Screen()
+        term = TerminalDriver(shell(make_server()[0]), screen.write)
+        await term.start()
+        await term.feed("terminal length 0\r\nterminal width 511\r\n\r\nshow running-config\r\n")
+        await term.feed("configure terminal\nvlan 40\nend\n")
+        return screen.text
+
+    text = run(go())
+    assert MORE not in text  # terminal length 0: no paging
+    assert text.count("sw1# ") == 6 and "sw1(config-vlan)# " in text
+    assert "show running-config\r\nline 1\r\n" in text and "line 30\r\nsw1# " in text

@@ -74,6 +74,13 @@ async def _commit_cli(
     return len(ops)
 
 
+def _file_key(name: str) -> str:
+    try:
+        return checkpoints.file_key(name)
+    except checkpoints.CheckpointError as exc:
+        raise CliCommandError(str(exc)) from None
+
+
 def build_cli(cm: Cfgmgr) -> CliServer:
     from openvsm.cfgmgr.configmode import ConfigExecutor
 
@@ -266,6 +273,46 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     async def checkpoint_summary(args: dict[str, str], s: CliSession) -> Any:
         return checkpoints.summary_data(cm.store)
 
+    async def checkpoint_file(args: dict[str, str], s: CliSession) -> Any:
+        key = _file_key(args["file"])
+        await _commit_cli(
+            cm,
+            s,
+            lambda: checkpoints.checkpoint_ops(cm.store, key, user=s.user, now=cm.wall()),
+            f"checkpoint file {args['file']}",
+        )
+        return "Done"
+
+    async def rollback_file(args: dict[str, str], s: CliSession) -> Any:
+        key = _file_key(args["file"])
+        command = f"rollback running-config file {args['file']}"
+        changed = await _commit_cli(cm, s, lambda: checkpoints.rollback_ops(cm.store, key), command)
+        return (
+            "Collecting Running-Config\n"
+            "Generating Rollback Patch\n"
+            f"Executing Rollback Patch ({changed} object(s), one replicated change)\n"
+            "Verification is Successful.\n\n"
+            "Rollback completed successfully.\n"
+        )
+
+    async def delete_file(args: dict[str, str], s: CliSession) -> Any:
+        key = _file_key(args["file"])
+        await _commit_cli(
+            cm, s, lambda: checkpoints.delete_ops(cm.store, key), f"delete {args['file']}"
+        )
+        return None
+
+    async def show_file(args: dict[str, str], s: CliSession) -> Any:
+        key = _file_key(args["file"])
+        try:
+            return {"lines": checkpoints.file_lines(cm.store, key)}
+        except checkpoints.CheckpointError as exc:
+            raise CliCommandError(str(exc)) from None
+
+    reg("checkpoint_file", checkpoint_file)
+    reg("rollback_file", rollback_file)
+    reg("delete_file", delete_file)
+    reg("show_file", show_file)
     reg("checkpoint", checkpoint)
     reg("no_checkpoint", no_checkpoint)
     reg("rollback", rollback)
@@ -309,6 +356,15 @@ def build_cli(cm: Cfgmgr) -> CliServer:
 
         data = await interface_virtual_data(cm)
         return list(data["TABLE_interface"]["ROW_interface"])
+
+    async def show_interface(args: dict[str, str], s: CliSession) -> Any:
+        return shows.interface_data(cm, await vifs())
+
+    async def show_hosts(args: dict[str, str], s: CliSession) -> Any:
+        return {"dns_enabled": False, "domain": ""}
+
+    reg("show_interface", show_interface)
+    reg("show_hosts", show_hosts)
 
     async def show_interface_brief(args: dict[str, str], s: CliSession) -> Any:
         return shows.interface_brief_data(cm, await vifs())

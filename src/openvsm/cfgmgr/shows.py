@@ -255,6 +255,32 @@ def interface_status_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, A
     return {"TABLE_interface": {"ROW_interface": rows}}
 
 
+def interface_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``show interface``: mgmt0 and every vEthernet, NX-OS keys."""
+    rows: list[dict[str, Any]] = list(mgmt0_data(cm)["TABLE_interface"]["ROW_interface"])
+    for r, _, mode in _veth_rows(cm, vifs):
+        mac = str(r.get("mac") or "")
+        dotted = _dotted(mac) if len(mac.replace(":", "")) == 12 else "0000.0000.0000"
+        up = r.get("status") == "up"
+        rows.append(
+            {
+                "interface": r["interface"],
+                "state": "up" if up else "down",
+                "admin_state": "up",
+                "desc": str(r.get("owner") or ""),
+                "eth_hw_desc": "Virtual",
+                "eth_hw_addr": dotted,
+                "eth_bia_addr": dotted,
+                "module": r.get("module", 0),
+                "port_profile": str(r.get("port_profile") or ""),
+                "portmode": mode,
+                "eth_mtu": "1500",
+                "eth_bw": 10000000,
+            }
+        )
+    return {"TABLE_interface": {"ROW_interface": rows}}
+
+
 def vlan_brief_data(cm: Cfgmgr) -> dict[str, Any]:
     vlans = {int(k): v for k, v in cm.store.list("vlan").items() if k.isdigit()}
     vlans.setdefault(1, {"id": 1, "name": "default"})
@@ -267,16 +293,16 @@ def vlan_brief_data(cm: Cfgmgr) -> dict[str, Any]:
     for n in sorted(vlans):
         name = str(vlans[n].get("name") or (default_vlan_name(n) if n != 1 else "default"))
         members = sorted(ports.get(n, []), key=lambda p: (len(p), p))
-        rows.append(
-            {
-                "vlanshowbr-vlanid": n,
-                "vlanshowbr-vlanid-utf": n,
-                "vlanshowbr-vlanname": name,
-                "vlanshowbr-vlanstate": "active",
-                "vlanshowbr-shutstate": "noshutdown",
-                "vlanshowplist-ifidx": ",".join(members),
-            }
-        )
+        row: dict[str, Any] = {
+            "vlanshowbr-vlanid": n,
+            "vlanshowbr-vlanid-utf": n,
+            "vlanshowbr-vlanname": name,
+            "vlanshowbr-vlanstate": "active",
+            "vlanshowbr-shutstate": "noshutdown",
+        }
+        if members:  # NX-OS leaves the key out for a VLAN without ports
+            row["vlanshowplist-ifidx"] = ",".join(members)
+        rows.append(row)
     return {"TABLE_vlanbriefxbrief": {"ROW_vlanbriefxbrief": rows}}
 
 

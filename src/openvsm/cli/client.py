@@ -61,15 +61,13 @@ def write_output(text: str, stream: TextIO) -> None:
 async def run_commands(rundir: Path, commands: list[str], stdout: TextIO) -> int:
     """Run ``commands`` in order on one ``ShellSession``; 0, or 1 at the first error."""
     shell = ShellSession(IpcBackend(rundir))
+
+    def write(text: str) -> None:
+        stdout.write(text)
+        stdout.flush()
+
     try:
-        for command in commands:
-            reply = await shell.run(command)
-            write_output(reply.output, stdout)
-            if reply.error:
-                return 1
-            if reply.exit:
-                break
-        return 0
+        return await shell.run_script(" ; ".join(commands), write)
     finally:
         await shell.close()
 

@@ -141,6 +141,7 @@ class ParsedCommand:
     pretty: bool = False
     filters: tuple[Filter, ...] = ()
     text: str = ""  # the command as typed, without its modifiers
+    canonical: str = ""  # its keywords in full, with the arguments (accounting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,11 @@ def _cmd(spec: str, handler: str, **fixed: str) -> Command:
 # Handlers the CLI server implements itself (session and mode changes).
 BUILTIN_HANDLERS = frozenset({"configure_terminal", "exit", "end", "terminal", "show_terminal"})
 
+# Handlers whose change is committed (and so accounted) by the store itself.
+SELF_ACCOUNTED = frozenset(
+    {"checkpoint", "no_checkpoint", "rollback", "checkpoint_file", "rollback_file", "delete_file"}
+)
+
 # Handlers that change the system: refused to a read-only role (``openvsm.roles``).
 WRITE_HANDLERS = frozenset(
     {
@@ -185,6 +191,9 @@ WRITE_HANDLERS = frozenset(
         "checkpoint",
         "no_checkpoint",
         "rollback",
+        "checkpoint_file",
+        "rollback_file",
+        "delete_file",
     }
 )
 
@@ -245,6 +254,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("show module vem counters", "show_module_vem_counters"),
     _cmd("show svs domain", "show_svs_domain"),
     _cmd("show svs neighbors", "show_svs_neighbors"),
+    _cmd("show interface", "show_interface"),
     _cmd("show interface virtual", "show_interface_virtual"),
     _cmd("show interface brief", "show_interface_brief"),
     _cmd("show interface status", "show_interface_status"),
@@ -266,6 +276,10 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("no checkpoint <checkpoint>", "no_checkpoint"),
     _cmd("show checkpoint summary", "show_checkpoint_summary"),
     _cmd("rollback running-config checkpoint <checkpoint>", "rollback"),
+    _cmd("checkpoint file <file>", "checkpoint_file"),
+    _cmd("rollback running-config file <file>", "rollback_file"),
+    _cmd("show file <file>", "show_file"),
+    _cmd("delete <file>", "delete_file"),
     _cmd("configure", "configure_terminal"),
     _cmd("configure terminal", "configure_terminal"),
     # system
@@ -276,6 +290,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("show user-account", "show_user_account"),
     _cmd("show user-account <user>", "show_user_account"),
     _cmd("show inventory", "show_inventory"),
+    _cmd("show hosts", "show_hosts"),
     # session (built into the server)
     _cmd("exit", "exit"),
     _cmd("end", "end"),
@@ -302,6 +317,9 @@ KEYWORD_HELP: dict[str, str] = {
     "end": "Go to exec mode",
     "exit": "Exit from command interpreter",
     "hostname": "Display hostname",
+    "hosts": "Show the host name resolution settings",
+    "file": "A checkpoint file",
+    "delete": "Delete a file",
     "interface": "Display interface information",
     "inventory": "Show physical inventory",
     "lacp": "LACP information",
@@ -365,6 +383,7 @@ ARG_HELP: dict[str, str] = {
     "name": "Name (Max Size 80)",
     "service": "Service name",
     "user": "User name",
+    "file": "File name (bootflash:NAME)",
 }
 
 # Every handler id a node may register (the server answers "not available"
@@ -438,12 +457,31 @@ def _incomplete(line: str) -> CliError:
     return _caret(line, len(line.rstrip()) + 1, INCOMPLETE)
 
 
+_NEXT_BAR = re.compile(r"(?<=\s)\|(?=\s|$)")
+
+
+def _next_bar(line: str, after: int) -> int:
+    """The next ``|`` after column ``after`` that is a word of its own (so a
+    regular expression may hold ``a|b``), or -1."""
+    m = _NEXT_BAR.search(line, after + 1)
+    return m.start() if m else -1
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
 def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
-    """The modifiers after the first ``|`` of ``line`` (at column ``bar``)."""
+    """The modifiers after the first ``|`` of ``line`` (at column ``bar``).
+
+    Later modifiers start at a ``|`` standing alone (`` | ``); a pattern may
+    be quoted (``include "vlan 10"``)."""
     filters: list[Filter] = []
     pos = bar
     while pos >= 0:
-        nxt = line.find("|", pos + 1)
+        nxt = _next_bar(line, pos)
         seg_end = len(line) if nxt < 0 else nxt
         words = _words(line, pos + 1, seg_end)
         if not words:
@@ -461,7 +499,7 @@ def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
         if kind in _PATTERN_FILTERS:
             if len(words) < 2:
                 return _incomplete(line[:seg_end])
-            pattern = line[words[1][0] : seg_end].strip()
+            pattern = _unquote(line[words[1][0] : seg_end].strip())
             try:
                 re.compile(pattern)
             except re.error:
@@ -504,6 +542,10 @@ def parse(line: str) -> ParsedCommand | CliError:
     as_json = bool(kinds & {FilterKind.JSON, FilterKind.JSON_PRETTY})
     args = dict(found.command.fixed_args)
     args.update(found.args)
+    canonical = " ".join(
+        t.word if isinstance(t, Keyword) else found.args.get(t.name, "")
+        for t in found.command.pattern
+    )
     return ParsedCommand(
         found.command.handler,
         args,
@@ -511,6 +553,7 @@ def parse(line: str) -> ParsedCommand | CliError:
         FilterKind.JSON_PRETTY in kinds,
         filters,
         line[:head_end].strip(),
+        canonical,
     )
 
 

@@ -278,14 +278,22 @@ def _next_tokens(pos: _Position) -> list[Keyword | Argument]:
     return seen
 
 
+def _last_bar(line: str, bar: int) -> int:
+    last = bar
+    while (nxt := grammar._next_bar(line, last)) >= 0:
+        last = nxt
+    return last
+
+
 def _pipe_help(line: str, bar: int) -> str:
-    tail = line[line.rfind("|") + 1 :]
+    last = _last_bar(line, bar)
+    tail = line[last + 1 :]
     words = grammar._words(tail)
     if not words or (len(words) == 1 and not tail[-1:].isspace()):
         partial = words[0][1].lower() if words else ""
         rows = [(m, FILTER_HELP[m]) for m in sorted(FILTER_HELP) if m.startswith(partial)]
         if not rows:
-            return _caret(line, bar + 1 + words[0][0], INVALID)
+            return _caret(line, last + 1 + words[0][0], INVALID)
         return _table(rows, "" if partial else "  ")
     if words[0][1].lower() in ("include", "exclude", "begin") or any(
         m.startswith(words[0][1].lower()) and m in ("include", "exclude", "begin")
@@ -338,7 +346,7 @@ def completions(mode: str, line: str) -> list[str]:
     bar = line.find("|")
     _, _, exec_table = _scope(mode, line)
     if bar >= 0 and exec_table:
-        tail = line[line.rfind("|") + 1 :]
+        tail = line[_last_bar(line, bar) + 1 :]
         words = grammar._words(tail)
         if len(words) > 1 or (words and tail[-1:].isspace()):
             return []

@@ -85,6 +85,9 @@ def _lines(lines: Sequence[str]) -> str:
     "checkpoint",
     "no_checkpoint",
     "rollback",
+    "checkpoint_file",
+    "rollback_file",
+    "delete_file",
     "clear_activeactive_accounting_logs",
     "clear_activeactive_redundancy_traces",
     "clear_activeactive_remote_accounting_logs",
@@ -735,6 +738,46 @@ def render_interface_mgmt0(d: Mapping[str, Any]) -> str:
             f"  {r['eth_outpkts']} output packets  {r['eth_outbytes']} bytes",
         ]
     return _lines(out)
+
+
+@renderer("show_interface")
+def render_interface(d: Mapping[str, Any]) -> str:
+    """Every interface, NX-OS sections (``X is up`` / ``admin state is up,``),
+    as NAPALM's nxos_ssh get_interfaces splits them."""
+    out: list[str] = []
+    for r in _rows(d, "TABLE_interface", "ROW_interface"):
+        if r["interface"] == "mgmt0":
+            out += render_interface_mgmt0({"TABLE_interface": {"ROW_interface": [r]}}).splitlines()
+            out.append("")
+            continue
+        out += [
+            f"{r['interface']} is {r['state']}",
+            f"admin state is {r['admin_state']},",
+            f"  Port description is {_text(r.get('desc'))}",
+            f"  Hardware: {r['eth_hw_desc']}, address: {r['eth_hw_addr']}"
+            f" (bia {r['eth_bia_addr']})",
+            f'  Owner is VM "{_text(r.get("desc"))}"',
+            f"  Active on module {r.get('module', 0)}",
+            f"  Port-Profile is {_text(r.get('port_profile'))}",
+            f"  Port mode is {r.get('portmode', 'access')}",
+            f"  MTU {r['eth_mtu']} bytes, BW {r['eth_bw']} Kbit, DLY 10 usec",
+            "",
+        ]
+    return _lines(out)
+
+
+@renderer("show_hosts")
+def render_hosts(d: Mapping[str, Any]) -> str:
+    out = [f"DNS lookup {'enabled' if d.get('dns_enabled') else 'disabled'}"]
+    if d.get("domain"):
+        out.append(f"Default domain for vrf:default is {d['domain']}")
+    out.append("Name servers are not configured")
+    return _lines(out)
+
+
+@renderer("show_file")
+def render_file(d: Mapping[str, Any]) -> str:
+    return _lines(list(d.get("lines") or []))
 
 
 @renderer("show_vlan_brief")

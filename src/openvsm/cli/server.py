@@ -359,9 +359,13 @@ class CliServer:
         self, parsed: ParsedCommand, session: CliSession, *, confirmed: bool = False
     ) -> tuple[str, bool]:
         handler = parsed.handler
-        accounted = not handler.startswith("show_") and handler not in grammar.BUILTIN_HANDLERS
+        accounted = not (
+            handler.startswith("show_")
+            or handler in grammar.BUILTIN_HANDLERS
+            or handler in grammar.SELF_ACCOUNTED
+        )
         if handler in grammar.WRITE_HANDLERS and not roles.may_write(session.role):
-            self._account(session, parsed.text, "FAILURE")
+            self._account(session, parsed.canonical or parsed.text, "FAILURE")
             return roles.PERMISSION_DENIED + "\n", True
         if handler in grammar.BUILTIN_HANDLERS and handler != "configure_terminal":
             return self._builtin(parsed, session), False
@@ -379,13 +383,13 @@ class CliServer:
             text = self._format(parsed, result)
         except CliCommandError as exc:
             if accounted:
-                self._account(session, parsed.text, "FAILURE")
+                self._account(session, parsed.canonical or parsed.text, "FAILURE")
             return exc.text, True
         except Exception as exc:
             log.exception("CLI handler %s failed", handler)
             return f"% Internal error: {type(exc).__name__}: {exc}\n", True
         if accounted:
-            self._account(session, parsed.text, "SUCCESS")
+            self._account(session, parsed.canonical or parsed.text, "SUCCESS")
         return text, False
 
     def _builtin(self, parsed: ParsedCommand, session: CliSession) -> str:

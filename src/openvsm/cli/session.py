@@ -18,8 +18,15 @@ API (stable; the SSH server builds on it)::
     text = await shell.help("show mod")       # what "?" shows after "show mod"
     words = await shell.complete("sh mod")    # ["module"]
     line = await shell.tab("sh mod")          # "sh module " (the line after Tab), or None
+    await shell.window(rows=40, columns=132)  # PTY size -> terminal length/width
     reply = await shell.ctrl_z()              # back to exec (like "end"), no-op in exec
+    status = await shell.run_script("show version ; show module", write)
+                                              # an SSH exec channel / -c: each answer
+                                              # to write(); 0, or 1 at the first error
     await shell.close()                       # ends the session on the node
+
+Calls on one session must not overlap (await each): the node runs a
+session's lines in order.
 
 ``ShellReply.confirm`` means the output is a question (``(y/n)?  [n]``) and
 the next ``run`` line is its answer. ``shell.terminal`` holds the session's
@@ -38,11 +45,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from openvsm.cli.grammar import split_commands
 from openvsm.ipc import IpcClient, IpcError
 
 CFGMGR_SOCKET = "cfgmgr.sock"
@@ -182,6 +190,28 @@ class ShellSession:
     async def run(self, line: str) -> ShellReply:
         """Run one line (``;`` separates commands; a trailing ``?`` asks help)."""
         return await self._call("run", line)
+
+    async def run_script(self, text: str, write: Callable[[str], None]) -> int:
+        """Run ``text`` (commands separated by newlines or `` ; ``) as
+        ``openvsm cli -c`` does: each command's output to ``write`` (newline
+        terminated); stop at the first error and return 1, else 0."""
+        for command in split_commands(text):
+            reply = await self.run(command)
+            if reply.output:
+                write(reply.output if reply.output.endswith("\n") else reply.output + "\n")
+            if reply.error:
+                return 1
+            if reply.exit:
+                break
+        return 0
+
+    async def window(self, rows: int, columns: int) -> None:
+        """The client's terminal size (SSH ``pty-req`` / ``window-change``):
+        sets ``terminal length`` and ``terminal width`` (clamped to NX-OS's
+        ranges; rows 0 = no paging)."""
+        length = max(0, min(511, rows))
+        width = max(24, min(511, columns))
+        await self.run(f"terminal length {length} ; terminal width {width}")
 
     async def help(self, before_cursor: str) -> str:
         """The ``?`` text for the line typed so far (``?`` itself not included)."""

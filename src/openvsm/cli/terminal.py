@@ -20,6 +20,8 @@ processes it key by key through a small state machine (``State``):
 Output uses ``\\r\\n``. ``write`` is called with text to send; ``done`` turns
 true when the session ended (``exit``, Ctrl-D) and the transport should
 close. With ``echo=False`` (a channel without a PTY) keys are not echoed.
+Calls of ``feed`` must not overlap: await each before feeding more (keys
+that arrive meanwhile wait in the transport's buffer, as on a terminal).
 """
 
 from __future__ import annotations

@@ -256,9 +256,10 @@ class SshDaemon:
             await self._write(process, f"% Line too long (at most {MAX_LINE} characters)\n")
             return 1
         self.counters.commands += 1
-        reply = await shell.run(command)
-        await self._write(process, reply.output)
-        return 1 if reply.error else 0
+        out: list[str] = []
+        status = await shell.run_script(command, out.append)
+        await self._write(process, "".join(out))
+        return status
 
     async def _pty_shell(self, process: asyncssh.SSHServerProcess[str], shell: ShellSession) -> int:
         """A terminal: keys go through SHELL's TerminalDriver (echo, ``?``, Tab,
@@ -272,13 +273,17 @@ class SshDaemon:
 
         pending.append(crlf(BANNER))
         await driver.start()
+        columns, rows, *_ = process.get_terminal_size()
+        if rows or columns:
+            await shell.window(rows, columns or 80)
         await flush()
         while not driver.done:
             try:
                 data = await process.stdin.read(4096)
             except asyncssh.BreakReceived:
                 continue
-            except asyncssh.TerminalSizeChanged:
+            except asyncssh.TerminalSizeChanged as change:
+                await shell.window(change.height, change.width or 80)
                 continue
             if not data:
                 return 0

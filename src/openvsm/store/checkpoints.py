@@ -15,6 +15,13 @@ entirely or not at all. An empty patch is not an error (nothing to do).
 
 Limits: at most ``MAX_CHECKPOINTS`` checkpoints; names as NX-OS allows
 (letters, digits, ``_ - .``, at most 32 characters).
+
+Checkpoint *files* (``checkpoint file NAME``, ``rollback running-config
+file NAME``, ``show file NAME``, ``delete NAME``: what NAPALM's nxos_ssh
+driver uses for commit and rollback) are the same objects under the key
+``file:NAME`` (a ``bootflash:`` prefix is dropped): taking one again
+overwrites it, they do not count against the limit, and the summary does
+not list them.
 """
 
 from __future__ import annotations
@@ -31,6 +38,19 @@ KIND: Final = "checkpoint"
 CONFIG_KINDS: Final = ("user", "vlan", "port_profile")
 MAX_CHECKPOINTS: Final = 10
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
+_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,79}")
+FILE_PREFIX: Final = "file:"
+
+
+def file_key(name: str) -> str:
+    """The checkpoint key of a file name (``bootflash:x.cfg`` -> ``file:x.cfg``)."""
+    for device in ("bootflash:", "volatile:"):
+        if name.startswith(device):
+            name = name[len(device) :]
+    name = name.lstrip("/")
+    if not _FILE.fullmatch(name):
+        raise CheckpointError(f"% Invalid file name {name[:80]!r}\n")
+    return FILE_PREFIX + name
 
 
 class CheckpointError(Exception):
@@ -50,12 +70,16 @@ def snapshot(view: StoreView) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def checkpoint_ops(view: StoreView, name: str, *, user: str, now: float) -> list[Op]:
-    """The op that stores checkpoint ``name`` of the running configuration."""
+    """The op that stores checkpoint ``name`` of the running configuration
+    (a ``file_key`` name: a checkpoint file, overwritten if it exists)."""
+    if name.startswith(FILE_PREFIX):
+        body = {"name": name, "created_by": user, "created_at": now, "objects": snapshot(view)}
+        return [Op(KIND, name, body)]
     if not _NAME.fullmatch(name):
         raise CheckpointError(
             "% Invalid checkpoint name (letters, digits, _ . -; at most 32 characters)\n"
         )
-    existing = view.list(KIND)
+    existing = {k: v for k, v in view.list(KIND).items() if not k.startswith(FILE_PREFIX)}
     if name in existing:
         raise CheckpointError(f"% Checkpoint name {name} is already in use\n")
     if len(existing) >= MAX_CHECKPOINTS:
@@ -67,9 +91,15 @@ def checkpoint_ops(view: StoreView, name: str, *, user: str, now: float) -> list
     return [Op(KIND, name, body)]
 
 
+def _missing(name: str) -> CheckpointError:
+    if name.startswith(FILE_PREFIX):
+        return CheckpointError(f"% No such file {name[len(FILE_PREFIX) :]}\n")
+    return CheckpointError(f"% Checkpoint {name} does not exist\n")
+
+
 def delete_ops(view: StoreView, name: str) -> list[Op]:
     if view.get(KIND, name) is None:
-        raise CheckpointError(f"% Checkpoint {name} does not exist\n")
+        raise _missing(name)
     return [Op(KIND, name, None)]
 
 
@@ -77,7 +107,7 @@ def rollback_ops(view: StoreView, name: str) -> list[Op]:
     """The patch (as ops of one change) from the running config to ``name``."""
     cp = view.get(KIND, name)
     if cp is None:
-        raise CheckpointError(f"% Checkpoint {name} does not exist\n")
+        raise _missing(name)
     target = cp.get("objects")
     if not isinstance(target, dict):
         raise CheckpointError(f"% Checkpoint {name} is damaged (no objects)\n")
@@ -105,10 +135,31 @@ def rollback_ops(view: StoreView, name: str) -> list[Op]:
     return ops
 
 
+def file_lines(view: StoreView, name: str) -> list[str]:
+    """``show file NAME`` of a checkpoint: its configuration as running-config lines."""
+    from openvsm.store.configcmd import MemoryView, running_config_lines
+
+    cp = view.get(KIND, name)
+    if cp is None:
+        raise _missing(name)
+    raw = cp.get("objects")
+    objects: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    mem = MemoryView()
+    mem.apply(
+        Op(kind, key, dict(body))
+        for kind, bodies in objects.items()
+        if kind in CONFIG_KINDS and isinstance(bodies, dict)
+        for key, body in bodies.items()
+        if isinstance(body, dict)
+    )
+    return running_config_lines(mem)
+
+
 def summary_data(view: StoreView) -> dict[str, Any]:
     """``show checkpoint summary`` data (NX-OS-style keys), oldest first."""
     rows = []
-    for name, body in sorted(view.list(KIND).items(), key=lambda kv: kv[1].get("created_at", 0)):
+    user_checkpoints = {k: v for k, v in view.list(KIND).items() if not k.startswith(FILE_PREFIX)}
+    for name, body in sorted(user_checkpoints.items(), key=lambda kv: kv[1].get("created_at", 0)):
         rows.append(
             {
                 "name": name,
@@ -129,6 +180,8 @@ __all__ = [
     "CheckpointError",
     "checkpoint_ops",
     "delete_ops",
+    "file_key",
+    "file_lines",
     "rollback_ops",
     "snapshot",
     "summary_data",
