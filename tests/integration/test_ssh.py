@@ -250,8 +250,7 @@ def test_scrapli_cisco_nxos(make_lab: Callable[..., Lab]) -> None:
 
 
 def test_napalm_nxos_ssh(make_lab: Callable[..., Lab]) -> None:
-    """NAPALM's nxos_ssh driver: facts, VLANs, config, merge + commit.
-    (get_interfaces and rollback need shell commands listed in docs/remote-management.md.)"""
+    """NAPALM's nxos_ssh driver: facts, interfaces, VLANs, config, merge + commit + rollback."""
     from napalm import get_network_driver
 
     lab, doc, active = _start(make_lab)
@@ -268,9 +267,17 @@ def test_napalm_nxos_ssh(make_lab: Callable[..., Lab]) -> None:
         driver.load_merge_candidate(config="vlan 51\n")
         assert "vlan 51" in driver.compare_config()
         driver.commit_config()
+        assert "vlan 10,20,51" in lab.cli(active, "show running-config")["output"]
+        assert "Management0" in driver.get_interfaces()
+        driver.rollback()
     finally:
         driver.close()
-    assert "vlan 10,20,51" in lab.cli(active, "show running-config")["output"]
+    vlans = [
+        ln
+        for ln in lab.cli(active, "show running-config")["output"].splitlines()
+        if ln.startswith("vlan ")
+    ]
+    assert vlans == ["vlan 10,20"], vlans
 
 
 ANSIBLE = Path(sys.executable).with_name("ansible-playbook")
