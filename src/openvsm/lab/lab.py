@@ -739,6 +739,8 @@ def cli_main(argv: list[str]) -> int:
         print(f"pair up: {active} is active with an HA standby; {len(lab.vems)} VEMs attached")
         for node in lab.nodes.values():
             print(f"  {node.name:9s} openvsm cli --node {node.rundir}")
+            if node.ssh is not None:
+                print(f"  {'':9s} ssh -p {node.ssh[1]} admin@{node.ssh[0]}")
         print(f"  lab.json: {root / 'lab.json'}", flush=True)
         if args.no_shell:
             while not stop_requested:
