@@ -13,6 +13,8 @@ USAGE = """usage: openvsm COMMAND [ARGS]
 
 commands:
   vsm --config FILE          run a VSM node (sysmgr and its services)
+  init --domain ID --hosts N --out DIR
+                             write a new pair's and its VEM hosts' configs and secrets
   cli --node RUNDIR [-c CMD] the NX-OS CLI of a node (interactive, or one-shot)
   lab [--dir D] [--no-shell] [--vems N] [--timers default|fast]
                              a VSM pair and VEMs on loopback
@@ -26,6 +28,7 @@ commands:
 
 _COMMANDS = {
     "vsm": "openvsm.sysmgr.sysmgr",
+    "init": "openvsm.init",
     "service": "openvsm.sysmgr.service",
     "cli": "openvsm.cli.client",
     "lab": "openvsm.lab.lab",

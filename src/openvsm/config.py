@@ -51,6 +51,20 @@ VSM node file::
     notify_timeout_s = 10.0         # 0.1-600; a hook still running then is killed
     trace_max_bytes = 1048576       # RUNDIR/redundancy-trace.jsonl rotated past this size
     trace_keep = 3                  # rotated files kept
+
+    [ssh]                           # optional; absent = no SSH server (docs/remote-management.md)
+    listen = ["127.0.0.1:2222"]     # this node's own address(es)
+    host_key = "ssh_host_ed25519_key"  # the pair's one host key (openvsm init / the lab)
+    max_sessions = 32
+    login_delay_ms = 1000           # answer to a wrong password (per attempt)
+    max_failures = 5                # per source address and per user in failure_window_s
+    failure_window_s = 60
+    write_timeout_s = 30            # a session whose client reads nothing for this long ends
+
+    [mgmt]                          # optional: the pair's shared management address
+    address = "10.1.0.10/24"        # held by the active only (gratuitous ARP on taking it)
+    device = "mgmt0"
+    ssh_port = 22                   # the SSH server also listens there while holding it
 """
 
 from __future__ import annotations
@@ -117,6 +131,30 @@ class ObserveConfig:
 
 
 @dataclass(frozen=True)
+class SshConfig:
+    listen: tuple[Endpoint, ...]
+    host_key: Path
+    max_sessions: int = 32
+    login_delay: float = 1.0
+    max_failures: int = 5
+    failure_window: float = 60.0
+    write_timeout: float = 30.0  # a session whose client reads nothing for this long ends
+
+
+@dataclass(frozen=True)
+class SharedMgmtConfig:
+    """The pair's shared management address ([mgmt]): only the active holds it."""
+
+    address: str  # "10.1.0.10/24"
+    device: str
+    ssh_port: int = 22
+
+    @property
+    def ip(self) -> str:
+        return self.address.partition("/")[0]
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     domain_id: int
@@ -136,6 +174,8 @@ class NodeConfig:
     clock_offset_s: float = 0.0
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    ssh: SshConfig | None = None
+    shared_mgmt: SharedMgmtConfig | None = None
     # The MAC this installation uses, set at node start by ``openvsm.identity``.
     resolved_mac: str | None = None
     observe: ObserveConfig = field(default_factory=ObserveConfig)
@@ -411,6 +451,51 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         clock_offset_s=offset,
         raw=doc,
         observe=_observe(doc),
+        ssh=_ssh(doc, base),
+        shared_mgmt=_shared_mgmt(doc),
+    )
+
+
+def _ssh(doc: dict[str, Any], base: Path) -> SshConfig | None:
+    section = doc.get("ssh")
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError("ssh: must be a table")
+    raw = _get(section, "listen", "ssh", list)
+    if not raw or not all(isinstance(v, str) for v in raw):
+        raise ConfigError("ssh.listen: must be a non-empty list of ip:port strings")
+    return SshConfig(
+        listen=tuple(parse_endpoint(v, "ssh.listen") for v in raw),
+        host_key=base / _get(section, "host_key", "ssh", str),
+        max_sessions=_int_range(section, "max_sessions", "ssh", 1, 1024, 32),
+        login_delay=_int_range(section, "login_delay_ms", "ssh", 0, 10000, 1000) / 1000,
+        max_failures=_int_range(section, "max_failures", "ssh", 1, 1000, 5),
+        failure_window=float(_int_range(section, "failure_window_s", "ssh", 1, 86400, 60)),
+        write_timeout=float(_int_range(section, "write_timeout_s", "ssh", 1, 3600, 30)),
+    )
+
+
+def _shared_mgmt(doc: dict[str, Any]) -> SharedMgmtConfig | None:
+    section = doc.get("mgmt")
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError("mgmt: must be a table")
+    address = _get(section, "address", "mgmt", str)
+    try:
+        iface = ipaddress.ip_interface(address)
+    except ValueError:
+        raise ConfigError(f"mgmt.address: {address!r} is not ip/prefix") from None
+    if "/" not in address or iface.version != 4:
+        raise ConfigError(f"mgmt.address: {address!r} must be an IPv4 address with /prefix")
+    device = _get(section, "device", "mgmt", str)
+    if not device or len(device) > 15 or "/" in device or " " in device:
+        raise ConfigError(f"mgmt.device: {device!r} is not a device name (1-15 chars)")
+    return SharedMgmtConfig(
+        address=address,
+        device=device,
+        ssh_port=_int_range(section, "ssh_port", "mgmt", 1, 65535, 22),
     )
 
 

@@ -39,6 +39,20 @@ async def _call(client: IpcClient, what: str, op: str, **args: Any) -> Any:
         raise CliCommandError(text) from None
 
 
+async def _mgmt_address(cm: Cfgmgr, address: str) -> dict[str, Any]:
+    """Who holds the shared management address, as this node's mgmt service says."""
+    client = IpcClient(cm.cfg.run_dir / "mgmt.sock", timeout=2.0)
+    try:
+        st = await client.call("status")
+        held = bool(isinstance(st, dict) and st.get("holding"))
+        holder = f"sup-{cm.cfg.sup_number} (this supervisor)" if held else "not this supervisor"
+    except IpcError:
+        holder = "unknown (mgmt service not answering)"
+    finally:
+        client.close()
+    return {"mgmt_address": address, "mgmt_address_holder": holder}
+
+
 async def _commit_cli(
     cm: Cfgmgr, s: CliSession, build: Callable[[], list[Op]], command: str
 ) -> int:
@@ -87,7 +101,11 @@ def build_cli(cm: Cfgmgr) -> CliServer:
 
     # ---- redundancy (hamgr) ------------------------------------------------
     async def redundancy_status(args: dict[str, str], s: CliSession) -> Any:
-        return await _call(hamgr, "hamgr", "redundancy_status")
+        data = await _call(hamgr, "hamgr", "redundancy_status")
+        shared = cm.cfg.shared_mgmt
+        if shared is not None and isinstance(data, dict):
+            data = {**data, **await _mgmt_address(cm, shared.address)}
+        return data
 
     async def trace(args: dict[str, str], s: CliSession) -> Any:
         return await _call(hamgr, "hamgr", "trace")

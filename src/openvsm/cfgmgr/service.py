@@ -368,11 +368,39 @@ class Cfgmgr:
         user = cli_user(uid if isinstance(uid, int) else None, self._cli_users)
         return await self.cli.handle_ipc(args, user=user, pid=pid if isinstance(pid, int) else None)
 
+    async def _ssh_cli_request(self, args: dict[str, Any]) -> Any:
+        """The mgmt service's SSH sessions: the user is the one SSH authenticated.
+
+        Only a peer running as root or as this node's own Unix user may name the
+        user (such a process can read the store anyway); any other peer is
+        refused."""
+        import os
+
+        peer = args.get(PEER_KEY)
+        uid = peer.get("uid") if isinstance(peer, dict) else None
+        if uid not in (0, os.getuid()):
+            raise IpcError("% ssh_cli is reserved to the node's own mgmt service")
+        user, origin = args.get("user"), args.get("origin")
+        if not isinstance(user, str) or not user:
+            raise IpcError("ssh_cli needs the authenticated user")
+        line, session_id, action = args.get("line"), args.get("session"), args.get("action")
+        return await self.cli.execute(
+            line if isinstance(line, str) else "",
+            str(session_id or "ssh-anonymous"),
+            user=user,
+            action=action if isinstance(action, str) else "run",
+            interactive=args.get("interactive") is True,
+            line_name="ssh",
+            origin=origin if isinstance(origin, str) else None,
+        )
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "subscribed":
             return {"seq": self.store.last_seq}
         if op == "cli":
             return await self._cli_request(args)
+        if op == "ssh_cli":
+            return await self._ssh_cli_request(args)
         if op == "commit":
             raw_ops = args.get("ops")
             if not isinstance(raw_ops, list):

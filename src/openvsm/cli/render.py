@@ -131,6 +131,14 @@ def render_redundancy_status(d: Mapping[str, Any]) -> str:
             value = d.get(f"{prefix}_{key}")
             if value is not None:
                 out.append(f"      {label}{value}")
+    if d.get("mgmt_address"):
+        out += [
+            "",
+            "Shared management address",
+            "-----",
+            f"      address:  {d['mgmt_address']}",
+            f"      holder:   {d.get('mgmt_address_holder')}",
+        ]
     this_sup, other_sup = _sup_name(d["this_sup"]), _sup_name(d["other_sup"])
     collisions = list(d.get("collisions") or [])
     heard = list(d.get("peer_collisions") or [])

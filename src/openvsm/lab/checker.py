@@ -59,6 +59,10 @@ which VSM it is attached to, read before and after the tables):
   a third VSM (a copy of a node's configuration), the healthy pair keeps its
   roles, "Active with HA standby" / "HA standby", and its boots (no reload,
   no reset, no hamgr restart).
+- ``two_address_holders`` (``check_address_holders``, ``AddressSample``):
+  never two holders of the shared management address once the split-brain
+  resolution bound has passed since the pair could see each other again
+  (while partitioned, both actives may hold it).
 """
 
 from __future__ import annotations
@@ -507,8 +511,47 @@ def check_undisturbed(
     return []
 
 
+@dataclass(frozen=True)
+class AddressSample:
+    """One round of every node's mgmt service: does it hold the shared address?
+    ``partitioned``: the campaign had cut the pair apart when it read them."""
+
+    time: float
+    holders: frozenset[str]
+    partitioned: bool = False
+
+
+def check_address_holders(
+    samples: Iterable[AddressSample], *, bound: float, label: str = ""
+) -> list[Violation]:
+    """``two_address_holders``: two nodes held the shared management address
+    more than ``bound`` seconds (the split-brain resolution bound) after the
+    pair could last see each other again. While partitioned both sides may be
+    active and hold it (neither can know); after the heal, the resolution must
+    leave one holder within the bound."""
+    healed_at: float | None = None
+    out: list[Violation] = []
+    for s in sorted(samples, key=lambda x: x.time):
+        if s.partitioned:
+            healed_at = None
+            continue
+        if healed_at is None:
+            healed_at = s.time
+        if len(s.holders) > 1 and s.time - healed_at > bound:
+            out.append(
+                Violation(
+                    "two_address_holders",
+                    f"{label}: {', '.join(sorted(s.holders))} held the shared management "
+                    f"address {s.time - healed_at:.2f} s after the heal (bound {bound:.2f} s)",
+                )
+            )
+            break
+    return out
+
+
 __all__ = [
     "UNKNOWN",
+    "AddressSample",
     "Attached",
     "AttachmentCheck",
     "ModuleSample",
@@ -520,6 +563,7 @@ __all__ = [
     "WriteOp",
     "attached_counts",
     "check",
+    "check_address_holders",
     "check_history",
     "check_modules",
     "check_roles",

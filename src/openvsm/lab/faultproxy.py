@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from openvsm.ipc import Handler, IpcError, IpcServer
+from openvsm.ipc import PEER_KEY, Handler, IpcError, IpcServer
 
 log = logging.getLogger(__name__)
 
@@ -900,7 +900,8 @@ def control_handler(proxy: FaultProxy) -> Handler:
     async def handle(op: str, args: dict[str, Any]) -> Any:
         if op not in _OP_ARGS:
             raise IpcError(f"unknown op {op!r} (ops: {', '.join(sorted(_OP_ARGS))})")
-        extra = set(args) - _OP_ARGS[op]
+        # PEER_KEY: the caller's credentials, added by the IPC server (SO_PEERCRED).
+        extra = set(args) - _OP_ARGS[op] - {PEER_KEY}
         if extra:
             raise IpcError(f"{op}: unknown arguments {sorted(extra)}")
         needs_name = op not in ("stats", "links")

@@ -135,6 +135,7 @@ class NodeHandle:
     peer_control: tuple[str, int]
     peer_mgmt: tuple[str, int]
     proc: subprocess.Popen[bytes] | None = None
+    ssh: tuple[str, int] | None = None
 
     @property
     def rundir(self) -> Path:
@@ -184,6 +185,8 @@ class Lab:
         extra_node_toml: str = "",
         vem_proxy: int = 0,
         observe_toml: str = "",
+        ssh: bool = False,
+        ssh_write_timeout: int = 30,
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -196,6 +199,10 @@ class Lab:
         self.use_proxy = proxy
         self.nvems = vems
         self.rest = rest
+        # The SSH server (the node's mgmt service): one host key for the pair.
+        self.ssh = ssh
+        self.host_key = root / "ssh_host_ed25519_key"
+        self.ssh_write_timeout = ssh_write_timeout
         self.sync_buffer_bytes = sync_buffer_bytes
         self.module_limit = module_limit
         self.extra_node_toml = extra_node_toml
@@ -218,7 +225,7 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         host = "127.0.0.1"
         ports = {
-            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest")}
+            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest", "ssh")}
             for role in ("primary", "secondary")
         }
         self.proxy_ports: dict[str, dict[str, int]] = {}
@@ -229,6 +236,10 @@ class Lab:
                 role: {"control": free_port(host), "mgmt": free_port(host)}
                 for role in ("primary", "secondary")
             }
+        if self.ssh and not self.host_key.exists():
+            from openvsm.mgmt.sshd import generate_host_key
+
+            generate_host_key(self.host_key)
         for role in ("primary", "secondary"):
             other = "secondary" if role == "primary" else "primary"
             p = ports[role]
@@ -249,6 +260,7 @@ class Lab:
                 rest=(host, p["rest"]) if self.rest else None,
                 peer_control=peer_c,
                 peer_mgmt=peer_m,
+                ssh=(host, p["ssh"]) if self.ssh else None,
             )
             self.nodes[role] = node
         for node in self.nodes.values():
@@ -316,6 +328,11 @@ class Lab:
         if peer_rest is not None:
             observe += f'peer_status_url = "http://{peer_rest[0]}:{peer_rest[1]}"\n'
         observe += self.observe_toml.strip() + "\n" if self.observe_toml.strip() else ""
+        if node.ssh is not None:
+            rest += (
+                f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\nhost_key = "{self.host_key}"\n'
+                f"write_timeout_s = {self.ssh_write_timeout}\n"
+            )
         node.config.write_text(
             f"""# openvsm lab node {node.name}
 [node]
@@ -633,6 +650,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
                     "mgmt": fmt(node.mgmt),
                     "vem": fmt(node.vem),
                     "rest": f"http://{node.rest[0]}:{node.rest[1]}" if node.rest else None,
+                    "ssh": fmt(node.ssh),
                 }
             )
         vems = []
@@ -719,7 +737,7 @@ def cli_main(argv: list[str]) -> int:
         hosts = args.vems if "--vems" in argv else 2
         lab = netns_lab_class()(root, hosts=max(hosts, 1), timers=args.timers)
     else:
-        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy)
+        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy, ssh=True)
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -736,6 +754,8 @@ def cli_main(argv: list[str]) -> int:
         print(f"pair up: {active} is active with an HA standby; {len(lab.vems)} VEMs attached")
         for node in lab.nodes.values():
             print(f"  {node.name:9s} openvsm cli --node {node.rundir}")
+            if node.ssh is not None:
+                print(f"  {'':9s} ssh -p {node.ssh[1]} admin@{node.ssh[0]}")
         print(f"  lab.json: {root / 'lab.json'}", flush=True)
         if args.no_shell:
             while not stop_requested:

@@ -428,6 +428,8 @@ def ovs_vem_toml(
 UPLINK_PROFILE = "uplink-lacp"
 MGMT_NET = "10.99.0"  # VSM mgmt + VEM control (a Linux bridge in the "mgmt" namespace)
 CONTROL_NET = "10.98.0"  # VSM <-> VSM control link (point to point)
+SHARED_MGMT = f"{MGMT_NET}.10"  # the pair's shared management address (the active holds it)
+CLIENT_IP = f"{MGMT_NET}.200"  # the client namespace on the mgmt bridge
 
 
 def netns_lab_class() -> type:
@@ -447,7 +449,12 @@ def netns_lab_class() -> type:
           profile ``uplink-lacp`` (``channel-group auto mode active``);
         - ``vm<N>-<M>``: VM namespaces (eth0 = a vEth on host N, profile
           ``vm-net``, VLAN 10, 10.10.<N>.<M>);
-        - ``sw``: the upstream switch, an OVS with one LACP bond per host.
+        - ``sw``: the upstream switch, an OVS with one LACP bond per host
+          (none with ``hosts=0``);
+        - ``client``: an operator's machine on the mgmt bridge (10.99.0.200);
+          the pair's shared management address is 10.99.0.10 (``[mgmt]``,
+          device ``mgmt0``, SSH on port 22 there; each node's own SSH server
+          on its mgmt address, port 2222).
         """
 
         def __init__(
@@ -467,7 +474,16 @@ def netns_lab_class() -> type:
             self.node_ns: dict[str, str] = {}
             self.host_objs: dict[str, Host] = {}
             self._spawn_ns: str | None = None
-            super().__init__(root, vems=0, timers=timers, rest=True)
+            super().__init__(
+                root,
+                vems=0,
+                timers=timers,
+                rest=True,
+                ssh=True,
+                extra_node_toml=(
+                    f'\n[mgmt]\naddress = "{SHARED_MGMT}/24"\ndevice = "mgmt0"\nssh_port = 22\n'
+                ),
+            )
 
         def _plan(self) -> None:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -480,6 +496,11 @@ def netns_lab_class() -> type:
             for i, role in enumerate(("primary", "secondary")):
                 sh("ip", "-n", ns[role], "addr", "add", f"{CONTROL_NET}.{i + 1}/24", "dev", "ctl0")
                 self._mgmt_port(ns[role], f"m-{role[:3]}", f"{MGMT_NET}.{i + 1}")
+            self.client_ns = topo.namespace("client")
+            self._mgmt_port(self.client_ns, "m-client", CLIENT_IP, dev="eth0")
+            from openvsm.mgmt.sshd import generate_host_key
+
+            generate_host_key(self.host_key)
             for i, role in enumerate(("primary", "secondary")):
                 ctl, mgmt = f"{CONTROL_NET}.{i + 1}", f"{MGMT_NET}.{i + 1}"
                 peer_ctl, peer_mgmt = f"{CONTROL_NET}.{2 - i}", f"{MGMT_NET}.{2 - i}"
@@ -494,15 +515,16 @@ def netns_lab_class() -> type:
                     rest=(mgmt, 8080),
                     peer_control=(peer_ctl, 7001),
                     peer_mgmt=(peer_mgmt, 7002),
+                    ssh=(mgmt, 2222),
                 )
                 self.nodes[role] = node
                 self.node_ns[role] = ns[role]
                 self._write_node_config(node)
 
-        def _mgmt_port(self, ns: str, bridge_side: str, ip: str) -> None:
-            self.topo.link(ns, "mgmt0", self.mgmt_ns, bridge_side)
+        def _mgmt_port(self, ns: str, bridge_side: str, ip: str, dev: str = "mgmt0") -> None:
+            self.topo.link(ns, dev, self.mgmt_ns, bridge_side)
             sh("ip", "-n", self.mgmt_ns, "link", "set", bridge_side, "master", "br0")
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "mgmt0")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
 
         def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -551,6 +573,8 @@ def netns_lab_class() -> type:
 
         def _build_hosts(self) -> None:
             topo = self.topo
+            if self.nhosts == 0:
+                return
             sw = topo.add_switch("sw")
             vsms = [f"{n.vem[0]}:{n.vem[1]}" for n in self.nodes.values()]
             for n in range(1, self.nhosts + 1):
@@ -612,7 +636,11 @@ def netns_lab_class() -> type:
                     for v in self.topo.vms.values()
                 ],
                 "switch": f"{self.topo.prefix}-sw",
+                "client": self.client_ns,
+                "client_ip": CLIENT_IP,
             }
+            data["mgmt_address"] = SHARED_MGMT
+            data["client_netns"] = self.client_ns
             return data
 
         def stop(self) -> None:

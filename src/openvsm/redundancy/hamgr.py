@@ -715,6 +715,9 @@ class Hamgr:
             "peer_state": str(st.other_rdn_state),
             "internal_state": str(st.this_internal_state),
             "degraded": bool(st.degraded),
+            # A split-brain resolution is pending: the mgmt service holds off the
+            # shared management address until its outcome.
+            "split_brain": bool(st.split_brain),
             "peer_control": str(self.cfg.control.peer) if self.cfg.control.peer else None,
             "switch_seq": self.switch_seq,
             "boot_id": self.engine.config.boot_id,

@@ -30,6 +30,7 @@ driver: the CLI refuses to change them (see ``_openstack_refusal``).
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -572,6 +573,9 @@ class ConfigSession:
         if not _USER_NAME.fullmatch(name):
             raise ln.fail("% Invalid user name (letters, digits, _ . -; at most 32)", at=index)
         existing = self.view.get("user", name)
+        if ln.peek("password", "sshkey") == "sshkey":
+            ln.keyword("sshkey")
+            return self._username_sshkey(ln, name, existing)
         ln.keyword("password")
         pw_index = ln.i
         password = ln.arg()
@@ -594,10 +598,36 @@ class ConfigSession:
             if len(password) < 4:
                 raise ln.fail("% Password too short (at least 4 characters)", at=pw_index)
             password_hash = hash_password(password)
-        return [Op("user", name, {"name": name, "password_hash": password_hash, "role": role})], ""
+        body: dict[str, Any] = {"name": name, "password_hash": password_hash, "role": role}
+        if existing and existing.get("sshkey"):
+            body["sshkey"] = existing["sshkey"]
+        return [Op("user", name, body)], ""
+
+    def _username_sshkey(
+        self, ln: _Line, name: str, existing: dict[str, Any] | None
+    ) -> tuple[list[Op], str]:
+        """``username NAME sshkey "ssh-ed25519 AAAA... [comment]"`` (OpenSSH format)."""
+        index = ln.i
+        if ln.at_end():
+            raise ln.fail(INCOMPLETE)
+        text = ln.line[ln.words[index][0] :].strip().strip('"').strip()
+        ln.i = len(ln.words)
+        key = parse_ssh_public_key(text)
+        if key is None:
+            raise ln.fail("% Invalid SSH public key (OpenSSH format: TYPE BASE64 [comment])", index)
+        if existing is None:
+            raise _Fail(f"% User {name} does not exist: configure its password and role first\n")
+        return [Op("user", name, {**existing, "sshkey": key})], ""
 
     def _no_username(self, ln: _Line) -> tuple[list[Op], str]:
         name = ln.arg()
+        if ln.peek("sshkey") == "sshkey":
+            ln.keyword("sshkey")
+            ln.end()
+            body = self.view.get("user", name)
+            if body is None:
+                raise _Fail(f"% User {name} does not exist\n")
+            return [Op("user", name, {k: v for k, v in body.items() if k != "sshkey"})], ""
         ln.end()
         if self.view.get("user", name) is None:
             raise _Fail(f"% User {name} does not exist\n")
@@ -863,6 +893,36 @@ def port_profile_lines(body: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+SSH_KEY_TYPES: Final = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+)
+
+
+def parse_ssh_public_key(text: str) -> str | None:
+    """``TYPE BASE64 [comment]`` -> the normalised ``TYPE BASE64`` or None.
+
+    The blob must decode and name its own type (SSH wire format: a 4-byte
+    length, then the type string), so a truncated or pasted-wrong key is
+    refused at configuration time, not at the first login."""
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES or len(parts[1]) > 8192:
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(blob) < 4:
+        return None
+    n = int.from_bytes(blob[:4], "big")
+    if blob[4 : 4 + n] != parts[0].encode():
+        return None
+    return f"{parts[0]} {parts[1]}"
+
+
 def running_config_lines(view: StoreView) -> list[str]:
     """``show running-config`` lines, in NX-OS order; CLI-owned objects re-playable."""
     out: list[str] = []
@@ -873,6 +933,8 @@ def running_config_lines(view: StoreView) -> list[str]:
             f"username {name} password 5 {u.get('password_hash', '')}"
             f"  role {u.get('role', DEFAULT_ROLE)}"
         )
+        if u.get("sshkey"):
+            out.append(f'username {name} sshkey "{u["sshkey"]}"')
     vlans = view.list("vlan")
     cli_vlans = {int(k): v for k, v in vlans.items() if not _is_openstack(v)}
     os_vlans = {int(k): v for k, v in vlans.items() if _is_openstack(v)}

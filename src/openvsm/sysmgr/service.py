@@ -35,6 +35,16 @@ VEMMGR_ATTACHMENTS = "vemmgr-attachments.json"
 RELOAD_EXIT = 75
 FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
 SERVICES = ("hamgr", "cfgmgr", "vemmgr")
+# The remote management service (SSH server, shared management address): started
+# last, stopped first (its address goes before the node's other services stop).
+OPTIONAL_SERVICES = ("mgmt",)
+
+
+def node_services(cfg: NodeConfig) -> tuple[str, ...]:
+    """The services sysmgr runs for ``cfg``, in start order."""
+    if cfg.ssh is not None or cfg.shared_mgmt is not None:
+        return (*SERVICES, "mgmt")
+    return SERVICES
 
 
 class NodeFatal(Exception):
@@ -82,6 +92,10 @@ def _runner(name: str) -> Callable[[NodeConfig], Coroutine[Any, Any, None]]:
         from openvsm.modules.vemmgr import run_vemmgr
 
         return run_vemmgr
+    if name == "mgmt":
+        from openvsm.mgmt.service import run_mgmt
+
+        return run_mgmt
     raise ValueError(f"unknown service {name!r}")
 
 
@@ -124,7 +138,7 @@ def cli_main(argv: list[str]) -> int:
     if argv[:1] == ["hamgr"]:
         raise_priority()
     parser = argparse.ArgumentParser(prog="openvsm service")
-    parser.add_argument("name", choices=SERVICES)
+    parser.add_argument("name", choices=(*SERVICES, *OPTIONAL_SERVICES))
     parser.add_argument("--config", required=True, type=Path)
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,7 @@
 """sysmgr: the parent process of a VSM node (service-level HA, DESIGN §1).
 
-Starts every service (hamgr, cfgmgr, vemmgr) as its own OS process, watches
+Starts every service (hamgr, cfgmgr, vemmgr, and mgmt when [ssh] or [mgmt] is
+configured) as its own OS process, watches
 it and restarts it when it exits, with back-off; a restarted service learns
 when its predecessor exited (``PREVIOUS_EXIT_ENV``, monotonic seconds: hamgr
 resumes from its checkpoint only if that is recent). A service that crashes
@@ -13,7 +14,7 @@ into the same failure. A service exiting with ``RELOAD_EXIT`` asks for a node re
 stops every service and re-executes itself (a fresh process tree, same pid,
 so the lab's pid/pgid stay valid). SIGTERM/SIGINT stop the services in
 reverse start order and exit; no orphans (services also die with sysmgr via
-PR_SET_PDEATHSIG).
+PR_SET_PDEATHSIG). SIGHUP restarts the mgmt service only (settings reload).
 
 sysmgr does no networking. It serves ``RUNDIR/sysmgr.sock`` with the ops
 ``services`` (``show system internal sysmgr services``), ``restart_service``
@@ -45,8 +46,8 @@ from openvsm.sysmgr.service import (
     PREVIOUS_EXIT_ENV,
     RELOAD_EXIT,
     RESOLUTION_FACTS,
-    SERVICES,
     VEMMGR_ATTACHMENTS,
+    node_services,
     setup_logging,
 )
 
@@ -84,7 +85,8 @@ class Service:
 class Sysmgr:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
-        self.services = {name: Service(name) for name in SERVICES}
+        self.names = node_services(cfg)
+        self.services = {name: Service(name) for name in self.names}
         self._stopping = False
         self._reload_reason: str | None = None
         self.fatal_reason: str | None = None
@@ -95,7 +97,7 @@ class Sysmgr:
     async def run(self) -> str | None:
         """Run until stopped; returns a reload reason when the node must reload."""
         await self.ipc.start()
-        for name in SERVICES:
+        for name in self.names:
             await self._start(self.services[name])
         await self._done.wait()
         await self._stop_all()
@@ -190,7 +192,7 @@ class Sysmgr:
 
     async def _stop_all(self) -> None:
         self._stopping = True
-        for name in reversed(SERVICES):
+        for name in reversed(self.names):
             svc = self.services[name]
             proc = svc.proc
             if proc is None or proc.returncode is not None:
@@ -210,7 +212,7 @@ class Sysmgr:
     def services_table(self) -> dict[str, Any]:
         now = time.monotonic()
         rows = []
-        for name in SERVICES:
+        for name in self.names:
             svc = self.services[name]
             running = svc.proc is not None and svc.proc.returncode is None
             rows.append(
@@ -225,6 +227,20 @@ class Sysmgr:
             )
         return {"TABLE_service": {"ROW_service": rows}}
 
+    def reload_settings(self) -> None:
+        """SIGHUP (``systemctl reload``): restart the mgmt service, which reads the
+        node file's [ssh] and [mgmt] settings and the host key anew. The HA services
+        keep running; their settings apply at the next node restart."""
+        svc = self.services.get("mgmt")
+        if svc is None or svc.proc is None or svc.proc.returncode is not None:
+            log.info("SIGHUP: no mgmt service to restart")
+            return
+        log.warning("SIGHUP: restarting the mgmt service (settings reload)")
+        svc.manual_restart = True
+        svc.last_exit = "restarted by SIGHUP (settings reload)"
+        with contextlib.suppress(ProcessLookupError):
+            svc.proc.terminate()
+
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "services":
             return self.services_table()
@@ -232,7 +248,7 @@ class Sysmgr:
             name = args.get("name")
             svc = self.services.get(str(name))
             if svc is None:
-                raise IpcError(f"% Unknown service '{name}'. Services: {', '.join(SERVICES)}")
+                raise IpcError(f"% Unknown service '{name}'. Services: {', '.join(self.names)}")
             if svc.proc is not None and svc.proc.returncode is None:
                 svc.manual_restart = True
                 svc.last_exit = "restarted by operator"
@@ -284,6 +300,7 @@ async def _amain(cfg: NodeConfig) -> tuple[str | None, str | None]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, mgr.stop)
+    loop.add_signal_handler(signal.SIGHUP, mgr.reload_settings)
     reason = await mgr.run()
     return reason, mgr.fatal_reason
 

@@ -1,0 +1,1 @@
+"""Remote management: the SSH server and the pair's shared management address."""
