@@ -37,14 +37,20 @@ connection (or no Hello yet), ``COLD`` snapshot sent and not yet applied,
     NONE --Hello/snapshot--> COLD --Ack(snapshot seq)--> WARM ...
     any --connection_lost--> NONE
 
-Write acknowledgement rule (``must_wait``): a change committed while a
-standby is *attached* is acknowledged to its client only when the standby
-has acked it. The standby becomes attached when the sender first reaches
-``HOT``; it stays attached across a reconnect (a flapping link holds writes
-until the standby acks them) and is detached by ``detach()`` (hamgr
-declared it absent) or by ``out_of_sync``: the unacked changes would exceed
-``buffer_bytes``. Then writes no longer wait, and the standby must be reset
-and bulk-synced.
+Attachment (``attached``, ``must_wait``): the standby becomes attached when
+the sender first reaches ``HOT``; it stays attached across a reconnect (the
+unacked changes are tracked against ``buffer_bytes``) and is detached by
+``detach()`` (hamgr declared it absent) or by ``out_of_sync``: the unacked
+changes would exceed ``buffer_bytes``, or the caller gave up on it
+(``mark_out_of_sync``). Then the standby must be reset and bulk-synced.
+Whether a write is acknowledged is not decided here: the write-ack gate
+(``openvsm.cfgmgr.ackgate``) does, from the acks and this progress.
+
+Pipelined commit: the active appends a change when its seq is assigned,
+before it is durable in its own store (``ChangeSource.head_seq`` is the
+newest assigned seq, ``changes_since`` includes the changes in flight).
+A snapshot carries the durable state; the changes after it (in flight or
+committed since) follow it at once.
 """
 
 from __future__ import annotations
@@ -185,7 +191,9 @@ class ChangeSource(Protocol):
     """What the sender reads from the active's store."""
 
     @property
-    def last_seq(self) -> int: ...
+    def head_seq(self) -> int:
+        """The newest seq assigned (durable or in flight)."""
+        ...
 
     def changes_since(self, seq: int, limit: int | None = None) -> list[Change]: ...
 
@@ -243,8 +251,17 @@ class ReplicationSender:
         self.state = SyncState.NONE
 
     def detach(self) -> None:
-        """The standby is gone (hamgr): writes stop waiting for it."""
+        """The standby is gone (hamgr): stop tracking what it has not acked."""
         self.attached = False
+
+    def attach(self) -> None:
+        """Count the standby as attached before it is hot (restarted cfgmgr)."""
+        self.attached = True
+
+    @property
+    def streaming(self) -> bool:
+        """Changes appended now are sent (a standby's Hello was answered)."""
+        return self.connected and self._hello_seen and self.state is not SyncState.NONE
 
     @property
     def must_wait(self) -> bool:
@@ -289,7 +306,7 @@ class ReplicationSender:
                 out += self._codec.encode(ChangeMsg(change=change))
             self.tails_sent += 1
             self.acked_seq = hello.last_seq
-            self._target = self.store.last_seq
+            self._target = self.store.head_seq
             self.state = SyncState.WARM
             self._unacked = collections.deque((c.seq, 0) for c in tail)
             self.unacked_bytes = 0
@@ -298,6 +315,13 @@ class ReplicationSender:
             snap = self.store.snapshot()
             out += self._codec.encode(Welcome(mode="snapshot", epoch=self.epoch))
             out += self._snapshot_frames(snap)
+            # Changes in flight (pipelined) or committed since the snapshot's read.
+            try:
+                after = self.store.changes_since(snap.last_seq)
+            except (ChangeLogTrimmed, ValueError):
+                after = []
+            for change in after:
+                out += self._codec.encode(ChangeMsg(change=change))
             self.snapshots_sent += 1
             # The snapshot replaces the standby's whole state: that is the
             # resync an out-of-sync standby needed. Keeping the flag set would
@@ -307,13 +331,13 @@ class ReplicationSender:
             self._snapshot_seq = snap.last_seq
             self._target = snap.last_seq
             self.state = SyncState.COLD
-            self._unacked.clear()
+            self._unacked = collections.deque((c.seq, 0) for c in after)
             self.unacked_bytes = 0
         return bytes(out)
 
     def _tail_for(self, hello: Hello) -> list[Change] | None:
         """The changes that bring this standby up to date, or None: it needs a snapshot."""
-        last = self.store.last_seq
+        last = self.store.head_seq
         if hello.last_seq < 0 or hello.last_seq > last:
             return None
         try:
@@ -345,8 +369,8 @@ class ReplicationSender:
         return bytes(out)
 
     def _on_ack(self, seq: int) -> None:
-        if seq > self.store.last_seq:
-            raise RemoteProtocolError("bad_ack", f"ack {seq} beyond last seq {self.store.last_seq}")
+        if seq > self.store.head_seq:
+            raise RemoteProtocolError("bad_ack", f"ack {seq} beyond last seq {self.store.head_seq}")
         self.acked_seq = max(self.acked_seq, seq)
         self._drop_acked()
         if self.state is SyncState.COLD and self.acked_seq >= self._snapshot_seq:
@@ -394,7 +418,7 @@ class ReplicationSender:
             "attached": self.attached,
             "connected": self.connected,
             "acked_seq": self.acked_seq,
-            "last_seq": self.store.last_seq,
+            "last_seq": self.store.head_seq,
             "unacked_bytes": self.unacked_bytes,
             "buffer_bytes": self.buffer_bytes,
             "refused": self.refused,

@@ -5,15 +5,13 @@ Owns the sockets, tasks and futures around the sans-IO cores of
 
 - ``SyncSender`` (active): connects to the standby's control ``ip:port``
   over TCP and keeps reconnecting (back-off ``reconnect_min_s`` ..
-  ``reconnect_max_s``) until stopped. ``await replicate(change)`` returns
-  when the change may be acknowledged to its client: at once when no
-  standby is attached (``ReplicationSender.must_wait`` is False: none ever
-  reached HOT, hamgr detached it, or it is out of sync), else when the
-  standby has acked ``change.seq``, or when the standby is detached or
-  declared out of sync while the write waits. ``on_state(status)`` is
-  called on every change of progress (``none``/``cold``/``warm``/``hot``,
-  ``out_of_sync``) so the caller can tell hamgr (``sync_state``) and have
-  it order the standby's reset after an overflow.
+  ``reconnect_max_s``) until stopped. ``send(change)`` streams a change
+  (pipelined: before it is durable here). It decides no acknowledgement:
+  ``on_acked(seq)`` reports the standby's cumulative ack after every read
+  and ``on_state(status)`` every change of progress (``none``/``cold``/
+  ``warm``/``hot``, ``out_of_sync``), for the ack gate
+  (``openvsm.cfgmgr.ackgate``) and for hamgr (``sync_state``: it orders the
+  standby's reset after an overflow).
 - ``SyncReceiver`` (standby): listens on the control ``ip:port``, serves one
   active at a time (a new connection replaces the old one), applies and
   acks. ``on_reset(reason, hot)`` fires when the active's end of the
@@ -66,10 +64,6 @@ def _count(counters: dict[str, int], name: str) -> None:
     counters[name] = counters.get(name, 0) + 1
 
 
-class SyncStopped(Exception):
-    """A write waited for the standby's ack when the sender stopped."""
-
-
 class SyncSender:
     """Active side: stream committed changes to the standby at ``peer``."""
 
@@ -84,14 +78,15 @@ class SyncSender:
         reconnect_min_s: float = 0.05,
         reconnect_max_s: float = 1.0,
         on_state: Callable[[dict[str, Any]], None] | None = None,
+        on_acked: Callable[[int], None] | None = None,
     ) -> None:
         self.peer = peer
         self.core = ReplicationSender(store, secret, epoch=epoch, buffer_bytes=buffer_bytes)
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.on_state = on_state
+        self.on_acked = on_acked
         self.counters: dict[str, int] = {}
-        self._waiters: dict[int, asyncio.Future[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_reported: tuple[str, bool] | None = None
@@ -117,62 +112,52 @@ class SyncSender:
             self._task = None
         self._close()
         self.core.detach()
-        # Stopping (cfgmgr shutting down) is not an acknowledgement by the
-        # standby: the waiting writes fail, their outcome unknown to the client.
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_exception(SyncStopped("the sync sender stopped before the standby acked"))
-        self._waiters.clear()
 
     def kick(self) -> None:
         """Drop the current connection (tests, operator 'resync'); it reconnects."""
         self._close()
 
+    def attach(self) -> None:
+        """The standby counts as attached (a restarted cfgmgr on an active with one)."""
+        self.core.attach()
+        self._report()
+
     def detach(self) -> None:
-        """hamgr declared the standby absent: pending and future writes stop waiting."""
+        """hamgr declared the standby absent: stop tracking what it has not acked."""
         self.core.detach()
-        self._release(all_waiters=True)
         self._report()
 
     def mark_out_of_sync(self) -> None:
-        """Give up on the standby (e.g. no ack in time): it must be reset and
-        bulk-synced; pending and future writes stop waiting for it."""
+        """Give up on the standby (e.g. no ack in time): it must be reset and bulk-synced."""
         self.core.mark_out_of_sync()
-        self._release(all_waiters=True)
         self._report()
+
+    @property
+    def sending(self) -> bool:
+        """A standby receives the changes sent now (its Hello was answered)."""
+        return self._writer is not None and self.core.streaming
 
     def status(self) -> dict[str, Any]:
         return {**self.core.status(), "counters": dict(self.counters)}
 
     # --- writes ---
 
-    async def replicate(self, change: Change) -> None:
-        """Return when ``change`` may be acknowledged to its client (module docstring)."""
+    def send(self, change: Change) -> None:
+        """Stream ``change`` (assigned, maybe not yet durable here: pipelined
+        commit). Whether a write may be acknowledged is the ack gate's
+        decision (``openvsm.cfgmgr.ackgate``), fed by ``on_acked``/``on_state``."""
         data = self.core.append(change)
-        self._report()
         if data and self._writer is not None:
             self._writer.write(data)
             _count(self.counters, "changes_sent")
-        if not self.core.must_wait:
-            self._release(all_waiters=True)
-            return
-        if change.seq <= self.core.acked_seq:
-            return
-        fut = self._waiters.get(change.seq)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters[change.seq] = fut
-        if self._writer is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._writer.drain()
-        await asyncio.shield(fut)
+        self._report()
 
-    def _release(self, *, all_waiters: bool = False) -> None:
-        acked = self.core.acked_seq
-        for seq in [s for s in self._waiters if all_waiters or s <= acked]:
-            fut = self._waiters.pop(seq)
-            if not fut.done():
-                fut.set_result(None)
+    def _acked(self) -> None:
+        if self.on_acked is not None:
+            try:
+                self.on_acked(self.core.acked_seq)
+            except Exception:
+                log.exception("sync on_acked callback failed")
 
     def _report(self) -> None:
         key = (self.core.state.value, self.core.out_of_sync)
@@ -237,7 +222,7 @@ class SyncSender:
                 if self.core.refused is not None:
                     _count(self.counters, "refused")
                     return
-                self._release(all_waiters=not self.core.must_wait)
+                self._acked()
                 self._report()
         except RemoteProtocolError as exc:
             _count(self.counters, f"bad_frame_{exc.reason}")
