@@ -16,11 +16,14 @@ import pytest
 from openvsm.cfgmgr.ackgate import AckGate, FailReason
 from openvsm.cfgmgr.acks import WriteAcks, WriteFailed
 from openvsm.store.pss import Change, Op, Store
+from openvsm.store.writer import StoreWriter
 from openvsm.sync.transport import SyncReceiver, SyncSender
 
 pytestmark = pytest.mark.integration
 
 SECRET = b"integration-secret"
+# The standby commits in its receive loop, or on a writer thread (cfgmgr's way).
+PIPELINED = pytest.mark.parametrize("pipelined", [False, True], ids=["inline", "writer"])
 
 
 @pytest.fixture
@@ -70,9 +73,19 @@ def commit(store: Store, i: int) -> Change:
 
 
 class Pair:
-    def __init__(self, tmp: Path, **sender_kw: Any) -> None:
+    def __init__(self, tmp: Path, *, pipelined: bool = False, **sender_kw: Any) -> None:
         self.active = Store(tmp / "active.db")
         self.standby = Store(tmp / "standby.db")
+        # Pipelined: the standby commits on its writer thread, as cfgmgr's does.
+        self.writer = (
+            StoreWriter(
+                tmp / "standby.db",
+                lambda *done: self.receiver.written(*done),
+                loop=asyncio.get_running_loop(),
+            )
+            if pipelined
+            else None
+        )
         self.resets: list[tuple[str, bool]] = []  # (reason, the stream was hot)
         self.applied: list[int] = []
         self.states: list[dict[str, Any]] = []
@@ -84,6 +97,7 @@ class Pair:
             boot_id=2,
             on_reset=lambda reason, hot: self.resets.append((reason, hot)),
             on_applied=lambda c: self.applied.append(c.seq),
+            writer=self.writer,
         )
         self.sender_kw = sender_kw
         self.sender: SyncSender | None = None
@@ -144,13 +158,17 @@ class Pair:
         if self.acks is not None:
             self.acks.stop()
         await self.receiver.stop()
+        if self.writer is not None:
+            self.writer.close()
         self.active.close()
         self.standby.close()
 
 
-def pair_test(body: Callable[[Pair], Awaitable[None]], tmp: Path, **sender_kw: Any) -> None:
+def pair_test(
+    body: Callable[[Pair], Awaitable[None]], tmp: Path, pipelined: bool = False, **sender_kw: Any
+) -> None:
     async def main() -> None:
-        pair = Pair(tmp, **sender_kw)
+        pair = Pair(tmp, pipelined=pipelined, **sender_kw)
         try:
             await body(pair)
         finally:
@@ -159,7 +177,8 @@ def pair_test(body: Callable[[Pair], Awaitable[None]], tmp: Path, **sender_kw: A
     run(main())
 
 
-def test_thousands_of_commits_replicate(tmp_path: Path) -> None:
+@PIPELINED
+def test_thousands_of_commits_replicate(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         for i in range(1, 201):  # before the standby connects: tail on connect
             commit(p.active, i)
@@ -174,10 +193,11 @@ def test_thousands_of_commits_replicate(tmp_path: Path) -> None:
         assert p.applied == list(range(1, 3001))
         assert [s["state"] for s in p.states][-1] == "hot"
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_concurrent_writers_all_acknowledged(tmp_path: Path) -> None:
+@PIPELINED
+def test_concurrent_writers_all_acknowledged(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         await p.start()
         await p.hot()
@@ -190,10 +210,11 @@ def test_concurrent_writers_all_acknowledged(tmp_path: Path) -> None:
         assert p.standby.last_seq == p.active.last_seq == 1000
         assert p.standby.digest() == p.active.digest()
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_connection_killed_mid_stream_then_equal(tmp_path: Path) -> None:
+@PIPELINED
+def test_connection_killed_mid_stream_then_equal(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         sender = await p.start()
         await p.hot()
@@ -210,10 +231,11 @@ def test_connection_killed_mid_stream_then_equal(tmp_path: Path) -> None:
         assert p.receiver.status()["duplicates"] >= 0
         assert p.applied == list(range(1, 1501))  # each change applied exactly once
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path) -> None:
+@PIPELINED
+def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         p.active.close()
         p.active = Store(tmp_path / "active.db", max_changes=100)
@@ -226,7 +248,7 @@ def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path) -> None:
         await p.replicate(commit(p.active, 5000))
         assert p.standby.digest() == p.active.digest()
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
 def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ class Replication:
                 on_applied=cm.on_replicated,
                 on_reset=self._on_reset,
                 on_snapshot=self._on_snapshot,
+                writer=cm.writer,
             )
 
     async def start(self) -> None:

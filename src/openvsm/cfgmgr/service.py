@@ -39,6 +39,10 @@ from openvsm.sysmgr.service import NodeFatal
 
 log = logging.getLogger("cfgmgr")
 
+# hamgr hears the split-brain inputs at most this often (s): once per commit
+# group would cost hamgr and cfgmgr an IPC round trip per group.
+FACTS_SPACING_S = 0.01
+
 # Floor of the ack timeout (the max heartbeat loss interval when larger): a
 # loaded machine must not cost the standby its sync, a partition must not
 # hold writes forever.
@@ -212,6 +216,8 @@ class Cfgmgr:
             except IpcError:
                 await asyncio.sleep(0.2)
                 self._facts_dirty.set()
+            else:
+                await asyncio.sleep(FACTS_SPACING_S)
 
     # ---- writes ---------------------------------------------------------
     def set_fenced(self, on: bool) -> None:
@@ -290,6 +296,10 @@ class Cfgmgr:
 
     def _written(self, first: int, last: int, generation: int, error: BaseException | None) -> None:
         """The writer thread committed (or failed) changes ``first..last``."""
+        receiver = getattr(self.sync, "receiver", None)
+        if receiver is not None:
+            receiver.written(first, last, generation, error)  # standby: replicated changes
+            return
         writer = self.writer
         if writer is None or generation != writer.generation:
             return  # changes of an abandoned generation: already failed

@@ -458,6 +458,32 @@ class Store:
         self._head_seq = change.seq
         return change
 
+    def prepare_replicated(self, change: Change) -> bool:
+        """Standby, pipelined: order and check a change of the active and keep it
+        in flight for the writer thread. False: already here (``seq <=
+        head_seq``); a gap raises ``StoreError`` (a bulk sync is needed)."""
+        if change.seq <= self._head_seq:
+            return False
+        if change.seq != self._head_seq + 1:
+            raise StoreError(
+                f"replicated change {change.seq} does not follow {self._head_seq}: "
+                "changes are missing, a bulk synchronisation is needed"
+            )
+        self._inflight[change.seq] = Change(
+            seq=change.seq,
+            time=change.time,
+            user=change.user,
+            source=change.source,
+            command=change.command,
+            ops=tuple(_checked_op(op) for op in change.ops),
+            epoch=change.epoch,
+        )
+        self._head_seq = change.seq
+        return True
+
+    def in_flight_change(self, seq: int) -> Change:
+        return self._inflight[seq]
+
     def durable(self, upto: int) -> None:
         """The writer committed every change in flight up to ``upto``."""
         self._last_seq = max(self._last_seq, upto)
@@ -505,12 +531,15 @@ class Store:
         return change
 
     def apply_replicated(self, change: Change) -> bool:
-        """Standby: apply a change of the active, exactly once and in order.
+        """Standby: apply a change of the active, exactly once and in order (in
+        one transaction here; ``prepare_replicated`` for the writer thread).
 
         True: applied (``change.seq == last_seq + 1``). False: already applied
         (``seq <= last_seq``, e.g. re-sent after a reconnect). A gap raises
         ``StoreError``: the caller must resynchronise (snapshot).
         """
+        if self._inflight:
+            raise StoreError("a direct apply while pipelined changes are in flight")
         if change.seq <= self._last_seq:
             return False
         if change.seq != self._last_seq + 1:
@@ -623,6 +652,8 @@ class Store:
         Local accounting entries and node facts (other than last_config_time
         and last_change_time) are kept: they belong to this node.
         """
+        if self._inflight:
+            raise StoreError("a snapshot load while pipelined changes are in flight")
         objects = tuple(_checked_op(op) for op in snap.objects)
         if any(op.body is None for op in objects):
             raise StoreError("a snapshot cannot contain deletions")

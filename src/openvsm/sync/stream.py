@@ -56,6 +56,7 @@ committed since) follow it at once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -441,8 +442,15 @@ class ReceiverState(enum.Enum):
 class ReplicationReceiver:
     """The standby's end: applies the stream to its store, in order, idempotently."""
 
-    def __init__(self, store: Store, secret: bytes, *, epoch: int, boot_id: int) -> None:
+    def __init__(
+        self, store: Store, secret: bytes, *, epoch: int, boot_id: int, pipelined: bool = False
+    ) -> None:
         self.store = store
+        # Pipelined: changes are only ordered and checked here (``Store.prepare_replicated``)
+        # and handed to a writer thread (``pop_to_persist``); ``persisted(upto)``, once
+        # they are durable, makes the Ack. Else applied and committed in ``receive``.
+        self.pipelined = pipelined
+        self.to_persist: list[Change] = []
         self._secret = secret
         self.epoch = epoch
         self.boot_id = boot_id
@@ -489,6 +497,22 @@ class ReplicationReceiver:
         applied, self.applied = self.applied, []
         return applied
 
+    def pop_to_persist(self) -> list[Change]:
+        """Pipelined: the changes to hand to the writer thread, in order."""
+        out, self.to_persist = self.to_persist, []
+        return out
+
+    def persisted(self, changes: Sequence[Change]) -> bytes:
+        """Pipelined: ``changes`` are durable in the store: the Ack to send (one,
+        cumulative; none without a stream)."""
+        if not changes:
+            return b""
+        self.store.durable(changes[-1].seq)
+        self.applied.extend(changes)
+        if self.state is not ReceiverState.STREAMING:
+            return b""
+        return self._codec.encode(Ack(seq=self.store.last_seq))
+
     def receive(self, data: bytes) -> bytes:
         """Apply what ``data`` completes; the Ack to send (one, cumulative)."""
         if self.state in (ReceiverState.IDLE, ReceiverState.REFUSED):
@@ -496,8 +520,9 @@ class ReplicationReceiver:
         ack: int | None = None
         # One transaction (one fsync) for every change that ``data`` completes:
         # a catch-up tail or a burst of writes costs one disk sync per read, not
-        # one per change. Durable before the Ack is built.
-        with self.store.batch():
+        # one per change. Durable before the Ack is built (pipelined: the
+        # writer thread's group, acked by ``persisted``).
+        with contextlib.nullcontext() if self.pipelined else self.store.batch():
             for msg in self._codec.feed(data):
                 seq = self._on_message(msg)
                 if seq is not None:
@@ -540,13 +565,17 @@ class ReplicationReceiver:
             if self.state is not ReceiverState.STREAMING:
                 raise RemoteProtocolError("unexpected", "Change")
             try:
-                if self.store.apply_replicated(msg.change):
+                if self.pipelined:
+                    if self.store.prepare_replicated(msg.change):
+                        self.to_persist.append(self.store.in_flight_change(msg.change.seq))
+                        return None
+                elif self.store.apply_replicated(msg.change):
                     self.applied.append(msg.change)
-                else:
-                    self.duplicates += 1
+                    return self.store.last_seq
             except StoreError as exc:
                 raise RemoteProtocolError("gap", str(exc)) from None
-            return self.store.last_seq
+            self.duplicates += 1
+            return None if self.store.in_flight else self.store.last_seq
         raise RemoteProtocolError("unexpected", type(msg).__name__)
 
     def _end_snapshot(self, end: SnapshotEnd) -> int:

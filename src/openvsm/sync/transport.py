@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from openvsm.store.pss import Change, Store
+from openvsm.store.writer import StoreWriter
 from openvsm.sync.stream import (
     DEFAULT_BUFFER_BYTES,
     ChangeSource,
@@ -87,6 +88,8 @@ class SyncSender:
         self.on_state = on_state
         self.on_acked = on_acked
         self.counters: dict[str, int] = {}
+        self._out = bytearray()  # change frames for the next socket write
+        self._flush_soon = False
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_reported: tuple[str, bool] | None = None
@@ -148,9 +151,20 @@ class SyncSender:
         decision (``openvsm.cfgmgr.ackgate``), fed by ``on_acked``/``on_state``."""
         data = self.core.append(change)
         if data and self._writer is not None:
-            self._writer.write(data)
+            # One socket write per loop iteration for every change committed in
+            # it: the standby reads them together and commits them as one group.
+            self._out += data
+            if not self._flush_soon:
+                self._flush_soon = True
+                asyncio.get_running_loop().call_soon(self._flush)
             _count(self.counters, "changes_sent")
         self._report()
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        data, self._out = bytes(self._out), bytearray()
+        if data and self._writer is not None:
+            self._writer.write(data)
 
     def _acked(self) -> None:
         if self.on_acked is not None:
@@ -172,6 +186,7 @@ class SyncSender:
     # --- connection ---
 
     def _close(self) -> None:
+        self._out.clear()  # those changes are in the next connection's tail
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
@@ -193,6 +208,7 @@ class SyncSender:
                 self.core.connection_lost()
                 if self._writer is writer:
                     self._writer = None
+                    self._out.clear()
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -217,6 +233,7 @@ class SyncSender:
                 _count(self.counters, "reads")
                 out = self.core.receive(data)
                 if out:
+                    self._flush()  # keep the stream's order
                     writer.write(out)
                     await writer.drain()
                 if self.core.refused is not None:
@@ -246,9 +263,16 @@ class SyncReceiver:
         on_applied: Callable[[Change], None] | None = None,
         on_reset: Callable[[str, bool], None] | None = None,
         on_snapshot: Callable[[int], None] | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.listen = listen
-        self.core = ReplicationReceiver(store, secret, epoch=epoch, boot_id=boot_id)
+        self.store = store
+        self.writer = writer
+        self.core = ReplicationReceiver(
+            store, secret, epoch=epoch, boot_id=boot_id, pipelined=writer is not None
+        )
+        self._drained = asyncio.Event()  # nothing in flight to the writer thread
+        self._drained.set()
         self.on_applied = on_applied
         self.on_reset = on_reset
         self.on_snapshot = on_snapshot
@@ -282,6 +306,39 @@ class SyncReceiver:
             await self._server.wait_closed()
             self._server = None
         await self._drop_current()
+        # What the writer thread holds is durable before anyone reads the store
+        # as the new active's (or this process ends).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), 30.0)
+
+    def written(self, first: int, last: int, generation: int, error: BaseException | None) -> None:
+        """The writer thread committed (or failed) changes ``first..last``."""
+        if self.writer is None or generation != self.writer.generation:
+            return
+        if error is not None:
+            # Not durable: never acked. The active reconnects and sends the tail
+            # from what is durable here.
+            log.error("sync: cannot commit replicated changes %d-%d: %s", first, last, error)
+            self.store.abandon(first)
+            self.writer.restart()
+            self.core.to_persist.clear()
+            self._mark_drained()
+            if self._conn_writer is not None:
+                self._conn_writer.close()
+            return
+        changes = self.store.changes_since(first - 1, limit=last - first + 1)
+        snapshots = self.core.snapshots_loaded
+        out = self.core.persisted(changes)
+        self._mark_drained()
+        if out and self._conn_writer is not None:
+            self._conn_writer.write(out)
+        self._deliver(snapshots)
+
+    def _mark_drained(self) -> None:
+        if self.store.in_flight:
+            self._drained.clear()
+        else:
+            self._drained.set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -301,9 +358,11 @@ class SyncReceiver:
                 await task
 
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # One active at a time: the newest connection wins.
+        # One active at a time: the newest connection wins. Its Hello names
+        # what is durable here: the writer thread's changes first.
         await self._drop_current()
         self._conn = asyncio.current_task()
+        await self._drained.wait()
         _count(self.counters, "connections")
         reason: str | None = None
         try:
@@ -315,6 +374,8 @@ class SyncReceiver:
             truncated = self.core.connection_lost()
             if truncated:
                 _count(self.counters, "truncated_frames")
+            if self._conn_writer is writer:
+                self._conn_writer = None
             writer.close()
             if reason is not None and self.on_reset is not None:
                 try:
@@ -331,6 +392,7 @@ class SyncReceiver:
     ) -> str | None:
         """Run one connection; the peer-side reason it ended ("rst"/"eof"), else None."""
         _tune(writer)
+        self._conn_writer = writer
         try:
             writer.write(self.core.connection_made())
             await writer.drain()
@@ -343,6 +405,7 @@ class SyncReceiver:
                 try:
                     out = self.core.receive(data)
                 finally:
+                    self._persist()
                     self._deliver(snapshots)
                 if out:
                     writer.write(out)
@@ -365,6 +428,13 @@ class SyncReceiver:
         except LocalProtocolError:
             log.exception("sync receiver bug")
             return None
+
+    def _persist(self) -> None:
+        if self.writer is None:
+            return
+        for change in self.core.pop_to_persist():
+            self.writer.enqueue(change)
+        self._mark_drained()
 
     def _deliver(self, snapshots_before: int) -> None:
         if self.core.snapshots_loaded != snapshots_before and self.on_snapshot is not None:
