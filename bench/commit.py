@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import itertools
+import os
 import shutil
 import sqlite3
 import statistics
@@ -40,7 +41,7 @@ from typing import Any
 import aiohttp
 
 from openvsm.identity import MAC_FILE
-from openvsm.ipc import IpcClient
+from openvsm.ipc import IpcClient, IpcError
 from openvsm.lab.lab import Lab, ipc_call, wait_for
 
 GOAL_P99_MS = 2.0  # sequential, with an HA standby
@@ -58,7 +59,7 @@ def percentile(values: list[float], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def report(label: str, lat: list[float], wall: float) -> dict[str, float]:
+def report(label: str, lat: list[float], wall: float, cpu: dict[str, float]) -> dict[str, float]:
     ms = [x * 1000 for x in lat]
     row = {
         "ops_s": len(lat) / wall,
@@ -66,12 +67,40 @@ def report(label: str, lat: list[float], wall: float) -> dict[str, float]:
         "p99": percentile(ms, 0.99),
         "max": max(ms),
     }
+    per = "  ".join(f"{k} {v / len(lat) * 1e6:4.0f}" for k, v in cpu.items())
     print(
-        f"  {label:34s} {len(lat):6d} ops  {row['ops_s']:8.0f} ops/s  "
-        f"p50 {row['p50']:6.2f} ms  p99 {row['p99']:6.2f} ms  max {row['max']:7.2f} ms",
+        f"  {label:28s} {len(lat):5d} ops {row['ops_s']:7.0f} ops/s  "
+        f"p50 {row['p50']:6.2f} ms  p99 {row['p99']:6.2f} ms  max {row['max']:7.2f} ms  "
+        f"CPU us/write (net of idle): {per}",
         flush=True,
     )
     return row
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far; 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def service_pids(lab: Lab, nodes: tuple[str, ...]) -> dict[str, list[int]]:
+    """cfgmgr of each node ("a"/"s" cfgmgr) and every other VSM service ("rest")."""
+    out: dict[str, list[int]] = {"a-cfgmgr": [], "s-cfgmgr": [], "others": []}
+    for i, node in enumerate(nodes):
+        try:
+            rows = ipc_call(lab.rundir(node) / "sysmgr.sock", "services")
+        except (OSError, IpcError):
+            continue  # that node is down
+        for r in rows["TABLE_service"]["ROW_service"]:
+            key = ("a-cfgmgr" if i == 0 else "s-cfgmgr") if r["name"] == "cfgmgr" else "others"
+            out[key].append(int(r["pid"]))
+    return out
 
 
 class Writer:
@@ -178,16 +207,29 @@ async def run_writes(
 def write_suite(
     lab: Lab, active: str, ops: int, counter: itertools.count[int]
 ) -> dict[tuple[str, int], dict[str, float]]:
+    pids = service_pids(lab, (active, "secondary" if active == "primary" else "primary"))
     sock = lab.rundir(active) / "cfgmgr.sock"
     addr = lab.nodes[active].rest
     rest = (f"http://{addr[0]}:{addr[1]}/api/n1k", lab.password) if addr else None
     rows: dict[tuple[str, int], dict[str, float]] = {}
+    # The services' CPU with no writes (heartbeats, status polls), per second:
+    # subtracted, so that the figure is what each write costs.
+    before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items() if v}
+    t0 = time.perf_counter()
+    time.sleep(2.0)
+    idle_s = time.perf_counter() - t0
+    idle = {k: (sum(cpu_seconds(p) for p in pids[k]) - v) / idle_s for k, v in before.items()}
     for mode in MODES:
         for conc in (1, 16):
+            before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items() if v}
             lat, wall = asyncio.run(run_writes(sock, mode, ops, conc, counter, rest))
+            cpu = {
+                k: max(0.0, sum(cpu_seconds(p) for p in pids[k]) - v - idle[k] * wall)
+                for k, v in before.items()
+            }
             path = "REST  " if mode == "rest" else f"op {mode:6s}"
             label = f"{path} {'sequential' if conc == 1 else f'{conc}-way concurrent'}"
-            rows[(mode, conc)] = report(label, lat, wall)
+            rows[(mode, conc)] = report(label, lat, wall, cpu)
     return rows
 
 
