@@ -6,7 +6,8 @@ assigned, in flight) and ``enqueue``s them here with the current
 one SQLite transaction on its own connection (WAL, ``synchronous=FULL``):
 one fsync for the whole group, while the loop goes on (sending the same
 changes to the standby: pipelined). It then calls ``on_done(first, last,
-generation, error)`` on the loop (``call_soon_threadsafe``).
+generation, error)`` on the loop, in order (one ``call_soon_threadsafe``
+wake-up for every group done since the loop last ran).
 
 A failed group (disk full, I/O error) is rolled back whole; every later
 change of the same generation is then dropped unwritten (it would leave a
@@ -55,6 +56,7 @@ class StoreWriter:
         self._cond = threading.Condition()
         self._closing = False
         self._failed_generation = -1
+        self._done: list[tuple[int, int, int, BaseException | None]] = []  # for the loop
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -122,7 +124,19 @@ class StoreWriter:
         self.groups += 1
         self.changes += len(changes)
         self.largest_group = max(self.largest_group, len(changes))
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(
-                self._on_done, changes[0].seq, changes[-1].seq, generation, error
-            )
+        with self._cond:
+            wake = not self._done  # one wake-up of the loop for any number of groups
+            self._done.append((changes[0].seq, changes[-1].seq, generation, error))
+        if wake:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        """On the loop: report every group done since the last wake-up, in order."""
+        with self._cond:
+            done, self._done = self._done, []
+        for first, last, generation, error in done:
+            try:
+                self._on_done(first, last, generation, error)
+            except Exception:
+                log.exception("store writer: on_done failed for changes %d-%d", first, last)
