@@ -43,6 +43,9 @@ log = logging.getLogger("cfgmgr")
 # group would cost hamgr and cfgmgr an IPC round trip per group.
 FACTS_SPACING_S = 0.01
 
+# How long a write hamgr allows waits for this process to serve as active (s).
+ACTIVE_READY_S = 10.0
+
 # Floor of the ack timeout (the max heartbeat loss interval when larger): a
 # loaded machine must not cost the standby its sync, a partition must not
 # hold writes forever.
@@ -65,6 +68,10 @@ class Cfgmgr:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
+        # Set once this process serves as active (its sender is in place): a
+        # write hamgr already allows during a takeover waits for it, behind
+        # the standby's last replicated changes in the writer thread.
+        self._active_ready = asyncio.Event()
         self._facts_dirty = asyncio.Event()
         self.acks = WriteAcks(
             AckGate(ack_timeout=max(ACK_TIMEOUT_MIN_S, cfg.timers.max_loss_interval)),
@@ -201,6 +208,8 @@ class Cfgmgr:
             self.sync.start_attached()
         await self.sync.start()
         self._facts_dirty.set()
+        if state == "active":
+            self._active_ready.set()
 
     async def _facts_pusher(self) -> None:
         """Tell hamgr the split-brain inputs; coalesced, never on the write path."""
@@ -266,6 +275,13 @@ class Cfgmgr:
 
     async def commit(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
         await self.ensure_active()
+        if not self._active_ready.is_set():
+            try:
+                await asyncio.wait_for(self._active_ready.wait(), ACTIVE_READY_S)
+            except TimeoutError:
+                raise NotActive(
+                    "% This supervisor is becoming active: configuration is not accepted yet"
+                ) from None
         if self.fenced:
             raise NotActive(
                 "% This supervisor is handing over or reloading (switchover, split-brain "
