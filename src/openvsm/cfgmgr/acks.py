@@ -166,6 +166,10 @@ class WriteAcks:
             active = await self.confirm()
         except (IpcError, OSError):
             active = False
+        except Exception:
+            # Never leave the gate waiting for an answer: no answer is a no.
+            log.exception("asking hamgr whether this node is active failed")
+            active = False
         self._run(self.gate.hamgr_answer(active=active, now=self._now()))
 
     def _arm(self) -> None:
