@@ -11,6 +11,9 @@ active sends each change to the standby while its own group commit runs; a
 write is acknowledged only when both are durable, so every acknowledged VLAN
 must be in the new active's running configuration; a write whose answer did
 not arrive may or may not be there (its outcome is unknown to its client).
+
+Also (lab helpers): a local commit that fails after the change reached the
+standby fails the write, resets the standby and resyncs it without the change.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import pytest
 
 from openvsm.cli.client import CliConnection
 from openvsm.ipc import IpcError
-from openvsm.lab.lab import wait_for
+from openvsm.lab.lab import Lab, ipc_call, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +184,54 @@ def test_no_acknowledged_write_is_lost_when_the_active_dies_mid_pipeline(
     running = lab.cli(standby, "show running-config")
     lost = [n for n in acked if f"name pipe-{n}\n" not in running]
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged writes lost: {lost[:10]}"
+
+
+def test_a_failed_local_commit_resyncs_a_standby_that_received_it(
+    make_lab: Callable[..., Lab],
+) -> None:
+    # Pipelined: a change reaches the standby while the active's own commit
+    # runs. When that commit fails (here RLIMIT_FSIZE on the active's cfgmgr,
+    # like a full disk), the write fails with an error saying the standby may
+    # have it, the standby is given up on (reset, snapshot of the active's
+    # store) and the pair comes back equal, without the failed change.
+    lab = make_lab(timers="fast", rest=False)
+    active = lab.start()
+    standby = "secondary" if active == "primary" else "primary"
+    services = lab.cli_json(active, "show system internal sysmgr services")
+    pid = {r["name"]: r["pid"] for r in services["TABLE_service"]["ROW_service"]}["cfgmgr"]
+    data = lab.nodes[active].datadir
+    biggest = max(p.stat().st_size for p in data.glob("pss.db*"))
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (biggest, hard))
+    failed: int | None = None
+    error = ""
+    try:
+        for n in range(100, 3000):
+            res = lab.cli(active, f"configure terminal ; vlan {n} ; name disk-{n} ; end")
+            if res["error"]:
+                failed, error = n, res["output"]
+                break
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+    assert failed is not None and "Configuration not saved" in error, error
+    assert "standby may have received it" in error, error
+    assert lab.wait_pair(SETTLE) == active
+
+    def equal() -> bool:
+        digests = {
+            ipc_call(lab.rundir(n) / "cfgmgr.sock", "snapshot_digest")["digest"]
+            for n in (active, standby)
+        }
+        return len(digests) == 1
+
+    wait_for(equal, SETTLE, "the standby to be resynchronised from the active")
+    for node in (active, standby):
+        vlans = ipc_call(lab.rundir(node) / "cfgmgr.sock", "list", kind="vlan")
+        assert str(failed) not in vlans, f"{node} kept the change that was not saved"
+    res = ipc_call(
+        lab.rundir(active) / "cfgmgr.sock",
+        "cli",
+        line="configure terminal ; vlan 3600 ; name after-disk ; end",
+        session="after-disk",  # the lab's session stayed in config mode at the error
+    )
+    assert not res["error"], res["output"]
