@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 
+from openvsm.cfgmgr.ackgate import AckGate, FailReason
+from openvsm.cfgmgr.acks import WriteAcks, WriteFailed
 from openvsm.store.pss import Change, Op, Store
-from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
+from openvsm.store.writer import StoreWriter
+from openvsm.sync.transport import SyncReceiver, SyncSender
 
 pytestmark = pytest.mark.integration
 
 SECRET = b"integration-secret"
+# The standby commits in its receive loop, or on a writer thread (cfgmgr's way).
+PIPELINED = pytest.mark.parametrize("pipelined", [False, True], ids=["inline", "writer"])
 
 
 @pytest.fixture
@@ -68,9 +73,19 @@ def commit(store: Store, i: int) -> Change:
 
 
 class Pair:
-    def __init__(self, tmp: Path, **sender_kw: Any) -> None:
+    def __init__(self, tmp: Path, *, pipelined: bool = False, **sender_kw: Any) -> None:
         self.active = Store(tmp / "active.db")
         self.standby = Store(tmp / "standby.db")
+        # Pipelined: the standby commits on its writer thread, as cfgmgr's does.
+        self.writer = (
+            StoreWriter(
+                tmp / "standby.db",
+                lambda *done: self.receiver.written(*done),
+                loop=asyncio.get_running_loop(),
+            )
+            if pipelined
+            else None
+        )
         self.resets: list[tuple[str, bool]] = []  # (reason, the stream was hot)
         self.applied: list[int] = []
         self.states: list[dict[str, Any]] = []
@@ -82,24 +97,55 @@ class Pair:
             boot_id=2,
             on_reset=lambda reason, hot: self.resets.append((reason, hot)),
             on_applied=lambda c: self.applied.append(c.seq),
+            writer=self.writer,
         )
         self.sender_kw = sender_kw
         self.sender: SyncSender | None = None
+        self.acks: WriteAcks | None = None
+
+    async def replicate(self, change: Change) -> None:
+        """cfgmgr's write path for a change already committed here: the ack gate
+        (hamgr stubbed: always confirms this node is active) releases it."""
+        assert self.sender is not None and self.acks is not None
+        acked = self.acks.submit(change.seq)
+        self.sender.send(change)
+        self.acks.durable(change.seq)
+        await acked
+
+    def wire(self, sender: SyncSender) -> None:
+        """Feed ``sender``'s acks and progress to an ack gate, as cfgmgr does."""
+
+        async def confirm() -> bool:
+            return True
+
+        acks = self.acks = WriteAcks(AckGate(ack_timeout=30.0), confirm)
+
+        def on_state(st: dict[str, Any]) -> None:
+            self.states.append(st)
+            if st["out_of_sync"]:
+                acks.standby_out_of_sync()
+            elif st["state"] == "hot":
+                acks.standby_hot()
+
+        sender.on_state = on_state
+        sender.on_acked = acks.standby_acked
+        acks.standby = sender
+        self.sender = sender
 
     async def start(self) -> SyncSender:
         await self.receiver.start()
-        self.sender = SyncSender(
+        sender = SyncSender(
             self.active,
             self.receiver.bound,
             SECRET,
             epoch=1,
             reconnect_min_s=0.01,
             reconnect_max_s=0.1,
-            on_state=self.states.append,
             **self.sender_kw,
         )
-        await self.sender.start()
-        return self.sender
+        self.wire(sender)
+        await sender.start()
+        return sender
 
     async def hot(self) -> None:
         assert self.sender is not None
@@ -109,14 +155,20 @@ class Pair:
     async def close(self) -> None:
         if self.sender is not None:
             await self.sender.stop()
+        if self.acks is not None:
+            self.acks.stop()
         await self.receiver.stop()
+        if self.writer is not None:
+            self.writer.close()
         self.active.close()
         self.standby.close()
 
 
-def pair_test(body: Callable[[Pair], Awaitable[None]], tmp: Path, **sender_kw: Any) -> None:
+def pair_test(
+    body: Callable[[Pair], Awaitable[None]], tmp: Path, pipelined: bool = False, **sender_kw: Any
+) -> None:
     async def main() -> None:
-        pair = Pair(tmp, **sender_kw)
+        pair = Pair(tmp, pipelined=pipelined, **sender_kw)
         try:
             await body(pair)
         finally:
@@ -125,14 +177,15 @@ def pair_test(body: Callable[[Pair], Awaitable[None]], tmp: Path, **sender_kw: A
     run(main())
 
 
-def test_thousands_of_commits_replicate(tmp_path: Path) -> None:
+@PIPELINED
+def test_thousands_of_commits_replicate(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         for i in range(1, 201):  # before the standby connects: tail on connect
             commit(p.active, i)
-        sender = await p.start()
+        await p.start()
         await p.hot()
         for i in range(201, 3001):
-            await sender.replicate(commit(p.active, i))
+            await p.replicate(commit(p.active, i))
             # acknowledged => applied on the standby
             assert p.standby.last_seq >= p.active.last_seq
         assert p.standby.digest() == p.active.digest()
@@ -140,26 +193,28 @@ def test_thousands_of_commits_replicate(tmp_path: Path) -> None:
         assert p.applied == list(range(1, 3001))
         assert [s["state"] for s in p.states][-1] == "hot"
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_concurrent_writers_all_acknowledged(tmp_path: Path) -> None:
+@PIPELINED
+def test_concurrent_writers_all_acknowledged(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
-        sender = await p.start()
+        await p.start()
         await p.hot()
 
         async def writer(k: int) -> None:
             for i in range(100):
-                await sender.replicate(commit(p.active, k * 1000 + i))
+                await p.replicate(commit(p.active, k * 1000 + i))
 
         await asyncio.gather(*(writer(k) for k in range(10)))
         assert p.standby.last_seq == p.active.last_seq == 1000
         assert p.standby.digest() == p.active.digest()
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_connection_killed_mid_stream_then_equal(tmp_path: Path) -> None:
+@PIPELINED
+def test_connection_killed_mid_stream_then_equal(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         sender = await p.start()
         await p.hot()
@@ -169,17 +224,18 @@ def test_connection_killed_mid_stream_then_equal(tmp_path: Path) -> None:
             if i % 300 == 0:
                 sender.kick()  # the connection dies with changes in flight
                 kills += 1
-            await sender.replicate(change)
+            await p.replicate(change)
         await until(lambda: p.standby.last_seq == p.active.last_seq)
         assert p.standby.digest() == p.active.digest()
         assert sender.counters["connects"] >= kills + 1
         assert p.receiver.status()["duplicates"] >= 0
         assert p.applied == list(range(1, 1501))  # each change applied exactly once
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
-def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path) -> None:
+@PIPELINED
+def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path, pipelined: bool) -> None:
     async def body(p: Pair) -> None:
         p.active.close()
         p.active = Store(tmp_path / "active.db", max_changes=100)
@@ -189,10 +245,10 @@ def test_standby_restart_gets_snapshot_when_log_is_gone(tmp_path: Path) -> None:
         await p.hot()
         assert sender.status()["snapshots_sent"] == 1
         assert p.standby.digest() == p.active.digest()
-        await sender.replicate(commit(p.active, 5000))
+        await p.replicate(commit(p.active, 5000))
         assert p.standby.digest() == p.active.digest()
 
-    pair_test(body, tmp_path)
+    pair_test(body, tmp_path, pipelined)
 
 
 def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:
@@ -216,10 +272,10 @@ def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:
         await until(lambda: p.receiver.counters.get("truncated_frames", 0) == 1)
         await until(lambda: p.resets == [("eof", False)])
         # The real active still gets through and replicates.
-        sender = await p.start()
+        await p.start()
         await p.hot()
         for i in range(1, 51):
-            await sender.replicate(commit(p.active, i))
+            await p.replicate(commit(p.active, i))
         assert p.standby.digest() == p.active.digest()
 
     pair_test(body, tmp_path)
@@ -240,11 +296,12 @@ def test_sender_drops_bad_frames_from_a_fake_standby(tmp_path: Path) -> None:
         server = await asyncio.start_server(fake, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         sender = SyncSender(p.active, ("127.0.0.1", port), SECRET, epoch=1, reconnect_min_s=0.01)
+        p.wire(sender)
         await sender.start()
         try:
             await until(lambda: sender.counters.get("bad_frame_bad_tag", 0) >= 2)
             # no standby attached: writes are acknowledged at once
-            await asyncio.wait_for(sender.replicate(commit(p.active, 1)), 1.0)
+            await asyncio.wait_for(p.replicate(commit(p.active, 1)), 1.0)
         finally:
             await sender.stop()
             server.close()
@@ -280,7 +337,7 @@ def test_reset_of_a_hot_stream_says_hot(tmp_path: Path) -> None:
     async def body(p: Pair) -> None:
         sender = await p.start()
         await p.hot()
-        await sender.replicate(commit(p.active, 1))
+        await p.replicate(commit(p.active, 1))
         assert p.resets == []
         sender.kick()  # the active's end goes away: a FIN, as from a SIGKILLed idle cfgmgr
         await until(lambda: bool(p.resets))
@@ -295,7 +352,7 @@ def test_standby_with_newer_epoch_is_refused(tmp_path: Path) -> None:
         sender = await p.start()
         await until(lambda: sender.status()["refused"] is not None)
         assert "newer" in str(sender.status()["refused"])
-        await asyncio.wait_for(sender.replicate(commit(p.active, 1)), 1.0)
+        await asyncio.wait_for(p.replicate(commit(p.active, 1)), 1.0)
         assert p.standby.last_seq == 0
 
     pair_test(body, tmp_path)
@@ -305,12 +362,10 @@ def test_out_of_sync_while_standby_away(tmp_path: Path) -> None:
     async def body(p: Pair) -> None:
         sender = await p.start()
         await p.hot()
-        await sender.replicate(commit(p.active, 1))
+        await p.replicate(commit(p.active, 1))
         await p.receiver.stop()  # the standby goes away
         await until(lambda: sender.status()["state"] == "none")
-        pending = [
-            asyncio.create_task(sender.replicate(commit(p.active, i))) for i in range(2, 400)
-        ]
+        pending = [asyncio.create_task(p.replicate(commit(p.active, i))) for i in range(2, 400)]
         await until(lambda: sender.status()["out_of_sync"] is True)
         await asyncio.wait_for(asyncio.gather(*pending), 5.0)  # released by the overflow
         assert any(s["out_of_sync"] for s in p.states)
@@ -330,14 +385,17 @@ def test_stopping_the_sender_is_not_an_acknowledgement(tmp_path: Path) -> None:
     async def body(p: Pair) -> None:
         sender = await p.start()
         await p.hot()
-        await sender.replicate(commit(p.active, 1))
+        await p.replicate(commit(p.active, 1))
         await p.receiver.stop()  # the standby goes away: nothing acks now
         await until(lambda: sender.status()["state"] == "none")
-        waiting = asyncio.create_task(sender.replicate(commit(p.active, 2)))
+        waiting = asyncio.create_task(p.replicate(commit(p.active, 2)))
         await asyncio.sleep(0.1)
         assert not waiting.done()
         await sender.stop()
-        with pytest.raises(SyncStopped):
+        assert p.acks is not None
+        p.acks.stop()  # cfgmgr stopping
+        with pytest.raises(WriteFailed) as failed:
             await asyncio.wait_for(waiting, 1.0)
+        assert failed.value.reason is FailReason.STOPPED
 
     pair_test(body, tmp_path)

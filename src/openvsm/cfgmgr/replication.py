@@ -4,8 +4,10 @@
 - Sender progress (``none``/``cold``/``warm``/``hot``, ``out_of_sync``) goes
   to hamgr's ``sync_state``: it drives the internal state strings ("Active
   with warm standby" ...) and, after a buffer overflow, the standby's reset.
-- hamgr declaring the standby absent detaches the sender, so writes stop
-  waiting for acknowledgements that cannot come.
+- It feeds the write-ack gate (``cm.acks``, ``openvsm.cfgmgr.ackgate``):
+  the sender's acks and progress (hot, out of sync) and hamgr's status
+  (an active hamgr declaring the standby lost detaches it); the gate's
+  effects mark the standby out of sync or detach it. No ack rule lives here.
 - A standby whose stream is reset by the peer's kernel tells hamgr
   (``sync_reset``): the crash fast path.
 - While it runs, it holds a subscription to hamgr's ``sync`` topic (a
@@ -26,27 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from openvsm.ipc import IpcClient, IpcError, subscribe
-from openvsm.store.pss import Change
 from openvsm.sync.stream import ReceiverState
-from openvsm.sync.transport import SyncReceiver, SyncSender, SyncStopped
+from openvsm.sync.transport import SyncReceiver, SyncSender
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
 
 log = logging.getLogger("cfgmgr.sync")
-
-# Floor of the ack timeout (the max heartbeat loss interval when larger): a
-# loaded machine must not cost the standby its sync, a partition must not
-# hold writes forever.
-ACK_TIMEOUT_MIN_S = 3.0
-
-
-# A confirmation by hamgr that this node is active is reused this long (s).
-CONFIRM_FRESH_S = 0.05
 
 # What a standby reports to hamgr for each receiver state: "none" = no stream
 # yet (reconnecting; hamgr may hold a "hot" for its grace), "cold" = a bulk sync.
@@ -68,9 +59,6 @@ class Replication:
         self.sender: SyncSender | None = None
         self.receiver: SyncReceiver | None = None
         self._hamgr_state: dict[str, Any] | None = None
-        self._had_standby = False  # a standby was hot once: going alone needs hamgr's word
-        self._confirm_lock = asyncio.Lock()
-        self._confirmed_at = -math.inf
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -87,7 +75,9 @@ class Replication:
                     epoch=epoch,
                     buffer_bytes=cfg.sync_buffer_bytes,
                     on_state=self._on_sender_state,
+                    on_acked=cm.acks.standby_acked,
                 )
+                cm.acks.standby = self.sender
         else:
             self.receiver = SyncReceiver(
                 cfg.control.local.addr,
@@ -98,6 +88,7 @@ class Replication:
                 on_applied=cm.on_replicated,
                 on_reset=self._on_reset,
                 on_snapshot=self._on_snapshot,
+                writer=cm.writer,
             )
 
     async def start(self) -> None:
@@ -123,93 +114,11 @@ class Replication:
             await self.receiver.stop()
         self._reset_client.close()
 
-    @property
-    def ack_timeout(self) -> float:
-        """How long a write waits for the standby's ack before the active goes on alone."""
-        return max(ACK_TIMEOUT_MIN_S, self.cm.cfg.timers.max_loss_interval)
-
-    async def replicate(self, change: Change) -> None:
-        sender = self.sender
-        if sender is None:
-            return
-        acked = asyncio.ensure_future(sender.replicate(change))
-        # Retrieved even when this caller is gone (cancelled): no orphan error.
-        acked.add_done_callback(lambda t: t.cancelled() or t.exception())
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(acked), self.ack_timeout)
-                break
-            except TimeoutError:
-                pass
-            except SyncStopped:
-                raise IpcError(
-                    "% The change was committed on this supervisor but cfgmgr stopped before "
-                    "the standby acknowledged it: its outcome is unknown, check "
-                    "'show running-config' on the active"
-                ) from None
-            # Going on without the standby is only safe on a node that is still
-            # the active: hamgr must say so now. With hamgr dead or restarting,
-            # the standby may be taking over; this node may come back as its
-            # standby and reload, and a write acknowledged here would be lost.
-            if await self._still_active():
-                self._standby_too_slow(sender, change.seq)
-            else:
-                log.warning(
-                    "sync: change %d unacknowledged by the standby and hamgr does not confirm "
-                    "this node is active: the write keeps waiting",
-                    change.seq,
-                )
-        if sender.core.acked_seq >= change.seq or not self._had_standby:
-            return
-        # Released without the standby's ack (buffer overflow, standby detached,
-        # out of sync): this node goes on alone, which is only safe while it is
-        # the active. With hamgr dead or frozen the standby may be taking over
-        # (seed 1000, fault 546: 13 writes released by a buffer overflow).
-        while not await self._still_active():
-            if self.cm.fenced:
-                raise IpcError(
-                    "% The change was committed on this supervisor but it is handing over: "
-                    "its outcome is unknown, check 'show running-config' on the active"
-                )
-            await asyncio.sleep(0.1)
-
-    async def _still_active(self) -> bool:
-        """hamgr, asked now, says this node is the active (not fenced).
-
-        One question at a time for all waiting writes; a yes is reused for
-        ``CONFIRM_FRESH_S``, far below the shortest loss interval (600 ms)
-        after which a standby could take over."""
-        if self.cm.fenced:
-            return False
-        async with self._confirm_lock:
-            loop = asyncio.get_running_loop()
-            if loop.time() - self._confirmed_at < CONFIRM_FRESH_S:
-                return not self.cm.fenced
-            try:
-                status = await self.cm.hamgr.call("status", timeout=1.0)
-            except IpcError:
-                return False
-            ok = isinstance(status, dict) and status.get("state") == "active"
-            if ok:
-                self._confirmed_at = loop.time()
-            return ok and not self.cm.fenced
-
-    def _standby_too_slow(self, sender: SyncSender, seq: int) -> None:
-        """No ack within ``ack_timeout`` (control partitioned while mgmt is up: degraded,
-        so hamgr keeps the standby present): without this a lone writer, whose
-        changes never fill the buffer, would wait forever. Same outcome as a
-        buffer overflow: the standby is out of sync (hamgr orders its reset, it
-        bulk-syncs when it returns) and writes no longer wait for it."""
-        core = sender.core
-        if not core.must_wait or core.acked_seq >= seq:
-            return
-        log.warning(
-            "sync: the standby did not acknowledge change %d within %.1f s: marking it out "
-            "of sync, continuing alone",
-            seq,
-            self.ack_timeout,
-        )
-        sender.mark_out_of_sync()
+    def start_attached(self) -> None:
+        """A restarted cfgmgr on an active with a standby (``Cfgmgr._start_role``)."""
+        if self.sender is not None:
+            self.sender.attach()
+            self.cm.acks.start_attached()
 
     def status(self) -> dict[str, Any]:
         if self.sender is not None:
@@ -230,16 +139,11 @@ class Replication:
             self.sender.start_soon()
         if self.sender is not None:
             self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
-            if (
-                status.get("state") == "active"
-                and status.get("peer_lost")
-                and not status.get("peer_present")
-                and self.sender.core.must_wait
-            ):
-                # hamgr declared the standby lost: writes stop waiting for it. Not
-                # on a restarted hamgr that has not heard the standby yet, nor
-                # on one that is not active (it may come back as standby).
-                self.sender.detach()
+            self.cm.acks.ha_status(
+                active=status.get("state") == "active",
+                peer_lost=bool(status.get("peer_lost")),
+                peer_present=bool(status.get("peer_present")),
+            )
 
     async def _hold_lease(self) -> None:
         """Subscribe to hamgr's ``sync`` topic for as long as this runs (module doc)."""
@@ -266,8 +170,10 @@ class Replication:
 
     # ---- callbacks from the transport ----------------------------------------
     def _on_sender_state(self, st: dict[str, Any]) -> None:
-        if st.get("state") == "hot":
-            self._had_standby = True
+        if st.get("out_of_sync"):
+            self.cm.acks.standby_out_of_sync()
+        elif st.get("state") == "hot":
+            self.cm.acks.standby_hot()
         self._hamgr_state = {
             "state": str(st.get("state", "none")),
             "out_of_sync": bool(st.get("out_of_sync")),

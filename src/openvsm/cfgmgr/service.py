@@ -1,11 +1,16 @@
 """cfgmgr: owns the node's store (PSS), replication to the standby, the CLI
 server and the REST API (DESIGN §1, §4, §6).
 
-Write path (the guarantee of DESIGN §4): a configuration change is committed
-to the local store in one SQLite transaction, handed to the replication
-sender, and acknowledged to its caller (CLI, REST, vemmgr) only when the
-standby has applied it, or at once when no HA standby is attached. Only the
-active accepts writes; the standby answers with the name of the active.
+Write path (the guarantee of DESIGN §4), pipelined: a configuration change
+is validated and given its seq on the event loop (``Store.prepare``), sent
+to the standby at once (``SyncSender.send``) and handed to the store's
+writer thread (``openvsm.store.writer``), which commits everything queued
+in one SQLite transaction (one fsync per group) while the standby applies
+the same changes. The write-ack gate (``openvsm.cfgmgr.ackgate``, driven by
+``openvsm.cfgmgr.acks``) alone decides when its caller (CLI, REST, vemmgr)
+gets the acknowledgement: durable here and, with an HA standby, acked by
+it; alone only on hamgr's word; never while fenced. Only the active
+accepts writes; the standby answers with the name of the active.
 
 Role: cfgmgr follows hamgr's ``status`` topic. On an active it runs the
 replication sender towards the peer's control address (TCP, same port as
@@ -24,13 +29,28 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openvsm.cfgmgr.ackgate import AckGate
+from openvsm.cfgmgr.acks import WriteAcks
 from openvsm.config import NodeConfig
 from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
+from openvsm.store.writer import StoreWriter
 from openvsm.sysmgr.service import NodeFatal
 
 log = logging.getLogger("cfgmgr")
+
+# hamgr hears the split-brain inputs at most this often (s): once per commit
+# group would cost hamgr and cfgmgr an IPC round trip per group.
+FACTS_SPACING_S = 0.01
+
+# How long a write hamgr allows waits for this process to serve as active (s).
+ACTIVE_READY_S = 10.0
+
+# Floor of the ack timeout (the max heartbeat loss interval when larger): a
+# loaded machine must not cost the standby its sync, a partition must not
+# hold writes forever.
+ACK_TIMEOUT_MIN_S = 3.0
 
 
 class NotActive(IpcError):
@@ -49,9 +69,16 @@ class Cfgmgr:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
+        # Set once this process serves as active (its sender is in place): a
+        # write hamgr already allows during a takeover waits for it, behind
+        # the standby's last replicated changes in the writer thread.
+        self._active_ready = asyncio.Event()
         self._facts_dirty = asyncio.Event()
-        self._commit_queue: list[tuple[list[Op], str, str, str, asyncio.Future[Change]]] = []
-        self._flush_scheduled = False
+        self.acks = WriteAcks(
+            AckGate(ack_timeout=max(ACK_TIMEOUT_MIN_S, cfg.timers.max_loss_interval)),
+            self._hamgr_says_active,
+        )
+        self.writer: StoreWriter | None = None
         self.sync: Any = None
         self.rest: Any = None
         # Split-brain loser: no write may commit once hamgr collected the
@@ -77,6 +104,12 @@ class Cfgmgr:
         from openvsm.cfgmgr.cli import build_cli
 
         self.cli = build_cli(self)
+        self.writer = StoreWriter(
+            self.store.path,
+            self._written,
+            loop=asyncio.get_running_loop(),
+            max_changes=self.store.max_changes,
+        )
         await self.ipc.start()
         self.spawn(self._follow_hamgr())
         self.spawn(self._facts_pusher())
@@ -97,6 +130,9 @@ class Cfgmgr:
                 with contextlib.suppress(Exception):
                     await self.rest.cleanup()
             await self.ipc.stop()
+            self.acks.stop()
+            if self.writer is not None:
+                self.writer.close()
             self.hamgr.close()
             self.sysmgr.close()
             self.vemmgr.close()
@@ -165,7 +201,7 @@ class Cfgmgr:
                 # comes back as standby: this node's services still run as active,
                 # so the node reloads into a fresh standby (full resync).
                 log.error("hamgr reports standby while cfgmgr runs as active: reloading")
-                self.fenced = True
+                self.set_fenced(True)
                 try:
                     await self.sysmgr.call(
                         "reload", reason="hamgr restarted as standby of a new active"
@@ -192,9 +228,11 @@ class Cfgmgr:
             # declares it absent. Otherwise they would be acknowledged on the
             # local commit alone and lost if this node fails before the standby
             # catches up.
-            sender.core.attached = True
+            self.sync.start_attached()
         await self.sync.start()
         self._facts_dirty.set()
+        if state == "active":
+            self._active_ready.set()
 
     async def _facts_pusher(self) -> None:
         """Tell hamgr the split-brain inputs; coalesced, never on the write path."""
@@ -210,8 +248,21 @@ class Cfgmgr:
             except IpcError:
                 await asyncio.sleep(0.2)
                 self._facts_dirty.set()
+            else:
+                await asyncio.sleep(FACTS_SPACING_S)
 
     # ---- writes ---------------------------------------------------------
+    def set_fenced(self, on: bool) -> None:
+        """Fenced (handing over, split-brain loser): no new write is accepted and
+        none is acknowledged without the standby's ack (the gate)."""
+        self.fenced = on
+        self.acks.fence(on)
+
+    async def _hamgr_says_active(self) -> bool:
+        """The gate's question: hamgr, asked now, says this node is the active."""
+        status = await self.hamgr.call("status", timeout=1.0)
+        return isinstance(status, dict) and status.get("state") == "active"
+
     def is_active(self) -> bool:
         return self.ha.get("state") == "active"
 
@@ -247,6 +298,13 @@ class Cfgmgr:
 
     async def commit(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
         await self.ensure_active()
+        if not self._active_ready.is_set():
+            try:
+                await asyncio.wait_for(self._active_ready.wait(), ACTIVE_READY_S)
+            except TimeoutError:
+                raise NotActive(
+                    "% This supervisor is becoming active: configuration is not accepted yet"
+                ) from None
         if self.fenced:
             raise NotActive(
                 "% This supervisor is handing over or reloading (switchover, split-brain "
@@ -254,78 +312,65 @@ class Cfgmgr:
             )
         started = time.monotonic()
         try:
-            change = await self._durable(ops, user=user, source=source, command=command)
-            self.ipc.publish(
-                "changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]}
+            change = self.store.prepare(
+                ops,
+                user=user,
+                source=source,
+                command=command,
+                time=self.wall(),
+                epoch=int(self.ha.get("epoch", 0)),
             )
-            self._facts_dirty.set()
-            if self.sync is not None:
-                await self.sync.replicate(change)
+        except StoreError as exc:
+            self.metrics.commit_failed()
+            raise IpcError(
+                f"% Configuration not saved: the store cannot be written ({exc})"
+            ) from None
+        acked = self.acks.submit(change.seq)
+        sender = getattr(self.sync, "sender", None)
+        if sender is not None:
+            sender.send(change)  # pipelined: the standby applies it while we fsync
+        if self.writer is None:
+            raise IpcError("% Configuration not saved: cfgmgr is not running")
+        self.writer.enqueue(change)
+        try:
+            await acked
         except Exception:
             self.metrics.commit_failed()
             raise
         self.metrics.committed(time.monotonic() - started)
         return change
 
-    async def _durable(self, ops: list[Op], *, user: str, source: str, command: str) -> Change:
-        """Commit through the group committer: writes that arrive while the
-        previous group is being synced share one SQLite transaction and one
-        fsync (synchronous=FULL stays); each write is still all-or-nothing and
-        is acknowledged only after the group is durable."""
-        fut: asyncio.Future[Change] = asyncio.get_running_loop().create_future()
-        self._commit_queue.append((ops, user, source, command, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_commits)
-        return await fut
-
-    def _flush_commits(self) -> None:
-        self._flush_scheduled = False
-        group, self._commit_queue = self._commit_queue, []
-        if self.fenced:
-            # Fenced while these writes waited for their turn: none is committed.
-            for *_, fut in group:
-                if not fut.done():
-                    fut.set_exception(
-                        NotActive(
-                            "% This supervisor is handing over or reloading: "
-                            "configuration is not accepted now"
-                        )
-                    )
+    def _written(self, first: int, last: int, generation: int, error: BaseException | None) -> None:
+        """The writer thread committed (or failed) changes ``first..last``."""
+        receiver = getattr(self.sync, "receiver", None)
+        if receiver is not None:
+            receiver.written(first, last, generation, error)  # standby: replicated changes
             return
-        done: list[tuple[asyncio.Future[Change], Change | None, Exception | None]] = []
-        epoch = int(self.ha.get("epoch", 0))
-        try:
-            with self.store.batch():
-                for ops, user, source, command, fut in group:
-                    try:
-                        change = self.store.commit(
-                            ops,
-                            user=user,
-                            source=source,
-                            command=command,
-                            time=self.wall(),
-                            epoch=epoch,
-                        )
-                        done.append((fut, change, None))
-                    except (StoreError, sqlite3.Error) as exc:
-                        done.append((fut, None, exc))
-        except (StoreError, sqlite3.Error) as exc:
-            # The group's COMMIT failed (disk full, file size limit, I/O error):
-            # nothing in it is durable, nothing is acknowledged; the daemon goes on.
-            with contextlib.suppress(sqlite3.Error):
-                self.store._db.execute("ROLLBACK")
-            done = [(fut, None, exc) for _, _, _, _, fut in group]
-        for fut, result, error in done:
-            if fut.done():
-                continue
-            if result is not None:
-                fut.set_result(result)
-                continue
-            log.error("commit failed: %s", error)
-            fut.set_exception(
-                IpcError(f"% Configuration not saved: the store cannot be written ({error})")
-            )
+        writer = self.writer
+        if writer is None or generation != writer.generation:
+            return  # changes of an abandoned generation: already failed
+        if error is None:
+            changes = self.store.changes_since(first - 1, limit=last - first + 1)
+            self.store.durable(last)
+            self.acks.durable(last)
+            for change in changes:
+                self.ipc.publish(
+                    "changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]}
+                )
+            self._facts_dirty.set()
+            return
+        # The group's COMMIT failed (disk full, file size limit, I/O error): it
+        # and every later change in flight are not durable and not acknowledged;
+        # their seqs are assigned again. A standby that may have received them
+        # is given up on (reset, then a snapshot of this store). The daemon goes on.
+        log.error("commit of changes %d-%d failed: %s", first, last, error)
+        sender = getattr(self.sync, "sender", None)
+        sent = sender is not None and sender.sending
+        self.store.abandon(first)
+        writer.restart()
+        self.acks.commit_failed(first, error, sent=sent)
+        if sent and sender is not None:
+            sender.kick()
 
     def account(self, *, user: str, command: str, result: str) -> None:
         try:
@@ -342,9 +387,8 @@ class Cfgmgr:
         the last one a standby acknowledged or after this process became active."""
         found = {c.seq: c for c in self.store.changes_after_time(t)}
         base = self.active_since_seq
-        sender = getattr(self.sync, "sender", None)
-        if sender is not None:
-            base = max(base or 0, int(sender.core.acked_seq))
+        if getattr(self.sync, "sender", None) is not None:
+            base = max(base or 0, self.acks.gate.acked_seq)
         if base is not None:
             with contextlib.suppress(StoreError):
                 found.update((c.seq, c) for c in self.store.changes_since(base))
@@ -434,7 +478,7 @@ class Cfgmgr:
         if op == "changes_since_time":
             t = float(args.get("time", 0.0))
             if args.get("fence"):
-                self.fenced = True
+                self.set_fenced(True)
             return [
                 {
                     "time": c.time,
@@ -448,7 +492,7 @@ class Cfgmgr:
         if op == "fence":
             # hamgr, before a switchover or reload: no acknowledgement from now
             # on of a change the standby may not have (pending ones stay pending).
-            self.fenced = bool(args.get("fenced", True))
+            self.set_fenced(bool(args.get("fenced", True)))
             return {"fenced": self.fenced, "seq": self.store.last_seq}
         if op == "sync_status":
             return self.sync.status() if self.sync is not None else {"state": "none"}

@@ -27,7 +27,14 @@ Schema versions: an older file is migrated in one transaction on open
 the operator decides (move the file away to start empty).
 
 Not thread-safe: one ``Store`` belongs to one thread (the service's event
-loop).
+loop). Pipelined commit (``openvsm.store.writer``): the loop ``prepare``s a
+change (validated, seq ``head_seq + 1``, kept in flight), a writer thread
+commits groups of them on its own connection, and the loop learns of it
+with ``durable(upto)`` (``last_seq`` is the newest durable seq) or drops
+them with ``abandon(from_seq)``. ``changes_since`` includes the changes in
+flight; reads that span several statements (``snapshot``, ``digest``,
+``changes_since``) run in one read transaction, so a concurrent group
+commit is seen entirely or not at all.
 """
 
 from __future__ import annotations
@@ -160,6 +167,63 @@ def _create_latest(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO schema_version (version) VALUES (1)")
 
 
+def write_ops(db: sqlite3.Connection, ops: Sequence[Op]) -> None:
+    """Apply checked ops to ``objects`` (inside the caller's transaction)."""
+    for op in ops:
+        if op.body is None:
+            db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (op.kind, op.key))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO objects (kind, key, body, owner) VALUES (?, ?, ?, ?)",
+                (op.kind, op.key, _json_enc.encode(op.body).decode(), _owner(op.body)),
+            )
+
+
+def append_change(db: sqlite3.Connection, change: Change, max_changes: int) -> None:
+    """Log ``change`` (change log, accounting, last_seq, times; trimming)."""
+    db.execute(
+        "INSERT INTO changes (seq, time, user, source, command, ops, epoch)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            change.seq,
+            change.time,
+            change.user,
+            change.source,
+            change.command,
+            _ops_enc.encode(change.ops),
+            change.epoch,
+        ),
+    )
+    db.execute(
+        "INSERT INTO accounting (time, user, command, result, seq, replicated)"
+        " VALUES (?, ?, ?, 'SUCCESS', ?, 1)",
+        (change.time, change.user, change.command, change.seq),
+    )
+    db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (change.seq,))
+    # The time of the last change of any kind is what a standby's Hello
+    # proves its history with (sync); the configuration time is rule 2's.
+    _put_fact(db, "last_change_time", change.time)
+    if change.source not in STATE_SOURCES:
+        _put_fact(db, "last_config_time", change.time)
+    if change.seq % min(_TRIM_EVERY, max_changes) == 0:
+        db.execute("DELETE FROM changes WHERE seq <= ?", (change.seq - max_changes,))
+        # the accounting log is bounded the same way (it travels in snapshots)
+        db.execute(
+            "DELETE FROM accounting WHERE id <= (SELECT max(id) FROM accounting) - ?",
+            (max_changes,),
+        )
+
+
+def _put_fact(db: sqlite3.Connection, name: str, value: Any) -> None:
+    if value is None:
+        db.execute("DELETE FROM facts WHERE name = ?", (name,))
+    else:
+        db.execute(
+            "INSERT OR REPLACE INTO facts (name, value) VALUES (?, ?)",
+            (name, _json_enc.encode(value).decode()),
+        )
+
+
 def _owner(body: dict[str, Any]) -> str:
     owner = body.get("owner", "")
     return owner if isinstance(owner, str) else ""
@@ -194,6 +258,8 @@ class Store:
             self._db.close()
             raise
         self._last_seq = int(self._scalar("SELECT value FROM meta WHERE name = 'last_seq'"))
+        self._head_seq = self._last_seq
+        self._inflight: dict[int, Change] = {}
 
     def _open(self) -> None:
         db = self._db
@@ -287,7 +353,7 @@ class Store:
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                self._last_seq = last_seq
+                self._last_seq = self._head_seq = last_seq
                 raise
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -338,47 +404,101 @@ class Store:
         return [r[0] for r in self._db.execute("SELECT DISTINCT kind FROM objects ORDER BY kind")]
 
     def _write_ops(self, db: sqlite3.Connection, ops: Sequence[Op]) -> None:
-        for op in ops:
-            if op.body is None:
-                db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (op.kind, op.key))
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO objects (kind, key, body, owner) VALUES (?, ?, ?, ?)",
-                    (op.kind, op.key, _json_enc.encode(op.body).decode(), _owner(op.body)),
-                )
+        write_ops(db, ops)
 
     def _append_change(self, db: sqlite3.Connection, change: Change) -> None:
-        db.execute(
-            "INSERT INTO changes (seq, time, user, source, command, ops, epoch)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                change.seq,
-                change.time,
-                change.user,
-                change.source,
-                change.command,
-                _ops_enc.encode(change.ops),
-                change.epoch,
-            ),
+        append_change(db, change, self.max_changes)
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction (a consistent view beside the writer thread)."""
+        if self._batching or self._db.in_transaction:
+            yield self._db
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield self._db
+        finally:
+            self._db.execute("COMMIT")
+
+    # --- pipelined commit ---
+
+    @property
+    def head_seq(self) -> int:
+        """The newest seq assigned: durable (``last_seq``) or in flight."""
+        return self._head_seq
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def prepare(
+        self,
+        ops: Sequence[Op],
+        *,
+        user: str,
+        source: str,
+        command: str,
+        time: float,
+        epoch: int = 0,
+    ) -> Change:
+        """Validate ``ops`` and assign them change ``head_seq + 1``, in flight
+        (nothing written: a ``StoreWriter`` commits it)."""
+        clean = tuple(_checked_op(op) for op in ops)
+        change = Change(
+            seq=self._head_seq + 1,
+            time=time,
+            user=user,
+            source=source,
+            command=command,
+            ops=clean,
+            epoch=epoch,
         )
-        db.execute(
-            "INSERT INTO accounting (time, user, command, result, seq, replicated)"
-            " VALUES (?, ?, ?, 'SUCCESS', ?, 1)",
-            (change.time, change.user, change.command, change.seq),
-        )
-        db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (change.seq,))
-        # The time of the last change of any kind is what a standby's Hello
-        # proves its history with (sync); the configuration time is rule 2's.
-        self._set_fact(db, "last_change_time", change.time)
-        if change.source not in STATE_SOURCES:
-            self._set_fact(db, "last_config_time", change.time)
-        if change.seq % min(_TRIM_EVERY, self.max_changes) == 0:
-            db.execute("DELETE FROM changes WHERE seq <= ?", (change.seq - self.max_changes,))
-            # the accounting log is bounded the same way (it travels in snapshots)
-            db.execute(
-                "DELETE FROM accounting WHERE id <= (SELECT max(id) FROM accounting) - ?",
-                (self.max_changes,),
+        self._inflight[change.seq] = change
+        self._head_seq = change.seq
+        return change
+
+    def prepare_replicated(self, change: Change) -> bool:
+        """Standby, pipelined: order and check a change of the active and keep it
+        in flight for the writer thread. False: already here (``seq <=
+        head_seq``); a gap raises ``StoreError`` (a bulk sync is needed)."""
+        if change.seq <= self._head_seq:
+            return False
+        if change.seq != self._head_seq + 1:
+            raise StoreError(
+                f"replicated change {change.seq} does not follow {self._head_seq}: "
+                "changes are missing, a bulk synchronisation is needed"
             )
+        self._inflight[change.seq] = Change(
+            seq=change.seq,
+            time=change.time,
+            user=change.user,
+            source=change.source,
+            command=change.command,
+            ops=tuple(_checked_op(op) for op in change.ops),
+            epoch=change.epoch,
+        )
+        self._head_seq = change.seq
+        return True
+
+    def in_flight_change(self, seq: int) -> Change:
+        return self._inflight[seq]
+
+    def durable(self, upto: int) -> None:
+        """The writer committed every change in flight up to ``upto``."""
+        self._last_seq = max(self._last_seq, upto)
+        while self._inflight:
+            seq = next(iter(self._inflight))
+            if seq > upto:
+                break
+            del self._inflight[seq]
+
+    def abandon(self, from_seq: int) -> None:
+        """The writer could not commit ``from_seq``: it and every later change
+        in flight are dropped; their seqs will be assigned again."""
+        for seq in [s for s in self._inflight if s >= from_seq]:
+            del self._inflight[seq]
+        self._head_seq = max(self._last_seq, max(self._inflight, default=0))
 
     def commit(
         self,
@@ -391,6 +511,8 @@ class Store:
         epoch: int = 0,
     ) -> Change:
         """Apply ``ops`` and log them as change ``last_seq + 1``, in one transaction."""
+        if self._inflight:
+            raise StoreError("a direct commit while pipelined changes are in flight")
         # Validate and normalise first: nothing is written when an op is unusable.
         clean = tuple(_checked_op(op) for op in ops)
         change = Change(
@@ -405,16 +527,19 @@ class Store:
         with self._tx() as db:
             self._write_ops(db, clean)
             self._append_change(db, change)
-        self._last_seq = change.seq
+        self._last_seq = self._head_seq = change.seq
         return change
 
     def apply_replicated(self, change: Change) -> bool:
-        """Standby: apply a change of the active, exactly once and in order.
+        """Standby: apply a change of the active, exactly once and in order (in
+        one transaction here; ``prepare_replicated`` for the writer thread).
 
         True: applied (``change.seq == last_seq + 1``). False: already applied
         (``seq <= last_seq``, e.g. re-sent after a reconnect). A gap raises
         ``StoreError``: the caller must resynchronise (snapshot).
         """
+        if self._inflight:
+            raise StoreError("a direct apply while pipelined changes are in flight")
         if change.seq <= self._last_seq:
             return False
         if change.seq != self._last_seq + 1:
@@ -434,7 +559,7 @@ class Store:
         with self._tx() as db:
             self._write_ops(db, clean.ops)
             self._append_change(db, clean)
-        self._last_seq = change.seq
+        self._last_seq = self._head_seq = change.seq
         return True
 
     # --- change log ---
@@ -445,22 +570,34 @@ class Store:
         Raises ``ChangeLogTrimmed`` when some of them are no longer in the log
         (the caller then sends a snapshot instead).
         """
-        if seq >= self._last_seq:
+        if seq >= self._head_seq:
             return []
-        if seq + 1 < self.first_seq:
-            raise ChangeLogTrimmed(
-                f"changes after {seq} are no longer in the change log "
-                f"(oldest kept: {self.first_seq})"
-            )
-        sql = (
-            "SELECT seq, time, user, source, command, ops, epoch FROM changes"
-            " WHERE seq > ? ORDER BY seq"
-        )
-        params: tuple[int, ...] = (seq,)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = (seq, limit)
-        return [_row_change(r) for r in self._db.execute(sql, params)]
+        out: builtins.list[Change] = []
+        if seq < self._last_seq:
+            with self._read() as db:
+                row = db.execute("SELECT min(seq), max(seq) FROM changes").fetchone()
+                first = int(row[0]) if row[0] is not None else self._last_seq + 1
+                if seq + 1 < first:
+                    raise ChangeLogTrimmed(
+                        f"changes after {seq} are no longer in the change log "
+                        f"(oldest kept: {first})"
+                    )
+                sql = (
+                    "SELECT seq, time, user, source, command, ops, epoch FROM changes"
+                    " WHERE seq > ? ORDER BY seq"
+                )
+                params: tuple[int, ...] = (seq,)
+                if limit is not None:
+                    sql += " LIMIT ?"
+                    params = (seq, limit)
+                out = [_row_change(r) for r in db.execute(sql, params)]
+        last = out[-1].seq if out else seq
+        for s, change in self._inflight.items():
+            if limit is not None and len(out) >= limit:
+                break
+            if s > last:
+                out.append(change)
+        return out
 
     def changes_after_time(self, t: float) -> builtins.list[Change]:
         """Changes committed after wall-clock time ``t`` (split-brain: discarded changes)."""
@@ -474,6 +611,12 @@ class Store:
     # --- snapshots ---
 
     def snapshot(self) -> Snapshot:
+        """The durable state, read in one transaction (its ``last_seq`` is the
+        store file's, which may be ahead of ``last_seq`` beside the writer)."""
+        with self._read():
+            return self._snapshot()
+
+    def _snapshot(self) -> Snapshot:
         objects = tuple(
             Op(kind=kind, key=key, body=_json_dec.decode(body))
             for kind, key, body in self._db.execute(
@@ -488,7 +631,7 @@ class Store:
             )
         )
         return Snapshot(
-            last_seq=self._last_seq,
+            last_seq=int(self._scalar("SELECT value FROM meta WHERE name = 'last_seq'")),
             objects=objects,
             accounting=accounting,
             last_config_time=float(self.get_fact("last_config_time") or 0.0),
@@ -509,6 +652,8 @@ class Store:
         Local accounting entries and node facts (other than last_config_time
         and last_change_time) are kept: they belong to this node.
         """
+        if self._inflight:
+            raise StoreError("a snapshot load while pipelined changes are in flight")
         objects = tuple(_checked_op(op) for op in snap.objects)
         if any(op.body is None for op in objects):
             raise StoreError("a snapshot cannot contain deletions")
@@ -525,15 +670,16 @@ class Store:
             db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (snap.last_seq,))
             self._set_fact(db, "last_config_time", snap.last_config_time)
             self._set_fact(db, "last_change_time", snap.last_change_time)
-        self._last_seq = snap.last_seq
+        self._last_seq = self._head_seq = snap.last_seq
 
     def digest(self) -> str:
         """SHA-256 over every object, in key order: equal stores, equal digests."""
         h = hashlib.sha256()
-        for kind, key, body in self._db.execute(
-            "SELECT kind, key, body FROM objects ORDER BY kind, key"
-        ):
-            h.update(f"{kind}\0{key}\0{body}\n".encode())
+        with self._read() as db:
+            for kind, key, body in db.execute(
+                "SELECT kind, key, body FROM objects ORDER BY kind, key"
+            ):
+                h.update(f"{kind}\0{key}\0{body}\n".encode())
         return h.hexdigest()
 
     # --- accounting ---
@@ -578,13 +724,7 @@ class Store:
 
     @staticmethod
     def _set_fact(db: sqlite3.Connection, name: str, value: Any) -> None:
-        if value is None:
-            db.execute("DELETE FROM facts WHERE name = ?", (name,))
-        else:
-            db.execute(
-                "INSERT OR REPLACE INTO facts (name, value) VALUES (?, ?)",
-                (name, _json_enc.encode(value).decode()),
-            )
+        _put_fact(db, name, value)
 
 
 def _checked_op(op: Op) -> Op:

@@ -37,19 +37,26 @@ connection (or no Hello yet), ``COLD`` snapshot sent and not yet applied,
     NONE --Hello/snapshot--> COLD --Ack(snapshot seq)--> WARM ...
     any --connection_lost--> NONE
 
-Write acknowledgement rule (``must_wait``): a change committed while a
-standby is *attached* is acknowledged to its client only when the standby
-has acked it. The standby becomes attached when the sender first reaches
-``HOT``; it stays attached across a reconnect (a flapping link holds writes
-until the standby acks them) and is detached by ``detach()`` (hamgr
-declared it absent) or by ``out_of_sync``: the unacked changes would exceed
-``buffer_bytes``. Then writes no longer wait, and the standby must be reset
-and bulk-synced.
+Attachment (``attached``, ``must_wait``): the standby becomes attached when
+the sender first reaches ``HOT``; it stays attached across a reconnect (the
+unacked changes are tracked against ``buffer_bytes``) and is detached by
+``detach()`` (hamgr declared it absent) or by ``out_of_sync``: the unacked
+changes would exceed ``buffer_bytes``, or the caller gave up on it
+(``mark_out_of_sync``). Then the standby must be reset and bulk-synced.
+Whether a write is acknowledged is not decided here: the write-ack gate
+(``openvsm.cfgmgr.ackgate``) does, from the acks and this progress.
+
+Pipelined commit: the active appends a change when its seq is assigned,
+before it is durable in its own store (``ChangeSource.head_seq`` is the
+newest assigned seq, ``changes_since`` includes the changes in flight).
+A snapshot carries the durable state; the changes after it (in flight or
+committed since) follow it at once.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -185,7 +192,9 @@ class ChangeSource(Protocol):
     """What the sender reads from the active's store."""
 
     @property
-    def last_seq(self) -> int: ...
+    def head_seq(self) -> int:
+        """The newest seq assigned (durable or in flight)."""
+        ...
 
     def changes_since(self, seq: int, limit: int | None = None) -> list[Change]: ...
 
@@ -243,8 +252,17 @@ class ReplicationSender:
         self.state = SyncState.NONE
 
     def detach(self) -> None:
-        """The standby is gone (hamgr): writes stop waiting for it."""
+        """The standby is gone (hamgr): stop tracking what it has not acked."""
         self.attached = False
+
+    def attach(self) -> None:
+        """Count the standby as attached before it is hot (restarted cfgmgr)."""
+        self.attached = True
+
+    @property
+    def streaming(self) -> bool:
+        """Changes appended now are sent (a standby's Hello was answered)."""
+        return self.connected and self._hello_seen and self.state is not SyncState.NONE
 
     @property
     def must_wait(self) -> bool:
@@ -289,7 +307,7 @@ class ReplicationSender:
                 out += self._codec.encode(ChangeMsg(change=change))
             self.tails_sent += 1
             self.acked_seq = hello.last_seq
-            self._target = self.store.last_seq
+            self._target = self.store.head_seq
             self.state = SyncState.WARM
             self._unacked = collections.deque((c.seq, 0) for c in tail)
             self.unacked_bytes = 0
@@ -298,6 +316,13 @@ class ReplicationSender:
             snap = self.store.snapshot()
             out += self._codec.encode(Welcome(mode="snapshot", epoch=self.epoch))
             out += self._snapshot_frames(snap)
+            # Changes in flight (pipelined) or committed since the snapshot's read.
+            try:
+                after = self.store.changes_since(snap.last_seq)
+            except (ChangeLogTrimmed, ValueError):
+                after = []
+            for change in after:
+                out += self._codec.encode(ChangeMsg(change=change))
             self.snapshots_sent += 1
             # The snapshot replaces the standby's whole state: that is the
             # resync an out-of-sync standby needed. Keeping the flag set would
@@ -307,13 +332,13 @@ class ReplicationSender:
             self._snapshot_seq = snap.last_seq
             self._target = snap.last_seq
             self.state = SyncState.COLD
-            self._unacked.clear()
+            self._unacked = collections.deque((c.seq, 0) for c in after)
             self.unacked_bytes = 0
         return bytes(out)
 
     def _tail_for(self, hello: Hello) -> list[Change] | None:
         """The changes that bring this standby up to date, or None: it needs a snapshot."""
-        last = self.store.last_seq
+        last = self.store.head_seq
         if hello.last_seq < 0 or hello.last_seq > last:
             return None
         try:
@@ -345,8 +370,8 @@ class ReplicationSender:
         return bytes(out)
 
     def _on_ack(self, seq: int) -> None:
-        if seq > self.store.last_seq:
-            raise RemoteProtocolError("bad_ack", f"ack {seq} beyond last seq {self.store.last_seq}")
+        if seq > self.store.head_seq:
+            raise RemoteProtocolError("bad_ack", f"ack {seq} beyond last seq {self.store.head_seq}")
         self.acked_seq = max(self.acked_seq, seq)
         self._drop_acked()
         if self.state is SyncState.COLD and self.acked_seq >= self._snapshot_seq:
@@ -394,7 +419,7 @@ class ReplicationSender:
             "attached": self.attached,
             "connected": self.connected,
             "acked_seq": self.acked_seq,
-            "last_seq": self.store.last_seq,
+            "last_seq": self.store.head_seq,
             "unacked_bytes": self.unacked_bytes,
             "buffer_bytes": self.buffer_bytes,
             "refused": self.refused,
@@ -417,8 +442,15 @@ class ReceiverState(enum.Enum):
 class ReplicationReceiver:
     """The standby's end: applies the stream to its store, in order, idempotently."""
 
-    def __init__(self, store: Store, secret: bytes, *, epoch: int, boot_id: int) -> None:
+    def __init__(
+        self, store: Store, secret: bytes, *, epoch: int, boot_id: int, pipelined: bool = False
+    ) -> None:
         self.store = store
+        # Pipelined: changes are only ordered and checked here (``Store.prepare_replicated``)
+        # and handed to a writer thread (``pop_to_persist``); ``persisted(upto)``, once
+        # they are durable, makes the Ack. Else applied and committed in ``receive``.
+        self.pipelined = pipelined
+        self.to_persist: list[Change] = []
         self._secret = secret
         self.epoch = epoch
         self.boot_id = boot_id
@@ -465,6 +497,22 @@ class ReplicationReceiver:
         applied, self.applied = self.applied, []
         return applied
 
+    def pop_to_persist(self) -> list[Change]:
+        """Pipelined: the changes to hand to the writer thread, in order."""
+        out, self.to_persist = self.to_persist, []
+        return out
+
+    def persisted(self, changes: Sequence[Change]) -> bytes:
+        """Pipelined: ``changes`` are durable in the store: the Ack to send (one,
+        cumulative; none without a stream)."""
+        if not changes:
+            return b""
+        self.store.durable(changes[-1].seq)
+        self.applied.extend(changes)
+        if self.state is not ReceiverState.STREAMING:
+            return b""
+        return self._codec.encode(Ack(seq=self.store.last_seq))
+
     def receive(self, data: bytes) -> bytes:
         """Apply what ``data`` completes; the Ack to send (one, cumulative)."""
         if self.state in (ReceiverState.IDLE, ReceiverState.REFUSED):
@@ -472,8 +520,9 @@ class ReplicationReceiver:
         ack: int | None = None
         # One transaction (one fsync) for every change that ``data`` completes:
         # a catch-up tail or a burst of writes costs one disk sync per read, not
-        # one per change. Durable before the Ack is built.
-        with self.store.batch():
+        # one per change. Durable before the Ack is built (pipelined: the
+        # writer thread's group, acked by ``persisted``).
+        with contextlib.nullcontext() if self.pipelined else self.store.batch():
             for msg in self._codec.feed(data):
                 seq = self._on_message(msg)
                 if seq is not None:
@@ -516,13 +565,17 @@ class ReplicationReceiver:
             if self.state is not ReceiverState.STREAMING:
                 raise RemoteProtocolError("unexpected", "Change")
             try:
-                if self.store.apply_replicated(msg.change):
+                if self.pipelined:
+                    if self.store.prepare_replicated(msg.change):
+                        self.to_persist.append(self.store.in_flight_change(msg.change.seq))
+                        return None
+                elif self.store.apply_replicated(msg.change):
                     self.applied.append(msg.change)
-                else:
-                    self.duplicates += 1
+                    return self.store.last_seq
             except StoreError as exc:
                 raise RemoteProtocolError("gap", str(exc)) from None
-            return self.store.last_seq
+            self.duplicates += 1
+            return None if self.store.in_flight else self.store.last_seq
         raise RemoteProtocolError("unexpected", type(msg).__name__)
 
     def _end_snapshot(self, end: SnapshotEnd) -> int:

@@ -5,15 +5,13 @@ Owns the sockets, tasks and futures around the sans-IO cores of
 
 - ``SyncSender`` (active): connects to the standby's control ``ip:port``
   over TCP and keeps reconnecting (back-off ``reconnect_min_s`` ..
-  ``reconnect_max_s``) until stopped. ``await replicate(change)`` returns
-  when the change may be acknowledged to its client: at once when no
-  standby is attached (``ReplicationSender.must_wait`` is False: none ever
-  reached HOT, hamgr detached it, or it is out of sync), else when the
-  standby has acked ``change.seq``, or when the standby is detached or
-  declared out of sync while the write waits. ``on_state(status)`` is
-  called on every change of progress (``none``/``cold``/``warm``/``hot``,
-  ``out_of_sync``) so the caller can tell hamgr (``sync_state``) and have
-  it order the standby's reset after an overflow.
+  ``reconnect_max_s``) until stopped. ``send(change)`` streams a change
+  (pipelined: before it is durable here). It decides no acknowledgement:
+  ``on_acked(seq)`` reports the standby's cumulative ack after every read
+  and ``on_state(status)`` every change of progress (``none``/``cold``/
+  ``warm``/``hot``, ``out_of_sync``), for the ack gate
+  (``openvsm.cfgmgr.ackgate``) and for hamgr (``sync_state``: it orders the
+  standby's reset after an overflow).
 - ``SyncReceiver`` (standby): listens on the control ``ip:port``, serves one
   active at a time (a new connection replaces the old one), applies and
   acks. ``on_reset(reason, hot)`` fires when the active's end of the
@@ -39,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from openvsm.store.pss import Change, Store
+from openvsm.store.writer import StoreWriter
 from openvsm.sync.stream import (
     DEFAULT_BUFFER_BYTES,
     ChangeSource,
@@ -66,10 +65,6 @@ def _count(counters: dict[str, int], name: str) -> None:
     counters[name] = counters.get(name, 0) + 1
 
 
-class SyncStopped(Exception):
-    """A write waited for the standby's ack when the sender stopped."""
-
-
 class SyncSender:
     """Active side: stream committed changes to the standby at ``peer``."""
 
@@ -84,14 +79,17 @@ class SyncSender:
         reconnect_min_s: float = 0.05,
         reconnect_max_s: float = 1.0,
         on_state: Callable[[dict[str, Any]], None] | None = None,
+        on_acked: Callable[[int], None] | None = None,
     ) -> None:
         self.peer = peer
         self.core = ReplicationSender(store, secret, epoch=epoch, buffer_bytes=buffer_bytes)
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.on_state = on_state
+        self.on_acked = on_acked
         self.counters: dict[str, int] = {}
-        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._out = bytearray()  # change frames for the next socket write
+        self._flush_soon = False
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_reported: tuple[str, bool] | None = None
@@ -117,62 +115,63 @@ class SyncSender:
             self._task = None
         self._close()
         self.core.detach()
-        # Stopping (cfgmgr shutting down) is not an acknowledgement by the
-        # standby: the waiting writes fail, their outcome unknown to the client.
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_exception(SyncStopped("the sync sender stopped before the standby acked"))
-        self._waiters.clear()
 
     def kick(self) -> None:
         """Drop the current connection (tests, operator 'resync'); it reconnects."""
         self._close()
 
+    def attach(self) -> None:
+        """The standby counts as attached (a restarted cfgmgr on an active with one)."""
+        self.core.attach()
+        self._report()
+
     def detach(self) -> None:
-        """hamgr declared the standby absent: pending and future writes stop waiting."""
+        """hamgr declared the standby absent: stop tracking what it has not acked."""
         self.core.detach()
-        self._release(all_waiters=True)
         self._report()
 
     def mark_out_of_sync(self) -> None:
-        """Give up on the standby (e.g. no ack in time): it must be reset and
-        bulk-synced; pending and future writes stop waiting for it."""
+        """Give up on the standby (e.g. no ack in time): it must be reset and bulk-synced."""
         self.core.mark_out_of_sync()
-        self._release(all_waiters=True)
         self._report()
+
+    @property
+    def sending(self) -> bool:
+        """A standby receives the changes sent now (its Hello was answered)."""
+        return self._writer is not None and self.core.streaming
 
     def status(self) -> dict[str, Any]:
         return {**self.core.status(), "counters": dict(self.counters)}
 
     # --- writes ---
 
-    async def replicate(self, change: Change) -> None:
-        """Return when ``change`` may be acknowledged to its client (module docstring)."""
+    def send(self, change: Change) -> None:
+        """Stream ``change`` (assigned, maybe not yet durable here: pipelined
+        commit). Whether a write may be acknowledged is the ack gate's
+        decision (``openvsm.cfgmgr.ackgate``), fed by ``on_acked``/``on_state``."""
         data = self.core.append(change)
+        if data and self._writer is not None:
+            # One socket write per loop iteration for every change committed in
+            # it: the standby reads them together and commits them as one group.
+            self._out += data
+            if not self._flush_soon:
+                self._flush_soon = True
+                asyncio.get_running_loop().call_soon(self._flush)
+            _count(self.counters, "changes_sent")
         self._report()
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        data, self._out = bytes(self._out), bytearray()
         if data and self._writer is not None:
             self._writer.write(data)
-            _count(self.counters, "changes_sent")
-        if not self.core.must_wait:
-            self._release(all_waiters=True)
-            return
-        if change.seq <= self.core.acked_seq:
-            return
-        fut = self._waiters.get(change.seq)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters[change.seq] = fut
-        if self._writer is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._writer.drain()
-        await asyncio.shield(fut)
 
-    def _release(self, *, all_waiters: bool = False) -> None:
-        acked = self.core.acked_seq
-        for seq in [s for s in self._waiters if all_waiters or s <= acked]:
-            fut = self._waiters.pop(seq)
-            if not fut.done():
-                fut.set_result(None)
+    def _acked(self) -> None:
+        if self.on_acked is not None:
+            try:
+                self.on_acked(self.core.acked_seq)
+            except Exception:
+                log.exception("sync on_acked callback failed")
 
     def _report(self) -> None:
         key = (self.core.state.value, self.core.out_of_sync)
@@ -187,6 +186,7 @@ class SyncSender:
     # --- connection ---
 
     def _close(self) -> None:
+        self._out.clear()  # those changes are in the next connection's tail
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
@@ -208,6 +208,7 @@ class SyncSender:
                 self.core.connection_lost()
                 if self._writer is writer:
                     self._writer = None
+                    self._out.clear()
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -232,12 +233,13 @@ class SyncSender:
                 _count(self.counters, "reads")
                 out = self.core.receive(data)
                 if out:
+                    self._flush()  # keep the stream's order
                     writer.write(out)
                     await writer.drain()
                 if self.core.refused is not None:
                     _count(self.counters, "refused")
                     return
-                self._release(all_waiters=not self.core.must_wait)
+                self._acked()
                 self._report()
         except RemoteProtocolError as exc:
             _count(self.counters, f"bad_frame_{exc.reason}")
@@ -261,9 +263,16 @@ class SyncReceiver:
         on_applied: Callable[[Change], None] | None = None,
         on_reset: Callable[[str, bool], None] | None = None,
         on_snapshot: Callable[[int], None] | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.listen = listen
-        self.core = ReplicationReceiver(store, secret, epoch=epoch, boot_id=boot_id)
+        self.store = store
+        self.writer = writer
+        self.core = ReplicationReceiver(
+            store, secret, epoch=epoch, boot_id=boot_id, pipelined=writer is not None
+        )
+        self._drained = asyncio.Event()  # nothing in flight to the writer thread
+        self._drained.set()
         self.on_applied = on_applied
         self.on_reset = on_reset
         self.on_snapshot = on_snapshot
@@ -297,6 +306,39 @@ class SyncReceiver:
             await self._server.wait_closed()
             self._server = None
         await self._drop_current()
+        # What the writer thread holds is durable before anyone reads the store
+        # as the new active's (or this process ends).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), 30.0)
+
+    def written(self, first: int, last: int, generation: int, error: BaseException | None) -> None:
+        """The writer thread committed (or failed) changes ``first..last``."""
+        if self.writer is None or generation != self.writer.generation:
+            return
+        if error is not None:
+            # Not durable: never acked. The active reconnects and sends the tail
+            # from what is durable here.
+            log.error("sync: cannot commit replicated changes %d-%d: %s", first, last, error)
+            self.store.abandon(first)
+            self.writer.restart()
+            self.core.to_persist.clear()
+            self._mark_drained()
+            if self._conn_writer is not None:
+                self._conn_writer.close()
+            return
+        changes = self.store.changes_since(first - 1, limit=last - first + 1)
+        snapshots = self.core.snapshots_loaded
+        out = self.core.persisted(changes)
+        self._mark_drained()
+        if out and self._conn_writer is not None:
+            self._conn_writer.write(out)
+        self._deliver(snapshots)
+
+    def _mark_drained(self) -> None:
+        if self.store.in_flight:
+            self._drained.clear()
+        else:
+            self._drained.set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -316,9 +358,11 @@ class SyncReceiver:
                 await task
 
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # One active at a time: the newest connection wins.
+        # One active at a time: the newest connection wins. Its Hello names
+        # what is durable here: the writer thread's changes first.
         await self._drop_current()
         self._conn = asyncio.current_task()
+        await self._drained.wait()
         _count(self.counters, "connections")
         reason: str | None = None
         try:
@@ -330,6 +374,8 @@ class SyncReceiver:
             truncated = self.core.connection_lost()
             if truncated:
                 _count(self.counters, "truncated_frames")
+            if self._conn_writer is writer:
+                self._conn_writer = None
             writer.close()
             if reason is not None and self.on_reset is not None:
                 try:
@@ -346,6 +392,7 @@ class SyncReceiver:
     ) -> str | None:
         """Run one connection; the peer-side reason it ended ("rst"/"eof"), else None."""
         _tune(writer)
+        self._conn_writer = writer
         try:
             writer.write(self.core.connection_made())
             await writer.drain()
@@ -358,6 +405,7 @@ class SyncReceiver:
                 try:
                     out = self.core.receive(data)
                 finally:
+                    self._persist()
                     self._deliver(snapshots)
                 if out:
                     writer.write(out)
@@ -380,6 +428,13 @@ class SyncReceiver:
         except LocalProtocolError:
             log.exception("sync receiver bug")
             return None
+
+    def _persist(self) -> None:
+        if self.writer is None:
+            return
+        for change in self.core.pop_to_persist():
+            self.writer.enqueue(change)
+        self._mark_drained()
 
     def _deliver(self, snapshots_before: int) -> None:
         if self.core.snapshots_loaded != snapshots_before and self.on_snapshot is not None:
