@@ -59,6 +59,14 @@ class RestBackend(Protocol):
 
     def verify_user(self, user: str, password: str) -> bool: ...
 
+    def md5_hashes(self) -> dict[str, str]:
+        """The driver's five md5 hashes of the configuration as it is now."""
+        ...
+
+    async def prepare_write(self) -> None:
+        """Called under the write lock before a write is computed (layout upgrades)."""
+        ...
+
     def account(self, user: str, command: str, result: str) -> None:
         """Log a request that changed nothing (refused, failed) in the accounting log."""
         ...
@@ -202,6 +210,7 @@ async def _write(request: web.Request, compute: Compute, *, with_body: bool) -> 
         body = await _json_body(request, state.max_body) if with_body else None
         async with state.write_lock:
             _check_active(backend)
+            await backend.prepare_write()
             outcome = compute(backend, body)
             if outcome.ops:
                 try:
@@ -247,7 +256,7 @@ async def _get_vm_networks(request: web.Request) -> web.Response:
 async def _get_md5(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.last_md5_request = state.clock()
-    return web.json_response(n1kv.md5_response(state.backend))
+    return web.json_response(n1kv.md5_response(state.backend.md5_hashes()))
 
 
 async def _post_logical_network(request: web.Request) -> web.Response:
@@ -322,7 +331,11 @@ async def _post_sync(request: web.Request) -> web.Response:
     return await _write(
         request,
         lambda v, b: n1kv.sync_notification(
-            v, b, now=state.clock(), last_md5_request=state.last_md5_request
+            v,
+            b,
+            now=state.clock(),
+            last_md5_request=state.last_md5_request,
+            hashes=state.backend.md5_hashes(),
         ),
         with_body=True,
     )
