@@ -7,7 +7,9 @@ call, the callback scheduling and the transport's checks, more than the
 frame's own work. This endpoint registers the socket with ``add_reader``
 itself and, on each readiness event, drains up to ``READ_BATCH`` datagrams
 with plain ``recvfrom`` calls before it returns to the loop (so timers and
-IPC still run between batches).
+IPC still run between batches). ``read_batch=1`` suits a socket that hears
+a datagram now and then (one of vem-sim's many): one ``recvfrom`` per
+readiness event, no second call to learn that the queue is empty.
 
 Sends go straight to ``sendto`` on the non-blocking socket (no transport
 bookkeeping per datagram). When the kernel buffer is full
@@ -43,8 +45,11 @@ MAX_DATAGRAM: Final = 65535
 
 
 class BatchedUdpEndpoint:
-    def __init__(self, local: tuple[str, int], on_datagram: Receiver) -> None:
+    def __init__(
+        self, local: tuple[str, int], on_datagram: Receiver, *, read_batch: int = READ_BATCH
+    ) -> None:
         self.local = local
+        self.read_batch = max(1, read_batch)
         self.on_datagram = on_datagram
         self.errors = 0  # receive errors
         self.sent = 0
@@ -86,7 +91,7 @@ class BatchedUdpEndpoint:
         self.reads += 1
         recv = sock.recvfrom
         handler = self.on_datagram
-        for _ in range(READ_BATCH):
+        for _ in range(self.read_batch):
             try:
                 data, addr = recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
