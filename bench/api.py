@@ -5,8 +5,9 @@ synchronous=FULL on the active and acknowledged by the standby before its
 200). Creates one VLAN network profile, ``--networks`` VLAN networks and
 ``--ports`` ports spread over them through ``POST /kvm/vm-network`` (bodies
 of specs/n1kv-rest-api.md): the first ``--sequential`` with one client, the
-rest with ``--clients`` concurrent HTTP clients (REST writes are serialised
-on the active, so these measure queueing as well); then
+rest with ``--clients`` concurrent HTTP clients (the active computes
+concurrent writes in rounds and commits each round together, so these
+measure the grouping as well as queueing); then
 times ``GET /kvm/config-md5-hashes`` at that port count (the first request
 after the last change apart: it computes the digests once; the others are
 served from ``Md5Index``), deletes ``--deletes`` ports, and checks that the
