@@ -5,7 +5,7 @@ event-loop iteration and readiness event: with 10,000 VEMs heartbeating every
 second that is 10,000 loop iterations a second, each paying the selector
 call, the callback scheduling and the transport's checks, more than the
 frame's own work. This endpoint registers the socket with ``add_reader``
-itself and, on each readiness event, drains up to ``READ_BATCH`` datagrams
+itself and, on each readiness event, drains up to ``READ_BATCH`` (64) datagrams
 with plain ``recvfrom`` calls before it returns to the loop (so timers and
 IPC still run between batches). ``read_batch=1`` suits a socket that hears
 a datagram now and then (one of vem-sim's many): one ``recvfrom`` per
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 Receiver = Callable[[bytes, tuple[str, int]], None]
 
-READ_BATCH: Final = 256  # datagrams read per readiness event, at most
+READ_BATCH: Final = 64  # datagrams read per readiness event, at most (bounds loop latency)
 SEND_BACKLOG: Final = 65536  # datagrams queued while the socket buffer is full
 MAX_DATAGRAM: Final = 65535
 

@@ -3,7 +3,7 @@
 ``run_vemmgr(cfg)`` is the service body (started by sysmgr as
 ``openvsm service vemmgr``). It owns:
 
-- the UDP socket on ``cfg.vem_listen`` (``BatchedUdpEndpoint``: up to 256
+- the UDP socket on ``cfg.vem_listen`` (``BatchedUdpEndpoint``: up to 64
   datagrams read per wake-up, sends straight to the socket; codec with the
   domain secret; drops counted by reason). Only the ACTIVE serves VEMs; the standby drops their
   frames (counted ``not_active``);

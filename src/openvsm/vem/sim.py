@@ -105,11 +105,15 @@ class Simulator:
         # Every TICK_S, the instances whose deadline passed (from the heap).
         # Deadlines set by frames are an interval away, so a pass every
         # TICK_S only adds up to TICK_S to timers, never misses them.
+        # The instances due are taken off the heap first and ticked once each:
+        # one still due after its tick waits for the next pass (no spinning).
         heap = self._due
         while True:
             now = time.monotonic()
+            ready: set[int] = set()
             while heap and heap[0][0] <= now:
-                _, i = heapq.heappop(heap)
+                ready.add(heapq.heappop(heap)[1])
+            for i in ready:
                 runner = self.runners[i]
                 if runner.due() <= now:
                     runner.tick()
