@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,6 +263,8 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         signal_group(sim, signal.SIGTERM)
         lab.stop()
+        if args.dir is None:  # kept only where asked (--dir), for its logs
+            shutil.rmtree(root, ignore_errors=True)
     return result
 
 
@@ -272,7 +275,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="wait before sampling (s)")
     parser.add_argument("--poll", type=float, default=0.1, help="attach polling interval (s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="per-phase deadline (s)")
-    parser.add_argument("--dir", type=Path, default=None, help="parent of the lab directories")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="parent of the lab directories (kept)"
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     print(
