@@ -5,11 +5,22 @@ synchronous=FULL on the active and acknowledged by the standby before its
 200). Creates one VLAN network profile, ``--networks`` VLAN networks and
 ``--ports`` ports spread over them through ``POST /kvm/vm-network`` (bodies
 of specs/n1kv-rest-api.md): the first ``--sequential`` with one client, the
-rest with ``--clients`` concurrent HTTP clients (REST writes are serialised
-on the active, so these measure queueing as well); then
-times ``GET /kvm/config-md5-hashes`` at that port count.
+rest with ``--clients`` concurrent HTTP clients (the active computes
+concurrent writes in rounds and commits each round together, so these
+measure the grouping as well as queueing); then
+times ``GET /kvm/config-md5-hashes`` at that port count (the first request
+after the last change apart: it computes the digests once; the others are
+served from ``Md5Index``), deletes ``--deletes`` ports, and checks that the
+standby's md5 hashes and store equal the active's.
+
+Size independence: the creation rate of the first 1,000 ports of the
+concurrent phase and of the last 1,000 are printed with their ratio (goal:
+the last within 20 % of the first). Each figure is printed with its goal
+(issue 15 point 3) and the figure measured on main before the per-port
+layout (issue 15, 10,000 ports), as a ratio.
 
     .venv/bin/python bench/api.py                      # 10,000 ports, 100 networks
+    .venv/bin/python bench/api.py --ports 100000       # the issue's goal size
     .venv/bin/python bench/api.py --ports 2000 --clients 8
 """
 
@@ -30,6 +41,14 @@ from openvsm.lab.lab import Lab, ipc_call
 
 TENANT = "9c5e3a0d2b1a4f6e8d7c6b5a49382716"
 NP = "11111111-0000-0000-0000-000000000001"
+# issue 15 point 3: goals, and main's figures at 10,000 ports before the per-port layout
+GOAL_CREATES_S = 1000.0
+GOAL_LAST_FIRST = 0.8
+GOAL_MD5_P99_MS = 5.0
+BASE_CREATES_1 = 133.0
+BASE_CREATES_4 = 82.0
+BASE_MD5_MS = 24.0
+WINDOW = 1000
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -87,14 +106,32 @@ def setup(s: requests.Session, base: str, networks: int) -> str:
                 "vlan": 1000 + i,
             },
         )
+    # The driver's first sync asks for the hashes (and builds the VSM's index).
+    assert s.get(f"{base}/kvm/config-md5-hashes", timeout=30).status_code == 200
     r = s.get(f"{base}/virtual-port-profile", timeout=30)
     return str(r.json()["vm-net"]["properties"]["id"])
 
 
+def port_body(policy_id: str, n: int, networks: int) -> dict[str, Any]:
+    net = net_id(n % networks)
+    return {
+        "name": f"vmn_{policy_id}_{net}",
+        "networkSegmentId": net,
+        "networkSegment": net,
+        "portProfile": "vm-net",
+        "portProfileId": policy_id,
+        "tenantId": TENANT,
+        "portId": f"44444444-0000-0000-0000-{n:012d}",
+        "macAddress": "fa:16:3e:" + ":".join(f"{n >> shift & 0xFF:02x}" for shift in (16, 8, 0)),
+        "portType": "compute:nova",
+    }
+
+
 def create_ports(
     lab: Lab, base: str, policy_id: str, start: int, ports: int, networks: int, clients: int
-) -> tuple[list[float], float]:
+) -> tuple[list[float], float, list[float]]:
     lat: list[float] = []
+    done_at: list[float] = []
     lock = threading.Lock()
     todo = iter(range(start, start + ports))
     errors: list[str] = []
@@ -106,30 +143,19 @@ def create_ports(
                     n = next(todo, None)
                 if n is None or errors:
                     return
-                net = net_id(n % networks)
-                body = {
-                    "name": f"vmn_{policy_id}_{net}",
-                    "networkSegmentId": net,
-                    "networkSegment": net,
-                    "portProfile": "vm-net",
-                    "portProfileId": policy_id,
-                    "tenantId": TENANT,
-                    "portId": f"44444444-0000-0000-0000-{n:012d}",
-                    "macAddress": "fa:16:3e:"
-                    + ":".join(f"{n >> shift & 0xFF:02x}" for shift in (16, 8, 0)),
-                    "portType": "compute:nova",
-                }
+                body = port_body(policy_id, n, networks)
                 t0 = time.perf_counter()
                 try:
                     post(s, f"{base}/kvm/vm-network", body)
                 except Exception as exc:
                     errors.append(str(exc))
                     return
-                dt = time.perf_counter() - t0
+                t1 = time.perf_counter()
                 with lock:
-                    lat.append(dt)
+                    lat.append(t1 - t0)
+                    done_at.append(t1)
                     done = len(lat)
-                if done % 1000 == 0:
+                if done % 10000 == 0:
                     print(f"    {done} ports ...", flush=True)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
@@ -141,7 +167,54 @@ def create_ports(
     wall = time.perf_counter() - t0
     if errors:
         raise RuntimeError(errors[0])
-    return lat, wall
+    return lat, wall, done_at
+
+
+def window_rate(done_at: list[float], first: bool) -> float:
+    """Creates/s over the first (or last) WINDOW completions."""
+    if len(done_at) < WINDOW + 1:
+        return 0.0
+    part = done_at[: WINDOW + 1] if first else done_at[-WINDOW - 1 :]
+    return WINDOW / (part[-1] - part[0])
+
+
+def ratio(label: str, value: float, ref: float, what: str) -> str:
+    return f"  {label:44s} {value:9.2f}  {what} {ref:g}: x{value / ref:.2f}"
+
+
+def delete_ports(
+    lab: Lab, base: str, policy_id: str, count: int, networks: int
+) -> tuple[list[float], float]:
+    lat: list[float] = []
+    with session(lab) as s:
+        t0 = time.perf_counter()
+        for n in range(count):
+            net = net_id(n % networks)
+            pid = port_body(policy_id, n, networks)["portId"]
+            url = f"{base}/kvm/vm-network/vmn_{policy_id}_{net}/ports/{pid}"
+            t1 = time.perf_counter()
+            r = s.delete(url, timeout=60)
+            lat.append(time.perf_counter() - t1)
+            if r.status_code != 200:
+                raise RuntimeError(f"{url}: {r.status_code} {r.text}")
+        return lat, time.perf_counter() - t0
+
+
+def md5_gets(lab: Lab, base: str, count: int) -> tuple[float, list[float], float, dict[str, Any]]:
+    """(first request s, the others' latencies, their wall time, the hashes)."""
+    with session(lab) as s:
+        t0 = time.perf_counter()
+        r = s.get(f"{base}/kvm/config-md5-hashes", timeout=60)
+        first = time.perf_counter() - t0
+        assert r.status_code == 200
+        md5: list[float] = []
+        t0 = time.perf_counter()
+        for _ in range(count):
+            t1 = time.perf_counter()
+            r = s.get(f"{base}/kvm/config-md5-hashes", timeout=60)
+            md5.append(time.perf_counter() - t1)
+            assert r.status_code == 200
+        return first, md5, time.perf_counter() - t0, dict(r.json())
 
 
 def main() -> int:
@@ -150,7 +223,8 @@ def main() -> int:
     parser.add_argument("--networks", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--sequential", type=int, default=200, help="first ports, one client")
-    parser.add_argument("--md5-gets", type=int, default=50)
+    parser.add_argument("--md5-gets", type=int, default=200)
+    parser.add_argument("--deletes", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openvsm-bench-") as tmp:
         lab = Lab(Path(tmp), timers="fast", rest=True)
@@ -158,47 +232,82 @@ def main() -> int:
             active = lab.start(timeout=180)
             standby = "secondary" if active == "primary" else "primary"
             addr = lab.nodes[active].rest
-            assert addr is not None
+            saddr = lab.nodes[standby].rest
+            assert addr is not None and saddr is not None
             base = f"http://{addr[0]}:{addr[1]}/api/n1k"
+            sbase = f"http://{saddr[0]}:{saddr[1]}/api/n1k"
             with session(lab) as s:
                 policy_id = setup(s, base, args.networks)
-            print(
-                f"REST writes with an HA standby: {args.ports} ports over {args.networks} "
-                f"networks, {args.clients} clients"
-            )
-            seq = min(args.sequential, args.ports)
-            lat, wall = create_ports(lab, base, policy_id, 0, seq, args.networks, 1)
-            print(line("POST /kvm/vm-network 1 client", lat, wall), flush=True)
-            lat, wall = create_ports(
-                lab, base, policy_id, seq, args.ports - seq, args.networks, args.clients
-            )
-            print(line(f"POST /kvm/vm-network {args.clients} clients", lat, wall), flush=True)
-            with session(lab) as s:
-                md5: list[float] = []
-                t0 = time.perf_counter()
-                for _ in range(args.md5_gets):
-                    t1 = time.perf_counter()
-                    r = s.get(f"{base}/kvm/config-md5-hashes", timeout=60)
-                    md5.append(time.perf_counter() - t1)
-                    assert r.status_code == 200
-                wall = time.perf_counter() - t0
-                print(line(f"GET md5 at {args.ports} ports", md5, wall))
-                t1 = time.perf_counter()
-                r = s.get(f"{base}/kvm/vm-network", timeout=60)
-                n = sum(
-                    len([p for p in v["properties"]["portId"].split(",") if p])
-                    for v in r.json().values()
-                )
-                ms = (time.perf_counter() - t1) * 1000
-                print(f"  GET /kvm/vm-network: {n} ports in {ms:.1f} ms")
-            digests = {
-                node: ipc_call(lab.rundir(node) / "cfgmgr.sock", "snapshot_digest")["digest"]
-                for node in (active, standby)
-            }
-            print(f"  standby store equal to the active's: {len(set(digests.values())) == 1}")
+            run(lab, args, base, sbase, policy_id, active, standby)
         finally:
             lab.stop()
     return 0
+
+
+def run(
+    lab: Lab,
+    args: argparse.Namespace,
+    base: str,
+    sbase: str,
+    policy_id: str,
+    active: str,
+    standby: str,
+) -> None:
+    print(
+        f"REST writes with an HA standby: {args.ports} ports over {args.networks} "
+        f"networks, {args.clients} clients"
+    )
+    seq = min(args.sequential, args.ports)
+    lat, wall, _ = create_ports(lab, base, policy_id, 0, seq, args.networks, 1)
+    print(line("POST /kvm/vm-network 1 client", lat, wall), flush=True)
+    one_client = len(lat) / wall
+    lat, wall, done_at = create_ports(
+        lab, base, policy_id, seq, args.ports - seq, args.networks, args.clients
+    )
+    print(line(f"POST /kvm/vm-network {args.clients} clients", lat, wall), flush=True)
+    first, last = window_rate(done_at, True), window_rate(done_at, False)
+    first_md5, md5, md5_wall, hashes = md5_gets(lab, base, args.md5_gets)
+    print(line(f"GET md5 at {args.ports} ports", md5, md5_wall))
+    print(f"  first GET md5 after the last change: {first_md5 * 1000:.1f} ms (digests computed)")
+    with session(lab) as s:
+        t1 = time.perf_counter()
+        r = s.get(f"{base}/kvm/vm-network", timeout=120)
+        n = sum(
+            len([p for p in v["properties"]["portId"].split(",") if p]) for v in r.json().values()
+        )
+        print(f"  GET /kvm/vm-network: {n} ports in {(time.perf_counter() - t1) * 1000:.1f} ms")
+    deletes = min(args.deletes, args.ports)
+    if deletes:
+        dlat, dwall = delete_ports(lab, base, policy_id, deletes, args.networks)
+        print(line("DELETE port 1 client", dlat, dwall), flush=True)
+    _, _, _, after = md5_gets(lab, base, 1)
+    _, _, _, standby_hashes = md5_gets(lab, sbase, 1)
+    digests = {
+        node: ipc_call(lab.rundir(node) / "cfgmgr.sock", "snapshot_digest")["digest"]
+        for node in (active, standby)
+    }
+    print(f"  standby md5 hashes equal to the active's: {standby_hashes == after}")
+    if deletes:
+        print(f"  md5 hashes changed by the deletes: {after != hashes}")
+    print(f"  standby store equal to the active's: {len(set(digests.values())) == 1}")
+    p99 = percentile([x * 1000 for x in md5], 0.99)
+    rate = len(lat) / wall
+    print("\nagainst the goals (issue 15 point 3) and main before the per-port layout:")
+    print(ratio(f"creates/s, {args.clients} clients", rate, GOAL_CREATES_S, "goal >="))
+    print(ratio(f"creates/s, {args.clients} clients", rate, BASE_CREATES_4, "main (10k ports)"))
+    print(ratio("creates/s, 1 client", one_client, BASE_CREATES_1, "main (10k ports)"))
+    if last:
+        print(
+            ratio(
+                f"last {WINDOW} / first {WINDOW} creates/s",
+                last / first,
+                GOAL_LAST_FIRST,
+                "goal >=",
+            )
+        )
+        print(f"    (first {WINDOW}: {first:.0f}/s, last {WINDOW}: {last:.0f}/s)")
+    print(ratio(f"GET md5 p99 ms at {args.ports} ports", p99, GOAL_MD5_P99_MS, "goal <"))
+    print(ratio("GET md5 p50 ms", statistics.median(md5) * 1000, BASE_MD5_MS, "main (10k ports)"))
 
 
 if __name__ == "__main__":

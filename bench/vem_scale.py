@@ -19,6 +19,13 @@ and VEM heartbeats 1 s, module loss / VEM headless 15 s (the seed's); the
 pair's own heartbeats are 1 s with the shortest loss interval allowed
 (6 s) so a kill is detected in a bench-friendly time.
 
+Each size's summary row is followed by its ratios to the goals of issue 15
+point 4 (vemmgr < 25 % of a core at 10,000 VEMs, scaled linearly to the
+size run; all attached < 3 s, as is) and to main's figures
+before the batched VEM socket where the issue gives them (1000, 5000,
+10000); vem-sim's own CPU is printed apart.
+
+    .venv/bin/python bench/vem_scale.py --counts 1000,10000  # the issue's goal sizes
     .venv/bin/python bench/vem_scale.py                      # 250, 1000, 2000
     .venv/bin/python bench/vem_scale.py --counts 1000 --window 20
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +60,11 @@ TIMER_PROFILES.setdefault(
 # rest=False: these lines land in the nodes' [vem] section (vemmgr's own timers).
 VEMMGR_TOML = "heartbeat_interval_ms = 1000\nloss_ms = 15000\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# issue 15 point 4: goals at 10,000 VEMs, and main's figures before the batched
+# socket (VEMs -> (vemmgr % of a core, switchover s, SIGKILL -> all attached s)).
+GOAL_VEMMGR_PCT = 25.0
+GOAL_ATTACHED_S = 3.0
+BASELINE = {1000: (8.5, 0.84, 0.65), 5000: (31.5, 4.72, 2.52), 10000: (53.7, 8.46, 10.85)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -250,6 +263,8 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         signal_group(sim, signal.SIGTERM)
         lab.stop()
+        if args.dir is None:  # kept only where asked (--dir), for its logs
+            shutil.rmtree(root, ignore_errors=True)
     return result
 
 
@@ -260,7 +275,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="wait before sampling (s)")
     parser.add_argument("--poll", type=float, default=0.1, help="attach polling interval (s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="per-phase deadline (s)")
-    parser.add_argument("--dir", type=Path, default=None, help="parent of the lab directories")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="parent of the lab directories (kept)"
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     print(
@@ -284,8 +301,28 @@ def main() -> int:
             f"{r['count']:>6} {r['cold']:>7.2f} {act.get('vemmgr', 0):>6.1f}% "
             f"{act.get('hamgr', 0):>5.1f}% {act.get('cfgmgr', 0):>6.1f}% "
             f"{r['switchover']:>13.2f} {r['takeover']:>15.2f} {r['kill']:>12.2f}"
+            f"   vem-sim {r['cpu'].get('vem-sim', 0.0):5.1f}%"
         )
+        print_ratios(r["count"], act.get("vemmgr", 0.0), r["switchover"], r["kill"])
     return 0
+
+
+def print_ratios(count: int, vemmgr: float, switchover: float, kill: float) -> None:
+    """This run against the goals (scaled to ``count`` VEMs) and main's figures."""
+    share = count / 10_000
+    goals = (GOAL_VEMMGR_PCT * share, GOAL_ATTACHED_S)
+    print(
+        f"{'':>6} vs goal: vemmgr x{vemmgr / goals[0]:.2f} of "
+        f"{goals[0]:.1f}%, switchover x{switchover / goals[1]:.2f} and kill "
+        f"x{kill / goals[1]:.2f} of {goals[1]:.2f} s"
+    )
+    base = BASELINE.get(count)
+    if base is not None:
+        print(
+            f"{'':>6} vs main ({base[0]}% / {base[1]} s / {base[2]} s): vemmgr "
+            f"x{vemmgr / base[0]:.2f}, switchover x{switchover / base[1]:.2f}, "
+            f"kill x{kill / base[2]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from openvsm.api.n1kv import md5_of_ids
 from openvsm.lab.lab import Lab, wait_for
 
 pytestmark = pytest.mark.integration
@@ -256,3 +257,68 @@ def test_rest_state_survives_failover_and_standby_refuses(
         SETTLE,
         "the restarted standby to serve the new active's md5 hashes",
     )
+
+
+def test_concurrent_drivers_get_one_change_each_and_both_nodes_hash_them(
+    make_lab: Callable[..., Lab], api: Callable[[Lab], requests.Session]
+) -> None:
+    """Several clients add and delete ports at once (the REST write rounds):
+    every 200 is a port both VSMs list, each VM network's ports are exactly
+    the acknowledged ones, and both VSMs' md5 hashes are the driver's own
+    computation over them (the standby's from the replicated changes)."""
+    lab = make_lab(timers="fast", rest=True)
+    active = lab.start()
+    standby = other(active)
+    s = api(lab)
+    url = base(lab, active)
+    policy_id = get(s, f"{url}/virtual-port-profile")[POLICY]["properties"]["id"]
+    initial = set(build(s, url, policy_id))
+    get(s, f"{base(lab, standby)}/kvm/config-md5-hashes")  # the standby's index is built
+    errors: list[str] = []
+    created: dict[str, str] = {}  # port -> network
+
+    def client(c: int) -> None:
+        with requests.Session() as d:
+            d.auth = ("admin", lab.password)
+            for k in range(15):
+                n = 1000 + c * 100 + k
+                port, net = f"77777777-0000-0000-0000-{n:012d}", NETS[(c + k) % 2]
+                r = d.post(f"{url}/kvm/vm-network", json=port_body(port, policy_id, net, n))
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text}")
+                    continue
+                created[port] = net
+                if k % 5 == 4:  # and delete some again, concurrently with the others
+                    r = d.delete(f"{url}/kvm/vm-network/vmn_{policy_id}_{net}/ports/{port}")
+                    if r.status_code != 200:
+                        errors.append(f"{r.status_code} {r.text}")
+                    else:
+                        created.pop(port)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    expected = initial | set(created)
+    assert len(expected) == len(initial) + 6 * 12
+    ids = sorted(expected)
+    want_md5 = md5_of_ids(ids)
+
+    def port_md5(b: str) -> str:
+        return str(get(s, f"{b}/kvm/config-md5-hashes")["md5_hashes"]["properties"]["port_md5"])
+
+    for node in (active, standby):
+        nbase = base(lab, node)
+
+        def hashed(b: str = nbase) -> bool:
+            return port_md5(b) == want_md5
+
+        wait_for(hashed, SETTLE, f"{node} to hash the acknowledged ports")
+        vmns = get(s, f"{nbase}/kvm/vm-network")
+        assert port_ids(vmns) == expected, node
+        for net in NETS[:2]:
+            listed = vmns[f"vmn_{policy_id}_{net}"]["properties"]["portId"].split(",")
+            mine = sorted(p for p, n in created.items() if n == net)
+            assert set(mine) <= set(listed) and listed == sorted(listed), node

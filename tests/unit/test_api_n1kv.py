@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openvsm.api import n1kv
+from openvsm.api.digests import Md5Index
 from openvsm.api.n1kv import ApiError, Outcome
 from openvsm.store.pss import Op
 from tests.unit.test_api_harness import POLICY_DB_ID, POLICY_WEB_ID, cli_profile
@@ -134,7 +135,7 @@ def test_dynamic_port_profile_lifecycle() -> None:
     base(view)
     run(view, lambda v: n1kv.create_or_update_network(v, "n1", vlan_net("n1", 100)))
     first = run(view, lambda v: n1kv.add_port(v, port("a", "web", POLICY_WEB_ID, "n1", 1)))
-    assert {op.kind for op in first.ops} == {"port_profile", "os_vm_network"}
+    assert {op.kind for op in first.ops} == {"port_profile", "os_vm_network", "os_port"}
     profile = view.get("port_profile", "web_100")
     assert profile is not None
     assert (profile["inherit"], profile["access_vlan"], profile["dynamic"], profile["owner"]) == (
@@ -145,7 +146,7 @@ def test_dynamic_port_profile_lifecycle() -> None:
     )
     assert profile["max_macs"] == 4  # the policy profile's settings carried along
     second = run(view, lambda v: n1kv.add_port(v, port("b", "web", POLICY_WEB_ID, "n1", 2)))
-    assert [op.kind for op in second.ops] == ["os_vm_network"]  # reused
+    assert [op.kind for op in second.ops] == ["os_port", "os_vm_network"]  # reused
     vmn = n1kv.list_vm_networks(view)[f"vmn_{POLICY_WEB_ID}_n1"]["properties"]
     assert vmn["portId"] == "a,b" and vmn["dynamicPortProfile"] == "web_100"
     run(view, lambda v: n1kv.delete_port(v, f"vmn_{POLICY_WEB_ID}_n1", "a"))
@@ -327,9 +328,11 @@ def check_consistent(view: DictView) -> None:
         )
     policies = n1kv.policy_profiles(view)
     port_ids: list[str] = []
+    ports = view.list("os_port")
     for name, vmn in vmns.items():
-        assert vmn["ports"], name
-        port_ids.extend(vmn["ports"])
+        mine = [pid for pid, p in ports.items() if p["vmNetwork"] == name]
+        assert mine and vmn["portCount"] == len(mine), name
+        port_ids.extend(mine)
         assert vmn["networkSegment"] in nets
         assert policies.get(vmn["portProfile"]) == vmn["portProfileId"]
         dyn = pps[vmn["dynamicPortProfile"]]
@@ -337,7 +340,7 @@ def check_consistent(view: DictView) -> None:
         net = nets[vmn["networkSegment"]]
         if net["segmentType"] == "vxlan":
             assert net["bridgeDomain"] in bds and dyn["bridge_domain"] == net["bridgeDomain"]
-    assert len(port_ids) == len(set(port_ids))
+    assert len(port_ids) == len(set(port_ids)) == len(ports)
     dynamic = {n for n, b in pps.items() if b["dynamic"]}
     assert dynamic == {v["dynamicPortProfile"] for v in vmns.values()}
     owned_vlans = {k for k, b in view.list("vlan").items() if b["owner"] == "openstack"}
@@ -368,6 +371,10 @@ def test_random_sequences_keep_the_configuration_consistent(
     start_built: bool, seq: list[Request]
 ) -> None:
     view = prebuilt() if start_built else DictView()
+    index = Md5Index()  # follows the ops: equals the hashes computed from the objects
+    index.seq = 0
+    for kind in ("os_network_profile", "os_ip_pool", "os_network_segment"):
+        index.apply(0, [Op(kind, key, body) for key, body in view.list(kind).items()])
     for what, request in seq:
         before = copy.deepcopy(view.data)
         try:
@@ -378,6 +385,8 @@ def test_random_sequences_keep_the_configuration_consistent(
             continue
         view.apply(out.ops)
         check_consistent(view)
+        index.apply(index.seq + 1, out.ops)
+        assert index.hashes() == n1kv.md5_hashes(view), what
         # The driver may re-send anything whose answer it lost: same result.
         again = request(view)
         assert again.ops == (), (what, out.message, again)

@@ -5,6 +5,11 @@ own ``is_active`` (from hamgr's status) and ``replicate`` (await the
 standby's acknowledgement of a committed change). Successful password checks
 are cached per (user, stored hash) with a per-process key so that the
 driver's requests, each with Basic credentials, do not each pay for scrypt.
+
+The backend keeps the md5 hashes of the store (``md5_hashes``) in an
+``Md5Index`` that follows the store's change log, and, before its first
+write, moves ports of the layout before ``os_port`` out of their VM network
+bodies (``prepare_write``: one change, replicated like any other).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from openvsm.api import n1kv
+from openvsm.api.digests import Md5Index
 from openvsm.store.configcmd import verify_password
 from openvsm.store.pss import Change, Op, Store
 
@@ -41,6 +48,8 @@ class StoreRestBackend:
         self.source = source
         self._key = secrets.token_bytes(32)
         self._verified: dict[tuple[str, str], bytes] = {}
+        self.md5_index = Md5Index()
+        self._layout_checked = False
 
     def role(self) -> tuple[bool, str]:
         return self.is_active()
@@ -55,9 +64,30 @@ class StoreRestBackend:
         change = self.store.commit(
             ops, user=user, source=self.source, command=command, time=self.clock()
         )
+        self.committed(change)
         if self.replicate is not None:
             await self.replicate(change)
         return change.seq
+
+    def committed(self, change: Change) -> None:
+        """Feed a change this backend committed to the md5 index (it would read
+        it back from the change log otherwise)."""
+        if change.seq == self.md5_index.seq + 1:
+            self.md5_index.apply(change.seq, change.ops)
+
+    def md5_hashes(self) -> dict[str, str]:
+        """The driver's five hashes of the store as it is now (O(1) when unchanged)."""
+        self.md5_index.sync(self.store)
+        return self.md5_index.hashes()
+
+    async def prepare_write(self) -> None:
+        """Before the first write: convert a store of the old port layout."""
+        if self._layout_checked:
+            return
+        outcome = n1kv.convert_legacy_ports(self)
+        if outcome.ops:
+            await self.commit(outcome.ops, user="openvsm", command="convert n1kv port layout")
+        self._layout_checked = True
 
     def verify_user(self, user: str, password: str) -> bool:
         body = self.store.get("user", user)

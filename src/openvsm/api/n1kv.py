@@ -14,7 +14,10 @@ Store kinds (docs/CONTRACTS.md), every body with ``"owner": "openstack"``:
 - ``os_network_segment`` key = id (a Neutron network: vlan, vxlan, trunk);
 - ``os_bridge_domain``   key = name (``<network id>_bd``, one VXLAN);
 - ``os_ip_pool``         key = id (ip-pool-template, a Neutron subnet);
-- ``os_vm_network``      key = ``vmn_<policy id>_<network id>``, with its ports;
+- ``os_vm_network``      key = ``vmn_<policy id>_<network id>``, with ``portCount``;
+- ``os_port``            key = port id: one object per port, naming its VM
+  network (``vmNetwork``), so that adding, changing or deleting a port reads
+  and writes O(1) objects whatever the number of ports (bench/api.py);
 - ``os_sync``            key = ``"driver"``: the driver's sync notifications;
 - ``vlan`` (owner "openstack") for the VLAN of a vlan network segment unless
   the CLI already defined that VLAN;
@@ -37,6 +40,18 @@ segment id, conflicting re-create, missing referenced object, deleting
 something still referenced). Deleting an object that does not exist is 200:
 the driver re-sends a request whose answer it lost, and the result is the
 same.
+
+Port layout: a VM network's body carries ``portCount`` (how many ``os_port``
+objects name it), maintained in the same change as each port, so that the
+last port's delete also deletes the VM network without a scan. Stores
+written before this layout kept the ports inside the VM network
+(``"ports": {id: port}``): every read here understands both, and
+``convert_legacy_ports`` gives the one change that moves them to ``os_port``
+objects (the REST backend commits it before its first write).
+
+md5 hashes (``md5_hashes``) are computed from the ids in the store;
+``openvsm.api.digests.Md5Index`` keeps the same hashes from the change
+stream so that the driver's periodic request costs O(1) (see there).
 
 Policy profiles are the VSM's ``port_profile`` objects of type vethernet that
 are enabled and not dynamic; their id is the body's ``uuid`` (a uuid5 of the name when a
@@ -64,6 +79,7 @@ K_NETWORK: Final = "os_network_segment"
 K_BRIDGE_DOMAIN: Final = "os_bridge_domain"
 K_IP_POOL: Final = "os_ip_pool"
 K_VM_NETWORK: Final = "os_vm_network"
+K_PORT: Final = "os_port"
 K_SYNC: Final = "os_sync"
 K_PORT_PROFILE: Final = "port_profile"
 K_VLAN: Final = "vlan"
@@ -311,8 +327,11 @@ def list_policy_profiles(view: ReadView) -> dict[str, Any]:
 # --- reads -----------------------------------------------------------------------
 
 
+_PRIVATE: Final = frozenset({"owner", "ports", "portCount"})
+
+
 def _public(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in ("owner", "ports")}
+    return {k: v for k, v in body.items() if k not in _PRIVATE}
 
 
 def list_objects(view: ReadView, kind: str) -> dict[str, Any]:
@@ -328,17 +347,36 @@ def show_network(view: ReadView, network_id: str) -> dict[str, Any]:
     return {"properties": _public(body)}
 
 
-def _port_ids(vmn: Mapping[str, Any]) -> list[str]:
+def legacy_port_ids(vmn: Mapping[str, Any]) -> list[str]:
+    """Ports kept inside a VM network body by the layout before ``os_port``."""
     ports = vmn.get("ports")
     return sorted(ports) if isinstance(ports, dict) else []
 
 
+def ports_by_vm_network(view: ReadView) -> dict[str, list[str]]:
+    """VM network name -> its port ids (both layouts), sorted."""
+    by: dict[str, list[str]] = {}
+    for pid, port in view.list(K_PORT).items():
+        by.setdefault(str(port.get("vmNetwork", "")), []).append(pid)
+    for name, vmn in view.list(K_VM_NETWORK).items():
+        legacy = legacy_port_ids(vmn)
+        if legacy:
+            by.setdefault(name, []).extend(legacy)
+    return {name: sorted(ids) for name, ids in by.items()}
+
+
+def port_count(view: ReadView) -> int:
+    """How many ports OpenStack created (both layouts)."""
+    return sum(len(ids) for ids in ports_by_vm_network(view).values())
+
+
 def list_vm_networks(view: ReadView) -> dict[str, Any]:
     """GET /kvm/vm-network: ports as the driver reads them (``portId`` a,b,..)."""
+    by = ports_by_vm_network(view)
     out: dict[str, Any] = {}
     for name, body in view.list(K_VM_NETWORK).items():
         props = _public(body)
-        props["portId"] = ",".join(_port_ids(body))
+        props["portId"] = ",".join(by.get(name, ()))
         out[name] = {"properties": props}
     return out
 
@@ -353,27 +391,36 @@ def md5_of_ids(ids: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def md5_hashes(view: ReadView) -> dict[str, str]:
-    """The five hashes of the driver's periodic sync (spec "md5 hashes")."""
-    ports: set[str] = set()
-    for vmn in view.list(K_VM_NETWORK).values():
-        ports.update(_port_ids(vmn))
-    hashes = {
-        "network_profile_md5": md5_of_ids(view.list(K_NETWORK_PROFILE)),
-        "subnet_md5": md5_of_ids(view.list(K_IP_POOL)),
-        "network_md5": md5_of_ids(view.list(K_NETWORK)),
-        "port_md5": md5_of_ids(ports),
-    }
+# Hashed kinds, in the order of consolidated_md5; ports come from K_PORT
+# (and from legacy VM network bodies).
+MD5_KINDS: Final = (
+    ("network_profile_md5", K_NETWORK_PROFILE),
+    ("subnet_md5", K_IP_POOL),
+    ("network_md5", K_NETWORK),
+    ("port_md5", K_PORT),
+)
+
+
+def consolidate(hashes: dict[str, str]) -> dict[str, str]:
+    """``hashes`` (the four per-kind digests) with ``consolidated_md5`` added."""
     consolidated = hashlib.md5(usedforsecurity=False)
-    for name in ("network_profile_md5", "subnet_md5", "network_md5", "port_md5"):
+    for name, _kind in MD5_KINDS:
         consolidated.update(hashes[name].encode())
-    hashes["consolidated_md5"] = consolidated.hexdigest()
-    return hashes
+    return {**hashes, "consolidated_md5": consolidated.hexdigest()}
 
 
-def md5_response(view: ReadView) -> dict[str, Any]:
+def md5_hashes(view: ReadView) -> dict[str, str]:
+    """The five hashes of the driver's periodic sync (spec "md5 hashes"),
+    computed from the store: O(objects). ``Md5Index`` gives the same in O(1)."""
+    hashes = {name: md5_of_ids(view.list(kind)) for name, kind in MD5_KINDS}
+    ports = {pid for ids in ports_by_vm_network(view).values() for pid in ids}
+    hashes["port_md5"] = md5_of_ids(ports)
+    return consolidate(hashes)
+
+
+def md5_response(hashes: dict[str, str]) -> dict[str, Any]:
     """GET /kvm/config-md5-hashes."""
-    return {"md5_hashes": {"properties": md5_hashes(view)}}
+    return {"md5_hashes": {"properties": hashes}}
 
 
 # --- logical networks --------------------------------------------------------------
@@ -833,7 +880,11 @@ def _dynamic_profile(
 
 
 def add_port(view: ReadView, raw: Any) -> Outcome:
-    """POST /kvm/vm-network: add a port; the first one creates the VM network."""
+    """POST /kvm/vm-network: add a port; the first one creates the VM network.
+
+    O(1) objects read and written: the port is found by its id (``os_port``),
+    the VM network by its name; its ``portCount`` goes up by one.
+    """
     body = decode_body(raw, VmNetworkPortBody)
     for field in ("name", "networkSegmentId", "networkSegment", "portProfileId", "portId"):
         check_id(getattr(body, field), field)
@@ -845,11 +896,14 @@ def add_port(view: ReadView, raw: Any) -> Outcome:
     if not _MAC_RE.fullmatch(body.macAddress):
         raise ApiError(400, f"macAddress {body.macAddress[:40]!r} is not a MAC address")
     port = {
+        "id": body.portId,
+        "vmNetwork": vmn_name,
         "macAddress": body.macAddress.lower(),
         "portType": _check_text(body.portType, "portType"),
         "ipAddress": str(_ip(body.ipAddress, "ipAddress")) if body.ipAddress else None,
         "subnetId": check_id(body.subnetId, "subnetId") if body.subnetId else None,
         "tenantId": _check_text(body.tenantId, "tenantId"),
+        "owner": OWNER,
     }
     if port["subnetId"] is not None:
         pool = view.get(K_IP_POOL, port["subnetId"])
@@ -859,29 +913,33 @@ def add_port(view: ReadView, raw: Any) -> Outcome:
             raise ApiError(
                 409, f"ip pool template {port['subnetId']} is not on network {body.networkSegment}"
             )
-    for other, vmn in view.list(K_VM_NETWORK).items():
-        if other != vmn_name and body.portId in (vmn.get("ports") or {}):
-            raise ApiError(409, f"port {body.portId} already belongs to VM network {other}")
-    old = view.get(K_VM_NETWORK, vmn_name)
-    if old is not None:
-        ports = dict(old.get("ports") or {})
-        known = ports.get(body.portId)
+    known = view.get(K_PORT, body.portId)
+    if known is not None:
+        if known.get("vmNetwork") != vmn_name:
+            raise ApiError(
+                409, f"port {body.portId} already belongs to VM network {known.get('vmNetwork')}"
+            )
         if known == port:
             return Outcome((), f"port {body.portId} exists in VM network {vmn_name}")
-        if known is not None:
-            raise ApiError(
-                409,
-                f"port {body.portId} exists in VM network {vmn_name} with MAC "
-                f"{known.get('macAddress')} / IP {known.get('ipAddress')}; delete it first",
-            )
-        ports[body.portId] = port
+        raise ApiError(
+            409,
+            f"port {body.portId} exists in VM network {vmn_name} with MAC "
+            f"{known.get('macAddress')} / IP {known.get('ipAddress')}; delete it first",
+        )
+    old = view.get(K_VM_NETWORK, vmn_name)
+    if old is not None:
         new = dict(old)
-        new["ports"] = ports
+        new["portCount"] = _count(old) + 1
         return Outcome(
-            (_op(K_VM_NETWORK, vmn_name, new),),
+            (_op(K_PORT, body.portId, port), _op(K_VM_NETWORK, vmn_name, new)),
             f"port {body.portId} added to VM network {vmn_name}",
         )
     return _new_vm_network(view, vmn_name, body, port)
+
+
+def _count(vmn: Mapping[str, Any]) -> int:
+    count = vmn.get("portCount")
+    return count if isinstance(count, int) and count > 0 else 0
 
 
 def _new_vm_network(
@@ -925,30 +983,35 @@ def _new_vm_network(
         "portProfileId": body.portProfileId,
         "dynamicPortProfile": profile_name,
         "tenantId": port["tenantId"],
-        "ports": {body.portId: port},
+        "portCount": 1,
         "owner": OWNER,
     }
     return Outcome(
-        (_op(K_PORT_PROFILE, profile_name, profile), _op(K_VM_NETWORK, vmn_name, vmn)),
+        (
+            _op(K_PORT_PROFILE, profile_name, profile),
+            _op(K_VM_NETWORK, vmn_name, vmn),
+            _op(K_PORT, body.portId, port),
+        ),
         f"VM network {vmn_name} created with port {body.portId} (port profile {profile_name})",
     )
 
 
 def delete_port(view: ReadView, vmn_name: str, port_id: str) -> Outcome:
     """DELETE /kvm/vm-network/<vmn>/ports/<port>: the last port takes the VM network."""
-    vmn = view.get(K_VM_NETWORK, vmn_name)
-    ports = dict((vmn or {}).get("ports") or {})
-    if vmn is None or port_id not in ports:
+    port = view.get(K_PORT, port_id)
+    if port is None or port.get("vmNetwork") != vmn_name:
         return Outcome((), f"port {port_id} is not in VM network {vmn_name}; nothing deleted")
-    del ports[port_id]
-    if ports:
+    ops = [_op(K_PORT, port_id, None)]
+    vmn = view.get(K_VM_NETWORK, vmn_name)
+    if vmn is None:  # cannot happen through this API; remove the stray port
+        return Outcome(tuple(ops), f"port {port_id} removed")
+    left = _count(vmn) - 1
+    if left > 0:
         new = dict(vmn)
-        new["ports"] = ports
-        return Outcome(
-            (_op(K_VM_NETWORK, vmn_name, new),),
-            f"port {port_id} removed from VM network {vmn_name}",
-        )
-    ops = [_op(K_VM_NETWORK, vmn_name, None)]
+        new["portCount"] = left
+        ops.append(_op(K_VM_NETWORK, vmn_name, new))
+        return Outcome(tuple(ops), f"port {port_id} removed from VM network {vmn_name}")
+    ops.append(_op(K_VM_NETWORK, vmn_name, None))
     profile_name = vmn.get("dynamicPortProfile")
     if isinstance(profile_name, str):
         profile = view.get(K_PORT_PROFILE, profile_name)
@@ -959,13 +1022,37 @@ def delete_port(view: ReadView, vmn_name: str, port_id: str) -> Outcome:
     )
 
 
+def convert_legacy_ports(view: ReadView) -> Outcome:
+    """The change that moves ports kept inside VM network bodies (the layout
+    before ``os_port``) to one ``os_port`` object each; no ops when none are left."""
+    ops: list[Op] = []
+    for name, vmn in view.list(K_VM_NETWORK).items():
+        ports = vmn.get("ports")
+        if not isinstance(ports, dict):
+            continue
+        for pid, old in sorted(ports.items()):
+            record = dict(old) if isinstance(old, dict) else {}
+            record.update({"id": pid, "vmNetwork": name, "owner": OWNER})
+            ops.append(_op(K_PORT, pid, record))
+        new = {k: v for k, v in vmn.items() if k != "ports"}
+        new["portCount"] = len(ports)
+        ops.append(_op(K_VM_NETWORK, name, new))
+    return Outcome(tuple(ops), f"{len(ops)} objects moved to the per-port layout")
+
+
 # --- sync notifications --------------------------------------------------------------
 
 
 def sync_notification(
-    view: ReadView, raw: Any, *, now: float, last_md5_request: float | None
+    view: ReadView,
+    raw: Any,
+    *,
+    now: float,
+    last_md5_request: float | None,
+    hashes: dict[str, str] | None = None,
 ) -> Outcome:
-    """POST /sync-notification: remember it, with the hashes it refers to."""
+    """POST /sync-notification: remember it, with the hashes it refers to
+    (``hashes``: the current ones when the caller keeps them, else computed)."""
     body = decode_body(raw, SyncNotificationBody)
     old = view.get(K_SYNC, SYNC_KEY) or {}
     history = old.get("notifications")
@@ -974,7 +1061,7 @@ def sync_notification(
         {
             "time": now,
             "status": body.status,
-            "consolidated_md5": md5_hashes(view)["consolidated_md5"],
+            "consolidated_md5": (hashes or md5_hashes(view))["consolidated_md5"],
             "md5_request_time": last_md5_request,
         }
     )
@@ -983,7 +1070,10 @@ def sync_notification(
 
 
 def openstack_sync_status(
-    view: ReadView, *, last_md5_request: float | None = None
+    view: ReadView,
+    *,
+    last_md5_request: float | None = None,
+    hashes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Data of ``show openstack sync``.
 
@@ -998,7 +1088,7 @@ def openstack_sync_status(
     history: list[dict[str, Any]] = (
         [n for n in stored if isinstance(n, dict)] if isinstance(stored, list) else []
     )
-    hashes = md5_hashes(view)
+    hashes = hashes or md5_hashes(view)
     last = history[-1] if history else None
     status = str(last.get("status", "")) if last is not None else ""
     unchanged = last is not None and last.get("consolidated_md5") == hashes["consolidated_md5"]

@@ -3,11 +3,25 @@
 A thin aiohttp adapter around the pure model of ``openvsm.api.n1kv``: it
 authenticates (HTTP Basic against ``RestBackend.verify_user``), reads and
 decodes the body (size-limited), asks the model for the ops of the request
-and commits them through the backend as one change. Writes are serialised by
-one ``asyncio.Lock`` so that validation and commit see the same store; the
-answer is sent only when ``commit`` returned, i.e. when the change is durable
-and replicated. Reads are answered by any node; writes only by the active
-(``role()``), the standby answers 503 naming the active.
+and commits them through the backend as one change. The answer is sent only
+when ``commit`` returned, i.e. when the change is durable and replicated.
+
+Writes go through one ``WriteBatcher`` so that validation and commit see the
+same configuration while several writes share one durable commit: the
+writes that arrived while the previous round was committing are computed one
+after the other, each against the store plus the ops of those before it in
+the round (``OverlayView``), then all of the round's changes are committed
+at once (cfgmgr groups them into one SQLite transaction and one standby
+round trip) and each request gets its own answer. A round starts only when
+the previous one is over, so a round never computes against a change whose
+commit might still fail. The changes of one round write disjoint objects (a
+write that would write an object already written in its round waits for the
+next round), so the round's end state does not depend on the order in which
+its commits land, and equals the requests applied one by one (in arrival
+order, a deferred write after the rest of its round). Each request stays
+one change, all or nothing, with its own accounting entry. Reads are
+answered by any node; writes only by the active (``role()``), the standby
+answers 503 naming the active.
 
 Answers (the driver checks for exactly 200): GET -> ``application/json``;
 POST/DELETE -> ``text/plain`` with a short message; every error is a
@@ -21,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -59,6 +74,14 @@ class RestBackend(Protocol):
 
     def verify_user(self, user: str, password: str) -> bool: ...
 
+    def md5_hashes(self) -> dict[str, str]:
+        """The driver's five md5 hashes of the configuration as it is now."""
+        ...
+
+    async def prepare_write(self) -> None:
+        """Called under the write lock before a write is computed (layout upgrades)."""
+        ...
+
     def account(self, user: str, command: str, result: str) -> None:
         """Log a request that changed nothing (refused, failed) in the accounting log."""
         ...
@@ -71,7 +94,7 @@ class RestState:
         self.backend = backend
         self.clock = clock
         self.max_body = max_body
-        self.write_lock = asyncio.Lock()
+        self.writes = WriteBatcher(backend)
         self.last_md5_request: float | None = None  # wall-clock, this node only
 
 
@@ -190,6 +213,128 @@ def _check_active(backend: RestBackend) -> None:
 
 
 Compute = Callable[[ReadView, Any], Outcome]
+ROUND_MAX: Final = 64  # writes computed and committed together, at most
+
+
+class OverlayView:
+    """The store as it will be once ``ops`` are committed (a ``ReadView``)."""
+
+    def __init__(self, base: ReadView) -> None:
+        self.base = base
+        self.ops: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def add(self, ops: Sequence[Op]) -> None:
+        for op in ops:
+            self.ops[(op.kind, op.key)] = op.body
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        if (kind, key) in self.ops:
+            return copy.deepcopy(self.ops[(kind, key)])
+        return self.base.get(kind, key)
+
+    def list(self, kind: str) -> dict[str, dict[str, Any]]:
+        found = self.base.list(kind)
+        mine = [(key, body) for (k, key), body in self.ops.items() if k == kind]
+        if not mine:
+            return found
+        for key, body in mine:
+            if body is None:
+                found.pop(key, None)
+            else:
+                found[key] = copy.deepcopy(body)
+        return dict(sorted(found.items()))
+
+
+class _Write:
+    __slots__ = ("body", "command", "compute", "done", "user")
+
+    def __init__(self, compute: Compute, body: Any, user: str, command: str) -> None:
+        self.compute = compute
+        self.body = body
+        self.user = user
+        self.command = command
+        self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():  # a cancelled request is not answered
+            self.done.set_exception(exc)
+
+    def answer(self, outcome: Outcome) -> None:
+        if not self.done.done():
+            self.done.set_result(outcome)
+
+
+class WriteBatcher:
+    """Computes and commits the REST writes in rounds (see the module docstring)."""
+
+    def __init__(self, backend: RestBackend) -> None:
+        self.backend = backend
+        self._queue: list[_Write] = []
+        self._running = False
+        self.rounds = 0  # rounds committed (a test and bench figure)
+
+    async def submit(self, compute: Compute, body: Any, *, user: str, command: str) -> Outcome:
+        """The request's outcome once its change is committed; or ApiError."""
+        write = _Write(compute, body, user, command)
+        self._queue.append(write)
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._run())
+        return await write.done
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:ROUND_MAX], self._queue[ROUND_MAX:]
+                try:
+                    await self._round(batch)
+                except Exception as exc:  # a bug or a failed layout upgrade: answer, go on
+                    log.exception("REST write round failed")
+                    for write in batch:
+                        write.fail(exc)
+        finally:
+            self._running = False
+
+    async def _round(self, batch: list[_Write]) -> None:
+        try:
+            _check_active(self.backend)
+            await self.backend.prepare_write()
+        except ApiError as exc:
+            for write in batch:
+                write.fail(exc)
+            return
+        view = OverlayView(self.backend)
+        todo: list[tuple[_Write, Outcome]] = []
+        deferred: list[_Write] = []
+        for write in batch:
+            if write.done.done():
+                continue  # the client went away before its turn: nothing computed
+            try:
+                outcome = write.compute(view, write.body)
+            except Exception as exc:  # ApiError: refused; anything else: a 500, logged
+                write.fail(exc)
+                continue
+            if not outcome.ops:
+                write.answer(outcome)
+            elif any((op.kind, op.key) in view.ops for op in outcome.ops):
+                deferred.append(write)  # writes an object of this round: the next one
+            else:
+                view.add(outcome.ops)
+                todo.append((write, outcome))
+        self._queue[:0] = deferred
+        if not todo:
+            return
+        self.rounds += 1
+        results = await asyncio.gather(
+            *(self.backend.commit(o.ops, user=w.user, command=w.command) for w, o in todo),
+            return_exceptions=True,
+        )
+        for (write, outcome), result in zip(todo, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("REST %s: commit failed: %s", write.command, result)
+                write.fail(ApiError(503, f"the change was not committed on both VSMs: {result}"))
+            else:
+                write.answer(outcome)
 
 
 async def _write(request: web.Request, compute: Compute, *, with_body: bool) -> web.Response:
@@ -200,17 +345,7 @@ async def _write(request: web.Request, compute: Compute, *, with_body: bool) -> 
     try:
         _check_active(backend)  # standby: 503 before looking at the body
         body = await _json_body(request, state.max_body) if with_body else None
-        async with state.write_lock:
-            _check_active(backend)
-            outcome = compute(backend, body)
-            if outcome.ops:
-                try:
-                    await backend.commit(outcome.ops, user=user, command=command)
-                except Exception as exc:
-                    log.warning("REST %s: commit failed: %s", command, exc)
-                    raise ApiError(
-                        503, f"the change was not committed on both VSMs: {exc}"
-                    ) from None
+        outcome = await state.writes.submit(compute, body, user=user, command=command)
     except ApiError as exc:
         backend.account(user, command, f"FAILURE: {exc.text}")
         raise
@@ -247,7 +382,7 @@ async def _get_vm_networks(request: web.Request) -> web.Response:
 async def _get_md5(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.last_md5_request = state.clock()
-    return web.json_response(n1kv.md5_response(state.backend))
+    return web.json_response(n1kv.md5_response(state.backend.md5_hashes()))
 
 
 async def _post_logical_network(request: web.Request) -> web.Response:
@@ -322,7 +457,11 @@ async def _post_sync(request: web.Request) -> web.Response:
     return await _write(
         request,
         lambda v, b: n1kv.sync_notification(
-            v, b, now=state.clock(), last_md5_request=state.last_md5_request
+            v,
+            b,
+            now=state.clock(),
+            last_md5_request=state.last_md5_request,
+            hashes=state.backend.md5_hashes(),
         ),
         with_body=True,
     )

@@ -321,16 +321,19 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     reg("show_checkpoint_summary", checkpoint_summary)
 
     async def openstack_sync(args: dict[str, str], s: CliSession) -> Any:
-        from openvsm.api.n1kv import openstack_sync_status
+        from openvsm.api.n1kv import openstack_sync_status, port_count
         from openvsm.api.rest import rest_state
 
-        last_md5 = rest_state(cm.rest.app).last_md5_request if cm.rest is not None else None
-        data = openstack_sync_status(cm.store, last_md5_request=last_md5)
-        vm_networks = cm.store.list("os_vm_network").values()
+        state = rest_state(cm.rest.app) if cm.rest is not None else None
+        data = openstack_sync_status(
+            cm.store,
+            last_md5_request=state.last_md5_request if state is not None else None,
+            hashes=state.backend.md5_hashes() if state is not None else None,
+        )
         data["network_profiles"] = len(cm.store.list("os_network_profile"))
         data["networks"] = len(cm.store.list("os_network_segment"))
         data["subnets"] = len(cm.store.list("os_ip_pool"))
-        data["ports"] = sum(len(v.get("ports") or v.get("portIds") or []) for v in vm_networks)
+        data["ports"] = port_count(cm.store)
         return data
 
     async def show_version(args: dict[str, str], s: CliSession) -> Any:

@@ -35,6 +35,7 @@ class CfgmgrRestBackend(StoreRestBackend):
 
     async def commit(self, ops: Sequence[Op], *, user: str, command: str) -> int:
         change = await self.cm.commit(list(ops), user=user, source="rest", command=command)
+        self.committed(change)
         return change.seq
 
 

@@ -3,8 +3,9 @@
 ``run_vemmgr(cfg)`` is the service body (started by sysmgr as
 ``openvsm service vemmgr``). It owns:
 
-- the UDP socket on ``cfg.vem_listen`` (codec with the domain secret; drops
-  counted by reason). Only the ACTIVE serves VEMs; the standby drops their
+- the UDP socket on ``cfg.vem_listen`` (``BatchedUdpEndpoint``: up to 64
+  datagrams read per wake-up, sends straight to the socket; codec with the
+  domain secret; drops counted by reason). Only the ACTIVE serves VEMs; the standby drops their
   frames (counted ``not_active``);
 - a subscription to hamgr ``status`` (retried with back-off: hamgr may not
   exist yet or may restart). On becoming active it loads modules, vEths and
@@ -49,7 +50,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,10 +76,10 @@ from openvsm.modules.table import (
     Trace,
     parse_ops,
 )
+from openvsm.modules.udpbatch import BatchedUdpEndpoint
 from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
 from openvsm.wire.messages import SenderRole
-from openvsm.wire.udp import UdpEndpoint
 
 log = logging.getLogger("vemmgr")
 
@@ -120,7 +120,7 @@ class Vemmgr:
         )
         self.codec = Codec(cfg.domain_id, cfg.secret)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
-        self.endpoint = UdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
+        self.endpoint = BatchedUdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
         self.run_dir: Path = cfg.run_dir
         self.ipc = IpcServer(self.run_dir / "vemmgr.sock", self.handle)
         self.cfgmgr = IpcClient(self.run_dir / "cfgmgr.sock")
@@ -218,12 +218,7 @@ class Vemmgr:
     def _grow_receive_buffer(self) -> None:
         """A switchover brings every VEM's attach at once: room for them in the
         kernel (up to net.core.rmem_max), not drops and 1 s retries."""
-        transport = self.endpoint._transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            return
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        self.endpoint.set_receive_buffer(RCVBUF_BYTES)
 
     def _send(self, addr: Addr, effect: Send) -> None:
         self._seq += 1
@@ -478,6 +473,15 @@ class Vemmgr:
             data["drops"] = dict(self.drops)
             data["commit_errors"] = self.commit_errors
             data["pending_commits"] = len(self._pending)
+            ep = self.endpoint
+            data["udp"] = {
+                "received": ep.received,
+                "reads": ep.reads,
+                "sent": ep.sent,
+                "send_errors": ep.send_errors,
+                "send_dropped": ep.send_dropped,
+                "receive_errors": ep.errors,
+            }
             return data
         if op == "neighbors":
             return self.table.neighbors_data(self.clock())

@@ -2,7 +2,13 @@
 
 Each instance is the real ``VemCore`` with a memory backend and its own UDP
 socket on 127.0.0.1 (``--base-port P`` gives P, P+1, ...; default: any free
-port), so the VSM sees N distinct VEMs. One timer task serves all instances.
+port), so the VSM sees N distinct VEMs. One timer task serves all instances
+from a heap of their deadlines (an entry is pushed whenever an instance's
+deadline may have moved: after its start, each frame it receives and each
+tick; an entry whose instance is not due any more when it comes up is
+dropped, a newer one stands for it), so a pass costs O(due instances), not
+O(N). The sockets are read by ``BatchedUdpEndpoint`` (one ``recvfrom`` per
+readiness event, no transport layer per datagram).
 Host UUIDs are derived from ``--name`` and the index, so a restarted
 simulator comes back as the same modules. Prints a status line whenever the
 counts change (at most once a second) and runs until SIGTERM/SIGINT.
@@ -13,23 +19,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
+import math
 import signal
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 from openvsm.config import ConfigError, parse_endpoint
+from openvsm.modules.udpbatch import BatchedUdpEndpoint
 from openvsm.vem.agent import VemRunner
 from openvsm.vem.core import LocalProtocolError, VemCore
 from openvsm.vem.memory import MemoryBackend
 from openvsm.wire.codec import Codec
-from openvsm.wire.udp import UdpEndpoint
 
 TICK_S = 0.02
 
 
-def _unbound(data: bytes, addr: tuple[str, int]) -> None:
+Addr = tuple[str, int]
+
+
+def _unbound(data: bytes, addr: Addr) -> None:
     """Placeholder receiver until the instance's runner exists."""
 
 
@@ -39,8 +51,9 @@ class Simulator:
         self.codec = Codec(args.domain, args.secret.encode())
         self.vsms = tuple(parse_endpoint(v, "--vsm").addr for v in args.vsm)
         self.runners: list[VemRunner] = []
-        self.endpoints: list[UdpEndpoint] = []
+        self.endpoints: list[BatchedUdpEndpoint] = []
         self.wake = asyncio.Event()
+        self._due: list[tuple[float, int]] = []  # (deadline, runner index), lazily pruned
 
     async def start(self) -> None:
         a = self.args
@@ -56,35 +69,55 @@ class Simulator:
                 version="vem-sim",
             )
             port = a.base_port + i if a.base_port else 0
-            endpoint = UdpEndpoint(("127.0.0.1", port), _unbound)
+            endpoint = BatchedUdpEndpoint(("127.0.0.1", port), _unbound, read_batch=1)
             await endpoint.open()
             runner = VemRunner(core, self.codec, MemoryBackend(), endpoint.send, name=host)
             runner.wake = self.wake
-            endpoint.on_datagram = runner.on_datagram
+            endpoint.on_datagram = self._receiver(i, runner)
             for p in range(a.ports):
                 mac = f"02:5e:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}:00:{p & 0xFF:02x}"
                 with contextlib.suppress(LocalProtocolError):
                     core.attach_port(f"vm-{host}-{p + 1}", a.port_profile, mac)
             self.runners.append(runner)
             self.endpoints.append(endpoint)
-        for runner in self.runners:
+        for i, runner in enumerate(self.runners):
             runner.backend.start()
             runner.start()
+            self._push(i, runner)
+
+    def _push(self, index: int, runner: VemRunner) -> None:
+        due = runner.due()
+        if math.isfinite(due):
+            heapq.heappush(self._due, (due, index))
+
+    def _receiver(self, index: int, runner: VemRunner) -> Callable[[bytes, Addr], None]:
+        def on_datagram(data: bytes, addr: Addr) -> None:
+            runner.on_datagram(data, addr)
+            self._push(index, runner)
+
+        return on_datagram
 
     def stop(self) -> None:
         for ep in self.endpoints:
             ep.close()
 
     async def timer_loop(self) -> None:
-        # One pass over all instances every TICK_S, not one per received frame:
-        # with N instances a pass costs O(N), and frames arrive N times a
-        # heartbeat. Deadlines set by frames are an interval away, so a pass
-        # every TICK_S only adds up to TICK_S to timers, never misses them.
+        # Every TICK_S, the instances whose deadline passed (from the heap).
+        # Deadlines set by frames are an interval away, so a pass every
+        # TICK_S only adds up to TICK_S to timers, never misses them.
+        # The instances due are taken off the heap first and ticked once each:
+        # one still due after its tick waits for the next pass (no spinning).
+        heap = self._due
         while True:
             now = time.monotonic()
-            for runner in self.runners:
+            ready: set[int] = set()
+            while heap and heap[0][0] <= now:
+                ready.add(heapq.heappop(heap)[1])
+            for i in ready:
+                runner = self.runners[i]
                 if runner.due() <= now:
                     runner.tick()
+                    self._push(i, runner)
             await asyncio.sleep(TICK_S)
 
     def status_line(self) -> str:
