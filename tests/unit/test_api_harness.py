@@ -78,6 +78,7 @@ class RestServer:
         self._store: Store | None = None
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
+        self._backend: StoreRestBackend | None = None
 
     # --- lifecycle ---
 
@@ -114,7 +115,15 @@ class RestServer:
         self._store = store
         store.commit(
             [
-                Op("user", USER, {"name": USER, "password_hash": hash_password(PASSWORD)}),
+                Op(
+                    "user",
+                    USER,
+                    {
+                        "name": USER,
+                        "password_hash": hash_password(PASSWORD),
+                        "role": "network-admin",
+                    },
+                ),
                 Op(K_PORT_PROFILE, "web", cli_profile("web", POLICY_WEB_ID)),
                 Op(K_PORT_PROFILE, "db", cli_profile("db", POLICY_DB_ID, max_macs=2)),
                 Op(K_PORT_PROFILE, "uplink", cli_profile("uplink", "u-1", type="ethernet")),
@@ -130,6 +139,7 @@ class RestServer:
             is_active=lambda: (self.active, self.active_text),
             replicate=self._replicate,
         )
+        self._backend = backend
         self._app = create_app(backend, max_body=self.max_body)
         self._runner = await start_server(self._app, "127.0.0.1", 0)
         addresses = self._runner.addresses
@@ -138,6 +148,8 @@ class RestServer:
     async def _teardown(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._backend is not None:
+            self._backend.close()
         if self._store is not None:
             self._store.close()
 

@@ -1,7 +1,10 @@
 """The ``/api/n1k`` HTTP server of the OpenStack n1kv driver (DESIGN §6).
 
 A thin aiohttp adapter around the pure model of ``openvsm.api.n1kv``: it
-authenticates (HTTP Basic against ``RestBackend.verify_user``), reads and
+authenticates (HTTP Basic against ``RestBackend.check_login``: the password
+check runs in a bounded worker pool; too many failures from a source or for
+a user are answered 429 with ``Retry-After`` without any check), refuses
+writes of a ``network-operator`` (403, JSON reason), reads and
 decodes the body (size-limited), asks the model for the ops of the request
 and commits them through the backend as one change. Writes are serialised by
 one ``asyncio.Lock`` so that validation and commit see the same store; the
@@ -12,7 +15,8 @@ and replicated. Reads are answered by any node; writes only by the active
 Answers (the driver checks for exactly 200): GET -> ``application/json``;
 POST/DELETE -> ``text/plain`` with a short message; every error is a
 ``text/plain`` sentence (401 carries ``WWW-Authenticate: Basic``), never a
-stack trace. Nothing is started at import; ``create_app`` builds the
+stack trace, except the 403 of a role refusal (JSON ``{"error", "reason",
+"user", "role"}``). Nothing is started at import; ``create_app`` builds the
 application and ``start_server`` runs it on a host/port.
 """
 
@@ -22,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
@@ -30,8 +35,10 @@ import msgspec
 from aiohttp import web
 
 from openvsm.api import n1kv
+from openvsm.api.auth import READ_METHODS, may_write
 from openvsm.api.n1kv import ApiError, Outcome, ReadView
 from openvsm.api.openapi import openapi_document
+from openvsm.passwords import Verdict
 from openvsm.store.pss import Op
 
 log = logging.getLogger("openvsm.api.rest")
@@ -57,7 +64,17 @@ class RestBackend(Protocol):
         """Commit one change; return its seq once durable AND replicated, else raise."""
         ...
 
-    def verify_user(self, user: str, password: str) -> bool: ...
+    async def check_login(self, user: str, password: str, *, source: str) -> Verdict:
+        """OK, WRONG (a failure, counted) or LIMITED (refused without work: 429)."""
+        ...
+
+    def retry_after(self, user: str, source: str) -> float:
+        """Seconds until a LIMITED user or source may try again."""
+        ...
+
+    def user_role(self, user: str) -> str:
+        """``network-admin`` or ``network-operator`` (openvsm.api.auth)."""
+        ...
 
     def account(self, user: str, command: str, result: str) -> None:
         """Log a request that changed nothing (refused, failed) in the accounting log."""
@@ -73,6 +90,7 @@ class RestState:
         self.max_body = max_body
         self.write_lock = asyncio.Lock()
         self.last_md5_request: float | None = None  # wall-clock, this node only
+        self.limited = 0  # requests answered 429 (failure limit or busy password pool)
 
 
 STATE: Final = web.AppKey("n1kv_rest_state", RestState)
@@ -152,11 +170,30 @@ async def _authenticate(
     if isinstance(creds, str):
         return _unauthorized(creds)
     user, password = creds
-    backend = request.app[STATE].backend
-    if not backend.verify_user(user, password):
+    state = request.app[STATE]
+    backend = state.backend
+    source = request.remote or "unknown"
+    verdict = await backend.check_login(user, password, source=source)
+    if verdict is Verdict.LIMITED:
+        state.limited += 1
+        wait = max(1, math.ceil(backend.retry_after(user, source)))
+        return _text(
+            429,
+            f"too many failed logins from {source} or for this user; retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
+    if verdict is not Verdict.OK:
         backend.account(user[:64], _command(request), "FAILURE: authentication failed")
         return _unauthorized("wrong user name or password")
     request[_USER] = user
+    if request.method not in READ_METHODS:
+        role = backend.user_role(user)
+        if not may_write(role):
+            reason = f"user {user} has role {role}, which may not change the configuration"
+            backend.account(user, _command(request), f"FAILURE: {reason}")
+            return web.json_response(
+                {"error": "forbidden", "reason": reason, "user": user, "role": role}, status=403
+            )
     return await handler(request)
 
 

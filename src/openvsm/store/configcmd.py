@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from openvsm.passwords import hash_password, parse_hash
+from openvsm.passwords import hash_password as hash_password
+from openvsm.passwords import parse_hash
 from openvsm.passwords import verify_password as verify_password
 from openvsm.store.pss import Op
 from openvsm.wire.messages import AccountingEntry
