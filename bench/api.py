@@ -157,7 +157,7 @@ def main() -> int:
         try:
             active = lab.start(timeout=180)
             standby = "secondary" if active == "primary" else "primary"
-            addr = lab.nodes[active].rest
+            addr = lab.nodes[active].rest_plain  # the n1kv driver speaks http://
             assert addr is not None
             base = f"http://{addr[0]}:{addr[1]}/api/n1k"
             with session(lab) as s:

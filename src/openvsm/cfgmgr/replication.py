@@ -29,6 +29,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+from openvsm.credentials import sync_tls
 from openvsm.ipc import IpcClient, IpcError, subscribe
 from openvsm.store.pss import Change
 from openvsm.sync.stream import ReceiverState
@@ -87,6 +88,7 @@ class Replication:
                     epoch=epoch,
                     buffer_bytes=cfg.sync_buffer_bytes,
                     on_state=self._on_sender_state,
+                    ssl_context=sync_tls(cfg.tls_cert, cfg.tls_key, server=False),
                 )
         else:
             self.receiver = SyncReceiver(
@@ -98,6 +100,7 @@ class Replication:
                 on_applied=cm.on_replicated,
                 on_reset=self._on_reset,
                 on_snapshot=self._on_snapshot,
+                ssl_context=sync_tls(cfg.tls_cert, cfg.tls_key, server=True),
             )
 
     async def start(self) -> None:
