@@ -49,6 +49,15 @@ def cli(node: dict[str, Any], command: str) -> Any:
     return json.loads(out.stdout)
 
 
+def _change_reaches_standby(active: dict[str, Any], standby: dict[str, Any], vlan: int) -> None:
+    cli_text(active, f"configure terminal ; vlan {vlan} ; end")
+    wait_for(
+        lambda: re.search(rf"^vlan .*\b{vlan}\b", cli_text(standby, "show running-config"), re.M),
+        15.0,
+        f"vlan {vlan} to reach the standby over the TLS stream",
+    )
+
+
 def test_rest_https_plain_listener_and_sync_tls(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(timers="fast")
     active_name = lab.start()
@@ -101,6 +110,16 @@ def test_rest_https_plain_listener_and_sync_tls(make_lab: Callable[..., Lab]) ->
                     assert tls.recv(100) == b""
             except (ssl.SSLError, ConnectionError, TimeoutError):
                 pass
+
+    # A flood of connects that never finish a handshake, held open meanwhile.
+    flood = [socket.create_connection((host, int(port)), timeout=5) for _ in range(50)]
+    try:
+        for s in flood[::2]:
+            s.sendall(b"\x16\x03\x01\x00\x05junk")  # a TLS record header, then junk
+        _change_reaches_standby(active, standby, 66)
+    finally:
+        for s in flood:
+            s.close()
 
     # The pair is undisturbed: still HA standby, and a change reaches the standby.
     status = cli(standby, "show system redundancy status")

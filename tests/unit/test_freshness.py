@@ -23,6 +23,7 @@ def test_duplicates_and_replays_are_refused_reordering_is_not() -> None:
     assert f.check(hb(T0 + 10)) is None
     assert f.check(hb(T0 + 10)) == "replay"
     assert f.check(hb(T0 + 12)) is None
+    assert f.check(hb(T0 + 9)) == "replay"  # from before the first frame heard: withheld
     assert f.check(hb(T0 + 11)) is None  # late, from the other interface
     assert f.check(hb(T0 + 11)) == "replay"
     assert f.check(hb(T0 + 12 + WINDOW)) is None

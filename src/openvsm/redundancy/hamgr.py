@@ -54,6 +54,7 @@ from openvsm.sysmgr.service import (
     NodeReload,
 )
 from openvsm.wire.codec import Codec, Drop, Frame
+from openvsm.wire.freshness import FreshnessFilter
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
     AccountingEntry,
@@ -156,6 +157,7 @@ class Hamgr:
         self.seq = time.time_ns() // 1000
         self.traces: collections.deque[tuple[float, str]] = collections.deque(maxlen=TRACE_KEEP)
         self._load_trace_tail()
+        self.freshness = FreshnessFilter()
         self.drops: dict[str, collections.Counter[str]] = {
             "control": collections.Counter(),
             "mgmt": collections.Counter(),
@@ -338,6 +340,11 @@ class Hamgr:
         if frame.role == SenderRole.VEM:
             self.drops[iface.value]["unexpected"] += 1
             return
+        if frame.role != self.role:  # the peer's: replays, duplicates, epoch jumps refused
+            refused = self.freshness.check(frame)
+            if refused is not None:
+                self.drops[iface.value][refused] += 1
+                return
         # L2: validate the frame's real source MAC, not the system MAC it claims.
         src_mac = addr if isinstance(addr, str) else None
         msg = frame.msg

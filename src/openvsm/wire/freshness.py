@@ -15,7 +15,11 @@ restarted process continues above its predecessor) across both interfaces.
   of the ``WINDOW`` numbers below it: a frame above ``top`` moves it; one
   inside the window not seen yet is accepted (reordering between the
   control and the mgmt interface); one seen already (a duplicate, a replay)
-  or below the window is refused (``replay``).
+  or below the window is refused (``replay``). Nothing below the first
+  frame heard from a sender is accepted (the window starts full): frames
+  captured before this node heard the sender, withheld and sent later, are
+  refused (the attack suite found this one: an old "no standby" request
+  slipped into the window reset the standby).
 - **New boots.** The first frame of a boot not seen before must carry a
   ``seq`` above the newest ``seq`` accepted from that MAC minus
   ``BOOT_HORIZON`` (ten minutes of a microsecond clock): a replay of an old
@@ -45,11 +49,12 @@ from openvsm.wire.messages import (
     ResolutionInfo,
 )
 
-WINDOW: Final = 64
+WINDOW: Final = 16  # both interfaces interleave: reordering is a few frames at most
 BOOT_HORIZON: Final = 600 * 1_000_000  # seq units are microseconds of the sender's clock
 EPOCH_LIMIT: Final = 1 << 40
 EPOCH_STEP: Final = 64
 MAX_SENDERS: Final = 256
+_FULL: Final = (1 << WINDOW) - 1
 
 
 def boot_of(msg: Message) -> int | None:
@@ -87,7 +92,9 @@ class FreshnessFilter:
             newest = self._newest_seq.get(sender)
             if newest is not None and frame.seq <= newest - BOOT_HORIZON:
                 return "replay"
-            self._windows[key] = _Window(top=frame.seq, seen=1, epoch=frame.epoch)
+            # Nothing below the first frame heard is taken: a frame an attacker withheld
+            # from before this node heard the sender cannot be slipped in afterwards.
+            self._windows[key] = _Window(top=frame.seq, seen=_FULL, epoch=frame.epoch)
             while len(self._windows) > MAX_SENDERS:
                 self._windows.popitem(last=False)
             self._newest_boot[sender] = boot
@@ -109,7 +116,7 @@ class FreshnessFilter:
         seq = frame.seq
         if seq > win.top:
             shift = seq - win.top
-            win.seen = ((win.seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            win.seen = ((win.seen << shift) | 1) & _FULL if shift < WINDOW else 1
             win.top = seq
         else:
             back = win.top - seq
