@@ -42,14 +42,15 @@ def commits(lab: Lab, active: str, n: int, first_vlan: int) -> list[float]:
 
 def hammer(url: str, ca: str, stop: threading.Event, codes: collections.Counter[int]) -> None:
     with requests.Session() as s:
-        s.verify = ca
         i = 0
         while not stop.is_set():
             i += 1
             try:
-                r = s.get(url, auth=("admin", f"wrong-{i}"), timeout=10)
+                r = s.get(url, auth=("admin", f"wrong-{i}"), verify=ca, timeout=10)
                 codes[r.status_code] += 1
-            except requests.RequestException:
+            except requests.RequestException as exc:
+                if not codes[0]:
+                    print(f"first client error: {exc}")
                 codes[0] += 1
 
 
@@ -62,6 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--commits", type=int, default=60)
+    ap.add_argument("--plain", action="store_true", help="hammer the plain-HTTP listener")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="openvsm-login-") as tmp:
         lab = Lab(Path(tmp), timers="fast", rest=True)
@@ -69,7 +71,9 @@ def main() -> int:
             active = lab.start()
             node = lab.nodes[active]
             assert node.rest_url is not None
-            url = f"{node.rest_url}/api/n1k/network-segment"
+            base = node.rest_plain_url if args.plain else node.rest_url
+            assert base is not None
+            url = f"{base}/api/n1k/network-segment"
             ca = str(lab.credentials.cert)
             commits(lab, active, 10, 100)  # warm up
             quiet = commits(lab, active, args.commits, 200)

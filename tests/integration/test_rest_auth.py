@@ -8,6 +8,7 @@ n1kv driver already proved keeps working meanwhile.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ OPERATOR, OPERATOR_PW = "watcher", "W4tcher-pass"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RestServer]:
-    with RestServer(tmp_path) as srv:
+    with RestServer(tmp_path, tarpit_s=0.3, fail_delay_s=0.1) as srv:
         body = {"name": OPERATOR, "password_hash": hash_password(OPERATOR_PW)}
         srv.call(
             lambda s: s.commit(
@@ -83,7 +84,9 @@ def test_wrong_passwords_are_limited_but_the_driver_keeps_working(server: RestSe
         for i in range(8)
     ]
     assert codes[:5] == [401] * 5 and codes[5:] == [429] * 3, codes
+    t0 = time.monotonic()
     r = requests.get(f"{base}/network-segment-pool", auth=(USER, "guess"), timeout=10)
+    assert time.monotonic() - t0 >= 0.3  # the tarpit: a hammering client is slowed down
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert "too many failed logins" in r.text
     # another user from the same source is limited too (per source) ...

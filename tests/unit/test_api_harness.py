@@ -65,8 +65,17 @@ def cli_profile(name: str, uid: str, **over: Any) -> dict[str, Any]:
 class RestServer:
     """``with RestServer(tmp_path) as srv``: ``srv.url``, ``srv.call(fn)``."""
 
-    def __init__(self, root: Path, *, max_body: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_body: int = 1 << 20,
+        tarpit_s: float = 0.01,
+        fail_delay_s: float = 0.01,
+    ) -> None:
         self.root = root
+        self.tarpit_s = tarpit_s
+        self.fail_delay_s = fail_delay_s
         self.max_body = max_body
         self.active = True
         self.active_text = "sup-1 at 192.0.2.10 is the active VSM"
@@ -140,7 +149,12 @@ class RestServer:
             replicate=self._replicate,
         )
         self._backend = backend
-        self._app = create_app(backend, max_body=self.max_body)
+        self._app = create_app(
+            backend,
+            max_body=self.max_body,
+            tarpit_s=self.tarpit_s,
+            fail_delay_s=self.fail_delay_s,
+        )
         self._runner = await start_server(self._app, "127.0.0.1", 0)
         addresses = self._runner.addresses
         self.port = int(addresses[0][1])

@@ -3,7 +3,10 @@
 A thin aiohttp adapter around the pure model of ``openvsm.api.n1kv``: it
 authenticates (HTTP Basic against ``RestBackend.check_login``: the password
 check runs in a bounded worker pool; too many failures from a source or for
-a user are answered 429 with ``Retry-After`` without any check), refuses
+a user are answered 429 with ``Retry-After`` without any check, after a
+tarpit delay of ``TARPIT_S`` (a wrong password's 401 after ``FAIL_DELAY_S``):
+the delays cost no CPU and slow a hammering client to a few requests per
+second per connection, so that it cannot load cfgmgr's loop), refuses
 writes of a ``network-operator`` (403, JSON reason), reads and
 decodes the body (size-limited), asks the model for the ops of the request
 and commits them through the backend as one change. Writes are serialised by
@@ -47,6 +50,8 @@ BASE: Final = "/api/n1k"
 OPENAPI_PATH: Final = f"{BASE}/openapi.json"
 MAX_BODY: Final = 1 << 20  # 1 MiB: far above any body of the driver
 REALM: Final = 'Basic realm="openvsm", charset="UTF-8"'
+TARPIT_S: Final = 2.0  # a 429 is answered after this long (at most its Retry-After)
+FAIL_DELAY_S: Final = 0.5  # a 401 for a wrong password is answered after this long
 
 
 class RestBackend(Protocol):
@@ -84,8 +89,18 @@ class RestBackend(Protocol):
 class RestState:
     """Per-application state: the backend, the write lock, the last md5 request."""
 
-    def __init__(self, backend: RestBackend, clock: Callable[[], float], max_body: int) -> None:
+    def __init__(
+        self,
+        backend: RestBackend,
+        clock: Callable[[], float],
+        max_body: int,
+        *,
+        tarpit_s: float = TARPIT_S,
+        fail_delay_s: float = FAIL_DELAY_S,
+    ) -> None:
         self.backend = backend
+        self.tarpit_s = tarpit_s
+        self.fail_delay_s = fail_delay_s
         self.clock = clock
         self.max_body = max_body
         self.write_lock = asyncio.Lock()
@@ -177,6 +192,7 @@ async def _authenticate(
     if verdict is Verdict.LIMITED:
         state.limited += 1
         wait = max(1, math.ceil(backend.retry_after(user, source)))
+        await asyncio.sleep(min(wait, state.tarpit_s))  # costs no CPU; slows a hammering client
         return _text(
             429,
             f"too many failed logins from {source} or for this user; retry in {wait} s",
@@ -184,6 +200,7 @@ async def _authenticate(
         )
     if verdict is not Verdict.OK:
         backend.account(user[:64], _command(request), "FAILURE: authentication failed")
+        await asyncio.sleep(state.fail_delay_s)
         return _unauthorized("wrong user name or password")
     request[_USER] = user
     if request.method not in READ_METHODS:
@@ -374,10 +391,12 @@ def create_app(
     *,
     max_body: int = MAX_BODY,
     clock: Callable[[], float] = time.time,
+    tarpit_s: float = TARPIT_S,
+    fail_delay_s: float = FAIL_DELAY_S,
 ) -> web.Application:
     """The ``/api/n1k`` application over ``backend``; serve it with aiohttp."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=max_body)
-    app[STATE] = RestState(backend, clock, max_body)
+    app[STATE] = RestState(backend, clock, max_body, tarpit_s=tarpit_s, fail_delay_s=fail_delay_s)
     r = app.router
     r.add_get(OPENAPI_PATH, _get_openapi)
     r.add_get(f"{BASE}/virtual-port-profile", _get_policy_profiles)
