@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openvsm.wire.codec import Frame
-from openvsm.wire.freshness import BOOT_HORIZON, EPOCH_LIMIT, EPOCH_STEP, WINDOW, FreshnessFilter
+from openvsm.wire.freshness import (
+    BOOT_HORIZON,
+    EPOCH_LIMIT,
+    EPOCH_STEP,
+    WINDOW,
+    FreshnessFilter,
+    OutstandingRequests,
+)
 from openvsm.wire.messages import Discovery, HeartbeatRequest, LivenessAck, SenderRole
 
 MAC = "02:00:00:00:00:02"
@@ -98,3 +105,16 @@ def test_no_replayed_or_reordered_capture_is_accepted_twice(
     replay = frames * 2
     rnd.shuffle(replay)  # type: ignore[attr-defined]
     assert all(f.check(fr) is not None for fr in replay)
+
+
+def test_a_response_must_echo_an_outstanding_request() -> None:
+    out = OutstandingRequests(keep=4)
+    for seq in (10, 11, 12):
+        out.sent(seq)
+    assert out.answered(11)
+    assert not out.answered(11)  # answered already: a replay
+    assert not out.answered(99)  # never sent
+    for seq in range(13, 20):
+        out.sent(seq)
+    assert not out.answered(10) and len(out) == 4  # bounded: the oldest are forgotten
+    assert out.answered(19)

@@ -50,8 +50,8 @@ BASE: Final = "/api/n1k"
 OPENAPI_PATH: Final = f"{BASE}/openapi.json"
 MAX_BODY: Final = 1 << 20  # 1 MiB: far above any body of the driver
 REALM: Final = 'Basic realm="openvsm", charset="UTF-8"'
-TARPIT_S: Final = 2.0  # a 429 is answered after this long (at most its Retry-After)
-FAIL_DELAY_S: Final = 0.5  # a 401 for a wrong password is answered after this long
+TARPIT_S: Final = 5.0  # a 429 is answered after this long (at most its Retry-After)
+FAIL_DELAY_S: Final = 1.0  # a 401 for a wrong password is answered after this long
 
 
 class RestBackend(Protocol):

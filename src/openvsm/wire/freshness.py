@@ -32,6 +32,10 @@ restarted process continues above its predecessor) across both interfaces.
   peer's epoch rises by one per takeover.
 
 A refused frame changes nothing: neither the window nor the epochs.
+
+``OutstandingRequests``: a heartbeat response must echo a request this
+node sent and has not yet seen answered (hamgr records every request it
+sends; a response that echoes anything else is refused, ``unsolicited``).
 """
 
 from __future__ import annotations
@@ -128,3 +132,32 @@ class FreshnessFilter:
 
     def __len__(self) -> int:
         return len(self._windows)
+
+
+class OutstandingRequests:
+    """Heartbeat requests this node sent and has not yet seen answered. Sans-IO.
+
+    A ``HeartbeatResponse`` must echo (``echo_seq``) one of them; it is then
+    answered and gone, so a replayed or forged-from-capture response is
+    refused (``unsolicited``). Bounded: only the newest ``keep`` requests are
+    remembered (older ones are as good as lost to the heartbeat loss timer).
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self.keep = keep
+        self._seqs: OrderedDict[int, None] = OrderedDict()
+
+    def sent(self, seq: int) -> None:
+        self._seqs[seq] = None
+        while len(self._seqs) > self.keep:
+            self._seqs.popitem(last=False)
+
+    def answered(self, echo_seq: int) -> bool:
+        """True (and forget it) when ``echo_seq`` is an outstanding request."""
+        if echo_seq in self._seqs:
+            del self._seqs[echo_seq]
+            return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._seqs)
