@@ -231,8 +231,8 @@ def main() -> int:
         try:
             active = lab.start(timeout=180)
             standby = "secondary" if active == "primary" else "primary"
-            addr = lab.nodes[active].rest
-            saddr = lab.nodes[standby].rest
+            addr = lab.nodes[active].rest_plain  # the n1kv driver speaks http://
+            saddr = lab.nodes[standby].rest_plain
             assert addr is not None and saddr is not None
             base = f"http://{addr[0]}:{addr[1]}/api/n1k"
             sbase = f"http://{saddr[0]}:{saddr[1]}/api/n1k"

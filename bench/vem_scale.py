@@ -122,8 +122,8 @@ def start_sim(lab: Lab, count: int, name: str) -> subprocess.Popen[bytes]:
     cmd += [
         "--domain",
         str(lab.domain_id),
-        "--secret",
-        lab.secret,
+        "--secret-file",
+        str(lab.secret_file),
         "--name",
         name,
         "--heartbeat-ms",

@@ -39,8 +39,14 @@ VSM node file::
     listen = "127.0.0.1:17003"      # where this node talks to VEMs (UDP)
     module_limit = 1024
 
+    [tls]                           # the pair certificate (openvsm.credentials)
+    cert = "pair.crt"               # same files on both nodes; relative to this file
+    key = "pair.key"                # 0600
+
     [rest]
-    listen = "127.0.0.1:8080"       # optional; absent = no REST server; serves /metrics, /status
+    listen = "127.0.0.1:8443"       # optional HTTPS listener; needs [tls]; serves /metrics, /status
+    plain_listen = "127.0.0.1:8080" # optional plain HTTP (the n1kv driver speaks
+                                    # http://): bind it to the management network only
 
     [observe]                       # optional (docs/observability.md)
     peer_status_url = "http://127.0.0.1:8180"  # the other VSM's REST listener (/status page)
@@ -65,6 +71,10 @@ VSM node file::
     address = "10.1.0.10/24"        # held by the active only (gratuitous ARP on taking it)
     device = "mgmt0"
     ssh_port = 22                   # the SSH server also listens there while holding it
+
+With ``[tls]`` the replication stream is mutual TLS with the pair
+certificate; without it (unit tests, old files) it is plain TCP with the
+stream's HMAC only, and a REST ``listen`` is refused.
 """
 
 from __future__ import annotations
@@ -172,6 +182,9 @@ class NodeConfig:
     module_limit: int
     rest_listen: Endpoint | None
     clock_offset_s: float = 0.0
+    rest_plain_listen: Endpoint | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     ssh: SshConfig | None = None
@@ -432,6 +445,14 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
     rest = doc.get("rest", {})
     rest_s = _get(rest, "listen", "rest", str, None)
     rest_listen = parse_endpoint(rest_s, "rest.listen") if rest_s else None
+    plain_s = _get(rest, "plain_listen", "rest", str, None)
+    rest_plain = parse_endpoint(plain_s, "rest.plain_listen") if plain_s else None
+    tls_cert, tls_key = _tls(doc, base)
+    if rest_listen is not None and tls_cert is None:
+        raise ConfigError(
+            "rest.listen: HTTPS needs [tls] cert and key (openvsm init makes them); "
+            "use rest.plain_listen for a plain-HTTP listener"
+        )
     return NodeConfig(
         name=name,
         domain_id=domain_id,
@@ -448,6 +469,9 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         vem_listen=vem_listen,
         module_limit=module_limit,
         rest_listen=rest_listen,
+        rest_plain_listen=rest_plain,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         clock_offset_s=offset,
         raw=doc,
         observe=_observe(doc),
@@ -497,6 +521,31 @@ def _shared_mgmt(doc: dict[str, Any]) -> SharedMgmtConfig | None:
         device=device,
         ssh_port=_int_range(section, "ssh_port", "mgmt", 1, 65535, 22),
     )
+
+
+def _tls(doc: dict[str, Any], base: Path) -> tuple[Path | None, Path | None]:
+    tls = doc.get("tls")
+    if tls is None:
+        return None, None
+    if not isinstance(tls, dict):
+        raise ConfigError("tls: must be a table with cert and key")
+    cert = base / _get(tls, "cert", "tls", str)
+    key = base / _get(tls, "key", "tls", str)
+    for name, path in (("cert", cert), ("key", key)):
+        if not path.is_file():
+            raise ConfigError(f"tls.{name}: {path} is not a readable file")
+    return cert, key
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """A key kept in a file (first line): never on a command line, where ``ps`` shows it."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    if len(text) < 8:
+        raise ConfigError(f"{where}: {path} must hold a key of at least 8 characters")
+    return text
 
 
 def load_vem_config(path: Path) -> VemConfig:

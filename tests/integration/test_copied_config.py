@@ -50,7 +50,7 @@ START = 90.0  # the lab on a loaded machine
 SETTLE = 20.0
 HOLD = 3.0  # after the collision shows: five loss intervals of the fast profile
 FAST = ("--timers", "fast", "--vems", "0")
-ENDPOINT = re.compile(r'^(local|listen) = "127\.0\.0\.1:\d+"$', re.MULTILINE)
+ENDPOINT = re.compile(r'^(local|listen|plain_listen) = "127\.0\.0\.1:\d+"$', re.MULTILINE)
 
 
 @dataclass

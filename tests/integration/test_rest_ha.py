@@ -43,7 +43,7 @@ def other(name: str) -> str:
 
 
 def base(lab: Lab, node: str) -> str:
-    addr = lab.nodes[node].rest
+    addr = lab.nodes[node].rest_plain  # the n1kv driver speaks http://
     assert addr is not None
     return f"http://{addr[0]}:{addr[1]}/api/n1k"
 

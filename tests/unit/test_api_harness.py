@@ -65,8 +65,17 @@ def cli_profile(name: str, uid: str, **over: Any) -> dict[str, Any]:
 class RestServer:
     """``with RestServer(tmp_path) as srv``: ``srv.url``, ``srv.call(fn)``."""
 
-    def __init__(self, root: Path, *, max_body: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_body: int = 1 << 20,
+        tarpit_s: float = 0.01,
+        fail_delay_s: float = 0.01,
+    ) -> None:
         self.root = root
+        self.tarpit_s = tarpit_s
+        self.fail_delay_s = fail_delay_s
         self.max_body = max_body
         self.active = True
         self.active_text = "sup-1 at 192.0.2.10 is the active VSM"
@@ -78,6 +87,7 @@ class RestServer:
         self._store: Store | None = None
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
+        self._backend: StoreRestBackend | None = None
 
     # --- lifecycle ---
 
@@ -114,7 +124,15 @@ class RestServer:
         self._store = store
         store.commit(
             [
-                Op("user", USER, {"name": USER, "password_hash": hash_password(PASSWORD)}),
+                Op(
+                    "user",
+                    USER,
+                    {
+                        "name": USER,
+                        "password_hash": hash_password(PASSWORD),
+                        "role": "network-admin",
+                    },
+                ),
                 Op(K_PORT_PROFILE, "web", cli_profile("web", POLICY_WEB_ID)),
                 Op(K_PORT_PROFILE, "db", cli_profile("db", POLICY_DB_ID, max_macs=2)),
                 Op(K_PORT_PROFILE, "uplink", cli_profile("uplink", "u-1", type="ethernet")),
@@ -130,7 +148,13 @@ class RestServer:
             is_active=lambda: (self.active, self.active_text),
             replicate=self._replicate,
         )
-        self._app = create_app(backend, max_body=self.max_body)
+        self._backend = backend
+        self._app = create_app(
+            backend,
+            max_body=self.max_body,
+            tarpit_s=self.tarpit_s,
+            fail_delay_s=self.fail_delay_s,
+        )
         self._runner = await start_server(self._app, "127.0.0.1", 0)
         addresses = self._runner.addresses
         self.port = int(addresses[0][1])
@@ -138,6 +162,8 @@ class RestServer:
     async def _teardown(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._backend is not None:
+            self._backend.close()
         if self._store is not None:
             self._store.close()
 

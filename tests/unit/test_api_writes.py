@@ -10,6 +10,7 @@ from typing import Any
 from openvsm.api import n1kv
 from openvsm.api.n1kv import ApiError, Outcome, ReadView
 from openvsm.api.rest import WriteBatcher
+from openvsm.passwords import Verdict
 from openvsm.store.pss import Op
 from tests.unit.test_api_harness import POLICY_WEB_ID
 from tests.unit.test_api_n1kv import DictView, base, port, run, vlan_net
@@ -50,8 +51,14 @@ class FakeBackend:
         finally:
             self.in_flight -= 1
 
-    def verify_user(self, user: str, password: str) -> bool:
-        return True
+    async def check_login(self, user: str, password: str, *, source: str) -> Verdict:
+        return Verdict.OK
+
+    def retry_after(self, user: str, source: str) -> float:
+        return 0.0
+
+    def user_role(self, user: str) -> str:
+        return "network-admin"
 
     def account(self, user: str, command: str, result: str) -> None:
         pass

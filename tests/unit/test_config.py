@@ -103,3 +103,44 @@ def test_daemon_exits_2_on_bad_config_and_starts_nothing(tmp_path: Path) -> None
     assert proc.returncode == 2
     assert "node.domain_id: 9000 is out of range (allowed 1-4095)" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_rest_https_needs_tls_files(tmp_path: Path) -> None:
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    doc["rest"] = {"listen": "127.0.0.1:8443"}
+    with pytest.raises(ConfigError, match=r"rest.listen: HTTPS needs \[tls\]"):
+        node_config_from_dict(doc, base=tmp_path)
+    doc["tls"] = {"cert": "pair.crt", "key": "pair.key"}
+    with pytest.raises(ConfigError, match=r"tls\.cert: .* is not a readable file"):
+        node_config_from_dict(doc, base=tmp_path)
+    (tmp_path / "pair.crt").write_text("x")
+    (tmp_path / "pair.key").write_text("x")
+    doc["rest"]["plain_listen"] = "127.0.0.1:8080"
+    cfg = node_config_from_dict(doc, base=tmp_path)
+    assert cfg.tls_cert == tmp_path / "pair.crt" and cfg.tls_key == tmp_path / "pair.key"
+    assert cfg.rest_listen is not None and cfg.rest_listen.port == 8443
+    assert cfg.rest_plain_listen is not None and cfg.rest_plain_listen.port == 8080
+
+
+def test_plain_rest_alone_needs_no_tls(tmp_path: Path) -> None:
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    doc["rest"] = {"plain_listen": "127.0.0.1:8080"}
+    cfg = node_config_from_dict(doc, base=tmp_path)
+    assert cfg.rest_listen is None and cfg.tls_cert is None
+
+
+def test_secret_file(tmp_path: Path) -> None:
+    from openvsm.config import read_secret_file
+
+    key = tmp_path / "k"
+    key.write_text("short\n")
+    with pytest.raises(ConfigError, match="at least 8"):
+        read_secret_file(key, "--secret-file")
+    key.write_text("long-enough-key\n")
+    assert read_secret_file(key, "--secret-file") == "long-enough-key"
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_secret_file(tmp_path / "missing", "--secret-file")

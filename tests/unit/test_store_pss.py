@@ -309,3 +309,27 @@ def test_module_bookkeeping_is_not_configuration(tmp_path: Path) -> None:
         assert standby.get_fact("last_config_time") == 100.0
         commit(active, vlan(11), t=300.0)
         assert active.get_fact("last_config_time") == 300.0
+
+
+@pytest.mark.parametrize("size", [0, 100])
+def test_empty_or_truncated_file_is_refused(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "pss.db"
+    path.write_bytes(b"SQLite format 3\x00".ljust(size, b"\x00")[:size])
+    with pytest.raises(StoreError, match="empty or truncated"):
+        Store(path)
+    assert path.stat().st_size == size  # left as it was for the operator
+
+
+def test_local_accounting_has_its_own_trim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvsm.store.pss as pss
+
+    monkeypatch.setattr(pss, "MAX_LOCAL_ACCOUNTING", 150)
+    with Store(tmp_path / "pss.db") as s:
+        commit(s, vlan(1), t=1.0, command="vlan 1")
+        for i in range(1000):
+            s.account(user="eve", command=f"login {i}", result="FAILURE", time=2.0)
+        log = s.accounting_log(limit=5000)
+    local = [e for e in log if e.seq == 0]
+    assert 150 <= len(local) < 150 + 100
+    assert local[-1].command == "login 999"
+    assert log[0].seq == 1  # the replicated entry of the change is kept

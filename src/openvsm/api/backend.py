@@ -2,9 +2,11 @@
 
 Used by tests and as the base cfgmgr wraps or subclasses: cfgmgr passes its
 own ``is_active`` (from hamgr's status) and ``replicate`` (await the
-standby's acknowledgement of a committed change). Successful password checks
-are cached per (user, stored hash) with a per-process key so that the
-driver's requests, each with Basic credentials, do not each pay for scrypt.
+standby's acknowledgement of a committed change). Password checks go through
+an ``openvsm.passwords.PasswordGate``: scrypt in a bounded worker pool (never
+on the event loop), failures limited per source and per user, verified
+credentials cached so that the driver's requests, each with Basic
+credentials, do not each pay for scrypt.
 
 The backend keeps the md5 hashes of the store (``md5_hashes``) in an
 ``Md5Index`` that follows the store's change log, and, before its first
@@ -14,19 +16,15 @@ bodies (``prepare_write``: one change, replicated like any other).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from openvsm.api import n1kv
+from openvsm.api.auth import role_of
 from openvsm.api.digests import Md5Index
-from openvsm.store.configcmd import verify_password
+from openvsm.passwords import FailureLimiter, PasswordGate, Verdict
 from openvsm.store.pss import Change, Op, Store
-
-_CACHE_MAX = 256
 
 
 class StoreRestBackend:
@@ -40,16 +38,21 @@ class StoreRestBackend:
         replicate: Callable[[Change], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
         source: str = "rest",
+        limiter: FailureLimiter | None = None,
     ) -> None:
         self.store = store
         self.is_active = is_active
         self.replicate = replicate
         self.clock = clock
         self.source = source
-        self._key = secrets.token_bytes(32)
-        self._verified: dict[tuple[str, str], bytes] = {}
         self.md5_index = Md5Index()
         self._layout_checked = False
+        self.gate = PasswordGate(self._stored_hash, limiter=limiter)
+
+    def _stored_hash(self, user: str) -> str | None:
+        body = self.store.get("user", user)
+        stored = body.get("password_hash") if body else None
+        return stored if isinstance(stored, str) else None
 
     def role(self) -> tuple[bool, str]:
         return self.is_active()
@@ -89,21 +92,17 @@ class StoreRestBackend:
             await self.commit(outcome.ops, user="openvsm", command="convert n1kv port layout")
         self._layout_checked = True
 
-    def verify_user(self, user: str, password: str) -> bool:
-        body = self.store.get("user", user)
-        stored = body.get("password_hash") if body else None
-        if not isinstance(stored, str):
-            return False
-        tag = hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        cached = self._verified.get((user, stored))
-        if cached is not None:
-            return hmac.compare_digest(cached, tag.digest())
-        if not verify_password(stored, password):
-            return False
-        if len(self._verified) >= _CACHE_MAX:
-            self._verified.clear()
-        self._verified[(user, stored)] = tag.digest()
-        return True
+    async def check_login(self, user: str, password: str, *, source: str) -> Verdict:
+        return await self.gate.check(user, password, source=source)
+
+    def retry_after(self, user: str, source: str) -> float:
+        return self.gate.retry_after(user, source)
+
+    def user_role(self, user: str) -> str:
+        return role_of(self.store.get("user", user))
 
     def account(self, user: str, command: str, result: str) -> None:
         self.store.account(user=user, command=command, result=result, time=self.clock())
+
+    def close(self) -> None:
+        self.gate.close()

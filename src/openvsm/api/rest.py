@@ -1,7 +1,13 @@
 """The ``/api/n1k`` HTTP server of the OpenStack n1kv driver (DESIGN §6).
 
 A thin aiohttp adapter around the pure model of ``openvsm.api.n1kv``: it
-authenticates (HTTP Basic against ``RestBackend.verify_user``), reads and
+authenticates (HTTP Basic against ``RestBackend.check_login``: the password
+check runs in a bounded worker pool; too many failures from a source or for
+a user are answered 429 with ``Retry-After`` without any check, after a
+tarpit delay of ``TARPIT_S`` (a wrong password's 401 after ``FAIL_DELAY_S``):
+the delays cost no CPU and slow a hammering client to a few requests per
+second per connection, so that it cannot load cfgmgr's loop), refuses
+writes of a ``network-operator`` (403, JSON reason), reads and
 decodes the body (size-limited), asks the model for the ops of the request
 and commits them through the backend as one change. The answer is sent only
 when ``commit`` returned, i.e. when the change is durable and replicated.
@@ -26,7 +32,8 @@ answers 503 naming the active.
 Answers (the driver checks for exactly 200): GET -> ``application/json``;
 POST/DELETE -> ``text/plain`` with a short message; every error is a
 ``text/plain`` sentence (401 carries ``WWW-Authenticate: Basic``), never a
-stack trace. Nothing is started at import; ``create_app`` builds the
+stack trace, except the 403 of a role refusal (JSON ``{"error", "reason",
+"user", "role"}``). Nothing is started at import; ``create_app`` builds the
 application and ``start_server`` runs it on a host/port.
 """
 
@@ -37,6 +44,7 @@ import base64
 import binascii
 import copy
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
@@ -45,8 +53,10 @@ import msgspec
 from aiohttp import web
 
 from openvsm.api import n1kv
+from openvsm.api.auth import READ_METHODS, may_write
 from openvsm.api.n1kv import ApiError, Outcome, ReadView
 from openvsm.api.openapi import openapi_document
+from openvsm.passwords import Verdict
 from openvsm.store.pss import Op
 
 log = logging.getLogger("openvsm.api.rest")
@@ -55,6 +65,8 @@ BASE: Final = "/api/n1k"
 OPENAPI_PATH: Final = f"{BASE}/openapi.json"
 MAX_BODY: Final = 1 << 20  # 1 MiB: far above any body of the driver
 REALM: Final = 'Basic realm="openvsm", charset="UTF-8"'
+TARPIT_S: Final = 5.0  # a 429 is answered after this long (at most its Retry-After)
+FAIL_DELAY_S: Final = 1.0  # a 401 for a wrong password is answered after this long
 
 
 class RestBackend(Protocol):
@@ -72,7 +84,17 @@ class RestBackend(Protocol):
         """Commit one change; return its seq once durable AND replicated, else raise."""
         ...
 
-    def verify_user(self, user: str, password: str) -> bool: ...
+    async def check_login(self, user: str, password: str, *, source: str) -> Verdict:
+        """OK, WRONG (a failure, counted) or LIMITED (refused without work: 429)."""
+        ...
+
+    def retry_after(self, user: str, source: str) -> float:
+        """Seconds until a LIMITED user or source may try again."""
+        ...
+
+    def user_role(self, user: str) -> str:
+        """``network-admin`` or ``network-operator`` (openvsm.api.auth)."""
+        ...
 
     def md5_hashes(self) -> dict[str, str]:
         """The driver's five md5 hashes of the configuration as it is now."""
@@ -90,12 +112,23 @@ class RestBackend(Protocol):
 class RestState:
     """Per-application state: the backend, the write lock, the last md5 request."""
 
-    def __init__(self, backend: RestBackend, clock: Callable[[], float], max_body: int) -> None:
+    def __init__(
+        self,
+        backend: RestBackend,
+        clock: Callable[[], float],
+        max_body: int,
+        *,
+        tarpit_s: float = TARPIT_S,
+        fail_delay_s: float = FAIL_DELAY_S,
+    ) -> None:
         self.backend = backend
+        self.tarpit_s = tarpit_s
+        self.fail_delay_s = fail_delay_s
         self.clock = clock
         self.max_body = max_body
         self.writes = WriteBatcher(backend)
         self.last_md5_request: float | None = None  # wall-clock, this node only
+        self.limited = 0  # requests answered 429 (failure limit or busy password pool)
 
 
 STATE: Final = web.AppKey("n1kv_rest_state", RestState)
@@ -175,11 +208,32 @@ async def _authenticate(
     if isinstance(creds, str):
         return _unauthorized(creds)
     user, password = creds
-    backend = request.app[STATE].backend
-    if not backend.verify_user(user, password):
+    state = request.app[STATE]
+    backend = state.backend
+    source = request.remote or "unknown"
+    verdict = await backend.check_login(user, password, source=source)
+    if verdict is Verdict.LIMITED:
+        state.limited += 1
+        wait = max(1, math.ceil(backend.retry_after(user, source)))
+        await asyncio.sleep(min(wait, state.tarpit_s))  # costs no CPU; slows a hammering client
+        return _text(
+            429,
+            f"too many failed logins from {source} or for this user; retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
+    if verdict is not Verdict.OK:
         backend.account(user[:64], _command(request), "FAILURE: authentication failed")
+        await asyncio.sleep(state.fail_delay_s)
         return _unauthorized("wrong user name or password")
     request[_USER] = user
+    if request.method not in READ_METHODS:
+        role = backend.user_role(user)
+        if not may_write(role):
+            reason = f"user {user} has role {role}, which may not change the configuration"
+            backend.account(user, _command(request), f"FAILURE: {reason}")
+            return web.json_response(
+                {"error": "forbidden", "reason": reason, "user": user, "role": role}, status=403
+            )
     return await handler(request)
 
 
@@ -476,10 +530,12 @@ def create_app(
     *,
     max_body: int = MAX_BODY,
     clock: Callable[[], float] = time.time,
+    tarpit_s: float = TARPIT_S,
+    fail_delay_s: float = FAIL_DELAY_S,
 ) -> web.Application:
     """The ``/api/n1k`` application over ``backend``; serve it with aiohttp."""
     app = web.Application(middlewares=[_errors, _authenticate], client_max_size=max_body)
-    app[STATE] = RestState(backend, clock, max_body)
+    app[STATE] = RestState(backend, clock, max_body, tarpit_s=tarpit_s, fail_delay_s=fail_delay_s)
     r = app.router
     r.add_get(OPENAPI_PATH, _get_openapi)
     r.add_get(f"{BASE}/virtual-port-profile", _get_policy_profiles)

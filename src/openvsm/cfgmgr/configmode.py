@@ -7,20 +7,17 @@ refused line is logged as FAILURE (local only, like NX-OS's accounting log).
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from openvsm.cli.server import CliCommandError, CliSession
 from openvsm.cli.views import port_profile_row
 from openvsm.ipc import IpcError
+from openvsm.masking import mask_secrets
 from openvsm.store.configcmd import ConfigSession, Mode, running_config_lines
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
-
-
-_PASSWORD = re.compile(r"(\bpassword(?:\s+[05])?)\s+\S+", re.IGNORECASE)
 
 
 class ConfigExecutor:
@@ -35,7 +32,7 @@ class ConfigExecutor:
     def _context(self, cs: ConfigSession, line: str) -> str:
         """The accounting text of a line: sub-mode commands carry their context;
         passwords never reach the log."""
-        text = _PASSWORD.sub(r"\1 ********", line.strip())
+        text = mask_secrets(line.strip())
         first = text.split(" ", 1)[0].lower()
         if first in ("port-profile", "vlan", "no", "end", "exit", "username"):
             return text

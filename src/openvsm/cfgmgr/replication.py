@@ -30,6 +30,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from openvsm.credentials import sync_tls
 from openvsm.ipc import IpcClient, IpcError, subscribe
 from openvsm.sync.stream import ReceiverState
 from openvsm.sync.transport import SyncReceiver, SyncSender
@@ -76,6 +77,7 @@ class Replication:
                     buffer_bytes=cfg.sync_buffer_bytes,
                     on_state=self._on_sender_state,
                     on_acked=cm.acks.standby_acked,
+                    ssl_context=sync_tls(cfg.tls_cert, cfg.tls_key, server=False),
                 )
                 cm.acks.standby = self.sender
         else:
@@ -89,6 +91,7 @@ class Replication:
                 on_reset=self._on_reset,
                 on_snapshot=self._on_snapshot,
                 writer=cm.writer,
+                ssl_context=sync_tls(cfg.tls_cert, cfg.tls_key, server=True),
             )
 
     async def start(self) -> None:

@@ -2,7 +2,10 @@
 
 Writes go through ``Cfgmgr.commit``: committed, published to vemmgr and
 replicated before the driver gets its 200. The standby answers writes with
-503 naming the active.
+503 naming the active. Served over HTTPS with the pair certificate on
+``rest.listen`` and, only when configured, over plain HTTP on
+``rest.plain_listen`` (the n1kv driver speaks ``http://``; bind it to the
+management network).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from aiohttp import web
 
 from openvsm.api.backend import StoreRestBackend
 from openvsm.api.rest import create_app
+from openvsm.credentials import rest_server_context
 from openvsm.observe.metrics import ServicePuller
 from openvsm.observe.status import NodeObserver
 from openvsm.observe.status import install as install_observe
@@ -63,12 +67,25 @@ def _observer(cm: Cfgmgr) -> NodeObserver:
 
 
 async def start_rest(cm: Cfgmgr) -> web.AppRunner:
-    listen = cm.cfg.rest_listen
-    assert listen is not None
+    """One application, served on HTTPS (``rest.listen``) and, when configured, plain HTTP."""
+    cfg = cm.cfg
     app = create_app(CfgmgrRestBackend(cm))
     install_observe(app, _observer(cm))  # /metrics, /status (docs/observability.md)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-    await site.start()
+    try:
+        if cfg.rest_listen is not None:
+            assert cfg.tls_cert is not None and cfg.tls_key is not None  # config.py checks
+            tls = rest_server_context(cfg.tls_cert, cfg.tls_key)
+            listen = cfg.rest_listen
+            site = web.TCPSite(
+                runner, listen.host, listen.port, ssl_context=tls, reuse_address=True
+            )
+            await site.start()
+        if cfg.rest_plain_listen is not None:
+            plain = cfg.rest_plain_listen
+            await web.TCPSite(runner, plain.host, plain.port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner

@@ -114,7 +114,7 @@ class Cfgmgr:
         self.spawn(self._follow_hamgr())
         self.spawn(self._facts_pusher())
         self._start_notify()
-        if self.cfg.rest_listen is not None:
+        if self.cfg.rest_listen is not None or self.cfg.rest_plain_listen is not None:
             from openvsm.cfgmgr.rest import start_rest
 
             self.rest = await start_rest(self)

@@ -56,6 +56,7 @@ from openvsm.cli import grammar
 from openvsm.cli import help as cli_help
 from openvsm.cli.grammar import CliError, ParsedCommand
 from openvsm.cli.render import render
+from openvsm.masking import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ class CliServer:
         except CliCommandError as exc:
             return exc.text, True
         except Exception as exc:
-            log.exception("configuration line %r failed", command)
+            log.exception("configuration line %r failed", mask_secrets(command))
             return f"% Internal error: {type(exc).__name__}: {exc}\n", True
 
     async def _dispatch(

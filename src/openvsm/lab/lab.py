@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.credentials import generate_pair_credentials
+from openvsm.files import write_private
 from openvsm.ipc import IpcClient, IpcError
 
 TIMER_PROFILES: dict[str, dict[str, int]] = {
@@ -131,11 +133,20 @@ class NodeHandle:
     control: tuple[str, int]
     mgmt: tuple[str, int]
     vem: tuple[str, int]
-    rest: tuple[str, int] | None
+    rest: tuple[str, int] | None  # HTTPS
     peer_control: tuple[str, int]
     peer_mgmt: tuple[str, int]
     proc: subprocess.Popen[bytes] | None = None
     ssh: tuple[str, int] | None = None
+    rest_plain: tuple[str, int] | None = None  # plain HTTP for the n1kv driver
+
+    @property
+    def rest_url(self) -> str | None:
+        return f"https://{self.rest[0]}:{self.rest[1]}" if self.rest else None
+
+    @property
+    def rest_plain_url(self) -> str | None:
+        return f"http://{self.rest_plain[0]}:{self.rest_plain[1]}" if self.rest_plain else None
 
     @property
     def rundir(self) -> Path:
@@ -224,8 +235,15 @@ class Lab:
     def _plan(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         host = "127.0.0.1"
+        # One certificate for the pair (REST HTTPS, mutual TLS of the sync stream).
+        self.credentials = generate_pair_credentials(self.root / "pki", hosts=[host])
+        # for tools that take the key from a file, never from argv (vem-sim)
+        self.secret_file = self.root / "pki" / "domain.key"
+        write_private(self.secret_file, self.secret + "\n")
         ports = {
-            role: {k: free_port(host) for k in ("control", "mgmt", "vem", "rest", "ssh")}
+            role: {
+                k: free_port(host) for k in ("control", "mgmt", "vem", "rest", "rest_plain", "ssh")
+            }
             for role in ("primary", "secondary")
         }
         self.proxy_ports: dict[str, dict[str, int]] = {}
@@ -258,6 +276,7 @@ class Lab:
                 mgmt=(host, p["mgmt"]),
                 vem=(host, p["vem"]),
                 rest=(host, p["rest"]) if self.rest else None,
+                rest_plain=(host, p["rest_plain"]) if self.rest else None,
                 peer_control=peer_c,
                 peer_mgmt=peer_m,
                 ssh=(host, p["ssh"]) if self.ssh else None,
@@ -322,18 +341,25 @@ class Lab:
     def _write_node_config(self, node: NodeHandle) -> None:
         node.dir.mkdir(parents=True, exist_ok=True)
         t = self.timers
-        rest = f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n' if node.rest else ""
-        peer_rest = self.nodes["secondary" if node.role == "primary" else "primary"].rest
+        rest = ""
+        if node.rest and node.rest_plain:
+            rest = (
+                f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n'
+                f'plain_listen = "{node.rest_plain[0]}:{node.rest_plain[1]}"\n'
+            )
+        peer = self.nodes["secondary" if node.role == "primary" else "primary"]
         observe = "\n[observe]\n"
-        if peer_rest is not None:
-            observe += f'peer_status_url = "http://{peer_rest[0]}:{peer_rest[1]}"\n'
+        if peer.rest_plain is not None:  # the status page's peer poll (plain HTTP, loopback)
+            observe += f'peer_status_url = "http://{peer.rest_plain[0]}:{peer.rest_plain[1]}"\n'
         observe += self.observe_toml.strip() + "\n" if self.observe_toml.strip() else ""
         if node.ssh is not None:
             rest += (
                 f'\n[ssh]\nlisten = ["{node.ssh[0]}:{node.ssh[1]}"]\nhost_key = "{self.host_key}"\n'
                 f"write_timeout_s = {self.ssh_write_timeout}\n"
             )
-        node.config.write_text(
+        creds = self.credentials
+        write_private(
+            node.config,
             f"""# openvsm lab node {node.name}
 [node]
 name = "{node.name}"
@@ -343,6 +369,10 @@ secret = "{self.secret}"
 data_dir = "data"
 run_dir = "run"
 hostname = "switch"
+
+[tls]
+cert = "{creds.cert}"
+key = "{creds.key}"
 
 [interfaces.control]
 local = "{node.control[0]}:{node.control[1]}"
@@ -363,7 +393,7 @@ buffer_bytes = {self.sync_buffer_bytes}
 [vem]
 listen = "{node.vem[0]}:{node.vem[1]}"
 module_limit = {self.module_limit}
-{rest}{self.extra_node_toml}"""
+{rest}{self.extra_node_toml}""",
         )
 
     def proxy_links(self) -> dict[str, Any]:
@@ -554,7 +584,8 @@ module_limit = {self.module_limit}
             vem.metrics = ("127.0.0.1", free_port())
         metrics = f'metrics_listen = "{vem.metrics[0]}:{vem.metrics[1]}"\n'
         vem.dir.mkdir(parents=True, exist_ok=True)
-        vem.config.write_text(
+        write_private(
+            vem.config,
             f"""# openvsm lab VEM {vem.host}
 [vem]
 host_uuid = "{vem.uuid}"
@@ -569,7 +600,7 @@ data_dir = "data"
 backend = "memory"
 heartbeat_interval_ms = {self.timers["vem_heartbeat_ms"]}
 headless_after_ms = {self.timers["vem_headless_ms"]}
-{metrics}"""
+{metrics}""",
         )
 
     def add_vem(self, index: int) -> VemHandle:
@@ -649,7 +680,9 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
                     "control": fmt(node.control),
                     "mgmt": fmt(node.mgmt),
                     "vem": fmt(node.vem),
-                    "rest": f"http://{node.rest[0]}:{node.rest[1]}" if node.rest else None,
+                    "rest": node.rest_url,
+                    "rest_plain": node.rest_plain_url,
+                    "ca": str(self.credentials.cert),
                     "ssh": fmt(node.ssh),
                 }
             )
@@ -681,10 +714,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
         }
 
     def write_lab_json(self) -> None:
-        path = self.root / "lab.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.lab_json(), indent=2) + "\n")
-        tmp.replace(path)
+        write_private(self.root / "lab.json", json.dumps(self.lab_json(), indent=2) + "\n")
 
     def stop(self) -> None:
         for vem in self.vems:

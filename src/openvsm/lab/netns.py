@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.credentials import generate_pair_credentials
+from openvsm.files import write_private
 from openvsm.vem.ovs import OvsBackend
 from openvsm.vem.ovsinstance import OvsInstance, missing_binaries
 
@@ -487,6 +489,11 @@ def netns_lab_class() -> type:
 
         def _plan(self) -> None:
             self.root.mkdir(parents=True, exist_ok=True)
+            # the pair certificate names both management addresses (REST over HTTPS)
+            mgmt_ips = [f"{MGMT_NET}.1", f"{MGMT_NET}.2"]
+            self.credentials = generate_pair_credentials(self.root / "pki", hosts=mgmt_ips)
+            self.secret_file = self.root / "pki" / "domain.key"
+            write_private(self.secret_file, self.secret + "\n")
             topo = self.topo
             self.mgmt_ns = topo.namespace("mgmt")
             sh("ip", "-n", self.mgmt_ns, "link", "add", "br0", "type", "bridge")
@@ -512,7 +519,8 @@ def netns_lab_class() -> type:
                     control=(ctl, 7001),
                     mgmt=(mgmt, 7002),
                     vem=(mgmt, 7003),
-                    rest=(mgmt, 8080),
+                    rest=(mgmt, 8443),
+                    rest_plain=(mgmt, 8080),  # the n1kv driver's plain HTTP
                     peer_control=(peer_ctl, 7001),
                     peer_mgmt=(peer_mgmt, 7002),
                     ssh=(mgmt, 2222),

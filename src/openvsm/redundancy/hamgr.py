@@ -10,6 +10,14 @@ The UDP heartbeat sockets report ICMP "port unreachable" for the peer's
 address (``UdpEndpoint.on_unreachable``) to the engine: evidence for the
 crash fast path, which cfgmgr starts with ``sync_reset`` (docs/crash-fast-path.md).
 
+Freshness (issue 12, docs/security.md): every frame of the peer's role
+passes ``openvsm.wire.freshness`` before the engine sees it: replays,
+duplicates, frames of old boots and epoch jumps are dropped and counted
+(``drop_replay``, ``drop_epoch_*``), and a heartbeat response must echo a
+request this hamgr sent and has not yet seen answered (``drop_unsolicited``).
+Frames are numbered from the wall clock in microseconds at start, so a
+restarted hamgr continues above its predecessor.
+
 Other services reach hamgr on ``RUNDIR/hamgr.sock`` (see docs/CONTRACTS.md);
 the ``status`` topic pushes the HA status on every change.
 
@@ -57,6 +65,7 @@ from openvsm.sysmgr.service import (
     NodeReload,
 )
 from openvsm.wire.codec import Codec, Drop, Frame
+from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
 from openvsm.wire.messages import (
     AccountingEntry,
@@ -178,6 +187,8 @@ class Hamgr:
         self.split_brain_lost = 0
         self._seen_state: eng.HaState | None = None
         self._load_trace_tail()
+        self.freshness = FreshnessFilter()
+        self.outstanding = OutstandingRequests()
         self.drops: dict[str, collections.Counter[str]] = {
             "control": collections.Counter(),
             "mgmt": collections.Counter(),
@@ -356,10 +367,25 @@ class Hamgr:
 
         return on_datagram
 
+    def _refusal(self, frame: Frame) -> str | None:
+        """Why a peer's frame is not fresh (openvsm.wire.freshness), else None."""
+        refused = self.freshness.check(frame)
+        msg = frame.msg
+        if refused is not None or not isinstance(msg, HeartbeatResponse):
+            return refused
+        if not self.outstanding.answered(msg.echo_seq):
+            return "unsolicited"  # must echo a request we sent, not yet answered
+        return None
+
     def _on_frame(self, frame: Frame, iface: eng.Iface, addr: tuple[str, int] | str) -> None:
         if frame.role == SenderRole.VEM:
             self.drops[iface.value]["unexpected"] += 1
             return
+        if frame.role != self.role:  # the peer's: replays, duplicates, epoch jumps refused
+            refused = self._refusal(frame)
+            if refused is not None:
+                self.drops[iface.value][refused] += 1
+                return
         # L2: validate the frame's real source MAC, not the system MAC it claims.
         src_mac = addr if isinstance(addr, str) else None
         msg = frame.msg
@@ -391,6 +417,8 @@ class Hamgr:
         if dst is None or ep is None:
             return
         self.seq += 1
+        if isinstance(msg, HeartbeatRequest):
+            self.outstanding.sent(self.seq)
         data = self.codec.encode(
             msg, role=self.role, mac=self.cfg.system_mac, epoch=self.engine.epoch, seq=self.seq
         )

@@ -32,16 +32,16 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hashlib
-import hmac
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from openvsm.passwords import hash_password as hash_password
+from openvsm.passwords import parse_hash
+from openvsm.passwords import verify_password as verify_password
 from openvsm.store.pss import Op
 from openvsm.wire.messages import AccountingEntry
 
@@ -108,55 +108,7 @@ class _Fail(Exception):
         self.text = text
 
 
-# --- passwords ---------------------------------------------------------------------
-
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-
-
-def hash_password(password: str) -> str:
-    """``scrypt$N$r$p$salt$hash`` (base64): self-describing, random salt."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def _parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
-    parts = stored.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        return None
-    try:
-        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-        salt = base64.b64decode(parts[4], validate=True)
-        digest = base64.b64decode(parts[5], validate=True)
-    except ValueError:
-        return None
-    # Bounds keep a forged hash from making verification eat memory or time.
-    if not (2 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
-        return None
-    if n * r * 128 > 256 * 1024 * 1024 or not salt or len(digest) < 16:
-        return None
-    return n, r, p, salt, digest
-
-
-def verify_password(stored: str, password: str) -> bool:
-    """True when ``password`` matches ``stored`` (a ``hash_password`` string)."""
-    parsed = _parse_hash(stored)
-    if parsed is None:
-        return False
-    n, r, p, salt, digest = parsed
-    candidate = hashlib.scrypt(
-        password.encode(),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        dklen=len(digest),
-        maxmem=n * r * 128 + 1024 * 1024,
-    )
-    return hmac.compare_digest(candidate, digest)
+# --- passwords: openvsm.passwords (re-exported for existing callers) -----------
 
 
 # --- VLAN lists --------------------------------------------------------------------
@@ -584,7 +536,7 @@ class ConfigSession:
             encrypted = password == "5"
             pw_index = ln.i
             password = ln.arg()
-            if encrypted and _parse_hash(password) is None:
+            if encrypted and parse_hash(password) is None:
                 raise ln.fail("% Invalid password hash", at=pw_index)
             password_hash = password if encrypted else hash_password(password)
         else:

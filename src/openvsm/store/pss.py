@@ -13,13 +13,19 @@ One SQLite file per node, WAL journal, ``synchronous=FULL``: a change that
 - ``accounting``: the accounting log (``show accounting log``). Entries of
   committed changes carry their seq and are replicated with the change;
   entries written with ``account`` (failed commands...) stay local; it is
-  bounded like the change log;
+  bounded like the change log, and the local entries by their own trim
+  (``MAX_LOCAL_ACCOUNTING``, checked every ``_ACCOUNT_TRIM_EVERY`` calls:
+  failed logins without any change cannot grow it);
 - ``facts``: node facts (last_config_time, last_active_time, epoch,
   peer_macs, ...), JSON values, never replicated. ``last_config_time`` is
   the time of the last *configuration* change (split-brain rule 2): changes
   whose source is in ``STATE_SOURCES`` (vemmgr's module and vEth
   bookkeeping: a VEM attaching is not configuration) do not move it;
 - ``meta`` and ``schema_version``: internal counters and the schema version.
+
+An existing file shorter than one SQLite page (zero-length, truncated) is
+refused with a ``StoreError`` too: SQLite would silently take it for a new,
+empty database.
 
 Schema versions: an older file is migrated in one transaction on open
 (``_MIGRATIONS``); a newer, foreign or corrupted file is refused with a
@@ -55,6 +61,8 @@ SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x4F56534D  # "OVSM" in the SQLite header: this is our file
 DEFAULT_MAX_CHANGES: Final = 100_000
 _TRIM_EVERY: Final = 1000  # trim the change log once per this many changes
+MAX_LOCAL_ACCOUNTING: Final = 10_000  # local entries (failures, refusals) kept
+_ACCOUNT_TRIM_EVERY: Final = 100  # ``account`` trims the local entries this often
 # Change sources that record state, not configuration: they leave last_config_time.
 STATE_SOURCES: Final = frozenset({"vemmgr"})
 
@@ -232,6 +240,23 @@ def _owner(body: dict[str, Any]) -> str:
 # --- store -----------------------------------------------------------------------
 
 
+def _refuse_empty_file(path: Path) -> None:
+    """An existing file too short to be a SQLite database is refused, never reused.
+
+    SQLite would take a zero-length file for a new, empty database: an active
+    with such a store would then replicate "nothing" and wipe its standby.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size < 512:  # the smallest SQLite database file (one page) is larger
+        raise StoreError(
+            f"{path}: the store file is empty or truncated ({size} bytes); refusing to start. "
+            "Restore it from a backup, or move it away to start with an empty store."
+        )
+
+
 class Store:
     """The node's PSS. Every write is one SQLite transaction."""
 
@@ -241,7 +266,9 @@ class Store:
         self.path = Path(path)
         self.max_changes = max_changes
         self._batching = False
+        self._accounted = 0  # ``account`` calls since open: its own trim cadence
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _refuse_empty_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -692,6 +719,14 @@ class Store:
                 " VALUES (?, ?, ?, ?, 0, 0)",
                 (time, user, command, result),
             )
+            self._accounted += 1
+            if self._accounted % _ACCOUNT_TRIM_EVERY == 0:
+                # failures arrive without changes: the change-log trim never runs for them
+                db.execute(
+                    "DELETE FROM accounting WHERE replicated = 0 AND id <= (SELECT id FROM"
+                    " accounting WHERE replicated = 0 ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (MAX_LOCAL_ACCOUNTING,),
+                )
 
     def accounting_log(self, limit: int = 1000) -> builtins.list[AccountingEntry]:
         """The newest ``limit`` accounting entries, oldest first."""

@@ -23,6 +23,13 @@ Owns the sockets, tasks and futures around the sans-IO cores of
   as soon as the end is read, before this side's close completes: every
   millisecond here is a millisecond of the takeover.
 
+With an ``ssl_context`` (mutual TLS with the pair certificate,
+``openvsm.credentials``) the stream is encrypted, and a connection is handed
+to the receiver only once its handshake proved it holds the pair key: a
+connect without it, or junk, never replaces the live stream (asyncio calls
+``_on_conn`` after the handshake; a handshake that does not finish within
+``HANDSHAKE_TIMEOUT_S`` is dropped).
+
 A bad frame (``RemoteProtocolError``) is counted under its reason in
 ``counters`` and closes that connection; it never escapes a task.
 """
@@ -33,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +59,7 @@ from openvsm.sync.stream import (
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
+HANDSHAKE_TIMEOUT_S = 5.0  # a connect that does not finish its TLS handshake by then is dropped
 
 
 def _tune(writer: asyncio.StreamWriter) -> None:
@@ -80,8 +89,10 @@ class SyncSender:
         reconnect_max_s: float = 1.0,
         on_state: Callable[[dict[str, Any]], None] | None = None,
         on_acked: Callable[[int], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.peer = peer
+        self.ssl_context = ssl_context
         self.core = ReplicationSender(store, secret, epoch=epoch, buffer_bytes=buffer_bytes)
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
@@ -195,8 +206,14 @@ class SyncSender:
         delay = self.reconnect_min_s
         while not self._stopping:
             try:
-                reader, writer = await asyncio.open_connection(*self.peer)
-            except OSError:
+                reader, writer = await asyncio.open_connection(
+                    *self.peer,
+                    ssl=self.ssl_context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self.ssl_context else None,
+                )
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
+                if isinstance(exc, ssl.SSLError):
+                    _count(self.counters, "tls_failures")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max_s)
                 continue
@@ -264,8 +281,10 @@ class SyncReceiver:
         on_reset: Callable[[str, bool], None] | None = None,
         on_snapshot: Callable[[int], None] | None = None,
         writer: StoreWriter | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.listen = listen
+        self.ssl_context = ssl_context
         self.store = store
         self.writer = writer
         self.core = ReplicationReceiver(
@@ -296,8 +315,14 @@ class SyncReceiver:
     async def start(self) -> None:
         if self._server is not None:
             return
+        tls = self.ssl_context
         self._server = await asyncio.start_server(
-            self._on_conn, self.listen[0], self.listen[1], reuse_address=True
+            self._on_conn,
+            self.listen[0],
+            self.listen[1],
+            reuse_address=True,
+            ssl=tls,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
         )
 
     async def stop(self) -> None:

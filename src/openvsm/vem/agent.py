@@ -32,6 +32,7 @@ import msgspec
 
 from openvsm import __version__
 from openvsm.config import ConfigError, VemConfig, derived_mac, load_vem_config
+from openvsm.files import write_private
 from openvsm.ipc import IpcError, IpcServer
 from openvsm.vem.core import (
     Addr,
@@ -311,9 +312,7 @@ class VemAgent:
             return
         self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
         snap = msgspec.structs.replace(core.config, config_seq=core.config_seq)
-        tmp = self._config_file.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.msgpack.encode(snap))
-        tmp.replace(self._config_file)
+        write_private(self._config_file, msgspec.msgpack.encode(snap))
         self._saved_seq = core.config_seq
 
     async def poll_loop(self) -> None:
@@ -348,9 +347,7 @@ class VemAgent:
 
     def _save_ports(self) -> None:
         self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._ports_file.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.json.encode(self.runner.core.ports))
-        tmp.replace(self._ports_file)
+        write_private(self._ports_file, msgspec.json.encode(self.runner.core.ports))
 
     async def start(self) -> None:
         self.cfg.run_dir.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
-from openvsm.config import ConfigError, parse_endpoint
+from openvsm.config import ConfigError, parse_endpoint, read_secret_file
 from openvsm.modules.udpbatch import BatchedUdpEndpoint
 from openvsm.vem.agent import VemRunner
 from openvsm.vem.core import LocalProtocolError, VemCore
@@ -170,7 +171,9 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--vsm", action="append", required=True, help="ip:port (repeatable)")
     parser.add_argument("--domain", type=int, required=True)
-    parser.add_argument("--secret", required=True)
+    parser.add_argument(
+        "--secret-file", required=True, help="file holding the VEM key (never on argv: ps)"
+    )
     parser.add_argument("--ports", type=int, default=2, help="vEth ports per VEM")
     parser.add_argument("--port-profile", default="vm-net")
     parser.add_argument("--base-port", type=int, default=0)
@@ -185,6 +188,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         for v in args.vsm:
             parse_endpoint(v, "--vsm")
+        args.secret = read_secret_file(Path(args.secret_file), "--secret-file")
     except ConfigError as exc:
         print(f"openvsm vem-sim: {exc}", file=sys.stderr)
         return 2
