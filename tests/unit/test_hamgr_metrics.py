@@ -28,9 +28,12 @@ def test_metrics_op_counts_peer_heartbeat_gaps_and_state_changes(
     clock = [100.0]
     monkeypatch.setattr(h, "now", lambda: clock[0])
 
+    seqs = iter(range(1, 100))  # each frame a new one (hamgr refuses replays)
+
     def frame(role: SenderRole) -> Frame:
         msg = HeartbeatRequest(state="active", boot_id=7)
-        return Frame(role=role, mac="02:00:00:00:00:09", epoch=3, seq=1, msg=msg, domain=100)
+        seq = next(seqs)
+        return Frame(role=role, mac="02:00:00:00:00:09", epoch=3, seq=seq, msg=msg, domain=100)
 
     async def run() -> dict[str, object]:
         h._process(h.engine.start(clock[0]))
