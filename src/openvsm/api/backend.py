@@ -99,7 +99,7 @@ class StoreRestBackend:
         return self.gate.retry_after(user, source)
 
     def user_role(self, user: str) -> str:
-        return role_of(self.store.get("user", user))
+        return role_of(user, self.store).value
 
     def account(self, user: str, command: str, result: str) -> None:
         self.store.account(user=user, command=command, result=result, time=self.clock())
