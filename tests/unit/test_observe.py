@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -516,3 +517,54 @@ def test_an_unreachable_peer_is_shown_as_such() -> None:
         ("secondary", "unreachable"),
     ]
     assert view.nodes[1].error
+
+
+def test_the_mgmt_service_gives_the_shared_address_holder_and_ssh_sessions(
+    tmp_path: Path,
+) -> None:
+    """Real IPC sockets: hamgr answers its metrics, the mgmt service its status
+    (holding the shared address, one SSH session); vemmgr and sysmgr are
+    absent (counted as scrape errors). A node without the mgmt service is not
+    an error."""
+    from openvsm.ipc import IpcServer
+    from openvsm.observe.metrics import ServicePuller
+
+    raw_ha = encode_hamgr_metrics(
+        msgspec.structs.replace(hamgr_metrics(), shared_address_held=None)
+    )
+
+    async def hamgr(op: str, args: dict[str, Any]) -> Any:
+        return raw_ha
+
+    async def mgmt(op: str, args: dict[str, Any]) -> Any:
+        return {"mgmt_address": "10.1.0.10/24", "holding": True, "ssh_sessions": [{"id": 1}]}
+
+    async def main() -> tuple[Pulled, Pulled]:
+        servers = [
+            IpcServer(tmp_path / "hamgr.sock", hamgr),
+            IpcServer(tmp_path / "mgmt.sock", mgmt),
+        ]
+        for s in servers:
+            await s.start()
+        m = NodeMetrics(domain=100, role="primary")
+        puller = ServicePuller(tmp_path)
+        try:
+            with_mgmt = await puller.pull(m, sync=lambda: None, cli_sessions=lambda: 0)
+            await servers[1].stop()
+            (tmp_path / "mgmt.sock").unlink(missing_ok=True)
+            without = await puller.pull(m, sync=lambda: None, cli_sessions=lambda: 0)
+        finally:
+            puller.close()
+            for s in servers:
+                await s.stop()
+        m.set_pulled(with_mgmt)
+        got = render(m)
+        assert got["openvsm_shared_address_holder"][()] == 1.0
+        assert got["openvsm_cli_sessions"][(("transport", "ssh"),)] == 1.0
+        assert ("source", "mgmt") not in {k for s in got["openvsm_scrape_errors_total"] for k in s}
+        return with_mgmt, without
+
+    with_mgmt, without = asyncio.run(main())
+    assert with_mgmt.hamgr is not None and with_mgmt.hamgr.shared_address_held is True
+    assert without.hamgr is not None and without.hamgr.shared_address_held is None
+    assert without.ssh_sessions is None

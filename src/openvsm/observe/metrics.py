@@ -77,6 +77,7 @@ class Pulled:
     services: dict[str, Any] | None = None
     sync: dict[str, Any] | None = None
     cli_sessions: int | None = None
+    ssh_sessions: int | None = None  # the mgmt service's SSH sessions (when it runs)
     notify: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,6 +128,8 @@ class PulledCollector:
                 "openvsm_cli_sessions", "Open CLI sessions by transport", labels=["transport"]
             )
             g.add_metric(["local"], p.cli_sessions)
+            if p.ssh_sessions is not None:
+                g.add_metric(["ssh"], p.ssh_sessions)
             yield g
 
 
@@ -386,6 +389,8 @@ class ServicePuller:
         self.hamgr = IpcClient(run_dir / "hamgr.sock", timeout=PULL_TIMEOUT)
         self.vemmgr = IpcClient(run_dir / "vemmgr.sock", timeout=PULL_TIMEOUT)
         self.sysmgr = IpcClient(run_dir / "sysmgr.sock", timeout=PULL_TIMEOUT)
+        self.mgmt_path = run_dir / "mgmt.sock"  # only where [ssh] or [mgmt] is configured
+        self.mgmt = IpcClient(self.mgmt_path, timeout=PULL_TIMEOUT)
 
     async def pull(
         self,
@@ -394,11 +399,12 @@ class ServicePuller:
         sync: Callable[[], dict[str, Any] | None],
         cli_sessions: Callable[[], int | None],
     ) -> Pulled:
-        raw_ha, counters, neighbors, services = await asyncio.gather(
+        raw_ha, counters, neighbors, services, mgmt = await asyncio.gather(
             metrics.pull("hamgr", self.hamgr.call("metrics")),
             metrics.pull("vemmgr", self.vemmgr.call("counters")),
             metrics.pull("vemmgr", self.vemmgr_neighbors()),
             metrics.pull("sysmgr", self.sysmgr.call("services")),
+            self._mgmt(metrics),
         )
         ha: HamgrMetrics | None = None
         if raw_ha is not None:
@@ -406,7 +412,17 @@ class ServicePuller:
                 ha = decode_hamgr_metrics(raw_ha)
             except msgspec.ValidationError:
                 metrics.scrape_errors.labels("hamgr").inc()
+        ssh_sessions: int | None = None
+        if isinstance(mgmt, dict):
+            # The shared management address is the mgmt service's (hamgr knows
+            # nothing of it): its holder goes into the redundancy view here.
+            if ha is not None and mgmt.get("mgmt_address"):
+                ha = msgspec.structs.replace(ha, shared_address_held=bool(mgmt.get("holding")))
+            sessions = mgmt.get("ssh_sessions")
+            if isinstance(sessions, list):
+                ssh_sessions = len(sessions)
         return Pulled(
+            ssh_sessions=ssh_sessions,
             hamgr=ha,
             module_counters=counters if isinstance(counters, dict) else None,
             neighbors=neighbors if isinstance(neighbors, dict) else None,
@@ -415,11 +431,16 @@ class ServicePuller:
             cli_sessions=cli_sessions(),
         )
 
+    async def _mgmt(self, metrics: NodeMetrics) -> Any:
+        if not self.mgmt_path.exists():
+            return None  # no mgmt service on this node: nothing to count as an error
+        return await metrics.pull("mgmt", self.mgmt.call("status"))
+
     async def vemmgr_neighbors(self) -> Any:
         return await self.vemmgr.call("neighbors")
 
     def close(self) -> None:
-        for client in (self.hamgr, self.vemmgr, self.sysmgr):
+        for client in (self.hamgr, self.vemmgr, self.sysmgr, self.mgmt):
             client.close()
 
 
