@@ -323,3 +323,23 @@ def test_a_vsm_without_the_host_keeps_the_number_the_vem_had() -> None:
     c = FakeVem("uc", port=18103)
     (ack_c,) = acks(table.on_frame(c.attach(), c.addr, 0.3))
     assert ack_c.module == 4
+
+
+def test_a_configuration_read_again_is_pushed_only_where_it_changed() -> None:
+    """vemmgr reads the configuration kinds again when its change subscription
+    becomes live (a change committed before it would be lost): each VEM whose
+    snapshot differs gets it, the others nothing."""
+    table = new_table()
+    v1 = FakeVem("u1", ip="10.0.0.1")
+    (ack,) = acks(table.on_frame(v1.attach([port("a", "vm-net")]), v1.addr, 0.0))
+    table.on_frame(v1.heartbeat(ack.config_seq), v1.addr, 0.0)
+    assert table.config_reloaded(0.5) == []  # nothing changed: no push
+    profiles = dict(table.profiles)
+    profiles["vm-net"] = dict(profiles["vm-net"], shutdown=True)
+    table.load_config(profiles, table.vlans, table.bridge_domains)
+    deltas = [
+        e
+        for e in table.config_reloaded(1.0)
+        if isinstance(e, Send) and isinstance(e.msg, ConfigDelta)
+    ]
+    assert [d.addr for d in deltas] == [v1.addr]

@@ -512,6 +512,15 @@ class ModuleTable:
             mod.dirty = True
         return self._flush(now)
 
+    def config_reloaded(self, now: float) -> list[Effect]:
+        """After ``load_config`` replaced the configuration (a missed change):
+        every VEM whose snapshot differs now gets it."""
+        if not self.active:
+            return []
+        for mod in self.modules.values():
+            mod.dirty = True
+        return self._flush(now)
+
     # ---- role -----------------------------------------------------------------
 
     def became_active(self, epoch: int, now: float) -> list[Effect]:

@@ -368,23 +368,35 @@ class Vemmgr:
         backoff = BACKOFF_MIN
         while True:
             try:
+                live = False
                 async for event in subscribe(self.run_dir / "cfgmgr.sock", "changes"):
                     backoff = BACKOFF_MIN
+                    if not live:
+                        # The subscription's answer: from now on no change is missed.
+                        # One committed before it (while this vemmgr activated, or
+                        # while it was disconnected) is in the store: read it again.
+                        live = True
+                        await self._reload_config()
+                        continue
                     if isinstance(event, dict) and "ops" in event:
                         self.on_changes(event)
             except (IpcError, OSError, ConnectionError) as exc:
                 log.debug("cfgmgr changes subscription: %s", exc)
-            if self.table.active:
-                # Changes may have been missed while disconnected: reload the config.
-                with contextlib.suppress(IpcError):
-                    self.table.load_config(
-                        await self._list("port_profile"),
-                        await self._list("vlan"),
-                        await self._list("os_bridge_domain"),
-                    )
-                    self.process(self.table.apply_changes([], self.clock()))
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _reload_config(self) -> None:
+        """The configuration kinds read again from the store; an active pushes
+        what changed to its VEMs (only where a VEM's snapshot differs)."""
+        if not self.table.active:
+            return  # the activation reads the store itself
+        with contextlib.suppress(IpcError):
+            self.table.load_config(
+                await self._list("port_profile"),
+                await self._list("vlan"),
+                await self._list("os_bridge_domain"),
+            )
+            self.process(self.table.config_reloaded(self.clock()))
 
     def on_changes(self, event: dict[str, Any]) -> None:
         self.process(self.table.apply_changes(parse_ops(event.get("ops")), self.clock()))
