@@ -182,6 +182,10 @@ peer = "{peer}:{plan.port(2)}"
 [vem]
 listen = "{me}:{plan.port(3)}"
 
+[tls]
+cert = "{etc}/{CERT}"
+key = "{etc}/{CERT_KEY}"
+
 [rest]
 listen = "{me}:{plan.port(80)}"
 

@@ -290,7 +290,7 @@ def test_interactive_shell_over_a_pty(lab: Lab) -> None:
         shell.send("\x1a")  # Ctrl-Z
         shell.expect(r"switch#")
         shell.send("sh hostn\t")
-        shell.expect(r"sh hostn\n*\s*ame ")  # Tab inserted the rest of the word
+        shell.expect(r"sh hostn\n*\s*ame")  # Tab inserted the rest of the word
         shell.send("\r")
         shell.expect(r"(?m)^switch\n(.|\n)*switch#")
         shell.send("exit\r")

@@ -32,6 +32,17 @@ LAB = [sys.executable, "-m", "openvsm", "lab"]
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
+@pytest.fixture(autouse=True)
+def trust_the_pair_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test points requests at its lab's ``ca`` (lab.json) via this variable."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+
+
+def trust(doc: dict[str, Any]) -> None:
+    """HTTPS: trust the pair certificate lab.json names (the same on both nodes)."""
+    os.environ["REQUESTS_CA_BUNDLE"] = doc["nodes"][0]["ca"]
+
+
 def scrape(url: str, auth: tuple[str, str] | None) -> Samples:
     r = requests.get(url, auth=auth, timeout=10)
     assert r.status_code == 200, (url, r.status_code, r.text)
@@ -106,6 +117,7 @@ def lab_doc(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def test_metrics_status_and_machine_readable_history_of_a_lab(lab_doc: dict[str, Any]) -> None:
     auth = (lab_doc["user"], lab_doc["password"])
+    trust(lab_doc)
     nodes = {n["name"]: n for n in lab_doc["nodes"]}
     # unauthenticated scrapes are refused like any other REST request
     r = requests.get(nodes["primary"]["rest"] + "/metrics", timeout=10)
@@ -213,6 +225,7 @@ def test_notify_hooks_run_on_settled_transitions_after_a_sigkill(
     standby = "secondary" if active == "primary" else "primary"
     lab.write_lab_json()
     doc = json.loads((lab.root / "lab.json").read_text())
+    trust(doc)
     nodes = {n["name"]: n for n in doc["nodes"]}
 
     def lines() -> list[str]:

@@ -46,7 +46,13 @@ def browser() -> Iterator[Any]:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,1250"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1000,1250",
+        "--ignore-certificate-errors",  # the lab's self-signed pair certificate
+    ):
         opts.add_argument(arg)
     if os.geteuid() == 0:
         opts.add_argument("--disable-dev-shm-usage")
@@ -87,7 +93,8 @@ def test_status_page_shows_the_takeover_live(make_lab: Callable[..., Lab], brows
     doc = json.loads((lab.root / "lab.json").read_text())
     nodes = {n["name"]: n for n in doc["nodes"]}
     standby = "secondary" if active == "primary" else "primary"
-    url = nodes[standby]["rest"].replace("http://", f"http://{doc['user']}:{doc['password']}@")
+    # The HTTPS listener (the pair certificate; the browser is told to accept it).
+    url = nodes[standby]["rest"].replace("https://", f"https://{doc['user']}:{doc['password']}@")
     browser.get(url + "/status")
     wait_page(browser, lambda s: s == {active: "active", standby: "standby"}, 15)
     if shot:

@@ -226,9 +226,7 @@ class SyncSender:
                 if self._writer is writer:
                     self._writer = None
                     self._out.clear()
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                await _close(writer)
                 self._report()
             if self.core.refused is not None:
                 log.error("sync: %s", self.core.refused)
@@ -407,8 +405,7 @@ class SyncReceiver:
                     self.on_reset(reason, hot)
                 except Exception:
                     log.exception("sync on_reset callback failed")
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(writer)
             if self._conn is asyncio.current_task():
                 self._conn = None
 
@@ -473,3 +470,24 @@ class SyncReceiver:
                     self.on_applied(change)
                 except Exception:
                     log.exception("sync on_applied callback failed")
+
+
+CLOSE_WAIT_S = 0.5
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a connection without waiting on the peer for long.
+
+    A TLS close waits for the peer's close_notify; a peer cut off by a
+    partition never sends it, and asyncio would wait its SSL shutdown timeout
+    (30 s) -- a standby taking over stops its receiver this way, so its writes
+    were refused ("becoming active") for that long. After ``CLOSE_WAIT_S`` the
+    connection is aborted.
+    """
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+    except TimeoutError:
+        writer.transport.abort()
+    except Exception:  # reset, broken pipe: closed either way
+        pass
