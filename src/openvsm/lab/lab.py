@@ -347,9 +347,10 @@ class Lab:
                 f'\n[rest]\nlisten = "{node.rest[0]}:{node.rest[1]}"\n'
                 f'plain_listen = "{node.rest_plain[0]}:{node.rest_plain[1]}"\n'
             )
-        peer = self.nodes["secondary" if node.role == "primary" else "primary"]
+        peer = self.nodes.get("secondary" if node.role == "primary" else "primary")
         observe = "\n[observe]\n"
-        if peer.rest_plain is not None:  # the status page's peer poll (plain HTTP, loopback)
+        # the status page's peer poll (plain HTTP, loopback)
+        if peer is not None and peer.rest_plain is not None:
             observe += f'peer_status_url = "http://{peer.rest_plain[0]}:{peer.rest_plain[1]}"\n'
         observe += self.observe_toml.strip() + "\n" if self.observe_toml.strip() else ""
         if node.ssh is not None:

@@ -1514,6 +1514,10 @@ class Engine:
             StatusChanged(),
         ]
 
+    def learnt_peer_mac(self, iface: Iface) -> str | None:
+        """The peer's MAC learnt on ``iface`` (L2: its interface MAC), if any."""
+        return self._peer_macs.get(iface.value)
+
     def _outrank(self, frame: Frame, msg: Message) -> list[Effect]:
         """An active that hears a peer that is not active with a higher epoch
         takes a new epoch above it.

@@ -381,13 +381,18 @@ class Hamgr:
         if frame.role == SenderRole.VEM:
             self.drops[iface.value]["unexpected"] += 1
             return
-        if frame.role != self.role:  # the peer's: replays, duplicates, epoch jumps refused
+        # L2: validate the frame's real source MAC, not the system MAC it claims.
+        src_mac = addr if isinstance(addr, str) else None
+        learnt = self.engine.learnt_peer_mac(iface) if src_mac is not None else None
+        # A frame from another source MAC than the peer's never touches the peer's
+        # freshness window (a spoofer could move it): the engine drops it (bad_mac).
+        spoofed = learnt is not None and src_mac is not None and learnt != src_mac.lower()
+        if frame.role != self.role and not spoofed:
+            # the peer's: replays, duplicates, epoch jumps refused
             refused = self._refusal(frame)
             if refused is not None:
                 self.drops[iface.value][refused] += 1
                 return
-        # L2: validate the frame's real source MAC, not the system MAC it claims.
-        src_mac = addr if isinstance(addr, str) else None
         msg = frame.msg
         if isinstance(msg, ResolutionLogs):
             if frame.role != self.role:
