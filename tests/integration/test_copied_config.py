@@ -51,6 +51,8 @@ SETTLE = 20.0
 HOLD = 3.0  # after the collision shows: five loss intervals of the fast profile
 FAST = ("--timers", "fast", "--vems", "0")
 ENDPOINT = re.compile(r'^(local|listen|plain_listen) = "127\.0\.0\.1:\d+"$', re.MULTILINE)
+# [ssh] listen is a list: a copy keeping the node's SSH port crash-loops its mgmt service
+ENDPOINT_LIST = re.compile(r'^listen = \["127\.0\.0\.1:\d+"\]$', re.MULTILINE)
 
 
 @dataclass
@@ -161,6 +163,7 @@ def write_copy(node: Node, where: Path, system_mac: str | None) -> Path:
     relative to the file, so the copy in ``where`` gets new ones. Peer
     addresses are kept: the copy talks to the pair."""
     text = ENDPOINT.sub(lambda m: f'{m[1]} = "127.0.0.1:{free_port()}"', node.config.read_text())
+    text = ENDPOINT_LIST.sub(lambda m: f'listen = ["127.0.0.1:{free_port()}"]', text)
     assert len(ENDPOINT.findall(text)) >= 3, text
     if system_mac is not None:
         text = text.replace("[node]\n", f'[node]\nsystem_mac = "{system_mac}"\n', 1)
