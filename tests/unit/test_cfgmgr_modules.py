@@ -15,7 +15,7 @@ from openvsm.cfgmgr.modules import show_module_data
 from openvsm.ipc import IpcError, IpcUnavailable
 from openvsm.modules.checkpoint import write_attachments
 from openvsm.modules.table import Attachment, AttachmentCheckpoint
-from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
+from openvsm.node import VEMMGR_ATTACHMENTS
 
 STORE: dict[str, dict[str, dict[str, Any]]] = {
     "module": {

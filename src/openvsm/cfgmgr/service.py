@@ -33,10 +33,10 @@ from openvsm.cfgmgr.ackgate import AckGate
 from openvsm.cfgmgr.acks import WriteAcks
 from openvsm.config import NodeConfig
 from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.node import NodeFatal
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.store.writer import StoreWriter
-from openvsm.sysmgr.service import NodeFatal
 
 log = logging.getLogger("cfgmgr")
 
@@ -62,10 +62,10 @@ class Cfgmgr:
         self.cfg = cfg
         self.store = Store(cfg.data_dir / "pss.db")
         self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
-        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle, peer_credentials=True)
-        self.hamgr = IpcClient(cfg.run_dir / "hamgr.sock", timeout=5.0)
-        self.sysmgr = IpcClient(cfg.run_dir / "sysmgr.sock", timeout=5.0)
-        self.vemmgr = IpcClient(cfg.run_dir / "vemmgr.sock", timeout=5.0)
+        self.ipc = IpcServer(cfg.rundir.cfgmgr, self._handle, peer_credentials=True)
+        self.hamgr = IpcClient(cfg.rundir.hamgr, timeout=5.0)
+        self.sysmgr = IpcClient(cfg.rundir.sysmgr, timeout=5.0)
+        self.vemmgr = IpcClient(cfg.rundir.vemmgr, timeout=5.0)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
@@ -142,7 +142,7 @@ class Cfgmgr:
         delay = 0.02
         while True:
             try:
-                async for event in subscribe(self.cfg.run_dir / "hamgr.sock", "status"):
+                async for event in subscribe(self.cfg.rundir.hamgr, "status"):
                     delay = 0.02
                     if isinstance(event, dict):
                         yield event
