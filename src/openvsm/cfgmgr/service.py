@@ -353,10 +353,7 @@ class Cfgmgr:
             changes = self.store.changes_since(first - 1, limit=last - first + 1)
             self.store.durable(last)
             self.acks.durable(last)
-            for change in changes:
-                self.ipc.publish(
-                    "changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]}
-                )
+            self.publish_changes(changes)
             self._facts_dirty.set()
             return
         # The group's COMMIT failed (disk full, file size limit, I/O error): it
@@ -394,10 +391,25 @@ class Cfgmgr:
                 found.update((c.seq, c) for c in self.store.changes_since(base))
         return [found[seq] for seq in sorted(found)]
 
-    def on_replicated(self, change: Change) -> None:
-        """Standby: a change from the active was applied."""
-        self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
+    def on_replicated(self, changes: list[Change]) -> None:
+        """Standby: a group of changes from the active was applied."""
+        self.publish_changes(changes)
         self._facts_dirty.set()
+
+    def publish_changes(self, changes: list[Change]) -> None:
+        """One ``changes`` event per commit group (one frame, one socket write per
+        subscriber): ``first``..``seq`` the group's seqs, ``ops`` every op of
+        them in commit order (applying them in order is applying each change)."""
+        if not changes or not self.ipc.subscriber_count("changes"):
+            return
+        self.ipc.publish(
+            "changes",
+            {
+                "first": changes[0].seq,
+                "seq": changes[-1].seq,
+                "ops": [_op_dict(o) for c in changes for o in c.ops],
+            },
+        )
 
     # ---- IPC ------------------------------------------------------------
     async def _cli_request(self, args: dict[str, Any]) -> Any:
