@@ -201,7 +201,10 @@ def test_address_after_split_brain_heal(lab: Any) -> None:
     wait_for(lambda: lab.status(_other(winner)) and
              lab.status(_other(winner))["this_sup_rdn_state"] == "Standby",
              60, "the loser back as standby")  # fmt: skip
-    assert _holding(lab, winner) is True and _holding(lab, _other(winner)) is False
+    # The loser's mgmt service starts again after its reload: ask once it answers.
+    loser = wait_for(lambda: _holding(lab, _other(winner)) is not None and _other(winner),
+                     20, "the loser's mgmt service answering")  # fmt: skip
+    assert _holding(lab, winner) is True and _holding(lab, loser) is False
     assert _neigh(client) == _mac(lab.node_ns[winner])
     assert _ssh_state(lab, client) == f"{winner} Active"
     assert took <= BOUND + lab.timers["max_loss_interval_ms"] / 1000, took
