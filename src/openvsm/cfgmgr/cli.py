@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openvsm import roles
 from openvsm.cfgmgr import shows
-from openvsm.cli.server import CliCommandError, CliServer, CliSession
+from openvsm.cfgmgr.configmode import ConfigExecutor
+from openvsm.cfgmgr.host import CliHost
+from openvsm.cfgmgr.modules import interface_virtual_data, show_module_data, svs_neighbors_data
+from openvsm.cli.server import CliCommandError, CliServer, CliSession, Handler
 from openvsm.ipc import IpcClient, IpcError
 from openvsm.observe.tracelog import iso_utc
 from openvsm.store import checkpoints
@@ -23,8 +26,6 @@ from openvsm.store.pss import Op
 
 COPY_OUTPUT = "[########################################] 100%\nCopy complete.\n"
 
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
 
 log = logging.getLogger("cfgmgr.cli")
 
@@ -39,7 +40,7 @@ async def _call(client: IpcClient, what: str, op: str, **args: Any) -> Any:
         raise CliCommandError(text) from None
 
 
-async def _mgmt_address(cm: Cfgmgr, address: str) -> dict[str, Any]:
+async def _mgmt_address(cm: CliHost, address: str) -> dict[str, Any]:
     """Who holds the shared management address, as this node's mgmt service says."""
     client = IpcClient(cm.cfg.rundir.mgmt, timeout=2.0)
     try:
@@ -54,7 +55,7 @@ async def _mgmt_address(cm: Cfgmgr, address: str) -> dict[str, Any]:
 
 
 async def _commit_cli(
-    cm: Cfgmgr, s: CliSession, build: Callable[[], list[Op]], command: str
+    cm: CliHost, s: CliSession, build: Callable[[], list[Op]], command: str
 ) -> int:
     """Commit the ops ``build()`` makes from the store as ONE change under the
     session's user (replicated like any configuration); the number of ops."""
@@ -82,9 +83,19 @@ def _file_key(name: str) -> str:
         raise CliCommandError(str(exc)) from None
 
 
-def build_cli(cm: Cfgmgr) -> CliServer:
-    from openvsm.cfgmgr.configmode import ConfigExecutor
+Register = Callable[[str, Handler], None]
 
+ROLLBACK_DONE = (
+    "Collecting Running-Config\n"
+    "Generating Rollback Patch\n"
+    "Executing Rollback Patch ({changed} object(s), one replicated change)\n"
+    "Verification is Successful.\n\n"
+    "Rollback completed successfully.\n"
+)
+
+
+def build_cli(cm: CliHost) -> CliServer:
+    """The CLI server with every exec command bound to its handler."""
     executor = ConfigExecutor(cm)
     cli = CliServer(
         hostname=lambda: cm.cfg.hostname,
@@ -94,12 +105,22 @@ def build_cli(cm: Cfgmgr) -> CliServer:
             user=user, command=command, result=result
         ),
     )
-    hamgr, vemmgr, sysmgr = cm.hamgr, cm.vemmgr, cm.sysmgr
+    reg: Register = cli.register
+    _redundancy(cm, reg)
+    _sysmgr(cm, reg)
+    _modules(cm, reg)
+    _configuration(cm, executor, reg)
+    _checkpoints(cm, reg)
+    _checkpoint_files(cm, reg)
+    _system(cm, cli, reg)
+    _interfaces(cm, reg)
+    return cli
 
-    def reg(handler_id: str, fn: Any) -> None:
-        cli.register(handler_id, fn)
 
-    # ---- redundancy (hamgr) ------------------------------------------------
+def _redundancy(cm: CliHost, reg: Register) -> None:
+    """Redundancy commands: hamgr answers."""
+    hamgr = cm.hamgr
+
     async def redundancy_status(args: dict[str, str], s: CliSession) -> Any:
         data = await _call(hamgr, "hamgr", "redundancy_status")
         shared = cm.cfg.shared_mgmt
@@ -147,7 +168,11 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     reg("system_switchover", switchover)
     reg("reload", reload)
 
-    # ---- sysmgr -------------------------------------------------------------
+
+def _sysmgr(cm: CliHost, reg: Register) -> None:
+    """Process commands: sysmgr answers."""
+    sysmgr = cm.sysmgr
+
     async def services(args: dict[str, str], s: CliSession) -> Any:
         return await _call(sysmgr, "sysmgr", "services")
 
@@ -159,10 +184,12 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     reg("show_sysmgr_services", services)
     reg("restart_service", restart_service)
 
-    # ---- modules (vemmgr) ---------------------------------------------------
-    async def show_module(args: dict[str, str], s: CliSession) -> Any:
-        from openvsm.cfgmgr.modules import show_module_data
 
+def _modules(cm: CliHost, reg: Register) -> None:
+    """Module commands: vemmgr answers (the standby from replicated objects)."""
+    vemmgr = cm.vemmgr
+
+    async def show_module(args: dict[str, str], s: CliSession) -> Any:
         return await show_module_data(cm)
 
     async def vemmgr_op(op: str) -> Any:
@@ -172,13 +199,9 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return await vemmgr_op("counters")
 
     async def svs_neighbors(args: dict[str, str], s: CliSession) -> Any:
-        from openvsm.cfgmgr.modules import svs_neighbors_data
-
         return svs_neighbors_data(cm, await vemmgr_op("neighbors"))
 
     async def interface_virtual(args: dict[str, str], s: CliSession) -> Any:
-        from openvsm.cfgmgr.modules import interface_virtual_data
-
         return await interface_virtual_data(cm)
 
     async def port_channel(args: dict[str, str], s: CliSession) -> Any:
@@ -209,7 +232,10 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     reg("show_lacp_counters", lacp_counters)
     reg("show_svs_domain", svs_domain)
 
-    # ---- configuration (cfgmgr) --------------------------------------------
+
+def _configuration(cm: CliHost, executor: ConfigExecutor, reg: Register) -> None:
+    """Configuration mode, the running configuration and the accounting log."""
+
     async def configure_terminal(args: dict[str, str], s: CliSession) -> Any:
         try:
             await cm.ensure_active()
@@ -241,6 +267,16 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     async def copy_rs(args: dict[str, str], s: CliSession) -> Any:
         return COPY_OUTPUT
 
+    reg("configure_terminal", configure_terminal)
+    reg("show_running_config", show_running)
+    reg("show_port_profile", show_port_profile)
+    reg("show_accounting_log", show_accounting)
+    reg("copy_running_startup", copy_rs)
+
+
+def _checkpoints(cm: CliHost, reg: Register) -> None:
+    """Named checkpoints and rollback to them (each one replicated change)."""
+
     async def checkpoint(args: dict[str, str], s: CliSession) -> Any:
         name = args["checkpoint"]
         await _commit_cli(
@@ -264,16 +300,19 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         changed = await _commit_cli(
             cm, s, lambda: checkpoints.rollback_ops(cm.store, name), command
         )
-        return (
-            "Collecting Running-Config\n"
-            "Generating Rollback Patch\n"
-            f"Executing Rollback Patch ({changed} object(s), one replicated change)\n"
-            "Verification is Successful.\n\n"
-            "Rollback completed successfully.\n"
-        )
+        return ROLLBACK_DONE.format(changed=changed)
 
     async def checkpoint_summary(args: dict[str, str], s: CliSession) -> Any:
         return checkpoints.summary_data(cm.store)
+
+    reg("checkpoint", checkpoint)
+    reg("no_checkpoint", no_checkpoint)
+    reg("rollback", rollback)
+    reg("show_checkpoint_summary", checkpoint_summary)
+
+
+def _checkpoint_files(cm: CliHost, reg: Register) -> None:
+    """Checkpoint files (``bootflash:``) and rollback to them."""
 
     async def checkpoint_file(args: dict[str, str], s: CliSession) -> Any:
         key = _file_key(args["file"])
@@ -289,13 +328,7 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         key = _file_key(args["file"])
         command = f"rollback running-config file {args['file']}"
         changed = await _commit_cli(cm, s, lambda: checkpoints.rollback_ops(cm.store, key), command)
-        return (
-            "Collecting Running-Config\n"
-            "Generating Rollback Patch\n"
-            f"Executing Rollback Patch ({changed} object(s), one replicated change)\n"
-            "Verification is Successful.\n\n"
-            "Rollback completed successfully.\n"
-        )
+        return ROLLBACK_DONE.format(changed=changed)
 
     async def delete_file(args: dict[str, str], s: CliSession) -> Any:
         key = _file_key(args["file"])
@@ -315,10 +348,10 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     reg("rollback_file", rollback_file)
     reg("delete_file", delete_file)
     reg("show_file", show_file)
-    reg("checkpoint", checkpoint)
-    reg("no_checkpoint", no_checkpoint)
-    reg("rollback", rollback)
-    reg("show_checkpoint_summary", checkpoint_summary)
+
+
+def _system(cm: CliHost, cli: CliServer, reg: Register) -> None:
+    """The system shows: version, clock, users, inventory, OpenStack sync."""
 
     async def openstack_sync(args: dict[str, str], s: CliSession) -> Any:
         from openvsm.api.n1kv import openstack_sync_status, port_count
@@ -352,24 +385,38 @@ def build_cli(cm: Cfgmgr) -> CliServer:
         return shows.user_account_data(cm, args.get("user"))
 
     async def show_inventory(args: dict[str, str], s: CliSession) -> Any:
-        from openvsm.cfgmgr.modules import show_module_data
-
         return shows.inventory_data(cm, await show_module_data(cm))
 
-    async def vifs() -> list[dict[str, Any]]:
-        from openvsm.cfgmgr.modules import interface_virtual_data
+    async def show_vlan_brief(args: dict[str, str], s: CliSession) -> Any:
+        return shows.vlan_brief_data(cm)
 
+    async def show_startup(args: dict[str, str], s: CliSession) -> Any:
+        return shows.startup_config_data(cm)
+
+    async def show_hosts(args: dict[str, str], s: CliSession) -> Any:
+        return {"dns_enabled": False, "domain": ""}
+
+    reg("show_openstack_sync", openstack_sync)
+    reg("show_version", show_version)
+    reg("show_hostname", show_hostname)
+    reg("show_clock", show_clock)
+    reg("show_users", show_users)
+    reg("show_user_account", show_user_account)
+    reg("show_inventory", show_inventory)
+    reg("show_vlan_brief", show_vlan_brief)
+    reg("show_startup_config", show_startup)
+    reg("show_hosts", show_hosts)
+
+
+def _interfaces(cm: CliHost, reg: Register) -> None:
+    """The interface shows (the vEths from vemmgr, mgmt0 from the host)."""
+
+    async def vifs() -> list[dict[str, Any]]:
         data = await interface_virtual_data(cm)
         return list(data["TABLE_interface"]["ROW_interface"])
 
     async def show_interface(args: dict[str, str], s: CliSession) -> Any:
         return shows.interface_data(cm, await vifs())
-
-    async def show_hosts(args: dict[str, str], s: CliSession) -> Any:
-        return {"dns_enabled": False, "domain": ""}
-
-    reg("show_interface", show_interface)
-    reg("show_hosts", show_hosts)
 
     async def show_interface_brief(args: dict[str, str], s: CliSession) -> Any:
         return shows.interface_brief_data(cm, await vifs())
@@ -380,30 +427,10 @@ def build_cli(cm: Cfgmgr) -> CliServer:
     async def show_interface_mgmt0(args: dict[str, str], s: CliSession) -> Any:
         return shows.mgmt0_data(cm)
 
-    async def show_vlan_brief(args: dict[str, str], s: CliSession) -> Any:
-        return shows.vlan_brief_data(cm)
-
-    async def show_startup(args: dict[str, str], s: CliSession) -> Any:
-        return shows.startup_config_data(cm)
-
-    reg("show_clock", show_clock)
-    reg("show_users", show_users)
-    reg("show_user_account", show_user_account)
-    reg("show_inventory", show_inventory)
+    reg("show_interface", show_interface)
     reg("show_interface_brief", show_interface_brief)
     reg("show_interface_status", show_interface_status)
     reg("show_interface_mgmt0", show_interface_mgmt0)
-    reg("show_vlan_brief", show_vlan_brief)
-    reg("show_startup_config", show_startup)
-    reg("configure_terminal", configure_terminal)
-    reg("show_running_config", show_running)
-    reg("show_port_profile", show_port_profile)
-    reg("show_accounting_log", show_accounting)
-    reg("copy_running_startup", copy_rs)
-    reg("show_openstack_sync", openstack_sync)
-    reg("show_version", show_version)
-    reg("show_hostname", show_hostname)
-    return cli
 
 
 __all__ = ["build_cli"]

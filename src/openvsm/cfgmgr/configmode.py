@@ -8,20 +8,18 @@ refused line is logged as FAILURE (local only, like NX-OS's accounting log).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from openvsm.cfgmgr.host import Committer
 from openvsm.cli.server import CliCommandError, CliSession
 from openvsm.cli.views import port_profile_row
 from openvsm.ipc import IpcError
 from openvsm.masking import mask_secrets
 from openvsm.store.configcmd import ConfigSession, Mode, running_config_lines
 
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
-
 
 class ConfigExecutor:
-    def __init__(self, cm: Cfgmgr) -> None:
+    def __init__(self, cm: Committer) -> None:
         self.cm = cm
 
     def begin(self, session: CliSession) -> None:

@@ -12,15 +12,13 @@ them, and a new active never shows the previous active's ``ok``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openvsm import __version__
+from openvsm.cfgmgr.host import ModuleSources
 from openvsm.ipc import IpcError
 from openvsm.modules.checkpoint import CheckpointError, read_attachments, takeover_view
 from openvsm.modules.table import ModuleTable
-
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
 
 VSM_TYPE = "Virtual Supervisor Module"
 
@@ -29,7 +27,7 @@ def _vsm_status(state: str) -> str:
     return {"active": "active", "standby": "ha-standby"}.get(state, "initializing")
 
 
-async def current_ha(cm: Cfgmgr) -> dict[str, Any]:
+async def current_ha(cm: ModuleSources) -> dict[str, Any]:
     """hamgr's status now (as ``show system redundancy status`` reads it), so a
     ``show module`` right after a takeover agrees with it; the last status
     cfgmgr was told when hamgr does not answer (restarting)."""
@@ -40,7 +38,7 @@ async def current_ha(cm: Cfgmgr) -> dict[str, Any]:
     return status if isinstance(status, dict) else cm.ha
 
 
-def vsm_rows(cm: Cfgmgr, ha: dict[str, Any]) -> list[tuple[int, str]]:
+def vsm_rows(cm: ModuleSources, ha: dict[str, Any]) -> list[tuple[int, str]]:
     me = cm.cfg.sup_number
     rows = [(me, _vsm_status(str(ha.get("state", ""))) + " *")]
     if ha.get("peer_present"):
@@ -50,7 +48,7 @@ def vsm_rows(cm: Cfgmgr, ha: dict[str, Any]) -> list[tuple[int, str]]:
     return sorted(rows)
 
 
-def _store_table(cm: Cfgmgr) -> ModuleTable:
+def _store_table(cm: ModuleSources) -> ModuleTable:
     """The replicated ``module``/``veth`` objects read the way vemmgr reads them,
     so the answer does not change when vemmgr restarts."""
     table = ModuleTable(module_limit=cm.cfg.module_limit)
@@ -58,7 +56,7 @@ def _store_table(cm: Cfgmgr) -> ModuleTable:
     return table
 
 
-def _vem_from_store(cm: Cfgmgr, ha: dict[str, Any]) -> dict[str, Any]:
+def _vem_from_store(cm: ModuleSources, ha: dict[str, Any]) -> dict[str, Any]:
     """VEM rows without vemmgr's live table: on a standby the replicated view;
     on an active, what its vemmgr shows once active (checkpointed statuses of
     this activation, ``powered-up`` for the rest), never the store's copy of
@@ -80,7 +78,7 @@ def _vem_from_store(cm: Cfgmgr, ha: dict[str, Any]) -> dict[str, Any]:
     return view.modules_data()
 
 
-async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
+async def show_module_data(cm: ModuleSources) -> dict[str, Any]:
     ha = await current_ha(cm)
     try:
         vems = await cm.vemmgr.call("modules", timeout=3.0)
@@ -113,7 +111,7 @@ async def show_module_data(cm: Cfgmgr) -> dict[str, Any]:
     }
 
 
-def svs_neighbors_data(cm: Cfgmgr, vemmgr_data: Any) -> dict[str, Any]:
+def svs_neighbors_data(cm: ModuleSources, vemmgr_data: Any) -> dict[str, Any]:
     """``show svs neighbors``: vemmgr's rows (the VEMs attached to this VSM)
     with this domain and system MAC."""
     table = vemmgr_data.get("TABLE_neighbor", {}) if isinstance(vemmgr_data, dict) else {}
@@ -128,7 +126,7 @@ def svs_neighbors_data(cm: Cfgmgr, vemmgr_data: Any) -> dict[str, Any]:
     }
 
 
-async def interface_virtual_data(cm: Cfgmgr) -> dict[str, Any]:
+async def interface_virtual_data(cm: ModuleSources) -> dict[str, Any]:
     try:
         data = await cm.vemmgr.call("interfaces", timeout=3.0)
         rows = data.get("TABLE_vif", {}).get("ROW_vif", [])

@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from openvsm.cfgmgr.host import ReplicationHost
 from openvsm.credentials import sync_tls
 from openvsm.ipc import IpcClient, IpcError, subscribe
 from openvsm.sync.stream import ReceiverState
 from openvsm.sync.transport import SyncReceiver, SyncSender
-
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
 
 log = logging.getLogger("cfgmgr.sync")
 
@@ -52,7 +50,7 @@ _RECEIVER_SYNC = {
 
 
 class Replication:
-    def __init__(self, cm: Cfgmgr, state: str) -> None:
+    def __init__(self, cm: ReplicationHost, state: str) -> None:
         self.cm = cm
         self.state = state
         cfg = cm.cfg
@@ -133,7 +131,7 @@ class Replication:
     def repush(self) -> None:
         """Tell hamgr the sync state again (it restarted)."""
         if self.sender is not None:
-            self._on_sender_state(self.sender.core.status())
+            self._on_sender_state(self.sender.stream_status())
         else:
             self._push.set()
 
@@ -141,7 +139,7 @@ class Replication:
         if self.sender is not None and status.get("peer_present") and not self._stopped:
             self.sender.start_soon()
         if self.sender is not None:
-            self.sender.core.epoch = max(self.sender.core.epoch, int(status.get("epoch", 0)))
+            self.sender.raise_epoch(int(status.get("epoch", 0)))
             self.cm.acks.ha_status(
                 active=status.get("state") == "active",
                 peer_lost=bool(status.get("peer_lost")),
@@ -164,7 +162,7 @@ class Replication:
         assert self.receiver is not None
         last = ""
         while True:
-            state = _RECEIVER_SYNC[self.receiver.core.state]
+            state = _RECEIVER_SYNC[self.receiver.state]
             if state != last:
                 last = state
                 self._hamgr_state = {"state": state, "out_of_sync": False}

@@ -11,24 +11,22 @@ management network).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from openvsm.api.backend import StoreRestBackend
 from openvsm.api.rest import create_app
+from openvsm.cfgmgr.host import RestHost
 from openvsm.credentials import rest_server_context
 from openvsm.observe.metrics import ServicePuller
 from openvsm.observe.status import NodeObserver
 from openvsm.observe.status import install as install_observe
 from openvsm.store.pss import Op
 
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
-
 
 class CfgmgrRestBackend(StoreRestBackend):
-    def __init__(self, cm: Cfgmgr) -> None:
+    def __init__(self, cm: RestHost) -> None:
         super().__init__(cm.store, is_active=self._role, clock=cm.wall)
         self.cm = cm
 
@@ -43,15 +41,14 @@ class CfgmgrRestBackend(StoreRestBackend):
         return change.seq
 
 
-def _observer(cm: Cfgmgr) -> NodeObserver:
+def _observer(cm: RestHost) -> NodeObserver:
     from openvsm.cfgmgr.modules import show_module_data
 
     def sync_status() -> dict[str, Any] | None:
         return cm.sync.status() if cm.sync is not None else None
 
     def cli_sessions() -> int | None:
-        cli = getattr(cm, "cli", None)
-        return cli.session_count() if cli is not None else None
+        return cm.cli.session_count() if cm.cli is not None else None
 
     return NodeObserver(
         name=cm.cfg.name,
@@ -66,7 +63,7 @@ def _observer(cm: Cfgmgr) -> NodeObserver:
     )
 
 
-async def start_rest(cm: Cfgmgr) -> web.AppRunner:
+async def start_rest(cm: RestHost) -> web.AppRunner:
     """One application, served on HTTPS (``rest.listen``) and, when configured, plain HTTP."""
     cfg = cm.cfg
     app = create_app(CfgmgrRestBackend(cm))

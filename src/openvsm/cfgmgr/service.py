@@ -29,8 +29,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiohttp import web
+
 from openvsm.cfgmgr.ackgate import AckGate
 from openvsm.cfgmgr.acks import WriteAcks
+from openvsm.cfgmgr.cli import build_cli
+from openvsm.cfgmgr.replication import Replication
+from openvsm.cfgmgr.rest import start_rest
+from openvsm.cli.server import CliServer
 from openvsm.config import NodeConfig
 from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
 from openvsm.node import NodeFatal
@@ -79,8 +85,9 @@ class Cfgmgr:
             self._hamgr_says_active,
         )
         self.writer: StoreWriter | None = None
-        self.sync: Any = None
-        self.rest: Any = None
+        self.sync: Replication | None = None
+        self.rest: web.AppRunner | None = None
+        self.cli: CliServer | None = None
         # Split-brain loser: no write may commit once hamgr collected the
         # discarded changes (they would vanish unlisted in the reload).
         self.fenced = False
@@ -101,8 +108,6 @@ class Cfgmgr:
 
     # ---- lifecycle ------------------------------------------------------
     async def run(self) -> None:
-        from openvsm.cfgmgr.cli import build_cli
-
         self.cli = build_cli(self)
         self.writer = StoreWriter(
             self.store.path,
@@ -115,8 +120,6 @@ class Cfgmgr:
         self.spawn(self._facts_pusher())
         self._start_notify()
         if self.cfg.rest_listen is not None or self.cfg.rest_plain_listen is not None:
-            from openvsm.cfgmgr.rest import start_rest
-
             self.rest = await start_rest(self)
         try:
             await asyncio.Event().wait()
@@ -215,8 +218,6 @@ class Cfgmgr:
             self._role_changed.set()
 
     async def _start_role(self, state: str) -> None:
-        from openvsm.cfgmgr.replication import Replication
-
         if state == "active":
             self.active_since_seq = self.store.last_seq
         self.sync = Replication(self, state)
@@ -375,7 +376,7 @@ class Cfgmgr:
         except (StoreError, sqlite3.Error) as exc:
             # Accounting must not turn a clear error (disk full) into another one.
             with contextlib.suppress(sqlite3.Error):
-                self.store._db.execute("ROLLBACK")
+                self.store.rollback()
             log.error("accounting of %r not saved: %s", command, exc)
 
     def discarded_changes(self, t: float) -> list[Change]:
@@ -412,6 +413,11 @@ class Cfgmgr:
         )
 
     # ---- IPC ------------------------------------------------------------
+    def _cli_server(self) -> CliServer:
+        if self.cli is None:  # built before the IPC socket opens: not seen in practice
+            raise IpcError("% cfgmgr is starting, try again")
+        return self.cli
+
     async def _cli_request(self, args: dict[str, Any]) -> Any:
         """The local CLI: the user is the socket peer's, mapped (cli/peers.py)."""
         from openvsm.cli.peers import cli_user, user_map
@@ -422,7 +428,9 @@ class Cfgmgr:
         if self._cli_users is None:
             self._cli_users = user_map(self.cfg.raw)  # parsed (and complained about) once
         user = cli_user(uid if isinstance(uid, int) else None, self._cli_users)
-        return await self.cli.handle_ipc(args, user=user, pid=pid if isinstance(pid, int) else None)
+        return await self._cli_server().handle_ipc(
+            args, user=user, pid=pid if isinstance(pid, int) else None
+        )
 
     async def _ssh_cli_request(self, args: dict[str, Any]) -> Any:
         """The mgmt service's SSH sessions: the user is the one SSH authenticated.
@@ -440,7 +448,7 @@ class Cfgmgr:
         if not isinstance(user, str) or not user:
             raise IpcError("ssh_cli needs the authenticated user")
         line, session_id, action = args.get("line"), args.get("session"), args.get("action")
-        return await self.cli.execute(
+        return await self._cli_server().execute(
             line if isinstance(line, str) else "",
             str(session_id or "ssh-anonymous"),
             user=user,

@@ -21,14 +21,12 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openvsm import __version__
+from openvsm.cfgmgr.host import NodeView
 from openvsm.cli.server import CliServer, CliSession
 from openvsm.store.configcmd import default_vlan_name, running_config_lines
-
-if TYPE_CHECKING:
-    from openvsm.cfgmgr.service import Cfgmgr
 
 _BOOT_WALL = time.time()
 _BOOT = time.monotonic()
@@ -39,7 +37,7 @@ def _wall(t: float) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))
 
 
-def system_mac(cm: Cfgmgr) -> str:
+def system_mac(cm: NodeView) -> str:
     return cm.cfg.resolved_mac or cm.cfg.configured_mac or "00:00:00:00:00:00"
 
 
@@ -49,7 +47,7 @@ def _dotted(mac: str) -> str:
     return ".".join(hexes[i : i + 4] for i in range(0, 12, 4))
 
 
-def version_data(cm: Cfgmgr) -> dict[str, Any]:
+def version_data(cm: NodeView) -> dict[str, Any]:
     up = int(time.monotonic() - _BOOT)
     try:
         mem_kb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -78,7 +76,7 @@ def version_data(cm: Cfgmgr) -> dict[str, Any]:
     }
 
 
-def clock_data(cm: Cfgmgr) -> dict[str, Any]:
+def clock_data(cm: NodeView) -> dict[str, Any]:
     now = cm.wall()
     ms = int(now * 1000) % 1000
     text = time.strftime(f"%H:%M:%S.{ms:03d} %Z %a %b %d %Y", time.localtime(now))
@@ -104,7 +102,7 @@ def users_data(cli: CliServer, me: CliSession) -> dict[str, Any]:
     return {"TABLE_sessions": {"ROW_sessions": rows}}
 
 
-def user_account_data(cm: Cfgmgr, name: str | None) -> dict[str, Any]:
+def user_account_data(cm: NodeView, name: str | None) -> dict[str, Any]:
     from openvsm.roles import role_of
 
     users = sorted(set(cm.store.list("user")) | {"admin"})
@@ -120,7 +118,7 @@ def user_account_data(cm: Cfgmgr, name: str | None) -> dict[str, Any]:
     return {"TABLE_template": {"ROW_template": rows}}
 
 
-def inventory_data(cm: Cfgmgr, modules: dict[str, Any]) -> dict[str, Any]:
+def inventory_data(cm: NodeView, modules: dict[str, Any]) -> dict[str, Any]:
     """The chassis, the supervisors and every VEM of ``show module``."""
     rows = [
         {
@@ -153,7 +151,7 @@ def inventory_data(cm: Cfgmgr, modules: dict[str, Any]) -> dict[str, Any]:
     return {"TABLE_inv": {"ROW_inv": rows}}
 
 
-def _mgmt_address(cm: Cfgmgr) -> tuple[str, int]:
+def _mgmt_address(cm: NodeView) -> tuple[str, int]:
     mgmt = cm.cfg.raw.get("mgmt") if isinstance(cm.cfg.raw, dict) else None
     address = mgmt.get("local_address") if isinstance(mgmt, dict) else None
     if isinstance(address, str) and "/" in address:
@@ -172,7 +170,7 @@ def _counter(device: str | None, name: str) -> int:
         return 0
 
 
-def mgmt0_data(cm: Cfgmgr) -> dict[str, Any]:
+def mgmt0_data(cm: NodeView) -> dict[str, Any]:
     ip, mask = _mgmt_address(cm)
     mac = _dotted(system_mac(cm))
     dev = cm.cfg.mgmt.device
@@ -195,7 +193,7 @@ def mgmt0_data(cm: Cfgmgr) -> dict[str, Any]:
     return {"TABLE_interface": {"ROW_interface": [row]}}
 
 
-def _profile_vlan(cm: Cfgmgr, profile: str) -> tuple[str, str]:
+def _profile_vlan(cm: NodeView, profile: str) -> tuple[str, str]:
     """(VLAN column, port mode) of a port-profile's ports."""
     body = cm.store.get("port_profile", profile) or {}
     if body.get("mode") == "trunk":
@@ -203,11 +201,11 @@ def _profile_vlan(cm: Cfgmgr, profile: str) -> tuple[str, str]:
     return str(body.get("access_vlan") or 1), "access"
 
 
-def _veth_rows(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, str]]:
+def _veth_rows(cm: NodeView, vifs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, str]]:
     return [(r, *_profile_vlan(cm, str(r.get("port_profile") or ""))) for r in vifs]
 
 
-def interface_brief_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, Any]:
+def interface_brief_data(cm: NodeView, vifs: list[dict[str, Any]]) -> dict[str, Any]:
     ip, _ = _mgmt_address(cm)
     rows: list[dict[str, Any]] = [
         {"interface": "mgmt0", "state": "up", "ip_addr": ip, "speed": "1000", "mtu": 1500}
@@ -228,7 +226,7 @@ def interface_brief_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, An
     return {"TABLE_interface": {"ROW_interface": rows}}
 
 
-def interface_status_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, Any]:
+def interface_status_data(cm: NodeView, vifs: list[dict[str, Any]]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = [
         {
             "interface": "mgmt0",
@@ -255,7 +253,7 @@ def interface_status_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, A
     return {"TABLE_interface": {"ROW_interface": rows}}
 
 
-def interface_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, Any]:
+def interface_data(cm: NodeView, vifs: list[dict[str, Any]]) -> dict[str, Any]:
     """``show interface``: mgmt0 and every vEthernet, NX-OS keys."""
     rows: list[dict[str, Any]] = list(mgmt0_data(cm)["TABLE_interface"]["ROW_interface"])
     for r, _, mode in _veth_rows(cm, vifs):
@@ -281,7 +279,7 @@ def interface_data(cm: Cfgmgr, vifs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"TABLE_interface": {"ROW_interface": rows}}
 
 
-def vlan_brief_data(cm: Cfgmgr) -> dict[str, Any]:
+def vlan_brief_data(cm: NodeView) -> dict[str, Any]:
     vlans = {int(k): v for k, v in cm.store.list("vlan").items() if k.isdigit()}
     vlans.setdefault(1, {"id": 1, "name": "default"})
     ports: dict[int, list[str]] = {}
@@ -306,7 +304,7 @@ def vlan_brief_data(cm: Cfgmgr) -> dict[str, Any]:
     return {"TABLE_vlanbriefxbrief": {"ROW_vlanbriefxbrief": rows}}
 
 
-def startup_config_data(cm: Cfgmgr) -> dict[str, Any]:
+def startup_config_data(cm: NodeView) -> dict[str, Any]:
     last = cm.store.last_change_time()
     saved = _wall(last) if last else _wall(_BOOT_WALL)
     return {

@@ -392,6 +392,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def rollback(self) -> None:
+        """End the transaction a failed write left open, if any (the store stays usable)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     def __enter__(self) -> Store:
         return self
 

@@ -146,6 +146,14 @@ class SyncSender:
         self.core.mark_out_of_sync()
         self._report()
 
+    def raise_epoch(self, epoch: int) -> None:
+        """hamgr's epoch moved on: the next Welcome carries it (never goes back)."""
+        self.core.epoch = max(self.core.epoch, epoch)
+
+    def stream_status(self) -> dict[str, Any]:
+        """The stream's own state (``status`` without the transport counters)."""
+        return self.core.status()
+
     @property
     def sending(self) -> bool:
         """A standby receives the changes sent now (its Hello was answered)."""
@@ -301,6 +309,11 @@ class SyncReceiver:
     @property
     def last_applied_seq(self) -> int:
         return self.core.last_applied_seq
+
+    @property
+    def state(self) -> ReceiverState:
+        """The stream's state (idle, hello sent, snapshot, streaming, refused)."""
+        return self.core.state
 
     @property
     def bound(self) -> tuple[str, int]:
