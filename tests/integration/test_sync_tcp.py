@@ -17,6 +17,7 @@ from openvsm.cfgmgr.ackgate import AckGate, FailReason
 from openvsm.cfgmgr.acks import WriteAcks, WriteFailed
 from openvsm.store.pss import Change, Op, Store
 from openvsm.store.writer import StoreWriter
+from openvsm.sync.stream import ReceiverState, ReplicationSender
 from openvsm.sync.transport import SyncReceiver, SyncSender
 
 pytestmark = pytest.mark.integration
@@ -257,20 +258,21 @@ def test_corrupted_frame_is_counted_and_dropped(tmp_path: Path) -> None:
         host, port = p.receiver.bound
         # An unauthenticated peer: the receiver reads our junk, counts it, closes.
         reader, writer = await asyncio.open_connection(host, port)
-        await reader.read(1024)  # its Hello
+        await reader.read(1024)  # its challenge
         writer.write(b"\x00\x00\x00\x05hello" + b"\x00" * 16)
         await writer.drain()
         assert await reader.read(1024) == b""  # dropped by the receiver
         await close(writer)
         await until(lambda: p.receiver.counters.get("bad_frame_bad_tag", 0) == 1)
-        # A truncated frame, then EOF: counted, and reported as a peer EOF.
+        # A truncated frame, then EOF: a half-done handshake, counted; no reset
+        # (the crash fast path hears only of connections that proved the key).
         reader, writer = await asyncio.open_connection(host, port)
         await reader.read(1024)
         writer.write(b"\x00\x00\x10\x00abc")
         await writer.drain()
         await close(writer)
-        await until(lambda: p.receiver.counters.get("truncated_frames", 0) == 1)
-        await until(lambda: p.resets == [("eof", False)])
+        await until(lambda: p.receiver.counters.get("handshake_incomplete", 0) == 1)
+        assert p.resets == [] and p.receiver.counters.get("connections", 0) == 0
         # The real active still gets through and replicates.
         await p.start()
         await p.hot()
@@ -310,23 +312,98 @@ def test_sender_drops_bad_frames_from_a_fake_standby(tmp_path: Path) -> None:
     pair_test(body, tmp_path)
 
 
+_LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER 0: close sends an RST
+
+
+async def _raw_connect(addr: tuple[str, int]) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, addr)
+    return sock
+
+
 def test_active_crash_resets_connection(tmp_path: Path) -> None:
     async def body(p: Pair) -> None:
         await p.receiver.start()
-        host, port = p.receiver.bound
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        await loop.sock_recv(sock, 1024)  # the standby's Hello
-        # SO_LINGER 0: close sends an RST, as a kernel does for a killed process
-        # with unread data.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        sock.close()
+        # A connection that never proved the pair key: its RST is no reset.
+        sock = await _raw_connect(p.receiver.bound)
+        try:
+            await loop.sock_recv(sock, 1024)  # the standby's challenge
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        finally:
+            sock.close()
+        await until(lambda: p.receiver.counters.get("handshake_incomplete", 0) == 1)
+        # A proven connection (the active's core over a raw socket) that is
+        # reset before the bulk sync: a reset, not hot (an RST, as a kernel
+        # sends for a killed process with unread data).
+        core = ReplicationSender(p.active, SECRET, epoch=1)
+        core.connection_made()
+        sock = await _raw_connect(p.receiver.bound)
+        try:
+            await loop.sock_sendall(sock, core.receive(await loop.sock_recv(sock, 1024)))
+            await until(lambda: p.receiver.core.state is ReceiverState.HELLO_SENT)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        finally:
+            sock.close()
         await until(lambda: bool(p.resets))
         reason, hot = p.resets[0]
         assert reason in ("rst", "eof")
         assert not hot  # this connection never reached streaming
+
+    pair_test(body, tmp_path)
+
+
+def test_replayed_or_half_done_handshake_never_replaces_the_stream(tmp_path: Path) -> None:
+    """Capture the active's bytes of a real connection, replay them on new ones
+    while the live stream runs; and connections that stop mid-handshake:
+    counted, the live stream keeps streaming, no reset, nothing applied."""
+
+    async def body(p: Pair) -> None:
+        loop = asyncio.get_running_loop()
+        await p.receiver.start()
+        # Capture: a proven connection of a real active core, then closed.
+        core = ReplicationSender(p.active, SECRET, epoch=1)
+        core.connection_made()
+        sock = await _raw_connect(p.receiver.bound)
+        try:
+            captured = core.receive(await loop.sock_recv(sock, 1024))  # the Response
+            await loop.sock_sendall(sock, captured)
+            await until(lambda: p.receiver.core.state is ReceiverState.HELLO_SENT)
+            welcome = core.receive(await loop.sock_recv(sock, 4096))  # Welcome + tail
+            captured += welcome
+            await loop.sock_sendall(sock, welcome)
+            await until(lambda: p.receiver.core.state is ReceiverState.STREAMING)
+        finally:
+            sock.close()
+        await until(lambda: len(p.resets) == 1)
+        sender = await p.start()
+        await p.hot()
+        await p.replicate(commit(p.active, 1))
+        connections = p.receiver.counters["connections"]
+        for attempt in range(3):
+            replay = await _raw_connect(p.receiver.bound)
+            try:
+                await loop.sock_recv(replay, 1024)  # a fresh challenge
+                await loop.sock_sendall(replay, captured)
+                with contextlib.suppress(ConnectionError):
+                    assert await loop.sock_recv(replay, 1024) == b""  # refused
+            finally:
+                replay.close()
+            half = await _raw_connect(p.receiver.bound)
+            try:
+                await loop.sock_recv(half, 1024)
+                half.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            finally:
+                half.close()
+            await p.replicate(commit(p.active, 2 + attempt))  # the live stream still acks
+        await until(lambda: p.receiver.counters.get("handshake_incomplete", 0) == 3)
+        assert p.receiver.counters["bad_frame_bad_proof"] == 3
+        assert p.receiver.counters["connections"] == connections
+        assert sender.counters["connects"] == 1
+        assert len(p.resets) == 1  # only the capture's own end
+        assert p.standby.digest() == p.active.digest()
 
     pair_test(body, tmp_path)
 

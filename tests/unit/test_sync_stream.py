@@ -89,6 +89,11 @@ class Link:
         self.receiver.connection_lost()
 
 
+def session_codec(core: ReplicationSender | ReplicationReceiver) -> FrameCodec:
+    """A codec under this connection's session key (frames as the proven peer sends them)."""
+    return FrameCodec(core._handshake.session_key)
+
+
 def link(active: Store, standby: Store, **kw: int) -> Link:
     sender = ReplicationSender(active, SECRET, epoch=3, **kw)
     receiver = ReplicationReceiver(standby, SECRET, epoch=3, boot_id=1)
@@ -131,7 +136,7 @@ def test_change_resent_after_reconnect_is_applied_once(stores: tuple[Store, Stor
         codec.encode(ChangeMsg(change=c1)) + codec.encode(ChangeMsg(change=c2))
     )
     assert ln.receiver.duplicates == 2
-    assert FrameCodec(SECRET).feed(ack) == [Ack(seq=2)]
+    assert session_codec(ln.sender).feed(ack) == [Ack(seq=2)]
     assert [e.seq for e in standby.accounting_log()] == [1, 2]
     assert standby.digest() == active.digest()
 
@@ -143,7 +148,8 @@ def test_snapshot_then_tail_equals_active(stores: tuple[Store, Store]) -> None:
     active.commit([Op("vlan", "5", None)], user="u", source="cli", command="no vlan 5", time=400.0)
     ln = link(active, standby, chunk_objects=7)
     ln.sender.connection_made()
-    hello = ln.receiver.connection_made()
+    challenge = ln.receiver.connection_made()
+    hello = ln.receiver.receive(ln.sender.receive(challenge))  # confirmation + Hello
     to_standby = ln.sender.receive(hello)
     assert ln.sender.state == SyncState.COLD
     late = commit(active, 1000)  # committed during the bulk sync: sent after the snapshot
@@ -254,7 +260,7 @@ def test_standby_with_newer_epoch_is_refused(stores: tuple[Store, Store]) -> Non
     sender = ReplicationSender(active, SECRET, epoch=3)
     receiver = ReplicationReceiver(standby, SECRET, epoch=9, boot_id=1)
     sender.connection_made()
-    out = sender.receive(receiver.connection_made())
+    out = sender.receive(receiver.receive(sender.receive(receiver.connection_made())))
     assert sender.refused is not None and "epoch 9 is newer" in sender.refused
     assert sender.state == SyncState.NONE and not sender.must_wait
     with pytest.raises(RemoteProtocolError) as exc:
@@ -265,8 +271,10 @@ def test_standby_with_newer_epoch_is_refused(stores: tuple[Store, Store]) -> Non
 def test_standby_refuses_an_older_active(stores: tuple[Store, Store]) -> None:
     _, standby = stores
     receiver = ReplicationReceiver(standby, SECRET, epoch=5, boot_id=1)
-    receiver.connection_made()
-    out = receiver.receive(FrameCodec(SECRET).encode(Welcome(mode="tail", epoch=4)))
+    active = ReplicationSender(standby, SECRET, epoch=4)
+    active.connection_made()
+    receiver.receive(active.receive(receiver.connection_made()))
+    out = receiver.receive(session_codec(receiver).encode(Welcome(mode="tail", epoch=4)))
     assert receiver.is_refused and "older" in (receiver.refused or "")
     assert out  # a Refuse frame for the active
 
@@ -278,29 +286,31 @@ def test_gap_is_a_protocol_error(stores: tuple[Store, Store]) -> None:
     commit(active, 1)
     c2 = commit(active, 2)
     with pytest.raises(RemoteProtocolError) as exc:
-        ln.receiver.receive(ln.sender._codec.encode(ChangeMsg(change=c2)))
+        ln.receiver.receive(session_codec(ln.sender).encode(ChangeMsg(change=c2)))
     assert exc.value.reason == "gap"
     assert standby.last_seq == 0
 
 
 def test_unexpected_messages(stores: tuple[Store, Store]) -> None:
     active, standby = stores
-    codec = FrameCodec(SECRET)
-    receiver = ReplicationReceiver(standby, SECRET, epoch=1, boot_id=1)
-    receiver.connection_made()
+    ln = link(active, standby)
+    ln.sender.connection_made()
+    ln.receiver.receive(ln.sender.receive(ln.receiver.connection_made()))
     with pytest.raises(RemoteProtocolError, match="unexpected"):
-        receiver.receive(codec.encode(Ack(seq=1)))
-    sender = ReplicationSender(active, SECRET, epoch=1)
+        ln.receiver.receive(session_codec(ln.receiver).encode(Ack(seq=1)))
+    ln.disconnect()
+    sender, receiver = ln.sender, ln.receiver
     sender.connection_made()
-    hello = codec.encode(Hello(last_seq=0, epoch=1, boot_id=1))
+    hello = receiver.receive(sender.receive(receiver.connection_made()))
     sender.receive(hello)
+    codec = session_codec(sender)
     with pytest.raises(RemoteProtocolError, match="second Hello"):
-        sender.receive(hello)
-    sender.connection_lost()
+        sender.receive(codec.encode(Hello(last_seq=0, epoch=1, boot_id=1)))
+    ln.disconnect()
     sender.connection_made()
-    sender.receive(hello)
+    sender.receive(receiver.receive(sender.receive(receiver.connection_made())))
     with pytest.raises(RemoteProtocolError, match="bad_ack"):
-        sender.receive(codec.encode(Ack(seq=999)))
+        sender.receive(session_codec(sender).encode(Ack(seq=999)))
 
 
 # --- frames ----------------------------------------------------------------------

@@ -42,6 +42,7 @@ log = logging.getLogger("cfgmgr.sync")
 # yet (reconnecting; hamgr may hold a "hot" for its grace), "cold" = a bulk sync.
 _RECEIVER_SYNC = {
     ReceiverState.IDLE: "none",
+    ReceiverState.CHALLENGED: "none",
     ReceiverState.HELLO_SENT: "none",
     ReceiverState.SNAPSHOT: "cold",
     ReceiverState.STREAMING: "hot",

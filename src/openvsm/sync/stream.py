@@ -12,6 +12,23 @@ frame that is too large, unauthenticated or malformed raises
 the connection); calling a core in a way its state forbids raises
 ``LocalProtocolError`` (our bug).
 
+Handshake (challenge-response, before anything else on a connection)::
+
+    standby                               active
+    Challenge(nonce_s) ->
+                                       <- Response(nonce_a, proof_a)
+    Confirm(proof_s) ->                   (then Hello, under the session key)
+
+``proof_a = HMAC(key, "openvsm-sync|active|" nonce_s nonce_a)``, ``proof_s``
+the same with ``standby``; the nonces are fresh random bytes of each end.
+From Confirm on, every frame is tagged with the session key
+``HMAC(key, "openvsm-sync|session|" nonce_s nonce_a)``: a frame captured on
+another connection never verifies on this one. The standby hands a
+connection to its receiver (and so lets it replace the live stream) only
+once ``proof_a`` verified (``Handshake``); the active takes the standby's
+Hello only once ``proof_s`` verified. A replayed or half-done handshake
+fails (``bad_proof``, ``handshake``) and replaces nothing.
+
 Protocol::
 
     standby                               active
@@ -58,10 +75,12 @@ committed since) follow it at once.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import enum
 import hashlib
 import hmac
+import os
 import struct
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -94,7 +113,24 @@ class LocalProtocolError(Exception):
     """This side used a core in a way its state forbids (a bug)."""
 
 
+class ImpossibleTransition(LocalProtocolError):
+    """A core tried a state change its transition table does not list (a bug)."""
+
+
 # --- messages ---------------------------------------------------------------------
+
+
+class Challenge(msgspec.Struct, frozen=True, tag=True):
+    nonce: bytes
+
+
+class Response(msgspec.Struct, frozen=True, tag=True):
+    nonce: bytes
+    proof: bytes
+
+
+class Confirm(msgspec.Struct, frozen=True, tag=True):
+    proof: bytes
 
 
 class Hello(msgspec.Struct, frozen=True, tag=True):
@@ -133,7 +169,20 @@ class Ack(msgspec.Struct, frozen=True, tag=True):
     seq: int
 
 
-SyncMessage = Hello | Welcome | Refuse | SnapshotChunk | SnapshotEnd | ChangeMsg | Ack
+SyncMessage = (
+    Challenge
+    | Response
+    | Confirm
+    | Hello
+    | Welcome
+    | Refuse
+    | SnapshotChunk
+    | SnapshotEnd
+    | ChangeMsg
+    | Ack
+)
+_KEY_CHANGING: Final = (Response, Confirm)  # the frames after them may use the session key
+NONCE_LEN: Final = 16
 
 
 class FrameCodec:
@@ -150,6 +199,10 @@ class FrameCodec:
 
     def _tag(self, data: bytes) -> bytes:
         return hmac.new(self._secret, data, hashlib.sha256).digest()[:TAG_LEN]
+
+    def rekey(self, key: bytes) -> None:
+        """Tag and check every later frame with ``key`` (the handshake's session key)."""
+        self._secret = key
 
     def encode(self, msg: SyncMessage) -> bytes:
         payload = self._enc.encode(msg)
@@ -178,10 +231,89 @@ class FrameCodec:
             if not hmac.compare_digest(self._tag(body), tag):
                 raise RemoteProtocolError("bad_tag")
             try:
-                out.append(self._dec.decode(body[_LEN.size :]))
+                msg = self._dec.decode(body[_LEN.size :])
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise RemoteProtocolError("malformed", str(exc)[:80]) from None
+            out.append(msg)
+            if isinstance(msg, _KEY_CHANGING):
+                break  # what follows may be under the session key: feed(b"") for it
         return out
+
+    def feed_batches(self, data: bytes) -> collections.abc.Iterator[list[SyncMessage]]:
+        """``feed`` until the buffer holds no complete frame; between two batches
+        the caller may ``rekey`` (a batch ends at a key-changing frame)."""
+        batch = self.feed(data)
+        while batch:
+            yield batch
+            batch = self.feed(b"")
+
+
+def _proof(key: bytes, label: str, nonce_s: bytes, nonce_a: bytes) -> bytes:
+    return hmac.new(key, f"openvsm-sync|{label}|".encode() + nonce_s + nonce_a, "sha256").digest()
+
+
+def _check_nonce(nonce: bytes) -> bytes:
+    if len(nonce) != NONCE_LEN:
+        raise RemoteProtocolError("malformed", f"nonce of {len(nonce)} bytes")
+    return nonce
+
+
+class Handshake:
+    """Challenge-response of one sync connection, either end (module docstring).
+
+    ``role`` is this end's: the standby sends the challenge (``start``) and
+    is ``proven`` once the active's proof verified; the active answers it
+    and is ``proven`` once the standby's confirmation verified. ``nonce``
+    (tests) replaces the fresh random one. A bad or replayed proof, or a
+    handshake message out of turn, raises ``RemoteProtocolError``.
+    """
+
+    def __init__(self, secret: bytes, role: str, nonce: bytes | None = None) -> None:
+        if role not in ("active", "standby"):
+            raise ValueError(f"role must be active or standby, not {role!r}")
+        self._secret = secret
+        self.role = role
+        self.nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
+        self._peer_nonce: bytes | None = None
+        self.proven = False
+        self.session_key = b""
+
+    def _nonces(self) -> tuple[bytes, bytes]:
+        assert self._peer_nonce is not None
+        if self.role == "standby":
+            return self.nonce, self._peer_nonce
+        return self._peer_nonce, self.nonce
+
+    def _prove(self, role: str) -> bytes:
+        return _proof(self._secret, role, *self._nonces())
+
+    def _done(self) -> None:
+        self.proven = True
+        self.session_key = _proof(self._secret, "session", *self._nonces())
+
+    def start(self) -> Challenge:
+        if self.role != "standby" or self._peer_nonce is not None or self.proven:
+            raise LocalProtocolError("only a fresh standby handshake sends a challenge")
+        return Challenge(nonce=self.nonce)
+
+    def on_message(self, msg: SyncMessage) -> Response | Confirm | None:
+        """The answer to send (under the old key), None once proven (no answer)."""
+        if self.role == "active":
+            if isinstance(msg, Challenge) and self._peer_nonce is None:
+                self._peer_nonce = _check_nonce(msg.nonce)
+                return Response(nonce=self.nonce, proof=self._prove("active"))
+            if isinstance(msg, Confirm) and self._peer_nonce is not None and not self.proven:
+                if not hmac.compare_digest(msg.proof, self._prove("standby")):
+                    raise RemoteProtocolError("bad_proof", "the standby's confirmation")
+                self._done()
+                return None
+        elif isinstance(msg, Response) and self._peer_nonce is None:
+            self._peer_nonce = _check_nonce(msg.nonce)
+            if not hmac.compare_digest(msg.proof, self._prove("active")):
+                raise RemoteProtocolError("bad_proof", "the active's response")
+            self._done()
+            return Confirm(proof=self._prove("standby"))
+        raise RemoteProtocolError("handshake", f"{type(msg).__name__} out of turn")
 
 
 # --- active side --------------------------------------------------------------------------
@@ -192,6 +324,20 @@ class SyncState(enum.Enum):
     COLD = "cold"
     WARM = "warm"
     HOT = "hot"
+
+
+_SENDER_TRANSITIONS: Final = frozenset(
+    {
+        (SyncState.NONE, SyncState.NONE),  # a new connection
+        (SyncState.NONE, SyncState.WARM),  # Hello answered with a tail
+        (SyncState.NONE, SyncState.COLD),  # Hello answered with a snapshot
+        (SyncState.COLD, SyncState.WARM),  # snapshot acked
+        (SyncState.WARM, SyncState.HOT),  # caught up
+        (SyncState.COLD, SyncState.NONE),  # connection lost
+        (SyncState.WARM, SyncState.NONE),
+        (SyncState.HOT, SyncState.NONE),
+    }
+)
 
 
 class ChangeSource(Protocol):
@@ -228,7 +374,7 @@ class ReplicationSender:
         self.epoch = epoch
         self.buffer_bytes = buffer_bytes
         self.chunk_objects = chunk_objects
-        self.state = SyncState.NONE
+        self._state = SyncState.NONE
         self.connected = False
         self.attached = False
         self.out_of_sync = False
@@ -236,6 +382,7 @@ class ReplicationSender:
         self.refused: str | None = None  # why the last standby was refused
         self.peer_boot_id: int | None = None
         self._codec = FrameCodec(secret)
+        self._handshake = Handshake(secret, "active")
         self._hello_seen = False
         self._target = 0  # seq the standby must ack to advance COLD->WARM->HOT
         self._snapshot_seq = 0
@@ -244,22 +391,40 @@ class ReplicationSender:
         self.snapshots_sent = 0
         self.tails_sent = 0
 
+    @property
+    def state(self) -> SyncState:
+        return self._state
+
+    def _set_state(self, new: SyncState) -> None:
+        """The one place the progress changes (``_SENDER_TRANSITIONS``)."""
+        if (self._state, new) not in _SENDER_TRANSITIONS:
+            raise ImpossibleTransition(f"sync sender {self._state.value} -> {new.value}")
+        self._state = new
+
     # --- connection ---
 
-    def connection_made(self) -> bytes:
+    def connection_made(self, nonce: bytes | None = None) -> bytes:
+        """A new connection to the standby; it speaks first (its challenge)."""
         if self.connected:
             raise LocalProtocolError("connection_made while connected")
         self.connected = True
         self._hello_seen = False
         self.refused = None
         self._codec = FrameCodec(self._secret)
-        self.state = SyncState.NONE
+        self._handshake = Handshake(self._secret, "active", nonce)
+        self._set_state(SyncState.NONE)
         return b""
 
     def connection_lost(self) -> None:
         self.connected = False
         self._hello_seen = False
-        self.state = SyncState.NONE
+        if self._state is not SyncState.NONE:
+            self._set_state(SyncState.NONE)
+
+    @property
+    def proven(self) -> bool:
+        """This connection's standby proved the pair key over fresh nonces."""
+        return self._handshake.proven
 
     def detach(self) -> None:
         """The standby is gone (hamgr): stop tracking what it has not acked."""
@@ -285,17 +450,29 @@ class ReplicationSender:
         if not self.connected:
             raise LocalProtocolError("receive without a connection")
         out = bytearray()
-        for msg in self._codec.feed(data):
-            if isinstance(msg, Hello):
-                out += self._on_hello(msg)
-            elif isinstance(msg, Ack):
-                self._on_ack(msg.seq)
-            elif isinstance(msg, Refuse):
-                self.refused = f"the standby refused the stream: {msg.reason}"
-                raise RemoteProtocolError("refused", msg.reason)
-            else:
-                raise RemoteProtocolError("unexpected", type(msg).__name__)
+        for batch in self._codec.feed_batches(data):
+            for msg in batch:
+                out += self._on_message(msg)
         return bytes(out)
+
+    def _on_message(self, msg: SyncMessage) -> bytes:
+        if isinstance(msg, Challenge | Confirm):
+            answer = self._handshake.on_message(msg)
+            if answer is None:
+                self._codec.rekey(self._handshake.session_key)
+                return b""
+            return self._codec.encode(answer)
+        if not self._handshake.proven:
+            raise RemoteProtocolError("handshake", f"{type(msg).__name__} before the handshake")
+        if isinstance(msg, Hello):
+            return self._on_hello(msg)
+        if isinstance(msg, Ack):
+            self._on_ack(msg.seq)
+            return b""
+        if isinstance(msg, Refuse):
+            self.refused = f"the standby refused the stream: {msg.reason}"
+            raise RemoteProtocolError("refused", msg.reason)
+        raise RemoteProtocolError("unexpected", type(msg).__name__)
 
     def _on_hello(self, hello: Hello) -> bytes:
         if self._hello_seen:
@@ -318,7 +495,7 @@ class ReplicationSender:
             self.tails_sent += 1
             self.acked_seq = hello.last_seq
             self._target = self.store.head_seq
-            self.state = SyncState.WARM
+            self._set_state(SyncState.WARM)
             self._unacked = collections.deque((c.seq, 0) for c in tail)
             self.unacked_bytes = 0
             self._on_ack(self.acked_seq)  # nothing to catch up: HOT at once
@@ -341,7 +518,7 @@ class ReplicationSender:
             self.acked_seq = 0
             self._snapshot_seq = snap.last_seq
             self._target = snap.last_seq
-            self.state = SyncState.COLD
+            self._set_state(SyncState.COLD)
             self._unacked = collections.deque((c.seq, 0) for c in after)
             self.unacked_bytes = 0
         return bytes(out)
@@ -386,10 +563,10 @@ class ReplicationSender:
             raise RemoteProtocolError("bad_ack", f"ack {seq} beyond last seq {self.store.head_seq}")
         self.acked_seq = max(self.acked_seq, seq)
         self._drop_acked()
-        if self.state is SyncState.COLD and self.acked_seq >= self._snapshot_seq:
-            self.state = SyncState.WARM
-        if self.state is SyncState.WARM and self.acked_seq >= self._target:
-            self.state = SyncState.HOT
+        if self._state is SyncState.COLD and self.acked_seq >= self._snapshot_seq:
+            self._set_state(SyncState.WARM)
+        if self._state is SyncState.WARM and self.acked_seq >= self._target:
+            self._set_state(SyncState.HOT)
             self.attached = True
             self.out_of_sync = False
 
@@ -445,10 +622,28 @@ class ReplicationSender:
 
 class ReceiverState(enum.Enum):
     IDLE = "idle"  # no connection
+    CHALLENGED = "challenged"  # challenge sent, waiting for the active's proof
     HELLO_SENT = "hello_sent"  # waiting for Welcome
     SNAPSHOT = "snapshot"  # receiving snapshot chunks
     STREAMING = "streaming"  # applying changes
     REFUSED = "refused"
+
+
+_R = ReceiverState
+_RECEIVER_TRANSITIONS: Final = frozenset(
+    {
+        (_R.IDLE, _R.CHALLENGED),  # connection made, challenge sent
+        (_R.IDLE, _R.HELLO_SENT),  # connection made after its handshake (the adapter's)
+        (_R.CHALLENGED, _R.HELLO_SENT),  # the active proved the pair key
+        (_R.HELLO_SENT, _R.SNAPSHOT),
+        (_R.HELLO_SENT, _R.STREAMING),  # tail
+        (_R.SNAPSHOT, _R.STREAMING),
+        (_R.HELLO_SENT, _R.REFUSED),
+        (_R.SNAPSHOT, _R.REFUSED),
+        (_R.STREAMING, _R.REFUSED),
+        *((state, _R.IDLE) for state in ReceiverState),  # connection lost
+    }
+)
 
 
 class ReplicationReceiver:
@@ -466,7 +661,8 @@ class ReplicationReceiver:
         self._secret = secret
         self.epoch = epoch
         self.boot_id = boot_id
-        self.state = ReceiverState.IDLE
+        self._state = ReceiverState.IDLE
+        self._handshake = Handshake(secret, "standby")
         self.refused: str | None = None
         self.applied: list[Change] = []  # drained by the adapter (pop_applied)
         self.snapshots_loaded = 0
@@ -479,11 +675,40 @@ class ReplicationReceiver:
     def last_applied_seq(self) -> int:
         return self.store.last_seq
 
-    def connection_made(self) -> bytes:
-        if self.state is not ReceiverState.IDLE:
-            raise LocalProtocolError(f"connection_made in state {self.state.value}")
+    @property
+    def state(self) -> ReceiverState:
+        return self._state
+
+    def _set_state(self, new: ReceiverState) -> None:
+        """The one place the receiver's state changes (``_RECEIVER_TRANSITIONS``)."""
+        if (self._state, new) not in _RECEIVER_TRANSITIONS:
+            raise ImpossibleTransition(f"sync receiver {self._state.value} -> {new.value}")
+        self._state = new
+
+    def connection_made(
+        self, handshake: Handshake | None = None, *, nonce: bytes | None = None
+    ) -> bytes:
+        """A new connection from an active: the bytes to send.
+
+        Without ``handshake``: the challenge (the Hello follows the active's
+        proof). With a ``handshake`` the adapter ran and that is ``proven``
+        (the live stream is replaced only then): the confirmation's work is
+        done, the Hello goes out under its session key."""
+        if self._state is not ReceiverState.IDLE:
+            raise LocalProtocolError(f"connection_made in state {self._state.value}")
         self._codec = FrameCodec(self._secret)
-        self.state = ReceiverState.HELLO_SENT
+        if handshake is None:
+            self._handshake = Handshake(self._secret, "standby", nonce)
+            self._set_state(ReceiverState.CHALLENGED)
+            return self._codec.encode(self._handshake.start())
+        if not handshake.proven or handshake.role != "standby":
+            raise LocalProtocolError("connection_made with a handshake not proven")
+        self._handshake = handshake
+        self._codec.rekey(handshake.session_key)
+        return self._hello()
+
+    def _hello(self) -> bytes:
+        self._set_state(ReceiverState.HELLO_SENT)
         hello = Hello(
             last_seq=self.store.last_seq,
             epoch=self.epoch,
@@ -492,10 +717,18 @@ class ReplicationReceiver:
         )
         return self._codec.encode(hello)
 
+    def _on_proof(self, msg: SyncMessage) -> bytes:
+        """CHALLENGED: the active's response; the confirmation and the Hello."""
+        confirm = self._handshake.on_message(msg)
+        assert confirm is not None  # a standby's proven handshake answers with Confirm
+        out = self._codec.encode(confirm)
+        self._codec.rekey(self._handshake.session_key)
+        return out + self._hello()
+
     def connection_lost(self) -> int:
         """Forget the connection; returns the bytes of a truncated frame (0: clean)."""
         pending = self._codec.pending
-        self.state = ReceiverState.IDLE
+        self._set_state(ReceiverState.IDLE)
         self._objects.clear()
         self._accounting.clear()
         return pending
@@ -503,7 +736,7 @@ class ReplicationReceiver:
     @property
     def is_refused(self) -> bool:
         """This standby refused the active (its epoch is stale): close the connection."""
-        return self.state is ReceiverState.REFUSED
+        return self._state is ReceiverState.REFUSED
 
     def pop_applied(self) -> list[Change]:
         applied, self.applied = self.applied, []
@@ -521,52 +754,59 @@ class ReplicationReceiver:
             return b""
         self.store.durable(changes[-1].seq)
         self.applied.extend(changes)
-        if self.state is not ReceiverState.STREAMING:
+        if self._state is not ReceiverState.STREAMING:
             return b""
         return self._codec.encode(Ack(seq=self.store.last_seq))
 
     def receive(self, data: bytes) -> bytes:
         """Apply what ``data`` completes; the Ack to send (one, cumulative)."""
-        if self.state in (ReceiverState.IDLE, ReceiverState.REFUSED):
-            raise LocalProtocolError(f"receive in state {self.state.value}")
+        if self._state in (ReceiverState.IDLE, ReceiverState.REFUSED):
+            raise LocalProtocolError(f"receive in state {self._state.value}")
         ack: int | None = None
+        out = bytearray()
         # One transaction (one fsync) for every change that ``data`` completes:
         # a catch-up tail or a burst of writes costs one disk sync per read, not
         # one per change. Durable before the Ack is built (pipelined: the
         # writer thread's group, acked by ``persisted``).
         with contextlib.nullcontext() if self.pipelined else self.store.batch():
-            for msg in self._codec.feed(data):
-                seq = self._on_message(msg)
-                if seq is not None:
-                    ack = seq
+            for batch in self._codec.feed_batches(data):
+                for msg in batch:
+                    if self._state is ReceiverState.CHALLENGED:
+                        out += self._on_proof(msg)
+                        continue
+                    seq = self._on_message(msg)
+                    if seq is not None:
+                        ack = seq
         if self.is_refused:
-            return self._codec.encode(Refuse(reason=self.refused or ""))
-        return self._codec.encode(Ack(seq=ack)) if ack is not None else b""
+            return bytes(out) + self._codec.encode(Refuse(reason=self.refused or ""))
+        if ack is not None:
+            out += self._codec.encode(Ack(seq=ack))
+        return bytes(out)
 
     def _on_message(self, msg: SyncMessage) -> int | None:
         if isinstance(msg, Welcome):
-            if self.state is not ReceiverState.HELLO_SENT:
+            if self._state is not ReceiverState.HELLO_SENT:
                 raise RemoteProtocolError("unexpected", "Welcome")
+            if msg.mode not in ("snapshot", "tail"):
+                raise RemoteProtocolError("malformed", f"mode {msg.mode!r}")
             if msg.epoch < self.epoch:
                 self.refused = (
                     f"active epoch {msg.epoch} is older than this standby's epoch {self.epoch}"
                 )
-                self.state = ReceiverState.REFUSED
+                self._set_state(ReceiverState.REFUSED)
                 return None
             self.epoch = msg.epoch
             if msg.mode == "snapshot":
-                self.state = ReceiverState.SNAPSHOT
+                self._set_state(ReceiverState.SNAPSHOT)
                 return None
-            if msg.mode != "tail":
-                raise RemoteProtocolError("malformed", f"mode {msg.mode!r}")
-            self.state = ReceiverState.STREAMING
+            self._set_state(ReceiverState.STREAMING)
             return self.store.last_seq
         if isinstance(msg, Refuse):
             self.refused = msg.reason
-            self.state = ReceiverState.REFUSED
+            self._set_state(ReceiverState.REFUSED)
             raise RemoteProtocolError("refused", msg.reason)
         if isinstance(msg, SnapshotChunk):
-            if self.state is not ReceiverState.SNAPSHOT:
+            if self._state is not ReceiverState.SNAPSHOT:
                 raise RemoteProtocolError("unexpected", "SnapshotChunk")
             self._objects.extend(msg.objects)
             self._accounting.extend(msg.accounting)
@@ -574,7 +814,7 @@ class ReplicationReceiver:
         if isinstance(msg, SnapshotEnd):
             return self._end_snapshot(msg)
         if isinstance(msg, ChangeMsg):
-            if self.state is not ReceiverState.STREAMING:
+            if self._state is not ReceiverState.STREAMING:
                 raise RemoteProtocolError("unexpected", "Change")
             try:
                 if self.pipelined:
@@ -591,7 +831,7 @@ class ReplicationReceiver:
         raise RemoteProtocolError("unexpected", type(msg).__name__)
 
     def _end_snapshot(self, end: SnapshotEnd) -> int:
-        if self.state is not ReceiverState.SNAPSHOT:
+        if self._state is not ReceiverState.SNAPSHOT:
             raise RemoteProtocolError("unexpected", "SnapshotEnd")
         if end.objects != len(self._objects):
             raise RemoteProtocolError(
@@ -612,7 +852,7 @@ class ReplicationReceiver:
         self._objects.clear()
         self._accounting.clear()
         self.snapshots_loaded += 1
-        self.state = ReceiverState.STREAMING
+        self._set_state(ReceiverState.STREAMING)
         return end.last_seq
 
 

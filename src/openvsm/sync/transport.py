@@ -13,8 +13,13 @@ Owns the sockets, tasks and futures around the sans-IO cores of
   (``openvsm.cfgmgr.ackgate``) and for hamgr (``sync_state``: it orders the
   standby's reset after an overflow).
 - ``SyncReceiver`` (standby): listens on the control ``ip:port``, serves one
-  active at a time (a new connection replaces the old one), applies and
-  acks. ``on_reset(reason, hot)`` fires when the active's end of the
+  active at a time, applies and acks. A new connection replaces the live
+  one only once it passed the challenge-response (``stream.Handshake``: the
+  active proved the pair key over this standby's fresh nonce, within
+  ``HANDSHAKE_TIMEOUT_S``); a replayed, wrong or half-done handshake is
+  counted (``bad_frame_bad_proof``, ``bad_frame_handshake``,
+  ``handshake_incomplete``, ``handshake_timeout``) and touches nothing.
+  ``on_reset(reason, hot)`` fires when the active's end of a proven
   connection goes away without us closing it (``"rst"`` or ``"eof"``; a
   SIGKILLed idle active closes with a FIN, so "eof" is the usual one):
   hamgr's crash fast path. ``hot`` says whether that connection had reached
@@ -28,7 +33,8 @@ With an ``ssl_context`` (mutual TLS with the pair certificate,
 to the receiver only once its handshake proved it holds the pair key: a
 connect without it, or junk, never replaces the live stream (asyncio calls
 ``_on_conn`` after the handshake; a handshake that does not finish within
-``HANDSHAKE_TIMEOUT_S`` is dropped).
+``HANDSHAKE_TIMEOUT_S`` is dropped). The challenge-response runs inside
+TLS too (and is the only authentication of a plain-TCP stream).
 
 A bad frame (``RemoteProtocolError``) is counted under its reason in
 ``counters`` and closes that connection; it never escapes a task.
@@ -49,6 +55,9 @@ from openvsm.store.writer import StoreWriter
 from openvsm.sync.stream import (
     DEFAULT_BUFFER_BYTES,
     ChangeSource,
+    Confirm,
+    FrameCodec,
+    Handshake,
     LocalProtocolError,
     ReceiverState,
     RemoteProtocolError,
@@ -59,6 +68,7 @@ from openvsm.sync.stream import (
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
+_HANDSHAKE_MAX_FRAME = 4096  # before the proof nothing bigger is read
 HANDSHAKE_TIMEOUT_S = 5.0  # a connect that does not finish its TLS handshake by then is dropped
 
 
@@ -293,6 +303,7 @@ class SyncReceiver:
         self.ssl_context = ssl_context
         self.store = store
         self.writer = writer
+        self._secret = secret
         self.core = ReplicationReceiver(
             store, secret, epoch=epoch, boot_id=boot_id, pipelined=writer is not None
         )
@@ -393,16 +404,55 @@ class SyncReceiver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _prove(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Handshake | None:
+        """Run the challenge-response of a new connection; its handshake once the
+        active proved the pair key, else None (counted; nothing else touched)."""
+        hs = Handshake(self._secret, "standby")
+        codec = FrameCodec(self._secret, max_frame=_HANDSHAKE_MAX_FRAME)
+        confirm: Confirm | None = None
+        try:
+            writer.write(codec.encode(hs.start()))
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                while confirm is None:
+                    data = await reader.read(_HANDSHAKE_MAX_FRAME)
+                    if not data:
+                        _count(self.counters, "handshake_incomplete")
+                        return None
+                    for msg in codec.feed(data):
+                        answer = hs.on_message(msg)
+                        confirm = answer if isinstance(answer, Confirm) else None
+            if codec.pending:
+                raise RemoteProtocolError("handshake", "data after the active's response")
+            writer.write(codec.encode(confirm))
+            return hs
+        except TimeoutError:
+            _count(self.counters, "handshake_timeout")
+        except RemoteProtocolError as exc:
+            _count(self.counters, f"bad_frame_{exc.reason}")
+            log.warning("sync: handshake refused: %s", exc)
+        except (ConnectionError, OSError):
+            _count(self.counters, "handshake_incomplete")
+        return None
+
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # One active at a time: the newest connection wins. Its Hello names
-        # what is durable here: the writer thread's changes first.
+        # Only a connection whose active proved the pair key replaces the live
+        # one (the newest such wins); anything else is closed untouched.
+        _tune(writer)
+        handshake = await self._prove(reader, writer)
+        if handshake is None or self._server is None:  # refused, or stopped meanwhile
+            writer.close()
+            await _close(writer)
+            return
+        # Its Hello names what is durable here: the writer thread's changes first.
         await self._drop_current()
         self._conn = asyncio.current_task()
         await self._drained.wait()
         _count(self.counters, "connections")
         reason: str | None = None
         try:
-            reason = await self._serve(reader, writer)
+            reason = await self._serve(reader, writer, handshake)
         except asyncio.CancelledError:
             reason = None
         finally:
@@ -423,13 +473,12 @@ class SyncReceiver:
                 self._conn = None
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handshake: Handshake
     ) -> str | None:
-        """Run one connection; the peer-side reason it ended ("rst"/"eof"), else None."""
-        _tune(writer)
+        """Run one proven connection; the peer-side reason it ended ("rst"/"eof"), else None."""
         self._conn_writer = writer
         try:
-            writer.write(self.core.connection_made())
+            writer.write(self.core.connection_made(handshake))
             await writer.drain()
             while True:
                 data = await reader.read(_READ_SIZE)
