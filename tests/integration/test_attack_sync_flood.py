@@ -13,17 +13,12 @@ handshakes are counted in the standby's ``/metrics``
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from openvsm.lab.lab import Lab, wait_for
 from openvsm.sync.transport import MAX_PENDING_HANDSHAKES
+from tests.attacks import Flood, fd_count, rss_kib, service_pid
 
 pytestmark = pytest.mark.integration
 
@@ -51,32 +47,6 @@ def cli_json(rundir: str, command: str) -> Any:
     return json.loads(cli_text(rundir, f"{command} | json"))
 
 
-def service_pid(sysmgr_pid: int, service: str) -> int:
-    """The pid of ``python -m openvsm service <service>`` under a node's sysmgr."""
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(sysmgr_pid)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for line in out.splitlines():
-        pid_s, _, args = line.strip().partition(" ")
-        if f"service {service} " in args + " ":
-            return int(pid_s)
-    raise AssertionError(f"no {service} under sysmgr {sysmgr_pid}: {out}")
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def sync_events(node: dict[str, Any], auth: tuple[str, str]) -> dict[str, float]:
     r = requests.get(node["rest"] + "/metrics", auth=auth, verify=node["ca"], timeout=10)
     assert r.status_code == 200, r.text
@@ -86,63 +56,6 @@ def sync_events(node: dict[str, Any], auth: tuple[str, str]) -> dict[str, float]
             if s.name == "openvsm_sync_events_total":
                 out[s.labels["event"]] = s.value
     return out
-
-
-class Flood:
-    """Connections to ``addr`` held open, fed junk and trickles until ``stop``."""
-
-    def __init__(self, addr: tuple[str, int], rng: random.Random) -> None:
-        self.addr = addr
-        self.rng = rng
-        self.socks: list[socket.socket] = []
-        self.slow: list[socket.socket] = []
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.churned = 0
-
-    def open(self, n: int) -> None:
-        for i in range(n):
-            try:
-                s = socket.create_connection(self.addr, timeout=5)
-            except OSError:
-                continue
-            self.socks.append(s)
-            with contextlib.suppress(OSError):
-                if i % 3 == 0:
-                    s.sendall(b"\x16\x03\x01\x00\x05junk")  # a TLS record header, then junk
-                elif i % 3 == 1:
-                    s.sendall(self.rng.randbytes(self.rng.randint(1, 600)))
-                else:
-                    s.sendall(b"\x16")  # slow-loris: a ClientHello a byte at a time
-                    self.slow.append(s)
-
-    def _trickle(self) -> None:
-        while not self.stopping.wait(0.3):
-            for s in self.slow:
-                with contextlib.suppress(OSError):
-                    s.sendall(b"\x03")
-
-    def _churn(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                with socket.create_connection(self.addr, timeout=2) as s:
-                    s.sendall(self.rng.randbytes(32))
-            except OSError:
-                pass
-            self.churned += 1
-
-    def start_background(self) -> None:
-        for fn in (self._trickle, self._churn):
-            t = threading.Thread(target=fn, daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(10)
-        for s in self.socks:
-            s.close()
 
 
 @pytest.fixture
