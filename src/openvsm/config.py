@@ -86,6 +86,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.node import RunDir
+
 
 class ConfigError(ValueError):
     """A configuration file is invalid; the message names the key and the rule."""
@@ -205,6 +207,11 @@ class NodeConfig:
         return mac
 
     @property
+    def rundir(self) -> RunDir:
+        """The names of this node's sockets and run files."""
+        return RunDir(self.run_dir)
+
+    @property
     def sup_number(self) -> int:
         return 1 if self.role == "primary" else 2
 
@@ -239,6 +246,11 @@ class VemConfig:
     poll_interval: float = 0.25
     report_interval: float = 5.0
     metrics_listen: Endpoint | None = None  # GET /metrics (openvsm.observe.vem)
+
+    @property
+    def rundir(self) -> RunDir:
+        """The names of this VEM agent's socket and run files."""
+        return RunDir(self.run_dir)
 
     @property
     def ovsdb_remote(self) -> str:
@@ -433,7 +445,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
     base = base or Path.cwd()
     data_dir = base / _get(node, "data_dir", where, str)
     run_dir = base / _get(node, "run_dir", where, str)
-    if len(str(run_dir / "cfgmgr.sock")) > 100:
+    if len(str(RunDir(run_dir).cfgmgr)) > 100:
         raise ConfigError(f"node.run_dir: {run_dir} is too long for Unix sockets (max ~90 chars)")
     hostname = _get(node, "hostname", where, str, "switch")
     offset = _get(node, "clock_offset_s", where, float, 0.0)

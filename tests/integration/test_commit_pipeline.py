@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -34,7 +35,7 @@ from typing import Any
 import pytest
 
 from openvsm.cli.client import CliConnection
-from openvsm.ipc import IpcError
+from openvsm.ipc import IpcError, subscribe
 from openvsm.lab.lab import Lab, ipc_call, wait_for
 
 pytestmark = pytest.mark.integration
@@ -235,3 +236,56 @@ def test_a_failed_local_commit_resyncs_a_standby_that_received_it(
         session="after-disk",  # the lab's session stayed in config mode at the error
     )
     assert not res["error"], res["output"]
+
+
+async def _watch_changes(rundir: Path, events: list[Any], ready: asyncio.Event) -> None:
+    async for event in subscribe(rundir / "cfgmgr.sock", "changes"):
+        if not ready.is_set():
+            ready.set()  # the subscription's answer
+            continue
+        events.append(event)
+
+
+async def _write_and_watch(lab: OutsideLab, active: str) -> tuple[list[int], list[Any]]:
+    rundir = Path(lab.node(active)["rundir"])
+    events: list[Any] = []
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(_watch_changes(rundir, events, ready))
+    await asyncio.wait_for(ready.wait(), 20)
+    acked: list[int] = []
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(_writer(rundir, 100 + 200 * i, acked, stop)) for i in range(WRITERS)
+    ]
+    deadline = time.monotonic() + SETTLE
+    while len(acked) < 400:
+        assert time.monotonic() < deadline, f"only {len(acked)} writes acknowledged"
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    def seen() -> set[str]:
+        return {o["key"] for e in events for o in e["ops"] if o["kind"] == "vlan"}
+
+    while not {str(n) for n in acked} <= seen():
+        assert time.monotonic() < deadline, "the changes events lack acknowledged VLANs"
+        await asyncio.sleep(0.01)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    return acked, events
+
+
+def test_a_subscriber_gets_one_changes_event_per_commit_group(lab: OutsideLab) -> None:
+    """What vemmgr (or any program on RUNDIR/cfgmgr.sock) sees of sixteen
+    concurrent writers: one event per commit group, ``first``..``seq``
+    contiguous from one event to the next, every acknowledged VLAN in its ops."""
+    states = {n: lab.state(n) for n in ("primary", "secondary")}
+    active = next(n for n, s in states.items() if s == "Active with HA standby")
+    acked, events = asyncio.run(_write_and_watch(lab, active))
+    for before, after in itertools.pairwise(events):
+        assert after["first"] == before["seq"] + 1, (before, after)
+    assert all(e["first"] <= e["seq"] for e in events)
+    changes = events[-1]["seq"] - events[0]["first"] + 1
+    assert changes >= len(acked)
+    assert len(events) < changes, "sixteen writers never shared a commit group"

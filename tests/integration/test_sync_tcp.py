@@ -96,7 +96,7 @@ class Pair:
             epoch=1,
             boot_id=2,
             on_reset=lambda reason, hot: self.resets.append((reason, hot)),
-            on_applied=lambda c: self.applied.append(c.seq),
+            on_applied=lambda cs: self.applied.extend(c.seq for c in cs),
             writer=self.writer,
         )
         self.sender_kw = sender_kw

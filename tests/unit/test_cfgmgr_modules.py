@@ -15,7 +15,7 @@ from openvsm.cfgmgr.modules import show_module_data
 from openvsm.ipc import IpcError, IpcUnavailable
 from openvsm.modules.checkpoint import write_attachments
 from openvsm.modules.table import Attachment, AttachmentCheckpoint
-from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
+from openvsm.node import VEMMGR_ATTACHMENTS, RunDir
 
 STORE: dict[str, dict[str, dict[str, Any]]] = {
     "module": {
@@ -50,6 +50,7 @@ def fake_cfgmgr(run_dir: Path, *, hamgr: Peer, vemmgr: Peer, ha: dict[str, Any])
     cfg = SimpleNamespace(
         sup_number=1,
         run_dir=run_dir,
+        rundir=RunDir(run_dir),
         module_limit=16,
         mgmt=SimpleNamespace(local=SimpleNamespace(host="127.0.0.1")),
     )

@@ -13,9 +13,9 @@ import pytest
 
 from openvsm.config import node_config_from_dict
 from openvsm.identity import resolve_identity
+from openvsm.node import HAMGR_CHECKPOINT, PREVIOUS_EXIT_ENV
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.hamgr import Hamgr, HamgrCheckpoint
-from openvsm.sysmgr.service import HAMGR_CHECKPOINT, PREVIOUS_EXIT_ENV
 from tests.unit.nodedoc import NODE_DOC
 
 NODE: dict[str, Any] = NODE_DOC

@@ -160,6 +160,35 @@ def test_snapshot_then_tail_equals_active(stores: tuple[Store, Store]) -> None:
     assert [e.seq for e in standby.accounting_log(10)] == [e.seq for e in active.accounting_log(10)]
 
 
+def test_a_tail_bigger_than_the_store_is_sent_as_a_snapshot(
+    stores: tuple[Store, Store],
+) -> None:
+    # 40 changes rewriting 4 VLANs: the log holds all of them (50 kept) but
+    # replaying them costs ten times the 4 objects; a standby one change
+    # behind still gets its one-change tail.
+    active, standby = stores
+    for k in range(1, 41):
+        commit(active, k % 4, t=float(k))
+    ln = link(active, standby, tail_floor_bytes=200)
+    ln.connect()
+    assert (ln.sender.tails_sent, ln.sender.snapshots_sent) == (0, 1)
+    assert standby.digest() == active.digest() and standby.last_seq == 40
+    ln.disconnect()
+    commit(active, 1, t=41.0)
+    ln.connect()
+    assert (ln.sender.tails_sent, ln.sender.snapshots_sent) == (1, 1)
+    assert standby.digest() == active.digest() and standby.last_seq == 41
+    # the same history under the default floor (1 MiB) is a tail
+    fresh = Store(standby.path.with_name("fresh.db"))
+    try:
+        ln2 = link(active, fresh)
+        ln2.connect()
+        assert (ln2.sender.tails_sent, ln2.sender.snapshots_sent) == (1, 0)
+        assert fresh.digest() == active.digest()
+    finally:
+        fresh.close()
+
+
 def test_divergent_standby_gets_a_snapshot(stores: tuple[Store, Store]) -> None:
     active, standby = stores
     for i in range(1, 6):

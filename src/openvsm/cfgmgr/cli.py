@@ -41,7 +41,7 @@ async def _call(client: IpcClient, what: str, op: str, **args: Any) -> Any:
 
 async def _mgmt_address(cm: Cfgmgr, address: str) -> dict[str, Any]:
     """Who holds the shared management address, as this node's mgmt service says."""
-    client = IpcClient(cm.cfg.run_dir / "mgmt.sock", timeout=2.0)
+    client = IpcClient(cm.cfg.rundir.mgmt, timeout=2.0)
     try:
         st = await client.call("status")
         held = bool(isinstance(st, dict) and st.get("holding"))

@@ -18,7 +18,6 @@ from openvsm import __version__
 from openvsm.ipc import IpcError
 from openvsm.modules.checkpoint import CheckpointError, read_attachments, takeover_view
 from openvsm.modules.table import ModuleTable
-from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
 
 if TYPE_CHECKING:
     from openvsm.cfgmgr.service import Cfgmgr
@@ -67,7 +66,7 @@ def _vem_from_store(cm: Cfgmgr, ha: dict[str, Any]) -> dict[str, Any]:
     if ha.get("state") != "active":
         return _store_table(cm).modules_data()
     try:
-        saved = read_attachments(cm.cfg.run_dir / VEMMGR_ATTACHMENTS)
+        saved = read_attachments(cm.cfg.rundir.vemmgr_attachments)
     except CheckpointError:
         saved = None
     epoch = ha.get("epoch", 0)

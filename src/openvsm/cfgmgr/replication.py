@@ -64,7 +64,7 @@ class Replication:
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._resets: set[asyncio.Task[None]] = set()
-        self._reset_client = IpcClient(cm.cfg.run_dir / "hamgr.sock", timeout=2.0)
+        self._reset_client = IpcClient(cm.cfg.rundir.hamgr, timeout=2.0)
         self._lease: asyncio.Task[None] | None = None
         self._stopped = False
         if state == "active":
@@ -150,7 +150,7 @@ class Replication:
 
     async def _hold_lease(self) -> None:
         """Subscribe to hamgr's ``sync`` topic for as long as this runs (module doc)."""
-        path = self.cm.cfg.run_dir / "hamgr.sock"
+        path = self.cm.cfg.rundir.hamgr
         while True:
             try:
                 async for _ in subscribe(path, "sync"):

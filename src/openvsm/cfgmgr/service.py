@@ -33,10 +33,10 @@ from openvsm.cfgmgr.ackgate import AckGate
 from openvsm.cfgmgr.acks import WriteAcks
 from openvsm.config import NodeConfig
 from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.node import NodeFatal
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
 from openvsm.store.writer import StoreWriter
-from openvsm.sysmgr.service import NodeFatal
 
 log = logging.getLogger("cfgmgr")
 
@@ -62,10 +62,10 @@ class Cfgmgr:
         self.cfg = cfg
         self.store = Store(cfg.data_dir / "pss.db")
         self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
-        self.ipc = IpcServer(cfg.run_dir / "cfgmgr.sock", self._handle, peer_credentials=True)
-        self.hamgr = IpcClient(cfg.run_dir / "hamgr.sock", timeout=5.0)
-        self.sysmgr = IpcClient(cfg.run_dir / "sysmgr.sock", timeout=5.0)
-        self.vemmgr = IpcClient(cfg.run_dir / "vemmgr.sock", timeout=5.0)
+        self.ipc = IpcServer(cfg.rundir.cfgmgr, self._handle, peer_credentials=True)
+        self.hamgr = IpcClient(cfg.rundir.hamgr, timeout=5.0)
+        self.sysmgr = IpcClient(cfg.rundir.sysmgr, timeout=5.0)
+        self.vemmgr = IpcClient(cfg.rundir.vemmgr, timeout=5.0)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
@@ -142,7 +142,7 @@ class Cfgmgr:
         delay = 0.02
         while True:
             try:
-                async for event in subscribe(self.cfg.run_dir / "hamgr.sock", "status"):
+                async for event in subscribe(self.cfg.rundir.hamgr, "status"):
                     delay = 0.02
                     if isinstance(event, dict):
                         yield event
@@ -353,10 +353,7 @@ class Cfgmgr:
             changes = self.store.changes_since(first - 1, limit=last - first + 1)
             self.store.durable(last)
             self.acks.durable(last)
-            for change in changes:
-                self.ipc.publish(
-                    "changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]}
-                )
+            self.publish_changes(changes)
             self._facts_dirty.set()
             return
         # The group's COMMIT failed (disk full, file size limit, I/O error): it
@@ -394,10 +391,25 @@ class Cfgmgr:
                 found.update((c.seq, c) for c in self.store.changes_since(base))
         return [found[seq] for seq in sorted(found)]
 
-    def on_replicated(self, change: Change) -> None:
-        """Standby: a change from the active was applied."""
-        self.ipc.publish("changes", {"seq": change.seq, "ops": [_op_dict(o) for o in change.ops]})
+    def on_replicated(self, changes: list[Change]) -> None:
+        """Standby: a group of changes from the active was applied."""
+        self.publish_changes(changes)
         self._facts_dirty.set()
+
+    def publish_changes(self, changes: list[Change]) -> None:
+        """One ``changes`` event per commit group (one frame, one socket write per
+        subscriber): ``first``..``seq`` the group's seqs, ``ops`` every op of
+        them in commit order (applying them in order is applying each change)."""
+        if not changes or not self.ipc.subscriber_count("changes"):
+            return
+        self.ipc.publish(
+            "changes",
+            {
+                "first": changes[0].seq,
+                "seq": changes[-1].seq,
+                "ops": [_op_dict(o) for c in changes for o in c.ops],
+            },
+        )
 
     # ---- IPC ------------------------------------------------------------
     async def _cli_request(self, args: dict[str, Any]) -> Any:

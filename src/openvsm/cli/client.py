@@ -25,8 +25,7 @@ from typing import Any, TextIO
 from openvsm.cli.grammar import split_commands
 from openvsm.cli.session import IpcBackend, ShellSession
 from openvsm.ipc import IpcClient, IpcError
-
-CFGMGR_SOCKET = "cfgmgr.sock"
+from openvsm.node import RunDir
 
 
 def new_session_id() -> str:
@@ -39,7 +38,7 @@ class CliConnection:
     def __init__(self, rundir: Path, timeout: float = 60.0) -> None:
         self.rundir = rundir
         self.session = new_session_id()
-        self._ipc = IpcClient(rundir / CFGMGR_SOCKET, timeout=timeout)
+        self._ipc = IpcClient(RunDir(rundir).cfgmgr, timeout=timeout)
 
     async def run(self, line: str) -> dict[str, Any]:
         """Send one line; the server's ``{output, prompt, error[, exit]}``."""

@@ -52,8 +52,7 @@ from typing import Any, Protocol
 
 from openvsm.cli.grammar import split_commands
 from openvsm.ipc import IpcClient, IpcError
-
-CFGMGR_SOCKET = "cfgmgr.sock"
+from openvsm.node import RunDir
 
 
 def new_session_id(prefix: str = "cli") -> str:
@@ -127,7 +126,7 @@ class IpcBackend:
     def __init__(self, rundir: Path, *, timeout: float = 60.0, line: str = "unix") -> None:
         self.rundir = rundir
         self.line = line
-        self._ipc = IpcClient(rundir / CFGMGR_SOCKET, timeout=timeout)
+        self._ipc = IpcClient(RunDir(rundir).cfgmgr, timeout=timeout)
 
     async def request(
         self, action: str, line: str, session: str, interactive: bool

@@ -82,7 +82,7 @@ from openvsm.lab.checker import (
 )
 from openvsm.lab.lab import Lab, LabError, free_port, ipc_call, signal_group, wait_for
 from openvsm.lab.sampler import SampledNode, SampledVem, Sampler, TraceReader
-from openvsm.sysmgr.service import SERVICES
+from openvsm.node import SERVICES, RunDir
 
 NODES = ("primary", "secondary")
 PREFIX = "cw-"
@@ -290,7 +290,7 @@ class Writer:
         value = f"{PREFIX}{op_id}"
         line = f"configure terminal ; vlan {key} ; name {value} ; end ; exit"
         start = time.monotonic()
-        client = IpcClient(self.lab.nodes[node].rundir / "cfgmgr.sock", timeout=WRITE_TIMEOUT)
+        client = IpcClient(RunDir(self.lab.nodes[node].rundir).cfgmgr, timeout=WRITE_TIMEOUT)
         outcome, error = Outcome.INFO, ""
         try:
             res = await client.call("cli", line=line, session=f"chaos-w{op_id}")
@@ -333,7 +333,7 @@ def burst(rundir: Path, sessions: int) -> list[bool]:
     VLAN of ``OVERFLOW_VLANS``. Returns which were acknowledged."""
 
     async def one(i: int) -> bool:
-        client = IpcClient(rundir / "cfgmgr.sock", timeout=WRITE_TIMEOUT * 2)
+        client = IpcClient(RunDir(rundir).cfgmgr, timeout=WRITE_TIMEOUT * 2)
         line = f"configure terminal ; vlan {OVERFLOW_VLANS} ; name ovf-{i} ; end ; exit"
         try:
             res = await client.call("cli", line=line, session=f"chaos-burst-{i}")
@@ -504,7 +504,7 @@ class Campaign:
 
     # ---- state --------------------------------------------------------------
     def ha(self, node: str) -> dict[str, Any] | None:
-        st = _call(self.lab.nodes[node].rundir / "hamgr.sock", "status", timeout=1.0)
+        st = _call(RunDir(self.lab.nodes[node].rundir).hamgr, "status", timeout=1.0)
         return st if isinstance(st, dict) else None
 
     def roles(self) -> dict[str, str | None]:
@@ -515,7 +515,7 @@ class Campaign:
         return actives[0] if len(actives) == 1 else None
 
     def module_table(self, node: str) -> dict[str, tuple[int, str]]:
-        data = _call(self.lab.nodes[node].rundir / "vemmgr.sock", "modules", timeout=2.0)
+        data = _call(RunDir(self.lab.nodes[node].rundir).vemmgr, "modules", timeout=2.0)
         if not isinstance(data, dict) or not data.get("active"):
             return {}
         rows = data.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
@@ -524,7 +524,7 @@ class Campaign:
         return {str(names.get(r["modinf"])): (int(r["modinf"]), str(r["status"])) for r in rows}
 
     def digest(self, node: str) -> tuple[str, int] | None:
-        d = _call(self.lab.nodes[node].rundir / "cfgmgr.sock", "snapshot_digest", timeout=2.0)
+        d = _call(RunDir(self.lab.nodes[node].rundir).cfgmgr, "snapshot_digest", timeout=2.0)
         return (str(d["digest"]), int(d["seq"])) if isinstance(d, dict) else None
 
     def recovered(self) -> bool:
@@ -554,7 +554,7 @@ class Campaign:
             rundir = self.lab.nodes[n].rundir
             st = self.ha(n)
             d = self.digest(n)
-            vlans = _call(rundir / "cfgmgr.sock", "list", timeout=5.0, kind="vlan")
+            vlans = _call(RunDir(rundir).cfgmgr, "list", timeout=5.0, kind="vlan")
             values = (
                 {k: str(v.get("name", "")) for k, v in vlans.items()}
                 if isinstance(vlans, dict)
@@ -568,7 +568,7 @@ class Campaign:
                 values,
             )
             for which in ("accounting", "remote accounting"):
-                aa = _call(rundir / "hamgr.sock", "activeactive", which=which)
+                aa = _call(RunDir(rundir).hamgr, "activeactive", which=which)
                 if isinstance(aa, dict):
                     discarded |= {str(e.get("command")) for e in aa.get("discarded", [])}
         self.discarded |= discarded
@@ -602,7 +602,7 @@ class Campaign:
 
     # ---- faults -------------------------------------------------------------
     def service_pid(self, node: str, service: str) -> int | None:
-        data = _call(self.lab.nodes[node].rundir / "sysmgr.sock", "services")
+        data = _call(RunDir(self.lab.nodes[node].rundir).sysmgr, "services")
         if not isinstance(data, dict):
             return None
         for row in data["TABLE_service"]["ROW_service"]:
@@ -678,7 +678,7 @@ class Campaign:
             if current is None:
                 return "no active"
             res = _call(
-                lab.nodes[current].rundir / "cfgmgr.sock",
+                RunDir(lab.nodes[current].rundir).cfgmgr,
                 "cli",
                 line="system switchover",
                 session="chaos-ops",
@@ -688,7 +688,7 @@ class Campaign:
         if f.kind == "clock_jump":
             self.set_clock_offset(node, f.offset)
             for service in ("hamgr", "cfgmgr"):
-                _call(lab.nodes[node].rundir / "sysmgr.sock", "restart_service", name=service)
+                _call(RunDir(lab.nodes[node].rundir).sysmgr, "restart_service", name=service)
                 time.sleep(0.2)
             return f"wall clock {f.offset:+.0f} s, hamgr+cfgmgr restarted"
         raise LabError(f"unknown fault kind {f.kind}")
@@ -745,7 +745,7 @@ class Campaign:
             return f"{node} isolated, no takeover within 10 s"
         took = time.monotonic()
         res = _call(
-            lab.nodes[node].rundir / "cfgmgr.sock",
+            RunDir(lab.nodes[node].rundir).cfgmgr,
             "cli",
             line=f"configure terminal ; vlan {QUICK_HEAL_VLAN} ; name qh-{f.index} ; end",
             session="chaos-ops",

@@ -37,6 +37,7 @@ from typing import Any
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.node import RunDir
 
 TIMER_PROFILES: dict[str, dict[str, int]] = {
     "default": {
@@ -529,7 +530,7 @@ module_limit = {self.module_limit}
     def cli(self, name: str, command: str, timeout: float = 15.0) -> dict[str, Any]:
         """Run one CLI line on a node; returns {output, prompt, error}."""
         result: dict[str, Any] = ipc_call(
-            self.nodes[name].rundir / "cfgmgr.sock",
+            RunDir(self.nodes[name].rundir).cfgmgr,
             "cli",
             timeout=timeout,
             line=command,
@@ -643,7 +644,7 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
         wait_for(attached, timeout, f"{len(self.vems)} VEMs to attach")
 
     def _attach_ports(self, vem: VemHandle, ports_per_vem: int, timeout: float) -> None:
-        sock = vem.rundir / "vem.sock"
+        sock = RunDir(vem.rundir).vem
         # The socket file appears at bind(), a moment before listen(): wait for an
         # answer, not for the file (a connect in between is refused).
         wait_for(lambda: ipc_call(sock, "status"), timeout, f"{vem.host} control socket")

@@ -41,6 +41,7 @@ from typing import Any
 
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
+from openvsm.node import RunDir
 from openvsm.vem.ovs import OvsBackend
 from openvsm.vem.ovsinstance import OvsInstance, missing_binaries
 
@@ -622,7 +623,7 @@ def netns_lab_class() -> type:
                 )
                 self.vems.append(vem)
                 self.start_vem(vem)
-                sock = vem.rundir / "vem.sock"
+                sock = RunDir(vem.rundir).vem
                 wait_for(sock.exists, 30, f"{name} agent control socket")
                 for m in range(1, self.vms_per_host + 1):
                     vm = topo.add_vm(f"vm{n}-{m}", host, f"v{n}-{m}", f"10.10.{n}.{m}/16")

@@ -41,6 +41,7 @@ from typing import Any
 from openvsm.ipc import IpcError
 from openvsm.lab.checker import UNKNOWN, ModuleSample, SplitBrainDecision
 from openvsm.lab.lab import ipc_call
+from openvsm.node import RunDir
 
 DECISION = re.compile(
     r"split-brain resolution: this (primary|secondary) stays active, epoch \d+ \((.*)\)$"
@@ -139,7 +140,7 @@ class Sampler:
 
     def attachment(self, vem: SampledVem) -> tuple[str | None, int]:
         """(where the VEM says it is attached, heartbeats it received so far)."""
-        st = _call(vem.rundir / "vem.sock", "status", 0.5)
+        st = _call(RunDir(vem.rundir).vem, "status", 0.5)
         if not isinstance(st, dict):
             return UNKNOWN, -1
         heard = int(st.get("counters", {}).get("heartbeats_received", -1))
@@ -178,14 +179,14 @@ class Sampler:
         listed: dict[str, dict[str, str]] = {}
         answered: dict[str, str | None] = {}
         for n in self.nodes:
-            st = _call(n.rundir / "hamgr.sock", "status", 0.5)
+            st = _call(RunDir(n.rundir).hamgr, "status", 0.5)
             st = st if isinstance(st, dict) else {}
             roles[n.name] = st.get("state")
             internal[n.name] = st.get("internal_state")
             boot = st.get("boot_id")
             boots[n.name] = int(boot) if boot is not None else None
             if roles[n.name] == "active":
-                sock = n.rundir / "cfgmgr.sock"
+                sock = RunDir(n.rundir).cfgmgr
                 res = _call(sock, "cli", 1.0, line="show module | json", session="chaos-sampler")
                 if isinstance(res, dict) and not res.get("error"):
                     try:

@@ -45,7 +45,7 @@ class MgmtService:
         self.core = AddressCore()
         self.linux = LinuxAddress(cfg.shared_mgmt) if cfg.shared_mgmt else None
         self.sshd: Any = None
-        self.ipc = IpcServer(cfg.run_dir / "mgmt.sock", self._handle)
+        self.ipc = IpcServer(cfg.rundir.mgmt, self._handle)
         self.ha_state = "initializing"
         self._wake = asyncio.Event()
 
@@ -54,7 +54,7 @@ class MgmtService:
             from openvsm.mgmt.sshd import SshDaemon
 
             self.sshd = SshDaemon(
-                self.cfg.ssh, self.cfg.run_dir / "cfgmgr.sock", hostname=lambda: self.cfg.hostname
+                self.cfg.ssh, self.cfg.rundir.cfgmgr, hostname=lambda: self.cfg.hostname
             )
             await self.sshd.start()
         await self.ipc.start()
@@ -108,7 +108,7 @@ class MgmtService:
         delay = 0.02
         while True:
             try:
-                async for status in subscribe(self.cfg.run_dir / "hamgr.sock", "status"):
+                async for status in subscribe(self.cfg.rundir.hamgr, "status"):
                     delay = 0.02
                     if not isinstance(status, dict):
                         continue

@@ -1,6 +1,6 @@
 """vemmgr's checkpoint file: the module statuses of the node's current activation.
 
-``RUNDIR/vemmgr-attachments.json`` (``sysmgr.service.VEMMGR_ATTACHMENTS``) holds
+``RUNDIR/vemmgr-attachments.json`` (``node.RunDir.vemmgr_attachments``) holds
 an ``AttachmentCheckpoint``. It lives for one node boot: sysmgr removes it
 when the node starts or reloads, vemmgr when hamgr reports standby. vemmgr
 writes it (atomic rename, no fsync: it only has to outlive a vemmgr process)

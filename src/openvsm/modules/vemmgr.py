@@ -77,7 +77,7 @@ from openvsm.modules.table import (
     parse_ops,
 )
 from openvsm.modules.udpbatch import BatchedUdpEndpoint
-from openvsm.sysmgr.service import VEMMGR_ATTACHMENTS
+from openvsm.node import RunDir
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
 from openvsm.wire.messages import SenderRole
 
@@ -122,9 +122,10 @@ class Vemmgr:
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
         self.endpoint = BatchedUdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
         self.run_dir: Path = cfg.run_dir
-        self.ipc = IpcServer(self.run_dir / "vemmgr.sock", self.handle)
-        self.cfgmgr = IpcClient(self.run_dir / "cfgmgr.sock")
-        self.hamgr = IpcClient(self.run_dir / "hamgr.sock")
+        self.rundir = RunDir(cfg.run_dir)
+        self.ipc = IpcServer(self.rundir.vemmgr, self.handle)
+        self.cfgmgr = IpcClient(self.rundir.cfgmgr)
+        self.hamgr = IpcClient(self.rundir.hamgr)
         self.drops: dict[str, int] = {}
         self.traces: deque[str] = deque(maxlen=TRACE_LINES)
         self.ha_state = "initializing"
@@ -139,7 +140,7 @@ class Vemmgr:
         self._timer_at = -math.inf  # when the timer loop wakes up by itself
         self._activation: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.checkpoint_path = self.run_dir / VEMMGR_ATTACHMENTS
+        self.checkpoint_path = self.rundir.vemmgr_attachments
         self._saved_version = -1
         self._save_timer: asyncio.TimerHandle | None = None
         self._save_delay = CHECKPOINT_DELAY
@@ -248,7 +249,7 @@ class Vemmgr:
         backoff = BACKOFF_MIN
         while True:
             try:
-                async for status in subscribe(self.run_dir / "hamgr.sock", "status"):
+                async for status in subscribe(self.rundir.hamgr, "status"):
                     backoff = BACKOFF_MIN
                     if isinstance(status, dict):
                         self.on_ha_status(status)
@@ -369,7 +370,7 @@ class Vemmgr:
         while True:
             try:
                 live = False
-                async for event in subscribe(self.run_dir / "cfgmgr.sock", "changes"):
+                async for event in subscribe(self.rundir.cfgmgr, "changes"):
                     backoff = BACKOFF_MIN
                     if not live:
                         # The subscription's answer: from now on no change is missed.

@@ -42,6 +42,7 @@ from prometheus_client.core import (
 
 from openvsm import __version__
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.node import RunDir
 from openvsm.observe.export import HamgrMetrics, decode_hamgr_metrics
 
 HA_STATES: Final = ("initializing", "active", "standby", "reloading")
@@ -396,10 +397,11 @@ class ServicePuller:
     """Connections of the scraper's own to hamgr, vemmgr and sysmgr."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.hamgr = IpcClient(run_dir / "hamgr.sock", timeout=PULL_TIMEOUT)
-        self.vemmgr = IpcClient(run_dir / "vemmgr.sock", timeout=PULL_TIMEOUT)
-        self.sysmgr = IpcClient(run_dir / "sysmgr.sock", timeout=PULL_TIMEOUT)
-        self.mgmt_path = run_dir / "mgmt.sock"  # only where [ssh] or [mgmt] is configured
+        rundir = RunDir(run_dir)
+        self.hamgr = IpcClient(rundir.hamgr, timeout=PULL_TIMEOUT)
+        self.vemmgr = IpcClient(rundir.vemmgr, timeout=PULL_TIMEOUT)
+        self.sysmgr = IpcClient(rundir.sysmgr, timeout=PULL_TIMEOUT)
+        self.mgmt_path = rundir.mgmt  # only where [ssh] or [mgmt] is configured
         self.mgmt = IpcClient(self.mgmt_path, timeout=PULL_TIMEOUT)
 
     async def pull(

@@ -42,10 +42,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from openvsm.config import ObserveConfig
+from openvsm.node import RunDir
 
 log = logging.getLogger("cfgmgr.notify")
-
-NOTIFY_LAST: Final = "notify-last.json"
 
 
 class NotifyState(enum.Enum):
@@ -154,7 +153,7 @@ class NotifyRunner:
         count: Counter,
     ) -> None:
         self.cfg = cfg
-        self.last_path = run_dir / NOTIFY_LAST
+        self.last_path = RunDir(run_dir).notify_last
         self.core = NotifyCore(cfg, domain=domain, node=node, last=self._read_last())
         self.count = count
         self.queue: collections.deque[Job] = collections.deque()

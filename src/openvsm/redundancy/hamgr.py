@@ -53,17 +53,12 @@ import msgspec
 
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
+from openvsm.node import PREVIOUS_EXIT_ENV, NodeReload
 from openvsm.observe.export import HamgrMetrics, InterfaceMetrics, encode_hamgr_metrics
 from openvsm.observe.gaps import HeartbeatGaps
 from openvsm.observe.tracelog import TRACE_JSONL, JsonlTrace, iso_utc
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.collision import CollisionEntry, Overwrite
-from openvsm.sysmgr.service import (
-    HAMGR_CHECKPOINT,
-    PREVIOUS_EXIT_ENV,
-    RESOLUTION_FACTS,
-    NodeReload,
-)
 from openvsm.wire.codec import Codec, Drop, Frame
 from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
@@ -202,11 +197,9 @@ class Hamgr:
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
         }
         self._resolved: dict[eng.Iface, set[tuple[str, int]]] = {}
-        self.ipc = IpcServer(
-            cfg.run_dir / "hamgr.sock", self._handle, on_unsubscribe=self._on_unsubscribe
-        )
+        self.ipc = IpcServer(cfg.rundir.hamgr, self._handle, on_unsubscribe=self._on_unsubscribe)
         self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
-        self.checkpoint_path = cfg.run_dir / HAMGR_CHECKPOINT
+        self.checkpoint_path = cfg.rundir.hamgr_checkpoint
         self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
         self._restored: HamgrCheckpoint | None = None
         self._decided = asyncio.Event()
@@ -217,7 +210,7 @@ class Hamgr:
         # kept for the node's boot (run dir, cleared by sysmgr at node start) so
         # a hamgr that restarts alone resolves with them at once instead of
         # zeros until the other services push again.
-        self.resolution_path = cfg.run_dir / RESOLUTION_FACTS
+        self.resolution_path = cfg.rundir.resolution_facts
         self.module_count = 0
         self.last_config_time = 0.0
         self.change_seq = 0
@@ -301,7 +294,7 @@ class Hamgr:
             await self.ipc.stop()
 
     def _pop_reload_reason(self) -> str:
-        path = self.cfg.run_dir / "reload-reason"
+        path = self.cfg.rundir.reload_reason
         try:
             text = path.read_text().strip()
             path.unlink()
@@ -667,7 +660,7 @@ class Hamgr:
         ``discard`` (the loser) also list its changes made during the split."""
         accounting: list[AccountingEntry] = []
         discarded: list[AccountingEntry] = []
-        client = IpcClient(self.cfg.run_dir / "cfgmgr.sock", timeout=2.0)
+        client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
             raw_acc = await client.call("accounting", limit=500)
             accounting = [AccountingEntry(**e) for e in raw_acc]
@@ -696,7 +689,7 @@ class Hamgr:
 
     async def _fence_cfgmgr(self, fenced: bool) -> None:
         """Make cfgmgr refuse (or accept again) writes, before a handover."""
-        client = IpcClient(self.cfg.run_dir / "cfgmgr.sock", timeout=2.0)
+        client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
             await client.call("fence", fenced=fenced)
         except IpcError as exc:

@@ -626,6 +626,22 @@ class Store:
                 out.append(change)
         return out
 
+    def tail_outweighs_snapshot(self, seq: int, floor_bytes: int) -> bool:
+        """Whether the change log after ``seq`` is bigger than a snapshot would be
+        worth sending instead: more than ``floor_bytes`` of encoded ops and more
+        than half the bytes of every object (an empty or far-behind standby).
+        Two aggregate reads, nothing decoded."""
+        with self._read() as db:
+            tail = db.execute(
+                "SELECT coalesce(sum(length(ops)), 0) FROM changes WHERE seq > ?", (seq,)
+            ).fetchone()[0]
+            if tail <= floor_bytes:
+                return False
+            objects = db.execute(
+                "SELECT coalesce(sum(length(body)) + sum(length(key)), 0) FROM objects"
+            ).fetchone()[0]
+        return bool(tail * 2 > objects)
+
     def changes_after_time(self, t: float) -> builtins.list[Change]:
         """Changes committed after wall-clock time ``t`` (split-brain: discarded changes)."""
         rows = self._db.execute(

@@ -25,9 +25,11 @@ Protocol::
                                   or   <- Refuse(reason)  (standby epoch newer)
 
 The active sends a tail when the standby's history is a prefix of its own
-(same change at ``last_seq``, judged by its time) and the change log still
-holds everything after it; otherwise, and always after an out-of-sync
-reset, a snapshot.
+(same change at ``last_seq``, judged by its time), the change log still
+holds everything after it and that tail is not bigger than a snapshot
+(``TAIL_FLOOR_BYTES``: an empty or far-behind standby gets the snapshot, one
+transaction instead of a replay of the whole log); otherwise, and always
+after an out-of-sync reset, a snapshot.
 
 Sender progress (``SyncState``, reported to hamgr): ``NONE`` no standby
 connection (or no Hello yet), ``COLD`` snapshot sent and not yet applied,
@@ -73,6 +75,10 @@ TAG_LEN: Final = 16
 MAX_FRAME: Final = 64 * 1024 * 1024
 DEFAULT_BUFFER_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_CHUNK_OBJECTS: Final = 500
+# A tail of more encoded ops than this (and more than half the store's bytes)
+# is sent as a snapshot instead: one transaction on the standby, not one
+# replay of every change ever made (an empty or far-behind standby).
+TAIL_FLOOR_BYTES: Final = 1024 * 1024
 _LEN = struct.Struct("!I")
 
 
@@ -209,6 +215,8 @@ class ChangeSource(Protocol):
 
     def snapshot(self) -> Snapshot: ...
 
+    def tail_outweighs_snapshot(self, seq: int, floor_bytes: int) -> bool: ...
+
 
 class ReplicationSender:
     """The active's end of one standby's stream (see the module docstring)."""
@@ -221,8 +229,10 @@ class ReplicationSender:
         epoch: int,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         chunk_objects: int = DEFAULT_CHUNK_OBJECTS,
+        tail_floor_bytes: int = TAIL_FLOOR_BYTES,
     ) -> None:
         self.store = store
+        self.tail_floor_bytes = tail_floor_bytes
         self._secret = secret
         self.epoch = epoch
         self.buffer_bytes = buffer_bytes
@@ -357,6 +367,8 @@ class ReplicationSender:
                     return None
                 if mine[0].time != hello.last_change_time:
                     return None  # divergent history (split-brain loser): start over
+            if self.store.tail_outweighs_snapshot(hello.last_seq, self.tail_floor_bytes):
+                return None  # cheaper as a snapshot (TAIL_FLOOR_BYTES)
             return self.store.changes_since(hello.last_seq)
         except (ChangeLogTrimmed, ValueError):
             return None

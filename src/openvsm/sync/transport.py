@@ -282,7 +282,7 @@ class SyncReceiver:
         *,
         epoch: int = 0,
         boot_id: int = 0,
-        on_applied: Callable[[Change], None] | None = None,
+        on_applied: Callable[[list[Change]], None] | None = None,
         on_reset: Callable[[str, bool], None] | None = None,
         on_snapshot: Callable[[int], None] | None = None,
         writer: StoreWriter | None = None,
@@ -519,12 +519,12 @@ class SyncReceiver:
                 self.on_snapshot(self.last_applied_seq)
             except Exception:
                 log.exception("sync on_snapshot callback failed")
-        for change in self.core.pop_applied():
-            if self.on_applied is not None:
-                try:
-                    self.on_applied(change)
-                except Exception:
-                    log.exception("sync on_applied callback failed")
+        applied = self.core.pop_applied()
+        if applied and self.on_applied is not None:
+            try:
+                self.on_applied(applied)  # one call per group (one ``changes`` event)
+            except Exception:
+                log.exception("sync on_applied callback failed")
 
 
 CLOSE_WAIT_S = 0.5

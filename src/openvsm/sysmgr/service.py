@@ -23,44 +23,14 @@ from typing import Any
 
 from openvsm.config import ConfigError, NodeConfig
 from openvsm.identity import load_node
-
-# hamgr keeps its split-brain resolution inputs here for one node boot.
-RESOLUTION_FACTS = "resolution-facts.json"
-# hamgr's checkpoint for a stateful restart (its redundancy state), one node boot.
-HAMGR_CHECKPOINT = "hamgr-checkpoint.json"
-# sysmgr tells a restarted service when (time.monotonic()) its predecessor exited.
-PREVIOUS_EXIT_ENV = "OPENVSM_PREVIOUS_EXIT"
-# vemmgr keeps the module statuses of the current activation here for one node boot.
-VEMMGR_ATTACHMENTS = "vemmgr-attachments.json"
-RELOAD_EXIT = 75
-FATAL_EXIT = 78  # EX_CONFIG: sysmgr stops the node with the reason in its log and console
-SERVICES = ("hamgr", "cfgmgr", "vemmgr")
-# The remote management service (SSH server, shared management address): started
-# last, stopped first (its address goes before the node's other services stop).
-OPTIONAL_SERVICES = ("mgmt",)
-
-
-def node_services(cfg: NodeConfig) -> tuple[str, ...]:
-    """The services sysmgr runs for ``cfg``, in start order."""
-    if cfg.ssh is not None or cfg.shared_mgmt is not None:
-        return (*SERVICES, "mgmt")
-    return SERVICES
-
-
-class NodeFatal(Exception):
-    """Raised by a service that must not run (and must not be restarted)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class NodeReload(Exception):
-    """Raised by a service that needs the whole node to reload."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+from openvsm.node import (
+    FATAL_EXIT,
+    OPTIONAL_SERVICES,
+    RELOAD_EXIT,
+    SERVICES,
+    NodeFatal,
+    NodeReload,
+)
 
 
 def _die_with_parent() -> None:
@@ -80,6 +50,8 @@ def setup_logging(path: Path, name: str) -> None:
 
 
 def _runner(name: str) -> Callable[[NodeConfig], Coroutine[Any, Any, None]]:
+    """The entry coroutine of service ``name``, imported only in its own process
+    (the services import ``openvsm.node``, never this module)."""
     if name == "hamgr":
         from openvsm.redundancy.hamgr import run_hamgr
 
@@ -110,11 +82,11 @@ async def _main(name: str, cfg: NodeConfig) -> int:
     except asyncio.CancelledError:
         return 0
     except NodeReload as exc:
-        (cfg.run_dir / "reload-reason").write_text(f"{name}: {exc.reason}\n")
+        cfg.rundir.reload_reason.write_text(f"{name}: {exc.reason}\n")
         logging.getLogger(name).warning("node reload requested: %s", exc.reason)
         return RELOAD_EXIT
     except NodeFatal as exc:
-        (cfg.run_dir / "fatal-reason").write_text(f"{name}: {exc.reason}\n")
+        cfg.rundir.fatal_reason.write_text(f"{name}: {exc.reason}\n")
         logging.getLogger(name).error("cannot run: %s", exc.reason)
         print(f"openvsm service {name}: {exc.reason}", file=sys.stderr, flush=True)
         return FATAL_EXIT
@@ -147,7 +119,7 @@ def cli_main(argv: list[str]) -> int:
         print(f"openvsm service: {exc}", file=sys.stderr)
         return 2
     _die_with_parent()
-    setup_logging(cfg.run_dir / f"{args.name}.log", args.name)
+    setup_logging(cfg.rundir.log(args.name), args.name)
     try:
         return asyncio.run(_main(args.name, cfg))
     except Exception:

@@ -40,16 +40,8 @@ from typing import Any
 from openvsm.config import ConfigError, NodeConfig, load_node_config
 from openvsm.identity import resolve_identity
 from openvsm.ipc import IpcClient, IpcError, IpcServer
-from openvsm.sysmgr.service import (
-    FATAL_EXIT,
-    HAMGR_CHECKPOINT,
-    PREVIOUS_EXIT_ENV,
-    RELOAD_EXIT,
-    RESOLUTION_FACTS,
-    VEMMGR_ATTACHMENTS,
-    node_services,
-    setup_logging,
-)
+from openvsm.node import FATAL_EXIT, PREVIOUS_EXIT_ENV, RELOAD_EXIT, RunDir, node_services
+from openvsm.sysmgr.service import setup_logging
 
 log = logging.getLogger("sysmgr")
 
@@ -92,7 +84,7 @@ class Sysmgr:
         self.fatal_reason: str | None = None
         self._done = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
-        self.ipc = IpcServer(cfg.run_dir / "sysmgr.sock", self._handle)
+        self.ipc = IpcServer(cfg.rundir.sysmgr, self._handle)
 
     async def run(self) -> str | None:
         """Run until stopped; returns a reload reason when the node must reload."""
@@ -142,11 +134,11 @@ class Sysmgr:
         svc.last_exit = _describe_exit(code)
         log.warning("%s exited: %s", svc.name, svc.last_exit)
         if code == RELOAD_EXIT:
-            reason = _read_reason(self.cfg.run_dir) or f"{svc.name} requested a reload"
+            reason = _read_reason(self.cfg.rundir.reload_reason) or f"{svc.name} requested a reload"
             self.reload(reason)
             return
         if code == FATAL_EXIT:
-            reason = _read_reason(self.cfg.run_dir, "fatal-reason") or f"{svc.name} cannot run"
+            reason = _read_reason(self.cfg.rundir.fatal_reason) or f"{svc.name} cannot run"
             self.fatal_reason = reason
             log.error("stopping the node: %s", reason)
             print(f"openvsm vsm: stopping the node: {reason}", file=sys.stderr, flush=True)
@@ -177,11 +169,11 @@ class Sysmgr:
         standby fails over first (hamgr then exits RELOAD_EXIT) instead of
         leaving the standby to detect a dead active."""
         if via_hamgr:
-            client = IpcClient(self.cfg.run_dir / "hamgr.sock", timeout=2.0)
+            client = IpcClient(self.cfg.rundir.hamgr, timeout=2.0)
             try:
                 await client.call("reload", reason=reason)
                 log.warning("crash loop: %s; hamgr hands over and reloads the node", reason)
-                (self.cfg.run_dir / "reload-reason").write_text(f"sysmgr: {reason}\n")
+                self.cfg.rundir.reload_reason.write_text(f"sysmgr: {reason}\n")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._done.wait(), HANDOVER_GRACE)
             except IpcError as exc:
@@ -274,8 +266,7 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _read_reason(run_dir: Path, name: str = "reload-reason") -> str | None:
-    path = run_dir / name
+def _read_reason(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
     except OSError:
@@ -284,7 +275,7 @@ def _read_reason(run_dir: Path, name: str = "reload-reason") -> str | None:
 
 def _lock_run_dir(run_dir: Path) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / "sysmgr.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(RunDir(run_dir).sysmgr_lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -316,7 +307,7 @@ def cli_main(argv: list[str]) -> int:
     except (ConfigError, OSError) as exc:
         print(f"openvsm vsm: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.run_dir / "sysmgr.log", "sysmgr")
+    setup_logging(cfg.rundir.log("sysmgr"), "sysmgr")
     try:
         # Before any service: the one place a new data directory gets its MAC.
         cfg = resolve_identity(cfg)
@@ -324,14 +315,14 @@ def cli_main(argv: list[str]) -> int:
         print(f"openvsm vsm: {exc}", file=sys.stderr)
         return 2
     log.info("system MAC %s", cfg.system_mac)
-    (cfg.run_dir / "sysmgr.pid").write_text(f"{os.getpid()}\n")
+    cfg.rundir.sysmgr_pid.write_text(f"{os.getpid()}\n")
     with contextlib.suppress(OSError):
-        (cfg.run_dir / "fatal-reason").unlink()
+        cfg.rundir.fatal_reason.unlink()
     # hamgr's split-brain inputs and checkpoint, and vemmgr's module statuses,
     # live for one node boot (a reload starts anew: discovery).
-    for boot_lived in (RESOLUTION_FACTS, HAMGR_CHECKPOINT, VEMMGR_ATTACHMENTS):
+    for boot_lived in cfg.rundir.boot_lived:
         with contextlib.suppress(OSError):
-            (cfg.run_dir / boot_lived).unlink()
+            boot_lived.unlink()
     reason, fatal = asyncio.run(_amain(cfg))
     if fatal is not None:
         log.error("node stopped: %s", fatal)

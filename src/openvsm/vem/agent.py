@@ -248,7 +248,7 @@ class VemAgent:
         self.runner = VemRunner(
             core, Codec(cfg.domain_id, cfg.secret), self.backend, self.endpoint.send
         )
-        self.ipc = IpcServer(cfg.run_dir / "vem.sock", self._handle)
+        self.ipc = IpcServer(cfg.rundir.vem, self._handle)
         self._ports_file = cfg.data_dir / "ports.json"
         self._config_file = cfg.data_dir / "config.msgpack"
         self._saved_seq = -1
@@ -470,7 +470,7 @@ def cli_main(argv: list[str]) -> int:
         return 2
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        filename=str(cfg.run_dir / "vem.log"),
+        filename=str(cfg.rundir.log("vem")),
         level=logging.INFO,
         format="%(asctime)s vem[%(process)d] %(levelname)s %(name)s: %(message)s",
     )

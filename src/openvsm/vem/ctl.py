@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.node import RunDir
 
 
 async def _call(sock: Path, op: str, **args: Any) -> Any:
@@ -42,7 +43,7 @@ def cli_main(argv: list[str]) -> int:
     sub.add_parser("status", help="attachment state and counters (JSON)")
     sub.add_parser("ports", help="vEth ports and their datapath state (JSON)")
     args = parser.parse_args(argv)
-    sock = args.run_dir / "vem.sock"
+    sock = RunDir(args.run_dir).vem
     try:
         if args.command == "attach-port":
             kwargs: dict[str, Any] = {
