@@ -14,6 +14,13 @@ whatever the client sent. Other servers pass ``args`` as sent.
 A handler raises ``IpcError`` for an error meant for the caller (the text is
 shown to the operator); any other exception is reported as an internal error
 and never takes the server down.
+
+Junk on a socket (a frame over ``MAX_IPC_FRAME``, a body that is not
+msgpack: ``read_frame`` raises ``IpcError`` for both) closes that connection
+and is counted; a well-formed frame that is not a request is answered with
+an error and counted. Every server answers the op ``ipc_counters`` itself
+(``connections``, ``drop_oversized``, ``drop_malformed``,
+``malformed_requests``, ``handler_errors``).
 """
 
 from __future__ import annotations
@@ -50,12 +57,20 @@ class IpcUnavailable(IpcError):
     """The service is not reachable (not running, restarting)."""
 
 
+class IpcOversized(IpcError):
+    """A frame's length is above ``MAX_IPC_FRAME``."""
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Any:
     head = await reader.readexactly(_LEN.size)
     (length,) = _LEN.unpack(head)
     if length > MAX_IPC_FRAME:
-        raise IpcError(f"IPC frame of {length} bytes exceeds the limit")
-    return _dec.decode(await reader.readexactly(length))
+        raise IpcOversized(f"IPC frame of {length} bytes exceeds the limit")
+    body = await reader.readexactly(length)
+    try:
+        return _dec.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise IpcError(f"malformed IPC frame: {exc}") from None
 
 
 def encode_frame(obj: Any) -> bytes:
@@ -82,6 +97,10 @@ class IpcServer:
         self._server: asyncio.base_events.Server | None = None
         self._subscribers: dict[str, set[asyncio.StreamWriter]] = {}
         self._conns: set[asyncio.Task[None]] = set()
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("connections", "drop_oversized", "drop_malformed", "malformed_requests"), 0
+        )
+        self.counters["handler_errors"] = 0
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -120,13 +139,18 @@ class IpcServer:
         assert task is not None
         self._conns.add(task)
         peer = peer_credentials(writer) if self._peer_credentials else None
+        self.counters["connections"] += 1
         try:
             while True:
                 try:
                     req = await read_frame(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                except (IpcError, msgspec.DecodeError):
+                except IpcOversized:
+                    self.counters["drop_oversized"] += 1
+                    return
+                except IpcError:
+                    self.counters["drop_malformed"] += 1
                     return
                 reply = await self._dispatch(req, writer, peer)
                 if isinstance(req, dict) and isinstance(req.get("id"), int):
@@ -155,10 +179,14 @@ class IpcServer:
         self, req: Any, writer: asyncio.StreamWriter, peer: dict[str, int] | None = None
     ) -> dict[str, Any]:
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            self.counters["malformed_requests"] += 1
             return {"ok": False, "error": "malformed request"}
         args = req.get("args") or {}
-        if not isinstance(args, dict):
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            self.counters["malformed_requests"] += 1
             return {"ok": False, "error": "malformed request arguments"}
+        if req["op"] == "ipc_counters":
+            return {"ok": True, "result": dict(self.counters)}
         if self._peer_credentials:
             args = {**args, PEER_KEY: peer}  # never what the client claims
         op: str = req["op"]
@@ -177,6 +205,7 @@ class IpcServer:
         except IpcError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
+            self.counters["handler_errors"] += 1
             log.exception("IPC handler %s failed", op)
             return {"ok": False, "error": f"internal error in {op}: {type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}

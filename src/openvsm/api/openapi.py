@@ -29,7 +29,9 @@ _ERRORS: Final = {
     "401": "Missing or wrong HTTP Basic credentials",
     "404": "The resource to update or show does not exist",
     "409": "Conflicts with the configuration (duplicate, missing reference, in use)",
+    "403": "The user's role (network-operator) may not change the configuration",
     "413": "Request body larger than 1 MiB",
+    "429": "Too many failed logins from this source or for this user (Retry-After)",
     "503": "This VSM is the standby (the text names the active), or the commit failed",
 }
 
@@ -43,6 +45,15 @@ def _responses(ok: str, json_ok: bool, codes: tuple[str, ...]) -> dict[str, Any]
     out: dict[str, Any] = {"200": {"description": ok, "content": ok_content}}
     for code in codes:
         out[code] = {"description": _ERRORS[code], "content": {"text/plain": {"schema": _STR}}}
+    if "401" in codes:
+        out["429"] = {"description": _ERRORS["429"], "content": {"text/plain": {"schema": _STR}}}
+    if "503" in codes:  # a write: refused by role with a JSON reason
+        reason = _obj({"error": _STR, "reason": _STR, "user": _STR, "role": _STR}, [])
+        reason["additionalProperties"] = True
+        out["403"] = {
+            "description": _ERRORS["403"],
+            "content": {"application/json": {"schema": reason}},
+        }
     return out
 
 

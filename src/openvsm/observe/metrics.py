@@ -243,6 +243,16 @@ def _sync(sync: dict[str, Any] | None, h: HamgrMetrics | None) -> Iterator[Metri
         for s in SYNC_STATES:
             st.add_metric([s], 1.0 if h.sync_state == s else 0.0)
         yield st
+    counters = sync.get("counters") if sync else None
+    if isinstance(counters, dict) and counters:
+        events = CounterMetricFamily(
+            "openvsm_sync_events",
+            "Events of this node's sync connections (connects, handshakes dropped, bad frames)",
+            labels=["event"],
+        )
+        for name, value in sorted(counters.items()):
+            events.add_metric([str(name)], _num(value))
+        yield events
     if not sync or sync.get("role") != "sender":
         return
     last, acked = _num(sync.get("last_seq")), _num(sync.get("acked_seq"))

@@ -101,6 +101,15 @@ TAIL_FLOOR_BYTES: Final = 1024 * 1024
 _LEN = struct.Struct("!I")
 
 
+_I64_MAX: Final = 2**63 - 1  # SQLite's INTEGER; msgspec decodes up to 2**64 - 1
+
+
+def _check_ints(what: str, *values: int) -> None:
+    """A seq, epoch or count the store cannot hold is the peer's fault."""
+    if any(not 0 <= v <= _I64_MAX for v in values):
+        raise RemoteProtocolError("malformed", f"{what} out of range")
+
+
 class RemoteProtocolError(Exception):
     """The peer sent something unacceptable; ``reason`` is a counter name."""
 
@@ -808,6 +817,7 @@ class ReplicationReceiver:
         if isinstance(msg, SnapshotChunk):
             if self._state is not ReceiverState.SNAPSHOT:
                 raise RemoteProtocolError("unexpected", "SnapshotChunk")
+            _check_ints("accounting seq", *(e.seq for e in msg.accounting))
             self._objects.extend(msg.objects)
             self._accounting.extend(msg.accounting)
             return None
@@ -816,6 +826,7 @@ class ReplicationReceiver:
         if isinstance(msg, ChangeMsg):
             if self._state is not ReceiverState.STREAMING:
                 raise RemoteProtocolError("unexpected", "Change")
+            _check_ints("change", msg.change.seq, msg.change.epoch)
             try:
                 if self.pipelined:
                     if self.store.prepare_replicated(msg.change):
@@ -833,6 +844,7 @@ class ReplicationReceiver:
     def _end_snapshot(self, end: SnapshotEnd) -> int:
         if self._state is not ReceiverState.SNAPSHOT:
             raise RemoteProtocolError("unexpected", "SnapshotEnd")
+        _check_ints("snapshot end", end.last_seq)
         if end.objects != len(self._objects):
             raise RemoteProtocolError(
                 "malformed", f"snapshot of {end.objects} objects carried {len(self._objects)}"

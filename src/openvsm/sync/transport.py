@@ -33,8 +33,15 @@ With an ``ssl_context`` (mutual TLS with the pair certificate,
 to the receiver only once its handshake proved it holds the pair key: a
 connect without it, or junk, never replaces the live stream (asyncio calls
 ``_on_conn`` after the handshake; a handshake that does not finish within
-``HANDSHAKE_TIMEOUT_S`` is dropped). The challenge-response runs inside
-TLS too (and is the only authentication of a plain-TCP stream).
+``HANDSHAKE_TIMEOUT_S`` is dropped). At most ``MAX_PENDING_HANDSHAKES``
+connections wait in their handshake at once: beyond that the oldest waiting
+one is dropped and counted ``handshake_evicted`` (a flood of connects, or
+slow-loris clients that never finish, holds a bounded number of file
+descriptors; a real active's handshake takes milliseconds, so it is never
+the oldest). ``handshake_failed`` and ``handshake_timeout`` count the others
+that never reached the receiver.
+The challenge-response runs inside TLS too (and is the only authentication
+of a plain-TCP stream).
 
 A bad frame (``RemoteProtocolError``) is counted under its reason in
 ``counters`` and closes that connection; it never escapes a task.
@@ -70,6 +77,7 @@ log = logging.getLogger(__name__)
 _READ_SIZE = 256 * 1024
 _HANDSHAKE_MAX_FRAME = 4096  # before the proof nothing bigger is read
 HANDSHAKE_TIMEOUT_S = 5.0  # a connect that does not finish its TLS handshake by then is dropped
+MAX_PENDING_HANDSHAKES = 16  # connections accepted and still in their handshake, at most
 
 
 def _tune(writer: asyncio.StreamWriter) -> None:
@@ -313,7 +321,9 @@ class SyncReceiver:
         self.on_reset = on_reset
         self.on_snapshot = on_snapshot
         self.counters: dict[str, int] = {}
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._pending: dict[asyncio.Task[None], None] = {}  # in their handshake, oldest first
         self._conn: asyncio.Task[None] | None = None
         self._conn_writer: asyncio.StreamWriter | None = None
 
@@ -329,29 +339,32 @@ class SyncReceiver:
     @property
     def bound(self) -> tuple[str, int]:
         """The address actually bound (``listen`` may ask for port 0)."""
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             return self.listen
-        host, port = self._server.sockets[0].getsockname()[:2]
+        host, port = self._listener.getsockname()[:2]
         return str(host), int(port)
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._listener is not None:
             return
-        tls = self.ssl_context
-        self._server = await asyncio.start_server(
-            self._on_conn,
-            self.listen[0],
-            self.listen[1],
-            reuse_address=True,
-            ssl=tls,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
-        )
+        host, port = self.listen
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=128)
+        sock.setblocking(False)
+        self._listener = sock
+        self._accepting = asyncio.create_task(self._accept_loop(sock), name="sync-accept")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        tasks = [t for t in (self._accepting, *self._pending) if t is not None]
+        self._accepting = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         await self._drop_current()
         # What the writer thread holds is durable before anyone reads the store
         # as the new active's (or this process ends).
@@ -396,6 +409,49 @@ class SyncReceiver:
             "duplicates": self.core.duplicates,
             "counters": dict(self.counters),
         }
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # EMFILE and the like: count, breathe, go on
+                _count(self.counters, "accept_errors")
+                log.warning("sync: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            while len(self._pending) >= MAX_PENDING_HANDSHAKES:
+                oldest = next(iter(self._pending))
+                del self._pending[oldest]
+                oldest.cancel()
+                _count(self.counters, "handshake_evicted")
+            task = asyncio.create_task(self._handshake(conn), name="sync-handshake")
+            self._pending[task] = None
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        """Finish the TLS handshake of an accepted socket, then serve it."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        tls = self.ssl_context
+        try:
+            # On any failure asyncio closes the transport, hence ``conn``.
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=tls,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
+            )
+        except ConnectionAbortedError:  # asyncio's handshake timeout
+            _count(self.counters, "handshake_timeout")
+            return
+        except (OSError, ssl.SSLError):
+            _count(self.counters, "handshake_failed")
+            return
+        finally:
+            self._pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._on_conn(reader, writer)
 
     async def _drop_current(self) -> None:
         task, self._conn = self._conn, None
