@@ -497,7 +497,7 @@ class SyncReceiver:
         # one (the newest such wins); anything else is closed untouched.
         _tune(writer)
         handshake = await self._prove(reader, writer)
-        if handshake is None or self._server is None:  # refused, or stopped meanwhile
+        if handshake is None or self._listener is None:  # refused, or stopped meanwhile
             writer.close()
             await _close(writer)
             return
