@@ -254,9 +254,8 @@ class IpcClient:
                 try:
                     self._writer.write(encode_frame({"op": op, "args": args, "id": request_id}))
                     await self._writer.drain()
-                    reply = await asyncio.wait_for(
-                        self._read_reply(self._reader, request_id), timeout or self.timeout
-                    )
+                    async with asyncio.timeout(timeout or self.timeout):
+                        reply = await self._read_reply(self._reader, request_id)
                     break
                 except (asyncio.IncompleteReadError, ConnectionError) as exc:
                     self.close()

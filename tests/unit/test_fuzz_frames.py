@@ -50,7 +50,7 @@ ANY = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats()
+    | st.floats(allow_nan=False)
     | st.text(max_size=16)
     | st.binary(max_size=16),
     lambda kids: (

@@ -301,7 +301,8 @@ class Cfgmgr:
         await self.ensure_active()
         if not self._active_ready.is_set():
             try:
-                await asyncio.wait_for(self._active_ready.wait(), ACTIVE_READY_S)
+                async with asyncio.timeout(ACTIVE_READY_S):
+                    await self._active_ready.wait()
             except TimeoutError:
                 raise NotActive(
                     "% This supervisor is becoming active: configuration is not accepted yet"

@@ -526,7 +526,8 @@ class _TcpConnection:
             self.abort()
         for writer in writers:
             try:
-                await asyncio.wait_for(writer.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await writer.wait_closed()
             except (TimeoutError, OSError):
                 writer.transport.abort()
             except asyncio.CancelledError:
@@ -539,9 +540,8 @@ class _TcpConnection:
             for state in directions:
                 await state.passing.wait()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.link.target), TCP_CONNECT_TIMEOUT
-            )
+            async with asyncio.timeout(TCP_CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(*self.link.target)
         except (OSError, TimeoutError) as exc:
             raise _Refused(str(exc)) from None
         self._upstream = writer

@@ -134,7 +134,8 @@ class MgmtService:
             wait = deadline - time.monotonic()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 continue
             await self._apply(self.core.on_timer(time.monotonic()))
 

@@ -245,7 +245,8 @@ class SshDaemon:
         if not text:
             return
         process.stdout.write(text)
-        await asyncio.wait_for(process.stdout.drain(), self.cfg.write_timeout)
+        async with asyncio.timeout(self.cfg.write_timeout):
+            await process.stdout.drain()
 
     async def _exec(
         self, process: asyncssh.SSHServerProcess[str], shell: ShellSession, command: str

@@ -411,7 +411,8 @@ class Vemmgr:
                 self._timer_wake.clear()
                 self._timer_at = self.clock() + min(delay, 1.0)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._timer_wake.wait(), min(delay, 1.0))
+                    async with asyncio.timeout(min(delay, 1.0)):
+                        await self._timer_wake.wait()
                 self._timer_at = -math.inf
                 continue
             self.process(self.table.tick(self.clock()))

@@ -384,7 +384,8 @@ class NodeMetrics:
 
     async def pull(self, source: str, call: Awaitable[Any]) -> Any:
         try:
-            return await asyncio.wait_for(call, PULL_TIMEOUT)
+            async with asyncio.timeout(PULL_TIMEOUT):
+                return await call
         except (IpcError, TimeoutError, OSError):
             self.scrape_errors.labels(source).inc()
             return None

@@ -128,7 +128,8 @@ async def run_program(argv: list[str], timeout: float) -> HookResult:
         log.error("notify hook %s cannot run: %s", argv[0], exc)
         return HookResult.FAILED
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):
+            _, err = await proc.communicate()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

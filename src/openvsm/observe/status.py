@@ -173,7 +173,8 @@ class NodeObserver:
 
     async def _modules(self) -> list[dict[str, Any]]:
         try:
-            data = await asyncio.wait_for(self.module_table(), 1.0)
+            async with asyncio.timeout(1.0):
+                data = await self.module_table()
         except Exception:
             return []
         info = (data.get("TABLE_modinfo") or {}).get("ROW_modinfo") or []
@@ -251,7 +252,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
             except (ConnectionResetError, RuntimeError):
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(obs.shutdown.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await obs.shutdown.wait()
     return resp
 
 

@@ -277,9 +277,8 @@ class Hamgr:
             # No status query may see the restart: answer none until decided
             # (the engine's own deadline is one heartbeat interval).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._decided.wait(), self.cfg.timers.heartbeat_interval * 2 + 1.0
-                )
+                async with asyncio.timeout(self.cfg.timers.heartbeat_interval * 2 + 1.0):
+                    await self._decided.wait()
         await self.ipc.start()
         try:
             await self._reload.wait()
@@ -649,7 +648,8 @@ class Hamgr:
             for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
                 self.send(iface, msg)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._logs_acked.wait(), 0.2)
+                async with asyncio.timeout(0.2):
+                    await self._logs_acked.wait()
                 break
         self._process(self.engine.resolution_logs_sent(self.now()))
 

@@ -369,7 +369,8 @@ class SyncReceiver:
         # What the writer thread holds is durable before anyone reads the store
         # as the new active's (or this process ends).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), 30.0)
+            async with asyncio.timeout(30.0):
+                await self._drained.wait()
 
     def written(self, first: int, last: int, generation: int, error: BaseException | None) -> None:
         """The writer thread committed (or failed) changes ``first..last``."""
@@ -604,7 +605,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     """
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+        async with asyncio.timeout(CLOSE_WAIT_S):
+            await writer.wait_closed()
     except TimeoutError:
         writer.transport.abort()
     except Exception:  # reset, broken pipe: closed either way

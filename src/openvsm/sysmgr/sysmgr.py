@@ -175,7 +175,8 @@ class Sysmgr:
                 log.warning("crash loop: %s; hamgr hands over and reloads the node", reason)
                 self.cfg.rundir.reload_reason.write_text(f"sysmgr: {reason}\n")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done.wait(), HANDOVER_GRACE)
+                    async with asyncio.timeout(HANDOVER_GRACE):
+                        await self._done.wait()
             except IpcError as exc:
                 log.warning("crash loop: hamgr unreachable (%s); reloading directly", exc)
             finally:
@@ -192,7 +193,8 @@ class Sysmgr:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+                async with asyncio.timeout(STOP_GRACE):
+                    await proc.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

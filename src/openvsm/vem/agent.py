@@ -199,7 +199,8 @@ class VemRunner:
             if delay > 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), min(delay, 1.0))
+                    async with asyncio.timeout(min(delay, 1.0)):
+                        await self.wake.wait()
                 continue
             self.tick()
 
