@@ -95,6 +95,7 @@ CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
 class Send:
     addr: Addr
     msg: Message
+    host: str = ""  # the host UUID whose key signs it (openvsm.wire.keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,7 +552,7 @@ class ModuleTable:
             mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
-                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
+                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen), mod.host_uuid))
                 targets += 1
         self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
         self._attached = None
@@ -692,6 +693,7 @@ class ModuleTable:
                             module=mod.number,
                             config_seq=mod.pushed_seq,
                         ),
+                        mod.host_uuid,
                     )
                 )
             nxt = self._next_heartbeat + self.heartbeat_interval
@@ -752,7 +754,11 @@ class ModuleTable:
                         Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}")
                     )
                 effects.append(
-                    Send(src, VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason))
+                    Send(
+                        src,
+                        VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason),
+                        msg.host_uuid,
+                    )
                 )
                 return effects
             mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
@@ -840,6 +846,7 @@ class ModuleTable:
                     config=raw,
                     config_seq=seq,
                 ),
+                msg.host_uuid,
             )
         )
         if vtep_changed:
@@ -853,11 +860,21 @@ class ModuleTable:
         mod = self.modules.get(msg.host_uuid)
         if mod is None:
             self.counters["unknown_module"] += 1
-            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="unknown module"))]
+            return [
+                Send(
+                    src, VemDetach(host_uuid=msg.host_uuid, reason="unknown module"), msg.host_uuid
+                )
+            ]
         if mod.status is ModuleStatus.OFFLINE:
             # It went offline here (or detached); it must attach again.
             self.counters["unknown_module"] += 1
-            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="module is offline"))]
+            return [
+                Send(
+                    src,
+                    VemDetach(host_uuid=msg.host_uuid, reason="module is offline"),
+                    msg.host_uuid,
+                )
+            ]
         mod.hb_received += 1
         mod.last_heard = now
         mod.addr = src
@@ -1064,7 +1081,7 @@ class ModuleTable:
             if mod.pushed_config == before:
                 continue
             mod.config_pushes += 1
-            effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw)))
+            effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw), mod.host_uuid))
         return effects
 
     def _vtep_ips(self) -> tuple[str, ...]:

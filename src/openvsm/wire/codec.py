@@ -5,22 +5,26 @@ Layout (network byte order)::
     magic "OV" | version u8 | type u8 | domain u16 | role u8 | mac 6s |
     epoch u64 | seq u64 | payload_len u32 | payload | tag 16s
 
-The tag is HMAC-SHA256 over everything before it, keyed by the domain's
-shared secret, truncated to 16 bytes. ``decode`` never raises: a frame that
-is not acceptable comes back as a ``Drop`` with its reason, which the caller
-counts (``show system internal redundancy counters``).
+The tag is HMAC-SHA256 over everything before it, truncated to 16 bytes,
+keyed as the codec's ``FrameKeys`` policy says (``openvsm.wire.keys``: the
+pair key for VSM frames, each host's own key for VEM frames; one shared key
+for old files and for a VEM). ``decode`` never raises: a frame that is not
+acceptable comes back as a ``Drop`` with its reason, which the caller counts
+(``show system internal redundancy counters``, ``show module vem counters``).
 """
 
 from __future__ import annotations
 
 import enum
-import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 
+from openvsm.wire import keys as _keys
+from openvsm.wire.keys import FrameKeys, SharedKey, VsmKeys
 from openvsm.wire.messages import MESSAGE_TYPES, TYPE_NUMBERS, Message, SenderRole
 
 MAGIC: Final = b"OV"
@@ -40,6 +44,9 @@ class DropReason(enum.Enum):
     BAD_TYPE = "bad_type"
     BAD_MAC = "bad_mac"
     STALE = "stale"
+    BAD_HOST_KEY = _keys.BAD_HOST_KEY  # a VEM frame without its claimed host's tag
+    NO_HOST = _keys.NO_HOST  # a VEM frame naming no host UUID (keyed VSMs)
+    VEM_KEY_VSM_ROLE = _keys.VEM_KEY_VSM_ROLE  # a VSM-role frame signed with a host key
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class Frame:
     seq: int
     msg: Message
     domain: int = 0
+    host: str = ""  # the host UUID whose key verified it ("" = the pair/shared key)
+    key_gen: int = 0  # which VEM key generation (0 current, 1 ``vem_key_next``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +91,42 @@ _DECODERS: Final[dict[int, msgspec.msgpack.Decoder[msgspec.Struct]]] = {
 
 
 class Codec:
-    """Encodes and decodes frames for one domain."""
+    """Encodes and decodes frames for one domain.
 
-    def __init__(self, domain_id: int, secret: bytes) -> None:
+    ``Codec(domain, secret)``: one shared key; ``Codec(domain, keys=policy)``:
+    the keys a ``FrameKeys`` policy chooses (``openvsm.wire.keys.VsmKeys``)."""
+
+    def __init__(
+        self, domain_id: int, secret: bytes | None = None, *, keys: FrameKeys | None = None
+    ) -> None:
         if not 1 <= domain_id <= 4095:
             raise ValueError("domain id must be 1-4095")
+        if (secret is None) == (keys is None):
+            raise ValueError("a codec takes a secret or a keys policy")
         self.domain_id = domain_id
-        self._secret = secret
+        self.keys: FrameKeys = keys if keys is not None else SharedKey(secret or b"")
 
-    def _tag(self, data: bytes) -> bytes:
-        return hmac.digest(self._secret, data, "sha256")[:TAG_LEN]
+    @classmethod
+    def for_vsm(cls, domain_id: int, pair: bytes, vem_keys: Sequence[bytes]) -> Codec:
+        """A VSM's codec (hamgr, vemmgr): the pair key and the VEM keys
+        (``VsmKeys``); without VEM keys (old files) the pair key signs everything."""
+        if vem_keys:
+            return cls(domain_id, keys=VsmKeys(pair, vem_keys))
+        return cls(domain_id, pair)
 
-    def encode(self, msg: Message, *, role: SenderRole, mac: str, epoch: int, seq: int) -> bytes:
+    def encode(
+        self,
+        msg: Message,
+        *,
+        role: SenderRole,
+        mac: str,
+        epoch: int,
+        seq: int,
+        host: str = "",
+        key: bytes | None = None,
+    ) -> bytes:
+        """One frame; signed with ``key``, else the policy's first key for ``host``
+        ("" = a VSM frame, the pair key)."""
         payload = _ENCODER.encode(msg)
         header = _HEADER.pack(
             MAGIC,
@@ -107,7 +140,7 @@ class Codec:
             len(payload),
         )
         body = header + payload
-        return body + self._tag(body)
+        return body + _keys.tag(key if key is not None else self.keys.sign_keys(host)[0], body)
 
     def decode(self, data: bytes) -> Frame | Drop:
         """Decode one frame; never raises on any input."""
@@ -129,8 +162,11 @@ class Codec:
         if domain != self.domain_id:
             return Drop(DropReason.BAD_DOMAIN, f"domain {domain}")
         body = data[: HEADER_LEN + plen]
-        if not hmac.compare_digest(self._tag(body), data[HEADER_LEN + plen :]):
-            return Drop(DropReason.BAD_TAG)
+        verdict = self.keys.verify(
+            role, mac, body, data[HEADER_LEN + plen :], data[HEADER_LEN : HEADER_LEN + plen]
+        )
+        if isinstance(verdict, str):
+            return Drop(DropReason(verdict))
         decoder = _DECODERS.get(mtype)
         if decoder is None:
             return Drop(DropReason.BAD_TYPE, f"type {mtype}")
@@ -149,4 +185,6 @@ class Codec:
             seq=seq,
             msg=msg,  # type: ignore[arg-type]
             domain=domain,
+            host=verdict[0],
+            key_gen=verdict[1],
         )
