@@ -91,7 +91,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -698,6 +700,48 @@ def _vem_key(vem: dict[str, Any], base: Path) -> bytes:
     if len(text) < 8:
         raise ConfigError("vem.secret: must be at least 8 characters")
     return text.encode()
+
+
+# The order ``render_vem_toml`` writes known keys in; others follow as given.
+_VEM_KEY_ORDER = (
+    "host_uuid",
+    "host_name",
+    "host_ip",
+    "domain_id",
+    "key_file",
+    "secret",
+    "local",
+    "vsms",
+    "run_dir",
+    "data_dir",
+    "backend",
+)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a TOML basic string
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def render_vem_toml(values: Mapping[str, Any], *, comment: str = "") -> str:
+    """A VEM host file (the ``[vem]`` keys ``vem_config_from_dict`` reads; None
+    values left out): the one renderer of ``openvsm init`` and the labs."""
+    order = [k for k in _VEM_KEY_ORDER if k in values] + [
+        k for k in values if k not in _VEM_KEY_ORDER
+    ]
+    lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+    lines.append("[vem]")
+    lines += [f"{k} = {_toml_value(values[k])}" for k in order if values[k] is not None]
+    return "\n".join(lines) + "\n"
 
 
 def _optional_endpoint(section: dict[str, Any], key: str, where: str) -> Endpoint | None:
