@@ -98,10 +98,10 @@ def test_a_failed_group_drops_the_rest_of_its_generation(tmp_path: Path) -> None
     asyncio.run(main())
 
 
-def _rows(path: Path) -> list[object]:
+def _rows(path: Path) -> list[list[tuple[object, ...]]]:
     db = sqlite3.connect(path)
     try:
-        out: list[object] = []
+        out: list[list[tuple[object, ...]]] = []
         for table, order in (
             ("objects", "kind, key"),
             ("changes", "seq"),
