@@ -175,9 +175,7 @@ def test_refused_attach_is_counted_and_retried() -> None:
     core.start(0.0)
     vsm = FakeVsm(MAC_A, 1)
     refusal = vsm.frame(
-        VemAttachAck(
-            host_uuid=UUID, accepted=False, reason="module limit 1", nonce=_LAST_NONCE[0]
-        )
+        VemAttachAck(host_uuid=UUID, accepted=False, reason="module limit 1", nonce=_LAST_NONCE[0])
     )
     effects = core.on_frame(refusal, A, 0.1)
     assert st(core) is VemState.BOOTING

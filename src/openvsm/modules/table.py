@@ -564,7 +564,9 @@ class ModuleTable:
             mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
-                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id)))
+                effects.append(
+                    Send(mod.addr, SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id))
+                )
                 targets += 1
         self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
         self._attached = None

@@ -108,7 +108,9 @@ class _Window:
 class FreshnessFilter:
     """Refuses replayed, duplicated, too old and epoch-jumping frames. Sans-IO."""
 
-    def __init__(self, *, max_senders: int = MAX_SENDERS, epoch_step: int | None = EPOCH_STEP) -> None:
+    def __init__(
+        self, *, max_senders: int = MAX_SENDERS, epoch_step: int | None = EPOCH_STEP
+    ) -> None:
         self.max_senders = max_senders
         self.epoch_step = epoch_step
         self._windows: OrderedDict[tuple[int, str, int | None], _Window] = OrderedDict()
