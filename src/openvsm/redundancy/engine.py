@@ -50,8 +50,8 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
   ``LivenessProbe`` on both ifaces every ``probe_timeout / PROBE_ROUNDS``.
   The active is alive only if it answers a probe (``LivenessAck`` echoing
   the episode's fresh random nonce, once): a heartbeat request proves
-  nothing, it may have left the active before it died and be read after the reset. ACTIVE at once when the
-  peer's host reports the active's ports closed on both ifaces
+  nothing, it may have left the active before it died and be read after
+  the reset. ACTIVE at once when the peer's host reports the active's ports closed on both ifaces
   (``on_peer_unreachable``: ICMP port unreachable, the adapter's evidence that
   nothing listens there any more), else when no ack came within
   ``probe_timeout``. Only a reset of a stream that had reached streaming
