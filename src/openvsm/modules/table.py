@@ -57,7 +57,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,6 +339,60 @@ def parse_ops(raw: object) -> list[StoreOp]:
     return ops
 
 
+class _RawOp(msgspec.Struct):
+    kind: str
+    key: str
+    body: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack nil: a delete
+
+
+class _RawChanges(msgspec.Struct):
+    ops: list[_RawOp] = []
+
+
+class _RawEvent(msgspec.Struct):
+    event: str = ""
+    data: _RawChanges | None = None
+
+
+_EVENT_DECODER = msgspec.msgpack.Decoder(_RawEvent)
+STANDBY_KINDS = frozenset((*CONFIG_KINDS, "module", "veth"))
+
+
+def parse_changes_frame(raw: bytes, kinds: Container[str]) -> list[StoreOp] | None:
+    """The ops of the ``kinds`` wanted from one raw ``changes`` IPC frame.
+
+    Lazy: an op of another kind is skipped without decoding its body (the
+    active's own ``module``/``veth`` commits come back to it by the thousand
+    in an attach storm, and it ignores them). None: not a ``changes`` frame.
+    A frame the typed decoder refuses is decoded in full and read like
+    ``parse_ops`` (bad items skipped), never raised.
+    """
+    try:
+        event = _EVENT_DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            loose = msgspec.msgpack.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if not isinstance(loose, dict) or loose.get("event") != "changes":
+            return None
+        data = loose.get("data")
+        ops = parse_ops(data.get("ops") if isinstance(data, dict) else None)
+        return [op for op in ops if op.kind in kinds]
+    if event.event != "changes" or event.data is None:
+        return None
+    out: list[StoreOp] = []
+    for op in event.data.ops:
+        if op.kind not in kinds:
+            continue
+        try:
+            body = msgspec.msgpack.decode(op.body)
+        except (msgspec.DecodeError, RecursionError):
+            continue
+        out.append(StoreOp(op.kind, op.key, dict(body) if isinstance(body, Mapping) else None))
+    return out
+
+
 _TABLE_COUNTERS = (
     "attach_requests",
     "attach_repeats",
@@ -511,6 +565,10 @@ class ModuleTable:
         for mod in self.modules.values():
             mod.dirty = True
         return self._flush(now)
+
+    def wanted_kinds(self) -> frozenset[str]:
+        """The store kinds ``apply_changes`` takes now (the active: configuration only)."""
+        return frozenset(CONFIG_KINDS) if self.active else STANDBY_KINDS
 
     def config_reloaded(self, now: float) -> list[Effect]:
         """After ``load_config`` replaced the configuration (a missed change):

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe, subscribe_raw
 from openvsm.modules.checkpoint import (
     CheckpointError,
     read_attachments,
@@ -74,6 +74,7 @@ from openvsm.modules.table import (
     Send,
     StoreOp,
     Trace,
+    parse_changes_frame,
     parse_ops,
 )
 from openvsm.modules.udpbatch import BatchedUdpEndpoint
@@ -370,7 +371,7 @@ class Vemmgr:
         while True:
             try:
                 live = False
-                async for event in subscribe(self.rundir.cfgmgr, "changes"):
+                async for event in subscribe_raw(self.rundir.cfgmgr, "changes"):
                     backoff = BACKOFF_MIN
                     if not live:
                         # The subscription's answer: from now on no change is missed.
@@ -379,8 +380,8 @@ class Vemmgr:
                         live = True
                         await self._reload_config()
                         continue
-                    if isinstance(event, dict) and "ops" in event:
-                        self.on_changes(event)
+                    if isinstance(event, bytes):
+                        self.on_changes_frame(event)
             except (IpcError, OSError, ConnectionError) as exc:
                 log.debug("cfgmgr changes subscription: %s", exc)
             await asyncio.sleep(backoff)
@@ -401,6 +402,12 @@ class Vemmgr:
 
     def on_changes(self, event: dict[str, Any]) -> None:
         self.process(self.table.apply_changes(parse_ops(event.get("ops")), self.clock()))
+
+    def on_changes_frame(self, raw: bytes) -> None:
+        """A raw ``changes`` frame: only the ops the table takes are decoded."""
+        ops = parse_changes_frame(raw, self.table.wanted_kinds())
+        if ops:
+            self.process(self.table.apply_changes(ops, self.clock()))
 
     # ---- background work ------------------------------------------------------
 
