@@ -63,6 +63,7 @@ from typing import Any
 
 import msgspec
 
+from openvsm.modules.pacing import SwitchPacer
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
@@ -442,6 +443,8 @@ class ModuleTable:
     # Bumped whenever an observed status (or a module's VEM MAC) changes: vemmgr
     # checkpoints ``attachments()`` when it moves.
     attachment_version: int = 0
+    # Switch requests of the current activation, paced (modules/pacing.py).
+    pacer: SwitchPacer = field(default_factory=SwitchPacer)
 
     # ---- loading --------------------------------------------------------------
 
@@ -582,19 +585,21 @@ class ModuleTable:
     # ---- role -----------------------------------------------------------------
 
     def became_active(self, epoch: int, now: float) -> list[Effect]:
-        """This VSM became active: broadcast a switch request to every known VEM.
+        """This VSM became active: ask every known VEM to switch to it.
 
-        Inherited modules (statuses copied from the store, i.e. the previous
-        active's view) become ``powered-up`` with ``loss_time`` to attach or
-        heartbeat; statuses this VSM observed itself are kept (a new epoch of
-        the same active, or a restart resumed with ``restore_attachments``).
+        The switch requests are paced (``SwitchPacer``: at most its window
+        outstanding, in module order; the rest follow as VEMs answer or
+        requests time out, see ``tick``). Inherited modules (statuses copied
+        from the store, i.e. the previous active's view) become ``powered-up``
+        with ``loss_time`` to attach or heartbeat; statuses this VSM observed
+        itself are kept (a new epoch of the same active, or a restart resumed
+        with ``restore_attachments``).
         """
         self.active = True
         self.epoch = epoch
         self._next_heartbeat = now + self.heartbeat_interval
-        effects: list[Effect] = []
         inherited: list[Module] = []
-        targets = 0
+        targets: list[str] = []
         for mod in sorted(self.modules.values(), key=lambda m: m.number):
             if mod.status is ModuleStatus.OFFLINE:
                 pass
@@ -609,12 +614,12 @@ class ModuleTable:
             mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
-                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
-                targets += 1
+                targets.append(mod.host_uuid)
         self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
         self._attached = None
         self.attachment_version += 1
-        self.counters["switch_requests_sent"] += targets
+        self.pacer.start(targets)
+        effects: list[Effect] = self._switch_requests(now)
         if inherited:
             effects.append(
                 Commit(
@@ -626,11 +631,23 @@ class ModuleTable:
             )
         effects.append(
             Trace(
-                f"active (epoch {epoch}): switch request sent to {targets} VEM(s); "
-                f"{len(inherited)} inherited module(s) powered-up until they attach"
+                f"active (epoch {epoch}): switch requests to {len(targets)} VEM(s), at most "
+                f"{self.pacer.window} at a time; {len(inherited)} inherited module(s) "
+                "powered-up until they attach"
             )
         )
         effects += self._count_effect()
+        return effects
+
+    def _switch_requests(self, now: float) -> list[Effect]:
+        """The switch requests the pacer releases now."""
+        effects: list[Effect] = []
+        request = SwitchRequest(vsm_addr=self.listen)
+        for host in self.pacer.release(now):
+            mod = self.modules.get(host)
+            if mod is not None and mod.addr is not None:
+                effects.append(Send(mod.addr, request))
+        self.counters["switch_requests_sent"] += len(effects)
         return effects
 
     def became_standby(self, *, keep_attachments: bool = False) -> list[Effect]:
@@ -644,6 +661,7 @@ class ModuleTable:
         self.active = False
         self._next_heartbeat = math.inf
         self._reported_count = -1
+        self.pacer.stop()
         if not keep_attachments:
             for mod in self.modules.values():
                 mod.observed = False
@@ -701,12 +719,12 @@ class ModuleTable:
     def next_deadline(self) -> float:
         if not self.active:
             return math.inf
-        return min(self._next_heartbeat, self._next_loss)
+        return min(self._next_heartbeat, self._next_loss, self.pacer.next_deadline())
 
     def tick(self, now: float) -> list[Effect]:
         if not self.active:
             return []
-        effects: list[Effect] = []
+        effects: list[Effect] = self._switch_requests(now) if self.pacer.busy else []
         lost: list[Module] = []
         next_loss = math.inf
         for mod in self.modules.values():
@@ -773,6 +791,17 @@ class ModuleTable:
             return []
         self._last_seq[frame.mac] = frame.seq
         msg = frame.msg
+        # An attach or heartbeat answers a switch request (or the VEM is here
+        # already): its slot goes to the next VEM.
+        if (
+            self.pacer.busy
+            and isinstance(msg, VemAttach | VemHeartbeat)
+            and self.pacer.answered(msg.host_uuid)
+        ):
+            return self._on_vem_frame(frame, msg, src, now) + self._switch_requests(now)
+        return self._on_vem_frame(frame, msg, src, now)
+
+    def _on_vem_frame(self, frame: Frame, msg: Message, src: Addr, now: float) -> list[Effect]:
         if isinstance(msg, VemAttach):
             return self._on_attach(frame, msg, src, now)
         if isinstance(msg, VemHeartbeat):
