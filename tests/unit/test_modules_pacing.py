@@ -18,8 +18,9 @@ from openvsm.modules.table import (
     StoreOp,
     parse_changes_frame,
 )
+from openvsm.vem.model import VemConfigSnapshot
 from openvsm.wire.codec import Frame
-from openvsm.wire.messages import SenderRole, SwitchRequest, VemAttach
+from openvsm.wire.messages import SenderRole, SwitchRequest, VemAttach, VemAttachAck, VethPort
 
 
 def changes_frame(ops: list[Any], event: str = "changes") -> bytes:
@@ -174,3 +175,43 @@ def test_a_takeover_asks_the_vems_in_module_order_a_window_at_a_time() -> None:
     assert table.modules["u0"].status is ModuleStatus.POWERED_UP  # attached, not yet ok
     table.became_standby()
     assert not table.pacer.busy
+
+
+# ---- attach-ack snapshots -----------------------------------------------------
+
+
+def ack_config(effects: list[Effect]) -> VemConfigSnapshot:
+    (ack,) = [e.msg for e in effects if isinstance(e, Send) and isinstance(e.msg, VemAttachAck)]
+    return msgspec.msgpack.decode(ack.config, type=VemConfigSnapshot)
+
+
+def attach_with(i: int, profile: str, ip: str = "127.0.0.1") -> Frame:
+    port = VethPort(name="p1", vm=f"vm{i}", mac="02:00:00:00:01:01", port_profile=profile)
+    frame = attach_from(i)
+    assert isinstance(frame.msg, VemAttach)
+    msg = msgspec.structs.replace(frame.msg, ports=[port], host_ip=ip)
+    return Frame(role=frame.role, mac=frame.mac, epoch=0, seq=frame.seq, msg=msg)
+
+
+def test_attach_acks_share_one_snapshot_per_profile_set_until_the_config_changes() -> None:
+    table = ModuleTable(module_limit=16, listen="127.0.0.1:9")
+    table.load_config(
+        {"a": {"name": "a", "access_vlan": 10}, "b": {"name": "b", "access_vlan": 20}},
+        {"10": {"id": 10}, "20": {"id": 20}},
+        {},
+    )
+    table.became_active(epoch=1, now=0.0)
+    for i, profile in enumerate(["a", "a", "b"]):
+        table.on_frame(attach_with(i, profile), ("127.0.0.1", 20000 + i), 1.0)
+    m0, m1, m2 = (table.modules[f"u{i}"] for i in range(3))
+    assert m0.pushed_config is m1.pushed_config  # one encoding for the same profiles
+    assert m2.pushed_config != m0.pushed_config
+    assert [p.name for p in table.snapshot(m2).port_profiles] == ["b"]
+    # A configuration change is seen by the next attach.
+    table.apply_changes([StoreOp("port_profile", "a", {"name": "a", "access_vlan": 20})], 2.0)
+    late = ack_config(table.on_frame(attach_with(3, "a"), ("127.0.0.1", 20003), 3.0))
+    assert [p.access_vlan for p in late.port_profiles] == [20]
+    # A new VTEP (a host on another IP) is in the next snapshots.
+    table.on_frame(attach_with(4, "a", ip="10.0.0.9"), ("127.0.0.1", 20004), 4.0)
+    again = ack_config(table.on_frame(attach_with(5, "a"), ("127.0.0.1", 20005), 5.0))
+    assert again.vteps == ("10.0.0.9",)

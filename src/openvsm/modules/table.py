@@ -86,6 +86,7 @@ FIRST_MODULE = 3
 MAX_PORTS_PER_VEM = 4096
 MAX_UPLINK_PROFILES = 64
 MAX_REPORT_ERRORS = 64
+MAX_CACHED_SNAPSHOTS = 1024  # attach-ack snapshots kept (by port profiles and host IP)
 CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
 
 
@@ -445,6 +446,14 @@ class ModuleTable:
     attachment_version: int = 0
     # Switch requests of the current activation, paced (modules/pacing.py).
     pacer: SwitchPacer = field(default_factory=SwitchPacer)
+    # Attach-ack snapshots by (port profiles used, host IP): the 10,000 acks of a
+    # takeover share a handful. Valid for one configuration generation and one
+    # VTEP tuple (``_vtep_ips`` builds a new one whenever it may have changed).
+    _config_gen: int = 0
+    _snapshots: dict[tuple[tuple[str, ...], str], tuple[VemConfigSnapshot, bytes]] = field(
+        default_factory=dict
+    )
+    _snapshots_valid: tuple[int, tuple[str, ...]] | None = None
 
     # ---- loading --------------------------------------------------------------
 
@@ -522,6 +531,7 @@ class ModuleTable:
         vlans: Mapping[str, Any],
         bridge_domains: Mapping[str, Any],
     ) -> None:
+        self._config_gen += 1
         self.profiles = {k: dict(v) for k, v in port_profiles.items() if isinstance(v, Mapping)}
         self.vlans = {k: dict(v) for k, v in vlans.items() if isinstance(v, Mapping)}
         self.bridge_domains = {
@@ -547,6 +557,7 @@ class ModuleTable:
                 else:
                     target[op.key] = dict(op.body)
                 config_changed = True
+                self._config_gen += 1
             elif not self.active and op.kind == "module":
                 if op.body is None:
                     self.modules.pop(op.key, None)
@@ -1106,9 +1117,36 @@ class ModuleTable:
 
     def snapshot(self, mod: Module) -> VemConfigSnapshot:
         """What this VEM needs: its ports' profiles, all VLANs, their bridge domains, VTEPs."""
+        return self._cached_snapshot(mod)[0]
+
+    def _cached_snapshot(self, mod: Module) -> tuple[VemConfigSnapshot, bytes]:
+        """The snapshot and its msgpack (config_seq 0), shared by every module
+        with the same port profiles and host IP until the configuration or the
+        VTEP set changes."""
         used = {v.port_profile for v in self.veths.of_host(mod.host_uuid).values()}
         used.update(mod.uplink_profiles)  # uplink (type ethernet) profiles: port-channels
-        profiles = [profile_config(self.profiles[n]) for n in sorted(used) if n in self.profiles]
+        valid = (self._config_gen, self._vtep_ips())
+        if (
+            self._snapshots_valid is None
+            or valid[0] != self._snapshots_valid[0]
+            or (valid[1] is not self._snapshots_valid[1])
+        ):
+            self._snapshots.clear()
+            self._snapshots_valid = valid
+        key = (tuple(sorted(used)), mod.host_ip)
+        found = self._snapshots.get(key)
+        if found is None:
+            snap = self._build_snapshot(key[0], mod.host_ip, valid[1])
+            found = (snap, msgspec.msgpack.encode(snap))
+            if len(self._snapshots) >= MAX_CACHED_SNAPSHOTS:
+                self._snapshots.clear()
+            self._snapshots[key] = found
+        return found
+
+    def _build_snapshot(
+        self, used: tuple[str, ...], host_ip: str, vtep_ips: tuple[str, ...]
+    ) -> VemConfigSnapshot:
+        profiles = [profile_config(self.profiles[n]) for n in used if n in self.profiles]
         wanted_bds = {p.bridge_domain for p in profiles if p.bridge_domain}
         bds = [
             bridge_domain_config(k, b)
@@ -1118,7 +1156,7 @@ class ModuleTable:
         vlans = sorted(
             {v for k, b in self.vlans.items() if 1 <= (v := _int(b.get("id"), _int(k))) <= 4094}
         )
-        vteps = [ip for ip in self._vtep_ips() if ip != mod.host_ip]
+        vteps = [ip for ip in vtep_ips if ip != host_ip]
         return VemConfigSnapshot(
             vlans=tuple(vlans),
             port_profiles=tuple(profiles),
@@ -1127,8 +1165,7 @@ class ModuleTable:
         )
 
     def _snapshot_for(self, mod: Module) -> tuple[int, bytes]:
-        snap = self.snapshot(mod)
-        key = msgspec.msgpack.encode(snap)
+        snap, key = self._cached_snapshot(mod)
         if key != mod.pushed_config or not mod.pushed_seq:
             self._config_seq += 1
             mod.pushed_seq = self._config_seq

@@ -11,9 +11,9 @@
   exist yet or may restart). On becoming active it loads modules, vEths and
   the configuration from cfgmgr, then (if hamgr still says active with that
   epoch: a status change cancels the activation, and the check holds where a
-  cancellation is lost) broadcasts ``SwitchRequest`` to every
-  known VEM; inherited modules are ``powered-up`` until they attach (see
-  ``ModuleTable``). On leaving active it stops serving; a status of
+  cancellation is lost) asks every known VEM to switch (``SwitchRequest``,
+  paced by the table's ``SwitchPacer``: at most 1,000 outstanding);
+  inherited modules are ``powered-up`` until they attach (see ``ModuleTable``). On leaving active it stops serving; a status of
   ``initializing`` after active is hamgr restarting on this same active
   (active never becomes standby without a node reload), so the observed
   module statuses are kept for the re-activation;
@@ -28,9 +28,11 @@
   restart changes no line of ``show module``; statuses that changed just
   before a crash (not written yet) are re-learnt from the next
   attach/heartbeat;
-- a subscription to cfgmgr ``changes``: configuration changes are pushed to
-  the VEMs that need them (``ConfigDelta``); on the standby the replicated
-  ``module``/``veth`` objects keep the table current;
+- a subscription to cfgmgr ``changes``, read raw (``subscribe_raw``) and
+  decoded lazily (``parse_changes_frame``: only the kinds the table takes; the
+  active skips the bodies of its own module/veth commits): configuration
+  changes are pushed to the VEMs that need them (``ConfigDelta``); on the
+  standby the replicated ``module``/``veth`` objects keep the table current;
 - commits of ``module``/``veth`` objects through cfgmgr op ``commit`` (user
   and source ``vemmgr``), in order, retried while cfgmgr is unreachable;
 - the attached module count, reported to hamgr (``set_module_count``);
