@@ -43,6 +43,16 @@ VEMs' active). ``attachments``/``restore_attachments`` give vemmgr what it
 checkpoints so that a restarted vemmgr resumes them for the same epoch
 instead of starting every VEM at ``powered-up`` again.
 
+Freshness (issue 12 point 2, ``openvsm.wire.freshness``): every VEM frame
+passes a ``FreshnessFilter`` keyed by the VEM's MAC (derived from its host
+UUID) and boot id: per sender a high-water mark of ``seq`` with a small
+reorder window. A duplicate, a replay or a frame from before the first one
+heard of that boot is dropped and counted (``replayed``, ``epoch_limit``) and
+changes nothing; a VEM reboot (a new boot id in its attach) is accepted. An
+attach ack echoes the attach's ``nonce`` (the VEM takes no other) and carries
+this table's ``boot_id`` (vemmgr's, random per start), as do its heartbeats
+and switch requests.
+
 Only the active serves VEMs; the standby keeps the table current from the
 replicated store objects (``apply_changes``) and answers ``show`` from it.
 
@@ -67,6 +77,7 @@ from openvsm.modules.pacing import SwitchPacer
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
+from openvsm.wire.freshness import FreshnessFilter, new_nonce
 from openvsm.wire.messages import (
     ConfigDelta,
     Message,
@@ -402,6 +413,7 @@ _TABLE_COUNTERS = (
     "bad_attach",
     "not_active",
     "replayed",
+    "epoch_limit",
     "bad_role",
     "unknown_module",
     "switch_requests_sent",
@@ -430,7 +442,8 @@ class ModuleTable:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TABLE_COUNTERS, 0))
     _next_heartbeat: float = math.inf
     _config_seq: int = 0
-    _last_seq: dict[str, int] = field(default_factory=dict)
+    boot_id: int = field(default_factory=new_nonce)  # vemmgr's boot (random per start)
+    _fresh: FreshnessFilter = field(default_factory=lambda: FreshnessFilter(epoch_step=None))
     _reported_count: int = -1
     _refusal_traced: bool = False
     _veth_high: int = 0
@@ -653,7 +666,7 @@ class ModuleTable:
     def _switch_requests(self, now: float) -> list[Effect]:
         """The switch requests the pacer releases now."""
         effects: list[Effect] = []
-        request = SwitchRequest(vsm_addr=self.listen)
+        request = SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id)
         for host in self.pacer.release(now):
             mod = self.modules.get(host)
             if mod is not None and mod.addr is not None:
@@ -778,6 +791,7 @@ class ModuleTable:
                             host_uuid=mod.host_uuid,
                             module=mod.number,
                             config_seq=mod.pushed_seq,
+                            boot_id=self.boot_id,
                         ),
                     )
                 )
@@ -796,11 +810,12 @@ class ModuleTable:
         if not self.active:
             self.counters["not_active"] += 1
             return []
-        last = self._last_seq.get(frame.mac)
-        if last is not None and frame.seq <= last:
-            self.counters["replayed"] += 1
+        if self._fresh.max_senders < 2 * self.module_limit:
+            self._fresh.max_senders = 2 * self.module_limit  # every VEM keeps its window
+        refused = self._fresh.check(frame)
+        if refused is not None:
+            self.counters["replayed" if refused == "replay" else refused] += 1
             return []
-        self._last_seq[frame.mac] = frame.seq
         msg = frame.msg
         # An attach or heartbeat answers a switch request (or the VEM is here
         # already): its slot goes to the next VEM.
@@ -849,9 +864,14 @@ class ModuleTable:
                     effects.append(
                         Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}")
                     )
-                effects.append(
-                    Send(src, VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason))
+                refusal = VemAttachAck(
+                    host_uuid=msg.host_uuid,
+                    accepted=False,
+                    reason=reason,
+                    nonce=msg.nonce,
+                    boot_id=self.boot_id,
                 )
+                effects.append(Send(src, refusal))
                 return effects
             mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
@@ -937,6 +957,8 @@ class ModuleTable:
                     module=mod.number,
                     config=raw,
                     config_seq=seq,
+                    nonce=msg.nonce,
+                    boot_id=self.boot_id,
                 ),
             )
         )

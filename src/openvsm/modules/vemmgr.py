@@ -13,9 +13,10 @@
   epoch: a status change cancels the activation, and the check holds where a
   cancellation is lost) asks every known VEM to switch (``SwitchRequest``,
   paced by the table's ``SwitchPacer``: at most 1,000 outstanding);
-  inherited modules are ``powered-up`` until they attach (see ``ModuleTable``). On leaving active it stops serving; a status of
-  ``initializing`` after active is hamgr restarting on this same active
-  (active never becomes standby without a node reload), so the observed
+  inherited modules are ``powered-up`` until they attach (see ``ModuleTable``).
+  On leaving active it stops serving; a status of ``initializing`` after
+  active is hamgr restarting on this same active (active never becomes
+  standby without a node reload), so the observed
   module statuses are kept for the re-activation;
 - the checkpoint ``RUNDIR/vemmgr-attachments.json`` (kept for the node's
   boot: sysmgr removes it when the node starts or reloads): the observed
