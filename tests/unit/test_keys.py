@@ -82,6 +82,14 @@ def test_host_key_is_hmac_of_the_vem_key_over_label_and_uuid() -> None:
     assert vem_mac(A) == derived_mac(f"vem/{A}")
 
 
+def test_precomputed_key_tags_are_hmac_tags() -> None:
+    from openvsm.wire.keys import KeyTag, tag
+
+    for key in (b"k" * 8, b"x" * 64, b"y" * 65, bytes(range(200))):
+        for data in (b"", b"frame", bytes(1000)):
+            assert KeyTag(key).tag(data) == tag(key, data)
+
+
 def test_claimed_host_reads_any_payload_and_never_raises() -> None:
     codec = Codec(DOMAIN, PAIR)
     frame = codec.encode(
@@ -163,9 +171,7 @@ def _with_claim(frame: bytes, host: str, codec: Codec) -> bytes:
     head = list(_HEADER.unpack_from(frame))
     head[-1] = len(payload)
     body = _HEADER.pack(*head) + payload
-    from openvsm.wire.keys import tag
-
-    return body + tag(codec.keys.sign_keys("")[0], body)
+    return body + codec.keys.sign_keys("")[0].tag(body)
 
 
 def test_a_vem_role_frame_of_the_pair_key_is_refused_by_a_keyed_vsm() -> None:

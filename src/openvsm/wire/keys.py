@@ -49,6 +49,7 @@ import msgspec
 HOST_KEY_LABEL: Final = b"openvsm-vem-host"
 TAG_LEN: Final = 16
 MAX_HOST_UUID: Final = 128
+_BLOCK: Final = 64  # SHA-256 block size (HMAC key padding)
 CACHE_LIMIT: Final = 16384  # hosts whose derived keys are kept (far above a module limit)
 _VEM_ROLE: Final = 3  # SenderRole.VEM on the wire
 
@@ -64,6 +65,30 @@ Verified = tuple[str, int]
 
 def tag(key: bytes, data: bytes) -> bytes:
     return hmac.digest(key, data, "sha256")[:TAG_LEN]
+
+
+class KeyTag:
+    """One key's HMAC-SHA256 tags from its precomputed inner and outer SHA-256
+    states (RFC 2104): the same tag as ``tag`` at half the cost per frame."""
+
+    __slots__ = ("_inner", "_outer", "key")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        pad = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
+        pad = pad.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in pad))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in pad))
+
+    def tag(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_LEN]
+
+    def check(self, data: bytes, got: bytes) -> bool:
+        return hmac.compare_digest(self.tag(data), got)
 
 
 def derive_host_key(vem_key: bytes, host_uuid: str) -> str:
@@ -100,7 +125,7 @@ def claimed_host(payload: bytes) -> str:
 class FrameKeys(Protocol):
     """The codec's keying hook."""
 
-    def sign_keys(self, host: str) -> Sequence[bytes]:
+    def sign_keys(self, host: str) -> Sequence[KeyTag]:
         """Keys to sign a frame for ``host`` with ("" = a VSM frame); the first
         is used unless the caller sends one copy per key (a rotation overlap)."""
         ...
@@ -119,21 +144,21 @@ class SharedKey:
         if not key:
             raise ValueError("a frame key must not be empty")
         self.key = key
-        self._keys = (key,)
+        self._keys = (KeyTag(key),)
 
-    def sign_keys(self, host: str) -> Sequence[bytes]:
+    def sign_keys(self, host: str) -> Sequence[KeyTag]:
         return self._keys
 
     def verify(
         self, role: int, mac: bytes, body: bytes, got: bytes, payload: bytes
     ) -> Verified | str:
-        return ("", 0) if hmac.compare_digest(tag(self.key, body), got) else BAD_TAG
+        return ("", 0) if self._keys[0].check(body, got) else BAD_TAG
 
 
 class _Host:
     __slots__ = ("gen", "keys", "mac")
 
-    def __init__(self, keys: tuple[bytes, ...], mac: bytes) -> None:
+    def __init__(self, keys: tuple[KeyTag, ...], mac: bytes) -> None:
         self.keys = keys
         self.mac = mac
         self.gen: int | None = None  # the generation its last good frame used
@@ -149,7 +174,7 @@ class VsmKeys:
             raise ValueError("VsmKeys needs the pair key and at least one VEM key")
         self.pair = pair
         self.vem = tuple(vem)
-        self._pair_keys = (pair,)
+        self._pair_keys = (KeyTag(pair),)
         self._hosts: dict[str, _Host] = {}
         self.cache_limit = cache_limit
 
@@ -157,7 +182,7 @@ class VsmKeys:
         found = self._hosts.get(host)
         if found is not None:
             return found
-        keys = tuple(derive_host_key(k, host).encode() for k in self.vem)
+        keys = tuple(KeyTag(derive_host_key(k, host).encode()) for k in self.vem)
         return _Host(keys, bytes.fromhex(vem_mac(host).replace(":", "")))
 
     def _keep(self, host: str, entry: _Host) -> None:
@@ -168,14 +193,14 @@ class VsmKeys:
         self._hosts[host] = entry
 
     def host_key(self, host: str, generation: int = 0) -> bytes:
-        return self._derive(host).keys[generation]
+        return self._derive(host).keys[generation].key
 
     def generation(self, host: str) -> int | None:
         """The VEM key generation the host's last good frame used (None: not heard)."""
         entry = self._hosts.get(host)
         return entry.gen if entry is not None else None
 
-    def sign_keys(self, host: str) -> Sequence[bytes]:
+    def sign_keys(self, host: str) -> Sequence[KeyTag]:
         if not host:
             return self._pair_keys
         entry = self._derive(host)
@@ -187,7 +212,7 @@ class VsmKeys:
         self, role: int, mac: bytes, body: bytes, got: bytes, payload: bytes
     ) -> Verified | str:
         if role != _VEM_ROLE:
-            if hmac.compare_digest(tag(self.pair, body), got):
+            if self._pair_keys[0].check(body, got):
                 return ("", 0)
             host = claimed_host(payload)
             if host and self._match(self._derive(host), body, got) is not None:
@@ -209,7 +234,7 @@ class VsmKeys:
     @staticmethod
     def _match(entry: _Host, body: bytes, got: bytes) -> int | None:
         for gen, key in enumerate(entry.keys):
-            if hmac.compare_digest(tag(key, body), got):
+            if key.check(body, got):
                 return gen
         return None
 
@@ -221,6 +246,7 @@ __all__ = [
     "NO_HOST",
     "VEM_KEY_VSM_ROLE",
     "FrameKeys",
+    "KeyTag",
     "SharedKey",
     "Verified",
     "VsmKeys",
