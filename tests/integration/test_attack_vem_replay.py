@@ -17,6 +17,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -114,6 +115,10 @@ def table_replayed(lab: Lab, node: str) -> int:
     return int(lab.cli_json(node, "show module vem counters")["table"]["replayed"])
 
 
+def replays_counted(lab: Lab, active: str, vem: VemHandle, vsm: int, vem_n: int) -> bool:
+    return table_replayed(lab, active) >= vsm and vem_status(vem)["counters"]["replayed"] >= vem_n
+
+
 def test_replayed_vem_frames_are_dropped_and_change_nothing(
     tapped: tuple[Lab, VemTap, str],
 ) -> None:
@@ -153,13 +158,8 @@ def test_replayed_vem_frames_are_dropped_and_change_nothing(
         done = shuffled[: i + 20]
         want_vsm = vsm_before + sum(1 for _, w, _ in done if w == "to_vsm")
         want_vem = vem_before + sum(1 for _, w, _ in done if w == "to_vem")
-        wait_for(
-            lambda a=want_vsm, b=want_vem: (
-                table_replayed(lab, active) >= a and vem_status(vem)["counters"]["replayed"] >= b
-            ),
-            20,
-            f"{len(done)} replays counted",
-        )
+        counted = partial(replays_counted, lab, active, vem, want_vsm, want_vem)
+        wait_for(counted, 20, f"{len(done)} replays counted")
     assert table_replayed(lab, active) == vsm_before + to_vsm
     assert vem_status(vem)["counters"]["replayed"] == vem_before + len(shuffled) - to_vsm
     assert facts(lab, active, vem) == before, kinds
