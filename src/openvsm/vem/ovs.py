@@ -188,6 +188,66 @@ def vxlan_spec(remote_ip: str, local_ip: str) -> PortSpec:
     )
 
 
+def _valid_ports(desired: DesiredState, errors: list[str]) -> tuple[list[VethState], list[int]]:
+    """The vEths OVS can hold (the others are errors) and the configured VNIs."""
+    ports: list[VethState] = []
+    seen: set[str] = set()
+    for port in desired.ports:
+        bad = _veth_errors(port)
+        if port.name in seen:
+            bad.append(f"{port.name}: duplicate port name")
+        if bad:
+            errors += bad
+            continue
+        seen.add(port.name)
+        ports.append(port)
+    vnis = sorted({v for v in desired.vnis if 4096 <= v <= 16000000})
+    for port in ports:
+        if port.vni and port.vni not in vnis:
+            errors.append(f"{port.name}: VNI {port.vni} is not a configured segment")
+    return ports, vnis
+
+
+def _vxlan_specs(desired: DesiredState, errors: list[str]) -> tuple[list[str], list[PortSpec]]:
+    """The remote VTEPs (valid, not ourselves, once each) and their tunnel ports."""
+    peers: list[str] = []
+    for peer in desired.vxlan_peers:
+        try:
+            ipaddress.IPv4Address(peer)
+        except ValueError:
+            errors.append(f"VXLAN peer {peer!r} is not an IPv4 address")
+            continue
+        if peer != desired.local_vtep and peer not in peers:
+            peers.append(peer)
+    return peers, [vxlan_spec(p, desired.local_vtep) for p in peers]
+
+
+def _missing_devices(specs: Sequence[PortSpec], links: dict[str, dict[str, Any]]) -> list[str]:
+    errors: list[str] = []
+    for spec in specs:
+        if spec.kind == "port-channel":
+            errors += [
+                f"{spec.name}: member {i.name} does not exist"
+                for i in spec.interfaces
+                if i.name not in links
+            ]
+        elif spec.kind in ("veth", "uplink") and spec.name not in links:
+            errors.append(f"{spec.name}: no such network device")
+    return errors
+
+
+def _ofports(snap: dict[str, Any], errors: list[str]) -> dict[str, int]:
+    """Interface name -> OpenFlow port; interfaces OVS could not open are errors."""
+    ofports: dict[str, int] = {}
+    for pname, prow in snap["ports"].items():
+        for iname, irow in prow["interfaces"].items():
+            if irow["ofport"] > 0:
+                ofports[iname] = irow["ofport"]
+            elif irow["error"] and prow["external_ids"].get(KIND):
+                errors.append(f"{pname}: interface {iname}: {irow['error']}")
+    return ofports
+
+
 # -- flows --------------------------------------------------------------------
 
 
@@ -552,23 +612,41 @@ class OvsBackend:
 
     def _converge_ovs(self, errors: list[str], learn: bool) -> None:
         desired = self._desired
-        ports: list[VethState] = []
-        seen: set[str] = set()
-        for port in desired.ports:
-            bad = _veth_errors(port)
-            if port.name in seen:
-                bad.append(f"{port.name}: duplicate port name")
-            if bad:
-                errors += bad
-                continue
-            seen.add(port.name)
-            ports.append(port)
-        vnis = sorted({v for v in desired.vnis if 4096 <= v <= 16000000})
-        for port in ports:
-            if port.vni and port.vni not in vnis:
-                errors.append(f"{port.name}: VNI {port.vni} is not a configured segment")
+        ports, vnis = _valid_ports(desired, errors)
         links = self._links()
         specs = [veth_spec(p) for p in ports]
+        channel_specs, held, released = self._uplink_specs(desired, links, errors)
+        peers, tunnel_specs = _vxlan_specs(desired, errors)
+        specs += channel_specs + tunnel_specs
+        for name in released:  # members going into the bond must be up first
+            if name in links and "UP" not in links[name].get("flags", []):
+                self._link(name, "up", errors)
+        errors += _missing_devices(specs, links)
+        ext = {"openvsm-vnis": json.dumps(vnis), "openvsm-local-vtep": desired.local_vtep}
+        converge = _Converge(self._api, self.bridge, specs, ext)
+        with self._api.transaction(check_error=True, log_errors=False) as txn:
+            txn.add(converge)
+        self.changes = converge.changes
+        for name in held:  # out of the bond: now hold it down so the partner sees it go
+            if name in links and "UP" in links[name].get("flags", []):
+                self._link(name, "down", errors)
+        snap = self._snapshot()
+        if snap is None:
+            raise OvsError(f"bridge {self.bridge} vanished")
+        ofports = _ofports(snap, errors)
+        tunnels = {p: ofports[vxlan_port_name(p)] for p in peers if vxlan_port_name(p) in ofports}
+        if learn:
+            self._learn_secure_macs(ports, ofports, errors)
+        self._sync_secure(ports)
+        self._sync_flows(build_flows(ports, ofports, tunnels, vnis, self._secure))
+        self._sync_admin_state(ports, snap, ofports)
+
+    def _uplink_specs(
+        self, desired: DesiredState, links: dict[str, dict[str, Any]], errors: list[str]
+    ) -> tuple[list[PortSpec], list[str], list[str]]:
+        """Port-channels (members the selector chose) and plain uplinks; the members
+        to hold down (hot standby) and those to bring up."""
+        specs: list[PortSpec] = []
         members_in_channels: set[str] = set()
         held: list[str] = []
         released: list[str] = []
@@ -590,54 +668,13 @@ class OvsBackend:
                     PortSpec(uplink, "uplink", (IfaceSpec(uplink),), vlan_mode="trunk", state="{}")
                 )
                 released.append(uplink)
-        peers = []
-        for peer in desired.vxlan_peers:
-            try:
-                ipaddress.IPv4Address(peer)
-            except ValueError:
-                errors.append(f"VXLAN peer {peer!r} is not an IPv4 address")
-                continue
-            if peer != desired.local_vtep and peer not in peers:
-                peers.append(peer)
-                specs.append(vxlan_spec(peer, desired.local_vtep))
-        for name in released:  # members going into the bond must be up first
-            if name in links and "UP" not in links[name].get("flags", []):
-                self._link(name, "up", errors)
-        ext = {
-            "openvsm-vnis": json.dumps(vnis),
-            "openvsm-local-vtep": desired.local_vtep,
-        }
-        for pc_spec in [s for s in specs if s.kind == "port-channel"]:
-            for iface in pc_spec.interfaces:
-                if iface.name not in links:
-                    errors.append(f"{pc_spec.name}: member {iface.name} does not exist")
-        for spec in specs:
-            if spec.kind in ("veth", "uplink") and spec.name not in links:
-                errors.append(f"{spec.name}: no such network device")
-        converge = _Converge(self._api, self.bridge, specs, ext)
-        with self._api.transaction(check_error=True, log_errors=False) as txn:
-            txn.add(converge)
-        self.changes = converge.changes
-        for name in held:  # out of the bond: now hold it down so the partner sees it go
-            if name in links and "UP" in links[name].get("flags", []):
-                self._link(name, "down", errors)
-        snap = self._snapshot()
-        if snap is None:
-            raise OvsError(f"bridge {self.bridge} vanished")
-        ofports: dict[str, int] = {}
-        for pname, prow in snap["ports"].items():
-            for iname, irow in prow["interfaces"].items():
-                if irow["ofport"] > 0:
-                    ofports[iname] = irow["ofport"]
-                elif irow["error"] and prow["external_ids"].get(KIND):
-                    errors.append(f"{pname}: interface {iname}: {irow['error']}")
-        tunnels = {p: ofports[vxlan_port_name(p)] for p in peers if vxlan_port_name(p) in ofports}
-        if learn:
-            self._learn_secure_macs(ports, ofports, errors)
-        self._sync_secure(ports)
-        flows = build_flows(ports, ofports, tunnels, vnis, self._secure)
-        self._sync_flows(flows)
-        for port in ports:  # admin state: shut ports down, the rest up (only on change)
+        return specs, held, released
+
+    def _sync_admin_state(
+        self, ports: Sequence[VethState], snap: dict[str, Any], ofports: dict[str, int]
+    ) -> None:
+        """Shut vEths admin-down, the rest up (only on change)."""
+        for port in ports:
             iface = snap["ports"].get(port.name, {}).get("interfaces", {}).get(port.name)
             n = ofports.get(port.name)
             if iface is None or n is None:
