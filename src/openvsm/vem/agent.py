@@ -57,13 +57,14 @@ TRACE_LINES = 200
 
 def make_backend(cfg: VemConfig) -> Backend:
     """The datapath backend the configuration names (``ovs`` imported lazily)."""
+    uplinks = list(dict.fromkeys(u.device for u in cfg.uplinks))
     if cfg.backend == "memory":
-        return MemoryBackend()
+        return MemoryBackend(uplinks)
     module = importlib.import_module("openvsm.vem.ovs")
     backend: Backend = module.OvsBackend(
         bridge=cfg.bridge,
         ovsdb=cfg.ovsdb_remote,
-        uplinks=list(dict.fromkeys(u.device for u in cfg.uplinks)),
+        uplinks=uplinks,
         rundir=str(cfg.ovs_run_dir) if cfg.ovs_run_dir is not None else None,
         netns=cfg.ovs_netns,
     )

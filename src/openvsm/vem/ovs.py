@@ -43,7 +43,6 @@ missing, a bad port) is returned as a human-readable error.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -67,7 +66,17 @@ from openvsm.vem.lacp import (
     neighbor_rows,
     summary_rows,
 )
-from openvsm.vem.model import DesiredState, PortChannelState, VethState, veth_errors
+from openvsm.vem.model import (
+    DesiredState,
+    PortChannelState,
+    VethState,
+    forwarding,
+    segment_errors,
+    uplink_trunks,
+    veth_errors,
+    vxlan_peers,
+    vxlan_port_name,
+)
 from openvsm.wire.messages import PortChannelInfo
 
 PARK_VLAN = 4095  # never valid on the wire: ports here get nothing from NORMAL
@@ -114,17 +123,6 @@ def _veth_errors(port: VethState) -> list[str]:
     return errors + veth_errors(port)
 
 
-def forwarding(port: VethState) -> bool:
-    return port.enabled and bool(
-        port.vni or (port.trunk_vlans if port.mode == "trunk" else port.access_vlan)
-    )
-
-
-def vxlan_port_name(remote_ip: str) -> str:
-    """vx + the remote VTEP's IPv4 address in hex (fits the 15-character limit)."""
-    return "vx" + ipaddress.IPv4Address(remote_ip).packed.hex()
-
-
 def veth_spec(port: VethState) -> PortSpec:
     state = msgspec.json.encode(port).decode()
     iface = (IfaceSpec(name=port.name),)
@@ -136,11 +134,6 @@ def veth_spec(port: VethState) -> PortSpec:
             state=state,
         )  # fmt: skip
     return PortSpec(port.name, "veth", iface, tag=port.access_vlan, vlan_mode="access", state=state)
-
-
-def uplink_trunks(vlans: Sequence[int]) -> tuple[int, ...]:
-    # VLAN 0 = untagged: the bridge's own (VTEP) traffic; empty = all VLANs.
-    return tuple(sorted({0, *vlans})) if vlans else ()
 
 
 def port_channel_spec(pc: PortChannelState, active: Sequence[str]) -> PortSpec:
@@ -202,23 +195,13 @@ def _valid_ports(desired: DesiredState, errors: list[str]) -> tuple[list[VethSta
         seen.add(port.name)
         ports.append(port)
     vnis = sorted({v for v in desired.vnis if 4096 <= v <= 16000000})
-    for port in ports:
-        if port.vni and port.vni not in vnis:
-            errors.append(f"{port.name}: VNI {port.vni} is not a configured segment")
+    errors += segment_errors(ports, vnis)
     return ports, vnis
 
 
 def _vxlan_specs(desired: DesiredState, errors: list[str]) -> tuple[list[str], list[PortSpec]]:
-    """The remote VTEPs (valid, not ourselves, once each) and their tunnel ports."""
-    peers: list[str] = []
-    for peer in desired.vxlan_peers:
-        try:
-            ipaddress.IPv4Address(peer)
-        except ValueError:
-            errors.append(f"VXLAN peer {peer!r} is not an IPv4 address")
-            continue
-        if peer != desired.local_vtep and peer not in peers:
-            peers.append(peer)
+    """The remote VTEPs and their tunnel ports."""
+    peers = vxlan_peers(desired, errors)
     return peers, [vxlan_spec(p, desired.local_vtep) for p in peers]
 
 
