@@ -56,7 +56,7 @@ class Scenario:
     uplinks: tuple[tuple[str, str], ...] = ()  # (device, port profile)
     local_vtep: str = ""
     frames: tuple[tuple[Probe, frozenset[Egress]], ...] = ()
-    admin_up: dict[str, bool] = field(default_factory=dict)
+    admin_up: dict[str, bool | None] = field(default_factory=dict)  # None: no such port
     bundles: dict[int, tuple[str, ...]] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # each must appear in some reported error; none else
 

@@ -68,7 +68,9 @@ from openvsm.vem.lacp import (
 )
 from openvsm.vem.model import (
     DesiredState,
+    Egress,
     PortChannelState,
+    Probe,
     VethState,
     forwarding,
     segment_errors,
@@ -229,6 +231,60 @@ def _ofports(snap: dict[str, Any], errors: list[str]) -> dict[str, int]:
             elif irow["error"] and prow["external_ids"].get(KIND):
                 errors.append(f"{pname}: interface {iname}: {irow['error']}")
     return ofports
+
+
+def _top_level(actions: str) -> list[str]:
+    """Datapath actions split on the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(actions):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(actions[start:i])
+            start = i + 1
+    parts.append(actions[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def trace_egress(
+    text: str, dpif: str, bonds: str, snap: dict[str, Any], vlan: int, bridge: str
+) -> frozenset[Egress]:
+    """Where an ``ofproto/trace`` says the frame leaves: datapath outputs (802.1Q
+    tag as pushed/popped, a bond's recirculation as the bond, members as their
+    bond) and OpenFlow outputs to VXLAN ports (the tag is the VNI)."""
+    owner = {i: name for name, row in snap["ports"].items() for i in row["interfaces"]}
+    ofport = {
+        irow["ofport"]: iname
+        for row in snap["ports"].values()
+        if row["external_ids"].get(KIND) == "vxlan"
+        for iname, irow in row["interfaces"].items()
+    }
+    dp: dict[int, str] = {
+        int(m[3]): m[1] for m in re.finditer(r"^\s+(\S+) (\d+)/(\d+):", dpif, re.M)
+    }
+    recirc: dict[int, str] = {}
+    for section in re.split(r"^(?=---- )", bonds, flags=re.M):
+        m = re.match(r"---- (\S+) ----.*?Recirc-ID : (\d+|0x[0-9a-f]+)\b", section, re.S)
+        if m:
+            recirc[int(m[2], 0)] = m[1]
+    out: set[Egress] = set()
+    tun = re.search(r"^Final flow:.*?\btun_id=(0x[0-9a-f]+|\d+)", text, re.M)
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.fullmatch(r"\s*output:(\d+)", line)
+        skipped = i + 1 < len(lines) and "skipping output" in lines[i + 1]
+        if m and not skipped and int(m[1]) in ofport:
+            out.add((ofport[int(m[1])], int(tun[1], 0) if tun else 0))
+    actions = re.search(r"^Datapath actions: (.*)$", text, re.M)
+    for action in _top_level(actions[1] if actions else ""):
+        if (m := re.match(r"push_vlan\(vid=(\d+)", action)) is not None:
+            vlan = int(m[1])
+        elif action == "pop_vlan":
+            vlan = 0
+        elif action.isdigit() and int(action) in dp:
+            out.add((owner.get(dp[int(action)], dp[int(action)]), vlan))
+        elif (m := re.fullmatch(r"recirc\((\w+)\)", action)) and int(m[1], 0) in recirc:
+            out.add((recirc[int(m[1], 0)], vlan))
+    return frozenset(e for e in out if e[0] != bridge)
 
 
 # -- flows --------------------------------------------------------------------
@@ -870,6 +926,46 @@ class OvsBackend:
             vnis=vnis,
             local_vtep=ext.get("openvsm-local-vtep", ""),
         )
+
+    # -- what the datapath does (the Observable protocol) --
+
+    def trace(self, probe: Probe) -> frozenset[Egress]:
+        """``ofproto/trace`` of ``probe`` on the bridge (empty: dropped, or OVS not
+        reachable, or no such port)."""
+        flow = f"in_port={probe.in_port},dl_src={probe.src},dl_dst={probe.dst}"
+        flow += f",dl_vlan={probe.vlan}" if probe.vlan else ""
+        flow += f",tun_id={probe.vni}" if probe.vni else ""
+        try:
+            self._connect()
+            snap = self._snapshot()
+            if snap is None:
+                return frozenset()
+            text = self.appctl("ofproto/trace", self.bridge, flow)
+            dpif = self.appctl("dpif/show")
+            bonds = self.appctl("bond/show")
+        except OvsError:
+            return frozenset()
+        except Exception:
+            self._reset()
+            return frozenset()
+        return trace_egress(text, dpif, bonds, snap, probe.vlan, self.bridge)
+
+    def admin_up(self, name: str) -> bool | None:
+        try:
+            self._connect()
+            snap = self._snapshot()
+        except Exception:
+            self._reset()
+            return None
+        iface = (snap or {}).get("ports", {}).get(name, {}).get("interfaces", {}).get(name)
+        return None if iface is None else iface["admin_state"] == "up"
+
+    def bundle(self, number: int) -> tuple[str, ...]:
+        try:
+            text = self.appctl("bond/show", f"po{number}")
+        except OvsError:
+            return ()
+        return tuple(sorted(re.findall(r"^member (\S+): enabled", text, re.M)))
 
     # -- show data --
 
