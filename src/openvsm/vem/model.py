@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import msgspec
 
@@ -80,14 +80,21 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True):
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
-class Probe(msgspec.Struct, frozen=True, kw_only=True):
-    """A frame offered to a datapath port, for ``trace`` (nothing is sent)."""
+_MAC_PATTERN = "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
+MacText = Annotated[str, msgspec.Meta(pattern=_MAC_PATTERN)]
 
-    in_port: str  # vEth, uplink or port-channel member device, or VXLAN port (vxlan_port_name)
-    src: str
-    dst: str = BROADCAST
-    vlan: int = 0  # 802.1Q tag on the wire; 0 = untagged
-    vni: int = 0  # the VXLAN id of a frame arriving on a tunnel port
+
+class Probe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A frame offered to a datapath port, for ``trace`` (nothing is sent).
+
+    The constraints hold for a probe decoded from outside (``vem-ctl trace``)."""
+
+    # vEth, uplink or port-channel member device, or VXLAN port (vxlan_port_name)
+    in_port: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    src: MacText
+    dst: MacText = BROADCAST
+    vlan: Annotated[int, msgspec.Meta(ge=0, le=4094)] = 0  # 802.1Q tag; 0 = untagged
+    vni: Annotated[int, msgspec.Meta(ge=0, le=16777215)] = 0  # VXLAN id, from a tunnel port
 
 
 # Where a traced frame leaves: (port, tag) with the port a vEth, a plain uplink,
