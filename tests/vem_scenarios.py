@@ -125,6 +125,8 @@ TRUNK = Scenario(
         frame("vt", mac(4), vlan=30),  # not allowed on the trunk
         frame("vt", mac(4)),  # untagged: no native VLAN
         frame("va", mac(1), ("vt", 10), ("eth1", 10)),
+        # A plain uplink carries every VLAN: its profile's allowed VLANs (10, 20) are
+        # applied to port-channels only (DesiredState has no per-uplink VLANs yet).
         frame("vd", mac(5), ("eth1", 30)),
     ),
 )
