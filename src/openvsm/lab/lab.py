@@ -30,7 +30,14 @@ from typing import Any
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
 from openvsm.ipc import IpcError
-from openvsm.lab.common import LabError, free_port, ipc_call, signal_group, wait_for
+
+# The shared helpers live in lab/common.py; named here too for tests written
+# against ``openvsm.lab.lab`` (import them from lab.common in new code).
+from openvsm.lab.common import LabError as LabError
+from openvsm.lab.common import free_port as free_port
+from openvsm.lab.common import ipc_call as ipc_call
+from openvsm.lab.common import signal_group as signal_group
+from openvsm.lab.common import wait_for as wait_for
 from openvsm.node import RunDir
 
 TIMER_PROFILES: dict[str, dict[str, int]] = {
