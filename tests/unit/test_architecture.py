@@ -22,7 +22,6 @@ LONG_FUNCTIONS_BEING_SPLIT = {
     "openvsm.modules.table:ModuleTable._on_attach",
     "openvsm.redundancy.engine:Engine._on_request",
     "openvsm.redundancy.hamgr:Hamgr.__init__",
-    "openvsm.vem.ovs:OvsBackend._converge_ovs",
 }
 # Import cycles being broken; each leaves this list with its change.
 CYCLES_BEING_BROKEN: set[frozenset[str]] = set()
