@@ -47,7 +47,7 @@ from pathlib import Path
 
 from openvsm.config import render_vem_toml
 from openvsm.credentials import CERT_NAME, KEY_NAME, generate_pair_credentials
-from openvsm.store.configcmd import hash_password
+from openvsm.passwords import hash_password
 from openvsm.wire.keys import derive_host_key
 
 HOST_KEY = "ssh_host_ed25519_key"
