@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openvsm.config import Timers
+from openvsm.errors import OperatorRefused
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.engine import HaState, Iface
 from openvsm.wire.codec import Frame
@@ -105,7 +106,7 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
         elif op == "switchover":
             try:
                 effects += e.request_switchover(now)
-            except eng.EngineError:
+            except OperatorRefused:
                 pass
         after = state_of(e)
         assert after is not HaState.STANDBY
@@ -159,7 +160,7 @@ def test_random_faults_converge_to_one_active_one_standby(
         elif op == "switchover":
             try:
                 net.apply(name, net.engine(name).request_switchover(net.now))
-            except eng.EngineError:
+            except OperatorRefused:
                 pass
         elif op == "sync_reset":
             net.apply(name, net.engine(name).on_sync_reset(net.now, stream_hot=True))

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from openvsm.errors import RemoteProtocolError
 from openvsm.store.pss import Change, Op, Store
 from openvsm.sync.stream import (
     Ack,
     ChangeMsg,
     FrameCodec,
     Hello,
-    RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
     SyncState,

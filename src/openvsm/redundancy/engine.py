@@ -9,7 +9,7 @@ Theory of operation
 ===================
 
 States (``HaState``) and the only transitions (``_TRANSITIONS``; any other
-raises ``EngineError``, a bug is loud)::
+raises ``ImpossibleTransition``, a bug is loud)::
 
     INITIALIZING --no peer during discovery / peer initializing (we are primary)
                    / peer answers as standby / resumed active checkpoint--> ACTIVE
@@ -147,6 +147,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from openvsm.config import Timers
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, OperatorRefused
 from openvsm.redundancy.collision import (
     EXPIRY,
     MAX_ENTRIES,
@@ -182,10 +183,6 @@ SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 # reconnects (a cfgmgr restart on either node, up to ~3 s on a loaded
 # 2-core machine, plus the sender's reconnect back-off): bounded, then the truth.
 SYNC_GRACE: Final = 5.0
-
-
-class EngineError(Exception):
-    """A local request that cannot be honoured, or an impossible transition."""
 
 
 class HaState(enum.Enum):
@@ -407,7 +404,7 @@ def _boot_of(msg: Message) -> int | None:
 class Engine:
     def __init__(self, config: EngineConfig, facts: PersistedFacts) -> None:
         if config.role not in ("primary", "secondary"):
-            raise EngineError(f"role must be primary or secondary, not {config.role!r}")
+            raise LocalProtocolError(f"role must be primary or secondary, not {config.role!r}")
         self.config = config
         self._timers = config.timers
         self._role_name: RoleName = "primary" if config.role == "primary" else "secondary"
@@ -486,7 +483,7 @@ class Engine:
     def start(self, now: float) -> list[Effect]:
         """Begin discovery: broadcast ``Discovery(initializing)`` on both ifaces."""
         if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
-            raise EngineError("engine already started")
+            raise LocalProtocolError("engine already started")
         self._window_end = now + self._timers.discovery_window
         effects: list[Effect] = [
             Trace(
@@ -511,7 +508,7 @@ class Engine:
         once; an active first probes the peer (module docstring).
         """
         if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
-            raise EngineError("engine already started")
+            raise LocalProtocolError("engine already started")
         refusal = self._resume_refusal(point, now)
         if refusal:
             return [Trace(f"restart: checkpoint not used ({refusal}); discovery"), *self.start(now)]
@@ -722,7 +719,9 @@ class Engine:
         shown "hot" for up to ``sync_grace``; "cold" (a bulk sync) and the
         grace's end show the truth (module docstring)."""
         if state not in SYNC_STATES:
-            raise EngineError(f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}")
+            raise LocalProtocolError(
+                f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}"
+            )
         self._sync_state = state
         if state == "hot":
             self._sync_hot_in = self.state
@@ -889,7 +888,9 @@ class Engine:
     def _transition(self, new: HaState, reason: str) -> Trace:
         old = self.state
         if (old, new) not in _TRANSITIONS:
-            raise EngineError(f"impossible transition {old.value} -> {new.value} ({reason})")
+            raise ImpossibleTransition(
+                f"impossible transition {old.value} -> {new.value} ({reason})"
+            )
         self.state = new
         return Trace(f"redundancy state {old.value} -> {new.value}: {reason}")
 
@@ -1399,13 +1400,13 @@ class Engine:
 
     def _check_can_switchover(self) -> None:
         if self.state is not HaState.ACTIVE:
-            raise EngineError("this supervisor is not active")
+            raise OperatorRefused("this supervisor is not active")
         if self._switch_deadline is not None:
-            raise EngineError("a switchover is already in progress")
+            raise OperatorRefused("a switchover is already in progress")
         if not self._peer_present:
-            raise EngineError("no standby supervisor present")
+            raise OperatorRefused("no standby supervisor present")
         if not self._can_switchover():
-            raise EngineError("the standby supervisor is not in HA standby state")
+            raise OperatorRefused("the standby supervisor is not in HA standby state")
 
     def _begin_switchover(self, now: float, reason: str) -> list[Effect]:
         self._switch_deadline = now + self._timers.max_loss_interval

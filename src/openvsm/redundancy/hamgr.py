@@ -52,6 +52,7 @@ from typing import Any, Final
 import msgspec
 
 from openvsm.config import InterfaceConfig, NodeConfig
+from openvsm.errors import LocalProtocolError, OperatorRefused
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
 from openvsm.node import PREVIOUS_EXIT_ENV, NodeReload
 from openvsm.observe.export import HamgrMetrics, InterfaceMetrics, encode_hamgr_metrics
@@ -877,7 +878,7 @@ class Hamgr:
             await self._fence_cfgmgr(True)
             try:
                 self._process(self.engine.request_switchover(self.now()))
-            except eng.EngineError as exc:
+            except OperatorRefused as exc:
                 await self._fence_cfgmgr(False)
                 raise IpcError(f"% {exc}") from None
             return {"ok": True}
@@ -905,7 +906,7 @@ class Hamgr:
             try:
                 # Out of sync: the truth at once, never held.
                 held = self.engine.set_sync_state(state, None if args.get("out_of_sync") else now)
-            except eng.EngineError as exc:
+            except LocalProtocolError as exc:
                 raise IpcError(f"% {exc}") from None
             self.sync_state = state
             effects: list[Any] = [eng.StatusChanged(), *held]

@@ -87,6 +87,7 @@ from typing import Final, Protocol
 
 import msgspec
 
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, RemoteProtocolError
 from openvsm.store.pss import Change, ChangeLogTrimmed, Op, Snapshot, Store, StoreError
 from openvsm.wire.messages import AccountingEntry
 
@@ -108,22 +109,6 @@ def _check_ints(what: str, *values: int) -> None:
     """A seq, epoch or count the store cannot hold is the peer's fault."""
     if any(not 0 <= v <= _I64_MAX for v in values):
         raise RemoteProtocolError("malformed", f"{what} out of range")
-
-
-class RemoteProtocolError(Exception):
-    """The peer sent something unacceptable; ``reason`` is a counter name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-class LocalProtocolError(Exception):
-    """This side used a core in a way its state forbids (a bug)."""
-
-
-class ImpossibleTransition(LocalProtocolError):
-    """A core tried a state change its transition table does not list (a bug)."""
 
 
 # --- messages ---------------------------------------------------------------------

@@ -57,6 +57,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from openvsm.errors import LocalProtocolError, RemoteProtocolError
 from openvsm.store.pss import Change, Store
 from openvsm.store.writer import StoreWriter
 from openvsm.sync.stream import (
@@ -65,9 +66,7 @@ from openvsm.sync.stream import (
     Confirm,
     FrameCodec,
     Handshake,
-    LocalProtocolError,
     ReceiverState,
-    RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
 )

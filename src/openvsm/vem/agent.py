@@ -32,13 +32,13 @@ import msgspec
 
 from openvsm import __version__
 from openvsm.config import ConfigError, VemConfig, derived_mac, load_vem_config
+from openvsm.errors import LocalProtocolError
 from openvsm.files import write_private
 from openvsm.ipc import IpcError, IpcServer
 from openvsm.vem.core import (
     Addr,
     ApplyDatapath,
     Effect,
-    LocalProtocolError,
     Send,
     Trace,
     VemCore,
