@@ -20,11 +20,13 @@ from openvsm.wire.messages import (
     LivenessProbe,
     Message,
     ResolutionInfo,
+    ResolutionLogs,
+    ResolutionLogsAck,
     SenderRole,
     SwitchRequest,
 )
 
-from .enginesim import MACS, SimNet
+from .enginesim import MACS, NO_LOGS, SimNet
 
 FAST = Timers(0.1, 0.6, 0.5)
 STATES = st.sampled_from(["initializing", "active", "standby", "bogus"])
@@ -49,6 +51,14 @@ messages: st.SearchStrategy[Message] = st.one_of(
         boot_id=BOOTS,
     ),
     st.builds(SwitchRequest, vsm_addr=st.just("x")),
+    st.builds(
+        ResolutionLogs,
+        accounting=st.just([]),
+        traces=st.just([]),
+        discarded=st.just([]),
+        nonce=st.integers(0, 3),
+    ),
+    st.builds(ResolutionLogsAck, count=st.integers(0, 1), nonce=st.integers(0, 3)),
 )
 ROLES = st.sampled_from([SenderRole.PRIMARY, SenderRole.SECONDARY, SenderRole.VEM])
 MAC_CHOICES = st.sampled_from([MACS["primary"], MACS["secondary"], "02:00:00:00:00:77"])
@@ -75,7 +85,9 @@ def state_of(e: eng.Engine) -> HaState:
 @given(role=st.sampled_from(["primary", "secondary"]), script=steps)
 def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]]) -> None:
     e = eng.Engine(
-        eng.EngineConfig(role=role, system_mac=MACS[role], timers=FAST, boot_id=1000),
+        eng.EngineConfig(
+            role=role, system_mac=MACS[role], timers=FAST, boot_id=1000, nonces=lambda: 2
+        ),
         eng.PersistedFacts(epoch=2),
     )
     now = 0.0
@@ -102,7 +114,7 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
         elif op == "oos":
             effects += e.mark_standby_out_of_sync(now)
         elif op == "logs":
-            effects += e.resolution_logs_sent(now)
+            effects += e.send_resolution_logs(NO_LOGS, now)
         elif op == "switchover":
             try:
                 effects += e.request_switchover(now)

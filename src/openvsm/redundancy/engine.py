@@ -62,9 +62,20 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 - switchover: requests carry ``SWITCHOVER`` until the new active confirms
   (a response or request with state active) or ``max_loss_interval`` passes;
   then the old active reloads.
-- split-brain: losing active reloads on ``resolution_logs_sent`` or after
-  ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
-  ifaces the other active was heard on until its info arrives.
+- split-brain: resolution info is resent every heartbeat interval on the
+  ifaces the other active was heard on until its info arrives. The losing
+  active reloads at the latest ``LOGS_TIMEOUT`` after deciding.
+- resolution logs (the loser's accounting log and traces for the winner,
+  DESIGN §3): once its adapter has collected them, ``send_resolution_logs``
+  sends them on both ifaces with a fresh nonce (``EngineConfig.nonces``),
+  again every ``LOGS_RETRY`` for ``LOGS_ROUNDS`` rounds; the ack that echoes
+  the outstanding nonce reloads the loser, so does the last round unanswered.
+  Any other ack is a replay (``drop_replay``). The winner takes logs only
+  while it has won a resolution against their sender (MAC checked as any
+  frame's), one exchange (nonce) per resolution: ``StoreRemoteLogs`` once,
+  an ack (echoing the nonce, on the iface it came in on) for every copy; a
+  nonce of another exchange (the last ``LOGS_NONCES_KEPT`` are remembered)
+  is a replay, dropped and counted.
 - collisions: entries expire one hour after their last collision; what this
   node heard of the peer's role rides its next heartbeat (request or
   response) at most every ``RELAY_INTERVAL``.
@@ -143,8 +154,13 @@ Nothing raised.
 from __future__ import annotations
 
 import enum
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
+
+import msgspec
 
 from openvsm.config import Timers
 from openvsm.errors import ImpossibleTransition, LocalProtocolError, OperatorRefused
@@ -170,11 +186,16 @@ from openvsm.wire.messages import (
     LivenessProbe,
     Message,
     ResolutionInfo,
+    ResolutionLogs,
+    ResolutionLogsAck,
     SenderRole,
 )
 
 INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
+LOGS_RETRY: Final = 0.2  # the loser resends its logs this often until acknowledged
+LOGS_ROUNDS: Final = 5  # ... this many rounds; then it reloads unacknowledged
+LOGS_NONCES_KEPT: Final = 64  # the winner remembers this many logs exchanges (replays)
 PROBE_ROUNDS: Final = 10  # rounds of liveness probes (one per iface) within probe_timeout
 RESUME_PROBES: Final = 3  # liveness probes per iface when an active resumes after a restart
 RELAY_INTERVAL: Final = 1.0  # heard collisions ride a heartbeat at most this often
@@ -211,6 +232,11 @@ _TRANSITIONS: Final = frozenset(
 )
 
 
+def fresh_nonce() -> int:
+    """A nonce for one resolution-logs exchange: random, never 0."""
+    return secrets.randbelow(2**63 - 1) + 1
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     role: str  # "primary" | "secondary"
@@ -222,6 +248,7 @@ class EngineConfig:
     # stream reports "hot"; an engine without one treats "none" as in sync.
     require_sync: bool = False
     sync_grace: float = SYNC_GRACE
+    nonces: Callable[[], int] = fresh_nonce  # tests give a deterministic source
 
 
 @dataclass
@@ -315,6 +342,14 @@ class SplitBrainLost:
 
 
 @dataclass(frozen=True)
+class StoreRemoteLogs:
+    """The winner took the loser's logs (once per exchange): keep them on disk."""
+
+    logs: ResolutionLogs
+    mac: str
+
+
+@dataclass(frozen=True)
 class SwitchRequestNeeded:
     pass
 
@@ -335,6 +370,7 @@ Effect = (
     | PersistFacts
     | SplitBrainWon
     | SplitBrainLost
+    | StoreRemoteLogs
     | SwitchRequestNeeded
     | StatusChanged
 )
@@ -453,6 +489,11 @@ class Engine:
         self._switch_reason = ""
         self._resolution: Resolution | None = None
         self._losing_deadline: float | None = None
+        # resolution logs: the loser's outstanding message, the winner's past nonces
+        self._logs_out: ResolutionLogs | None = None
+        self._logs_next = INF
+        self._logs_rounds = 0
+        self._logs_seen: OrderedDict[int, None] = OrderedDict()
         # standby side
         self._active_boot: int | None = None
         self._accepted_active_epoch = -1
@@ -628,6 +669,10 @@ class Engine:
             effects += self._on_liveness_ack(msg)
         elif isinstance(msg, ResolutionInfo):
             effects += self._on_resolution_info(frame, msg, iface, now)
+        elif isinstance(msg, ResolutionLogs):
+            effects += self._on_logs(msg, iface, mac)
+        elif isinstance(msg, ResolutionLogsAck):
+            effects += self._on_logs_ack(msg, iface)
         else:
             effects += self._drop(iface, "unexpected")
         return effects
@@ -675,7 +720,7 @@ class Engine:
             times += [self._active_loss_deadline(), self._probe_deadline, self._probe_next]
         elif self.state is HaState.ACTIVE:
             if self._losing_deadline is not None:
-                times.append(self._losing_deadline)
+                times += [self._losing_deadline, self._logs_next]
             else:
                 times.append(self._next_hb)
                 if self._switch_deadline is not None:
@@ -842,11 +887,25 @@ class Engine:
         self._peer_macs.clear()
         return [Trace("learnt peer MAC addresses cleared"), self._persist(), StatusChanged()]
 
-    def resolution_logs_sent(self, now: float) -> list[Effect]:
-        """The split-brain loser's adapter has sent its logs: reload now."""
+    def send_resolution_logs(self, logs: ResolutionLogs, now: float) -> list[Effect]:
+        """The split-brain loser's adapter has collected its logs: send them.
+
+        On both ifaces with a fresh nonce (``logs.nonce`` is replaced), again
+        every ``LOGS_RETRY`` until an ack echoing that nonce arrives (then it
+        reloads) or ``LOGS_ROUNDS`` rounds went unanswered (it reloads anyway)."""
         if self.state is not HaState.ACTIVE or self._losing_deadline is None:
             return []
-        return self._reload(f"split-brain resolution lost to the {self._peer_name}")
+        if self._logs_out is not None:
+            return []  # one exchange per resolution
+        self._logs_out = msgspec.structs.replace(logs, nonce=self.config.nonces())
+        self._logs_rounds = 0
+        return self._send_logs(now)
+
+    def _send_logs(self, now: float) -> list[Effect]:
+        assert self._logs_out is not None
+        self._logs_rounds += 1
+        self._logs_next = now + LOGS_RETRY
+        return [Send(iface, self._logs_out) for iface in BOTH]
 
     def status(self, now: float) -> RedundancyStatus:
         collisions, overwrites = self._collisions.live(now)
@@ -1264,6 +1323,11 @@ class Engine:
                     f"split-brain resolution lost to the {self._peer_name} "
                     f"(logs not confirmed within {LOGS_TIMEOUT:g} s)"
                 )
+            if now >= self._logs_next:
+                if self._logs_rounds < LOGS_ROUNDS:
+                    return self._send_logs(now)
+                # Sent, never acknowledged: the winner keeps what it got.
+                return self._reload(f"split-brain resolution lost to the {self._peer_name}")
             return []
         effects: list[Effect] = []
         if self._switch_deadline is not None:
@@ -1514,6 +1578,46 @@ class Engine:
             SplitBrainWon(self._peer_name, why),
             StatusChanged(),
         ]
+
+    def _on_logs(self, msg: ResolutionLogs, iface: Iface, mac: str) -> list[Effect]:
+        """The loser's logs (its MAC already checked by ``on_frame``): taken
+        once per exchange, acknowledged on every copy of that exchange (an ack
+        may be lost); another exchange's nonce is a replay."""
+        res = self._resolution
+        if (
+            self.state is not HaState.ACTIVE
+            or self._losing_deadline is not None
+            or res is None
+            or res.loser != self._peer_name
+        ):
+            return self._drop(iface, "unexpected")
+        if msg.nonce != res.logs_nonce:
+            if res.logs_nonce is not None or msg.nonce in self._logs_seen or msg.nonce == 0:
+                return self._replayed(iface)
+            res.logs_nonce = msg.nonce
+            self._logs_seen[msg.nonce] = None
+            while len(self._logs_seen) > LOGS_NONCES_KEPT:
+                self._logs_seen.popitem(last=False)
+            taken: list[Effect] = [StoreRemoteLogs(msg, mac)]
+        else:
+            taken = []
+        return [*taken, Send(iface, ResolutionLogsAck(count=len(msg.accounting), nonce=msg.nonce))]
+
+    def _on_logs_ack(self, msg: ResolutionLogsAck, iface: Iface) -> list[Effect]:
+        """The winner has the loser's logs: reload now (only for the outstanding nonce)."""
+        out = self._logs_out
+        if self.state is not HaState.ACTIVE or self._losing_deadline is None or out is None:
+            return self._drop(iface, "unexpected")
+        if msg.nonce != out.nonce:
+            return self._replayed(iface)
+        self._logs_out = None
+        return self._reload(f"split-brain resolution lost to the {self._peer_name}")
+
+    def _replayed(self, iface: Iface) -> list[Effect]:
+        """A resolution-logs message or ack of another exchange (``drop_replay``)."""
+        ctr = self._counters[iface]
+        ctr["drop_replay"] = ctr.get("drop_replay", 0) + 1
+        return []
 
     def learnt_peer_mac(self, iface: Iface) -> str | None:
         """The peer's MAC learnt on ``iface`` (L2: its interface MAC), if any."""

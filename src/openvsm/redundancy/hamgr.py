@@ -69,7 +69,6 @@ from openvsm.wire.messages import (
     HeartbeatResponse,
     Message,
     ResolutionLogs,
-    ResolutionLogsAck,
     SenderRole,
 )
 from openvsm.wire.udp import UdpEndpoint
@@ -235,8 +234,6 @@ class Hamgr:
         self.peer_lost = False
         self.sync_state = "none"
         self._tasks: set[asyncio.Task[None]] = set()
-        self._logs_acked = asyncio.Event()
-        self._last_remote_logs: tuple[str, int, int, int] | None = None
         self.split_started: float | None = None
         self._last_status: dict[str, Any] | None = None
 
@@ -387,23 +384,6 @@ class Hamgr:
                 self.drops[iface.value][refused] += 1
                 return
         msg = frame.msg
-        if isinstance(msg, ResolutionLogs):
-            if frame.role != self.role:
-                learnt = self.engine.status(self.now()).peer_macs.get(iface.value)
-                if learnt is not None and learnt != (src_mac or frame.mac).strip().lower():
-                    self.drops[iface.value]["bad_mac"] += 1
-                    return
-                # The loser sends on both interfaces and repeats until acked:
-                # store one copy, acknowledge every one.
-                key = (frame.mac, frame.epoch, len(msg.accounting), len(msg.traces))
-                if key != self._last_remote_logs:
-                    self._last_remote_logs = key
-                    self._store_remote_logs(msg, frame.mac)
-                self.send(iface, ResolutionLogsAck(count=len(msg.accounting)))
-            return
-        if isinstance(msg, ResolutionLogsAck):
-            self._logs_acked.set()
-            return
         now = self.now()
         if frame.role != self.role and isinstance(msg, HeartbeatRequest | HeartbeatResponse):
             self.gaps.heard(iface.value, now, self.wall())
@@ -473,6 +453,8 @@ class Hamgr:
                 self.split_brain_lost += 1
                 self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
                 self._spawn(self._lose_split_brain(effect.winner_role))
+            elif isinstance(effect, eng.StoreRemoteLogs):
+                self._store_remote_logs(effect.logs, effect.mac)
             elif isinstance(effect, eng.Reload):
                 self._begin_reload(effect.reason)
         if self.engine.state is not self._seen_state:
@@ -643,16 +625,10 @@ class Hamgr:
     # ---- split-brain ----------------------------------------------------
     async def _lose_split_brain(self, winner_role: str) -> None:
         accounting, traces, discarded = await self._save_local_logs(winner_role, discard=True)
-        msg = _fit_logs(accounting, traces, discarded)
-        self._logs_acked.clear()
-        for _ in range(5):
-            for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
-                self.send(iface, msg)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.2):
-                    await self._logs_acked.wait()
-                break
-        self._process(self.engine.resolution_logs_sent(self.now()))
+        # The engine sends them (fresh nonce), resends and reloads on the ack.
+        self._process(
+            self.engine.send_resolution_logs(_fit_logs(accounting, traces, discarded), self.now())
+        )
 
     async def _save_local_logs(
         self, winner_role: str, *, discard: bool
@@ -950,7 +926,8 @@ def _fit_logs(
 
     acc, tr, disc = list(accounting), list(traces), list(discarded)
     while True:
-        msg = ResolutionLogs(accounting=acc, traces=tr, discarded=disc)
+        # The engine sets the exchange's nonce: size it at its largest.
+        msg = ResolutionLogs(accounting=acc, traces=tr, discarded=disc, nonce=2**63 - 1)
         if len(msgspec.msgpack.encode(msg)) <= MAX_LOG_BYTES or not (acc or tr or disc):
             return msg
         if len(tr) > len(acc) and tr:
