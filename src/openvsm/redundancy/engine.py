@@ -1195,63 +1195,39 @@ class Engine:
         self._count(iface, "hb_req_recv")
         if msg.state != HaState.ACTIVE.value:
             return self._drop(iface, "unexpected")
-        effects: list[Effect] = []
         if self.state is HaState.ACTIVE:
-            if self._switch_deadline is not None and frame.epoch > self.epoch:
-                return self._reload(f"switchover complete: the {self._peer_name} is active")
-            if self._losing_deadline is not None:
-                return []
-            return self._on_peer_active(frame, msg.boot_id, iface, now)
+            return self._on_request_as_active(frame, msg, iface, now)
+        return self._on_request_as_standby(frame, msg, iface, now, mac)
+
+    def _on_request_as_active(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float
+    ) -> list[Effect]:
+        """Another active's request: the switchover's confirmation, or a split-brain."""
+        if self._switch_deadline is not None and frame.epoch > self.epoch:
+            return self._reload(f"switchover complete: the {self._peer_name} is active")
+        if self._losing_deadline is not None:
+            return []
+        return self._on_peer_active(frame, msg.boot_id, iface, now)
+
+    def _on_request_as_standby(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float, mac: str
+    ) -> list[Effect]:
+        """The active's request (initializing: it makes this node its standby)."""
         if frame.epoch < self._accepted_active_epoch:
             return self._drop(iface, "stale")
+        effects: list[Effect] = []
         if self.state is HaState.INITIALIZING:
             effects += self._become_standby(frame, now, mac, f"heartbeat on {iface.value}")
         # STANDBY from here. A request does not end a crash fast path probe: it
         # may have been sent before the active died and be read after the reset.
-        self._accepted_active_epoch = frame.epoch
-        if frame.epoch > self.epoch:
-            self.epoch = frame.epoch
-            effects.append(self._persist())
-        if msg.boot_id != self._active_boot:
-            self._active_boot = msg.boot_id
-            self._acknowledged = False
-        self._last_req[iface] = now
-        effects += self._take_relay(msg.heard, iface, now)
+        effects += self._follow_active(frame, msg, iface, now)
         flags = msg.flags
         if flags & Flag.RESET_ORDERED:
             return [*effects, *self._reload("reset ordered by the active")]
         if flags & Flag.SWITCHOVER:
-            effects += self._become_active(
-                now, "switchover requested by the active", switch_request=True
-            )
-            confirm = HeartbeatResponse(
-                state=HaState.ACTIVE.value,
-                flags=int(Flag.SWITCHOVER),
-                applied_seq=self._change_seq,
-                echo_seq=frame.seq,
-                boot_id=self.config.boot_id,
-                peer_present=False,
-            )
-            self._count(iface, "hb_resp_sent")
-            # After PersistFacts: the epoch the confirmation claims is durable.
-            return [*effects, Send(iface, confirm)]
+            return effects + self._take_over_on_request(frame, iface, now)
         degraded = bool(flags & Flag.DEGRADED)
-        if degraded != self._active_degraded:
-            self._active_degraded = degraded
-            effects.append(StatusChanged())
-        if flags & Flag.OUT_OF_SYNC:
-            if self._acknowledged and not self._inconsistent:
-                self._inconsistent = True
-                effects += [
-                    Trace(
-                        "one-way communication: the active reports no standby; "
-                        "redundancy state inconsistent, asking to be reset"
-                    ),
-                    StatusChanged(),
-                ]
-        elif not self._acknowledged:
-            self._acknowledged = True
-            effects += [Trace("accepted as HA standby by the active"), StatusChanged()]
+        effects += self._note_active_flags(flags, degraded)
         out = Flag.RESET_REQUESTED if self._inconsistent else Flag.NONE
         if degraded:
             out |= Flag.DEGRADED
@@ -1271,6 +1247,59 @@ class Engine:
                 ),
             )
         )
+        return effects
+
+    def _follow_active(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float
+    ) -> list[Effect]:
+        """A standby follows the request's active: its epoch, boot and relay."""
+        effects: list[Effect] = []
+        self._accepted_active_epoch = frame.epoch
+        if frame.epoch > self.epoch:
+            self.epoch = frame.epoch
+            effects.append(self._persist())
+        if msg.boot_id != self._active_boot:
+            self._active_boot = msg.boot_id
+            self._acknowledged = False
+        self._last_req[iface] = now
+        return effects + self._take_relay(msg.heard, iface, now)
+
+    def _take_over_on_request(self, frame: Frame, iface: Iface, now: float) -> list[Effect]:
+        """The active asks this standby to take over (``SWITCHOVER``): do, and confirm."""
+        effects = self._become_active(
+            now, "switchover requested by the active", switch_request=True
+        )
+        confirm = HeartbeatResponse(
+            state=HaState.ACTIVE.value,
+            flags=int(Flag.SWITCHOVER),
+            applied_seq=self._change_seq,
+            echo_seq=frame.seq,
+            boot_id=self.config.boot_id,
+            peer_present=False,
+        )
+        self._count(iface, "hb_resp_sent")
+        # After PersistFacts: the epoch the confirmation claims is durable.
+        return [*effects, Send(iface, confirm)]
+
+    def _note_active_flags(self, flags: int, degraded: bool) -> list[Effect]:
+        """A standby's view of the active's flags: degraded, and whether it has us."""
+        effects: list[Effect] = []
+        if degraded != self._active_degraded:
+            self._active_degraded = degraded
+            effects.append(StatusChanged())
+        if flags & Flag.OUT_OF_SYNC:
+            if self._acknowledged and not self._inconsistent:
+                self._inconsistent = True
+                effects += [
+                    Trace(
+                        "one-way communication: the active reports no standby; "
+                        "redundancy state inconsistent, asking to be reset"
+                    ),
+                    StatusChanged(),
+                ]
+        elif not self._acknowledged:
+            self._acknowledged = True
+            effects += [Trace("accepted as HA standby by the active"), StatusChanged()]
         return effects
 
     def _on_liveness_ack(self, msg: LivenessAck) -> list[Effect]:

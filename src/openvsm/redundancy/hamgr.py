@@ -144,6 +144,32 @@ class Hamgr:
         self.facts_path = cfg.data_dir / "ha-facts.json"
         self.aa_dir = cfg.data_dir / "active-active"
         self.trace_path = cfg.data_dir / "redundancy-trace.log"
+        facts = self._init_engine()
+        self._init_observability()
+        self._init_transport(facts)
+        self.ipc = IpcServer(cfg.rundir.hamgr, self._handle, on_unsubscribe=self._on_unsubscribe)
+        self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
+        self.checkpoint_path = cfg.rundir.hamgr_checkpoint
+        self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
+        self._restored: HamgrCheckpoint | None = None
+        self._decided = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reload = asyncio.Event()
+        self._reload_reason = ""
+        self._init_resolution_facts()
+        self.switch_seq = 0
+        # True once this hamgr declared a standby it had lost (PeerLost) and until
+        # one is up again. A restarted hamgr starts with False: not hearing the
+        # standby yet is not losing it (cfgmgr releases waiting writes only on a loss).
+        self.peer_lost = False
+        self.sync_state = "none"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.split_started: float | None = None
+        self._last_status: dict[str, Any] | None = None
+
+    def _init_engine(self) -> eng.PersistedFacts:
+        """The engine, from the durable HA facts (returned)."""
+        cfg = self.cfg
         raw = read_json(self.facts_path, {})
         facts = eng.PersistedFacts(
             epoch=int(raw.get("epoch", 0)),
@@ -162,7 +188,10 @@ class Hamgr:
             facts,
         )
         self.last_active_time = facts.last_active_time
-        self.seq = time.time_ns() // 1000
+        return facts
+
+    def _init_observability(self) -> None:
+        cfg = self.cfg
         self.traces: collections.deque[tuple[float, str]] = collections.deque(maxlen=TRACE_KEEP)
         # Observability (docs/observability.md): counters pulled by cfgmgr's
         # /metrics over the ``metrics`` op; nothing here does I/O per heartbeat.
@@ -182,6 +211,11 @@ class Hamgr:
         self.split_brain_lost = 0
         self._seen_state: eng.HaState | None = None
         self._load_trace_tail()
+
+    def _init_transport(self, facts: eng.PersistedFacts) -> None:
+        """Frame numbering, freshness, drop counters, endpoints and peer addresses."""
+        cfg = self.cfg
+        self.seq = time.time_ns() // 1000
         self.freshness = FreshnessFilter()
         self.outstanding = OutstandingRequests()
         self.drops: dict[str, collections.Counter[str]] = {
@@ -197,20 +231,13 @@ class Hamgr:
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
         }
         self._resolved: dict[eng.Iface, set[tuple[str, int]]] = {}
-        self.ipc = IpcServer(cfg.rundir.hamgr, self._handle, on_unsubscribe=self._on_unsubscribe)
-        self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
-        self.checkpoint_path = cfg.rundir.hamgr_checkpoint
-        self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
-        self._restored: HamgrCheckpoint | None = None
-        self._decided = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._reload = asyncio.Event()
-        self._reload_reason = ""
-        # Split-brain resolution inputs, pushed by cfgmgr and vemmgr. They are
-        # kept for the node's boot (run dir, cleared by sysmgr at node start) so
-        # a hamgr that restarts alone resolves with them at once instead of
-        # zeros until the other services push again.
-        self.resolution_path = cfg.rundir.resolution_facts
+
+    def _init_resolution_facts(self) -> None:
+        """Split-brain resolution inputs, pushed by cfgmgr and vemmgr. They are
+        kept for the node's boot (run dir, cleared by sysmgr at node start) so
+        a hamgr that restarts alone resolves with them at once instead of
+        zeros until the other services push again."""
+        self.resolution_path = self.cfg.rundir.resolution_facts
         self.module_count = 0
         self.last_config_time = 0.0
         self.change_seq = 0
@@ -227,15 +254,6 @@ class Hamgr:
             last_config_time=self.last_config_time,
             change_seq=self.change_seq,
         )
-        self.switch_seq = 0
-        # True once this hamgr declared a standby it had lost (PeerLost) and until
-        # one is up again. A restarted hamgr starts with False: not hearing the
-        # standby yet is not losing it (cfgmgr releases waiting writes only on a loss).
-        self.peer_lost = False
-        self.sync_state = "none"
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.split_started: float | None = None
-        self._last_status: dict[str, Any] | None = None
 
     # ---- time -----------------------------------------------------------
     def now(self) -> float:
