@@ -209,7 +209,8 @@ def write_suite(
 ) -> dict[tuple[str, int], dict[str, float]]:
     pids = service_pids(lab, (active, "secondary" if active == "primary" else "primary"))
     sock = lab.rundir(active) / "cfgmgr.sock"
-    addr = lab.nodes[active].rest
+    # The plain listener (as the n1kv driver speaks); the HTTPS one is `rest`.
+    addr = lab.nodes[active].rest_plain
     rest = (f"http://{addr[0]}:{addr[1]}/api/n1k", lab.password) if addr else None
     rows: dict[tuple[str, int], dict[str, float]] = {}
     # The services' CPU with no writes (heartbeats, status polls), per second:

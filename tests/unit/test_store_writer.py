@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from openvsm.store import pss
 from openvsm.store.pss import Change, Op, Store
 from openvsm.store.writer import StoreWriter
 
@@ -95,3 +96,51 @@ def test_a_failed_group_drops_the_rest_of_its_generation(tmp_path: Path) -> None
             store.close()
 
     asyncio.run(main())
+
+
+def _rows(path: Path) -> list[list[tuple[object, ...]]]:
+    db = sqlite3.connect(path)
+    try:
+        out: list[list[tuple[object, ...]]] = []
+        for table, order in (
+            ("objects", "kind, key"),
+            ("changes", "seq"),
+            ("accounting", "id"),
+            ("meta", "name"),
+            ("facts", "name"),
+        ):
+            out.append(db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall())
+        return out
+    finally:
+        db.close()
+
+
+def test_write_group_writes_the_rows_of_one_change_at_a_time(tmp_path: Path) -> None:
+    """The writer's executemany group write equals write_ops + append_change per
+    change: puts and deletes of one key in order, the last config time of a
+    group ending in a state change, and trims inside a group (max_changes 7)."""
+    changes = []
+    for n in range(1, 41):
+        ops = [Op("vlan", str(n % 5), {"id": n, "owner": "cli"})]
+        if n % 3 == 0:
+            ops += [Op("vlan", str(n % 5), None), Op("vlan", "x", {"n": n, "owner": "cli"})]
+        source = "vemmgr" if n % 4 == 0 else "cli"
+        changes.append(Change(n, 1000.0 + n, "admin", source, f"c{n}", tuple(ops)))
+    one, grouped = tmp_path / "one.db", tmp_path / "grouped.db"
+    for path in (one, grouped):
+        Store(path, max_changes=7).close()
+    db = sqlite3.connect(one, isolation_level=None)
+    for c in changes:
+        db.execute("BEGIN")
+        pss.write_ops(db, c.ops)
+        pss.append_change(db, c, 7)
+        db.execute("COMMIT")
+    db.close()
+    db = sqlite3.connect(grouped, isolation_level=None)
+    for lo, hi in ((0, 1), (1, 12), (12, 36), (36, 40)):
+        db.execute("BEGIN")
+        pss.write_group(db, changes[lo:hi], 7)
+        db.execute("COMMIT")
+    db.close()
+    assert _rows(grouped) == _rows(one)
+    assert len(_rows(one)[1]) < len(changes)  # the change log was trimmed

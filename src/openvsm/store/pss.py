@@ -222,6 +222,74 @@ def append_change(db: sqlite3.Connection, change: Change, max_changes: int) -> N
         )
 
 
+def write_group(db: sqlite3.Connection, changes: Sequence[Change], max_changes: int) -> None:
+    """Apply and log ``changes`` in order (inside the caller's transaction): the
+    same rows as ``write_ops`` + ``append_change`` per change, with one
+    ``executemany`` per statement for each run of changes up to a trim point
+    (the store writer's group commit: fewer statements, less Python per change)."""
+    start = 0
+    for i, change in enumerate(changes):
+        if change.seq % min(_TRIM_EVERY, max_changes) == 0 or i == len(changes) - 1:
+            _write_run(db, changes[start : i + 1], max_changes)
+            start = i + 1
+
+
+def _write_run(db: sqlite3.Connection, run: Sequence[Change], max_changes: int) -> None:
+    """Changes of a group whose only possible trim point is the last one."""
+    _write_objects(db, [op for change in run for op in change.ops])
+    db.executemany(
+        "INSERT INTO changes (seq, time, user, source, command, ops, epoch)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (c.seq, c.time, c.user, c.source, c.command, _ops_enc.encode(c.ops), c.epoch)
+            for c in run
+        ],
+    )
+    db.executemany(
+        "INSERT INTO accounting (time, user, command, result, seq, replicated)"
+        " VALUES (?, ?, ?, 'SUCCESS', ?, 1)",
+        [(c.time, c.user, c.command, c.seq) for c in run],
+    )
+    last = run[-1]
+    db.execute("UPDATE meta SET value = ? WHERE name = 'last_seq'", (last.seq,))
+    _put_fact(db, "last_change_time", last.time)
+    config = [c for c in run if c.source not in STATE_SOURCES]
+    if config:
+        _put_fact(db, "last_config_time", config[-1].time)
+    if last.seq % min(_TRIM_EVERY, max_changes) == 0:
+        db.execute("DELETE FROM changes WHERE seq <= ?", (last.seq - max_changes,))
+        db.execute(
+            "DELETE FROM accounting WHERE id <= (SELECT max(id) FROM accounting) - ?",
+            (max_changes,),
+        )
+
+
+def _write_objects(db: sqlite3.Connection, ops: Sequence[Op]) -> None:
+    """``write_ops`` with one ``executemany`` per run of puts or deletes (in order:
+    a delete and a later put of the same key keep their order)."""
+    i = 0
+    while i < len(ops):
+        delete = ops[i].body is None
+        j = i
+        while j < len(ops) and (ops[j].body is None) == delete:
+            j += 1
+        if delete:
+            db.executemany(
+                "DELETE FROM objects WHERE kind = ? AND key = ?",
+                [(op.kind, op.key) for op in ops[i:j]],
+            )
+        else:
+            db.executemany(
+                "INSERT OR REPLACE INTO objects (kind, key, body, owner) VALUES (?, ?, ?, ?)",
+                [
+                    (op.kind, op.key, _json_enc.encode(op.body).decode(), _owner(op.body))
+                    for op in ops[i:j]
+                    if op.body is not None
+                ],
+            )
+        i = j
+
+
 def _put_fact(db: sqlite3.Connection, name: str, value: Any) -> None:
     if value is None:
         db.execute("DELETE FROM facts WHERE name = ?", (name,))

@@ -3,7 +3,8 @@
 Theory of operation: the loop ``prepare``s changes in its ``Store`` (seq
 assigned, in flight) and ``enqueue``s them here with the current
 *generation*. The thread takes everything queued at once and commits it in
-one SQLite transaction on its own connection (WAL, ``synchronous=FULL``):
+one SQLite transaction on its own connection (WAL, ``synchronous=FULL``;
+``write_group``: one ``executemany`` per statement for the whole group):
 one fsync for the whole group, while the loop goes on (sending the same
 changes to the standby: pipelined). It then calls ``on_done(first, last,
 generation, error)`` on the loop, in order (one ``call_soon_threadsafe``
@@ -25,7 +26,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from openvsm.store.pss import DEFAULT_MAX_CHANGES, Change, append_change, write_ops
+from openvsm.store.pss import DEFAULT_MAX_CHANGES, Change, write_group
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,7 @@ class StoreWriter:
         error: BaseException | None = None
         try:
             db.execute("BEGIN IMMEDIATE")
-            for change in changes:
-                write_ops(db, change.ops)
-                append_change(db, change, self.max_changes)
+            write_group(db, changes, self.max_changes)  # executemany per statement
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             error = exc
