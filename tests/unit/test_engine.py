@@ -667,3 +667,32 @@ def test_refusal_and_bug_are_distinct_errors() -> None:
     with pytest.raises(ImpossibleTransition) as bug:
         e._transition(HaState.STANDBY, "test")
     assert isinstance(bug.value, LocalProtocolError) and not isinstance(bug.value, OperatorRefused)
+
+
+def test_active_sub_states_follow_the_standby() -> None:
+    e = alone()
+    assert e.active_state is None
+    e.start(0.0)
+    e.tick(5.0)
+    assert e.active_state is eng.ActiveState.ALONE
+    net = paired()
+    assert net.engine(P).active_state is eng.ActiveState.WITH_STANDBY
+    assert net.engine(S).active_state is None
+    net.cut(Iface.CONTROL)
+    net.run_for(DEFAULT.degraded_after + 1.5)
+    assert net.engine(P).active_state is eng.ActiveState.DEGRADED
+    net.heal(Iface.CONTROL)
+    net.run_for(2.0)
+    assert net.engine(P).active_state is eng.ActiveState.WITH_STANDBY
+    net.engine(P).set_sync_state("hot")
+    net.apply(P, net.engine(P).request_switchover(net.now))
+    assert net.engine(P).active_state is eng.ActiveState.HANDING_OVER
+
+
+def test_impossible_active_sub_state_raises() -> None:
+    e = alone()
+    e.start(0.0)
+    e.tick(5.0)
+    with pytest.raises(ImpossibleTransition, match="alone -> handing over"):
+        e._set_active(eng.ActiveState.HANDING_OVER)
+    assert e.active_state is eng.ActiveState.ALONE

@@ -77,6 +77,23 @@ steps = st.lists(
 )
 
 
+def assert_active_state_consistent(e: eng.Engine, now: float) -> None:
+    """The active's sub-state says what its status shows (alone, with standby, degraded)."""
+    sub = e.active_state
+    if e.state is not HaState.ACTIVE:
+        assert sub is None
+        return
+    st_ = e.status(now)
+    if sub is eng.ActiveState.ALONE:
+        assert not st_.peer_present and not st_.degraded
+    elif sub is eng.ActiveState.WITH_STANDBY:
+        assert st_.peer_present and not st_.degraded
+    elif sub is eng.ActiveState.DEGRADED:
+        assert st_.peer_present and st_.degraded
+    else:  # handing over or losing: it reloads by a deadline
+        assert e.next_deadline() < float("inf")
+
+
 def state_of(e: eng.Engine) -> HaState:
     return e.state  # a call, so that mypy does not narrow across steps
 
@@ -121,6 +138,7 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
             except OperatorRefused:
                 pass
         after = state_of(e)
+        assert_active_state_consistent(e, now)
         assert after is not HaState.STANDBY
         assert not any(isinstance(x, eng.BecomeStandby) for x in effects)
         if before is HaState.ACTIVE and after is not HaState.ACTIVE:

@@ -19,6 +19,19 @@ raises ``ImpossibleTransition``, a bug is loud)::
                    flag / crash fast path / active seen initializing--> ACTIVE
     any          --Reload effect--> RELOADING   (inert afterwards)
 
+The active's sub-states (``ActiveState``, ``Engine.active_state``; the only
+transitions are ``_ACTIVE_TRANSITIONS``, set by ``_set_active``, any other
+raises ``ImpossibleTransition``)::
+
+    ALONE        <--standby up / lost-->  WITH_STANDBY  <--control silent / back-->  DEGRADED
+    DEGRADED     --standby lost--> ALONE
+    WITH_STANDBY --switchover (operator, or a reload failing over first)--> HANDING_OVER
+    ALONE, WITH_STANDBY, DEGRADED --split-brain resolution lost--> LOSING
+
+HANDING_OVER and LOSING end with a reload (their deadline ``_active_deadline``:
+the loss interval, ``LOGS_TIMEOUT``). Becoming active starts afresh (ALONE; a
+resumed active with its standby: WITH_STANDBY).
+
 ACTIVE never goes to STANDBY: it reloads (seed: "A transition from active to
 standby always requires a reload"). Every transition to ACTIVE sets
 ``epoch = max(own, highest seen) + 1`` and emits ``PersistFacts`` then
@@ -213,6 +226,16 @@ class HaState(enum.Enum):
     RELOADING = "reloading"
 
 
+class ActiveState(enum.Enum):
+    """The active's sub-state (``Engine.active_state``; ``_ACTIVE_TRANSITIONS``)."""
+
+    ALONE = "alone"  # no standby present
+    WITH_STANDBY = "with standby"
+    DEGRADED = "degraded"  # the standby's responses stopped on control
+    HANDING_OVER = "handing over"  # switchover: until the new active confirms, then reload
+    LOSING = "losing"  # lost a split-brain resolution: logs to the winner, then reload
+
+
 class Iface(enum.Enum):
     CONTROL = "control"
     MGMT = "mgmt"
@@ -235,6 +258,21 @@ _TRANSITIONS: Final = frozenset(
 def fresh_nonce() -> int:
     """A nonce for one resolution-logs exchange: random, never 0."""
     return secrets.randbelow(2**63 - 1) + 1
+
+
+_ACTIVE_TRANSITIONS: Final = frozenset(
+    {
+        (ActiveState.ALONE, ActiveState.WITH_STANDBY),
+        (ActiveState.WITH_STANDBY, ActiveState.ALONE),
+        (ActiveState.WITH_STANDBY, ActiveState.DEGRADED),
+        (ActiveState.DEGRADED, ActiveState.WITH_STANDBY),
+        (ActiveState.DEGRADED, ActiveState.ALONE),
+        (ActiveState.WITH_STANDBY, ActiveState.HANDING_OVER),
+        (ActiveState.ALONE, ActiveState.LOSING),
+        (ActiveState.WITH_STANDBY, ActiveState.LOSING),
+        (ActiveState.DEGRADED, ActiveState.LOSING),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -485,27 +523,18 @@ class Engine:
         self._awaiting: dict[Iface, bool] = {Iface.CONTROL: False, Iface.MGMT: False}
         self._degraded = False
         self._mgmt_ok = False  # a mgmt response was heard while degraded
-        self._switch_deadline: float | None = None
+        # The active's sub-state; HANDING_OVER and LOSING end (reload) at
+        # ``_active_deadline`` at the latest.
+        self._active = ActiveState.ALONE
+        self._active_deadline = INF
         self._switch_reason = ""
         self._resolution: Resolution | None = None
-        self._losing_deadline: float | None = None
         # resolution logs: the loser's outstanding message, the winner's past nonces
         self._logs_out: ResolutionLogs | None = None
         self._logs_next = INF
         self._logs_rounds = 0
         self._logs_seen: OrderedDict[int, None] = OrderedDict()
-        # standby side
-        self._active_boot: int | None = None
-        self._accepted_active_epoch = -1
-        self._last_req: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
-        self._acknowledged = False
-        self._inconsistent = False
-        self._active_degraded = False
-        self._probe_seq = 0
-        self._probe_nonce: int | None = None
-        self._probe_deadline = INF
-        self._probe_next = INF  # next round of probes
-        self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
+        self._init_standby_side()
         self._collisions = CollisionTable()
         self._heard = CollisionTable()  # the peer's role, not our partner
         self._incarnations = Incarnations(
@@ -518,6 +547,20 @@ class Engine:
         self._counters: dict[Iface, dict[str, int]] = {
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
         }
+
+    def _init_standby_side(self) -> None:
+        """The standby's view of its active, and the crash fast path's probes."""
+        self._active_boot: int | None = None
+        self._accepted_active_epoch = -1
+        self._last_req: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
+        self._acknowledged = False
+        self._inconsistent = False
+        self._active_degraded = False
+        self._probe_seq = 0
+        self._probe_nonce: int | None = None
+        self._probe_deadline = INF
+        self._probe_next = INF  # next round of probes
+        self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
 
     # ---- public API ---------------------------------------------------------
 
@@ -579,8 +622,8 @@ class Engine:
         if self.state is HaState.ACTIVE:
             res = self._resolution
             if (
-                self._switch_deadline is not None
-                or self._losing_deadline is not None
+                self._active is ActiveState.HANDING_OVER
+                or self._active is ActiveState.LOSING
                 or self._degraded
                 or self._reset_on_next_response
                 or (
@@ -719,12 +762,12 @@ class Engine:
         elif self.state is HaState.STANDBY:
             times += [self._active_loss_deadline(), self._probe_deadline, self._probe_next]
         elif self.state is HaState.ACTIVE:
-            if self._losing_deadline is not None:
-                times += [self._losing_deadline, self._logs_next]
+            if self._active is ActiveState.LOSING:
+                times += [self._active_deadline, self._logs_next]
             else:
                 times.append(self._next_hb)
-                if self._switch_deadline is not None:
-                    times.append(self._switch_deadline)
+                if self._active is ActiveState.HANDING_OVER:
+                    times.append(self._active_deadline)
                 elif self._peer_present:
                     times.append(self._standby_loss_deadline())
                     if not self._degraded:
@@ -741,7 +784,7 @@ class Engine:
     def request_reload(self, now: float) -> list[Effect]:
         if self.state is HaState.RELOADING:
             return []
-        if self.state is HaState.ACTIVE and self._switch_deadline is not None:
+        if self.state is HaState.ACTIVE and self._active is ActiveState.HANDING_OVER:
             return []  # already handing over; it reloads when done
         if self._can_switchover():
             return self._begin_switchover(now, "reload requested by operator: failing over first")
@@ -893,7 +936,7 @@ class Engine:
         On both ifaces with a fresh nonce (``logs.nonce`` is replaced), again
         every ``LOGS_RETRY`` until an ack echoing that nonce arrives (then it
         reloads) or ``LOGS_ROUNDS`` rounds went unanswered (it reloads anyway)."""
-        if self.state is not HaState.ACTIVE or self._losing_deadline is None:
+        if self.state is not HaState.ACTIVE or self._active is not ActiveState.LOSING:
             return []
         if self._logs_out is not None:
             return []  # one exchange per resolution
@@ -953,6 +996,35 @@ class Engine:
         self.state = new
         return Trace(f"redundancy state {old.value} -> {new.value}: {reason}")
 
+    @property
+    def active_state(self) -> ActiveState | None:
+        """The active's sub-state (None unless active)."""
+        return self._active if self.state is HaState.ACTIVE else None
+
+    def _set_active(self, new: ActiveState, deadline: float = INF) -> None:
+        """The one place the active's sub-state changes (``_ACTIVE_TRANSITIONS``)."""
+        old = self._active
+        if old is new:
+            return
+        if (old, new) not in _ACTIVE_TRANSITIONS:
+            raise ImpossibleTransition(f"impossible active sub-state {old.value} -> {new.value}")
+        self._active, self._active_deadline = new, deadline
+
+    def _settle_active(self) -> None:
+        """Alone, with a standby or degraded, as the standby's last word says
+        (handing over and losing end with a reload only)."""
+        if self._active in (ActiveState.HANDING_OVER, ActiveState.LOSING):
+            return
+        if not self._peer_present:
+            self._set_active(ActiveState.ALONE)
+        else:
+            self._set_active(ActiveState.DEGRADED if self._degraded else ActiveState.WITH_STANDBY)
+
+    def _enter_active(self) -> None:
+        """Becoming active (a takeover, a resume): the sub-state starts afresh."""
+        self._active, self._active_deadline = ActiveState.ALONE, INF
+        self._settle_active()
+
     def _become_active(self, now: float, reason: str, *, switch_request: bool) -> list[Effect]:
         effects: list[Effect] = [self._transition(HaState.ACTIVE, reason)]
         effects += self._show_sync_truth("of the old active: no longer held")
@@ -965,6 +1037,7 @@ class Engine:
         self._next_discovery = INF
         self._end_probing()
         self._peer_present, self._peer_boot, self._doomed_boot = False, None, None
+        self._enter_active()
         self._inconsistent = False
         self._next_hb = now + self._timers.heartbeat_interval
         effects += self._send_requests(now)
@@ -1043,6 +1116,7 @@ class Engine:
             self._transition(HaState.ACTIVE, f"resumed from the checkpoint: {how}")
         ]
         self._peer_present = point.peer_boot is not None
+        self._enter_active()
         self._peer_boot, self._peer_mac = point.peer_boot, point.peer_mac
         self._doomed_boot = point.doomed_boot
         # The standby's loss counts from the old process's last sign of life.
@@ -1147,11 +1221,11 @@ class Engine:
                 return [self._discovery_reply(iface, HaState.STANDBY)]
             return []
         # ACTIVE
-        if self._losing_deadline is not None:
+        if self._active is ActiveState.LOSING:
             return []
         if msg.state == HaState.ACTIVE.value:
             return self._on_peer_active(frame, msg.boot_id, iface, now)
-        if msg.state != HaState.INITIALIZING.value or self._switch_deadline is not None:
+        if msg.state != HaState.INITIALIZING.value or self._active is ActiveState.HANDING_OVER:
             return []
         effects: list[Effect] = []
         if self._peer_present and msg.boot_id != self._peer_boot:
@@ -1203,9 +1277,9 @@ class Engine:
         self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float
     ) -> list[Effect]:
         """Another active's request: the switchover's confirmation, or a split-brain."""
-        if self._switch_deadline is not None and frame.epoch > self.epoch:
+        if self._active is ActiveState.HANDING_OVER and frame.epoch > self.epoch:
             return self._reload(f"switchover complete: the {self._peer_name} is active")
-        if self._losing_deadline is not None:
+        if self._active is ActiveState.LOSING:
             return []
         return self._on_peer_active(frame, msg.boot_id, iface, now)
 
@@ -1318,7 +1392,7 @@ class Engine:
 
     def _request(self, iface: Iface, now: float) -> list[Effect]:
         flags = Flag.NONE
-        if self._switch_deadline is not None:
+        if self._active is ActiveState.HANDING_OVER:
             flags |= Flag.SWITCHOVER
         if self._degraded:
             flags |= Flag.DEGRADED
@@ -1346,8 +1420,8 @@ class Engine:
         return effects
 
     def _tick_active(self, now: float) -> list[Effect]:
-        if self._losing_deadline is not None:
-            if now >= self._losing_deadline:
+        if self._active is ActiveState.LOSING:
+            if now >= self._active_deadline:
                 return self._reload(
                     f"split-brain resolution lost to the {self._peer_name} "
                     f"(logs not confirmed within {LOGS_TIMEOUT:g} s)"
@@ -1359,8 +1433,8 @@ class Engine:
                 return self._reload(f"split-brain resolution lost to the {self._peer_name}")
             return []
         effects: list[Effect] = []
-        if self._switch_deadline is not None:
-            if now >= self._switch_deadline:
+        if self._active is ActiveState.HANDING_OVER:
+            if now >= self._active_deadline:
                 return self._reload(
                     f"{self._switch_reason}; no confirmation from the {self._peer_name} "
                     f"within {self._timers.max_loss_interval:g} s, reloading anyway"
@@ -1373,6 +1447,7 @@ class Engine:
                 )
             elif not self._degraded and now >= self._degraded_deadline():
                 self._degraded, self._mgmt_ok = True, False
+                self._settle_active()
                 after = self._timers.degraded_after
                 effects += [
                     Trace(
@@ -1401,15 +1476,16 @@ class Engine:
         self._peer_boot = None
         self._degraded = self._mgmt_ok = self._reset_on_next_response = False
         self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
+        self._settle_active()
         return [*held, Trace(f"standby lost: {reason}"), PeerLost(reason), StatusChanged()]
 
     def _on_response(
         self, msg: HeartbeatResponse, iface: Iface, now: float, mac: str
     ) -> list[Effect]:
         self._count(iface, "hb_resp_recv")
-        if self.state is not HaState.ACTIVE or self._losing_deadline is not None:
+        if self.state is not HaState.ACTIVE or self._active is ActiveState.LOSING:
             return self._drop(iface, "unexpected")
-        if self._switch_deadline is not None:
+        if self._active is ActiveState.HANDING_OVER:
             if msg.state == HaState.ACTIVE.value and msg.flags & Flag.SWITCHOVER:
                 return self._reload(f"switchover complete: the {self._peer_name} is active")
             return []
@@ -1436,6 +1512,7 @@ class Engine:
             self._last_resp = {Iface.CONTROL: now, Iface.MGMT: now}
             self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
             self._degraded = self._mgmt_ok = False
+            self._settle_active()
             effects += [
                 Trace(f"standby {self._peer_name} ({mac}) is up on {iface.value}"),
                 PeerUp(mac),
@@ -1443,6 +1520,7 @@ class Engine:
             ]
         elif self._degraded and iface is Iface.CONTROL:
             self._degraded = self._mgmt_ok = False
+            self._settle_active()
             effects += [
                 Trace("control interface restored: heartbeat responses on control again"),
                 StatusChanged(),
@@ -1477,8 +1555,8 @@ class Engine:
             and self._peer_present
             and not self._degraded
             and not self._is_cold(self._sync_shown)  # as shown: a reconnecting stream is held
-            and self._switch_deadline is None
-            and self._losing_deadline is None
+            and self._active is not ActiveState.HANDING_OVER
+            and self._active is not ActiveState.LOSING
             and not self._reset_on_next_response
         )
 
@@ -1494,7 +1572,7 @@ class Engine:
     def _check_can_switchover(self) -> None:
         if self.state is not HaState.ACTIVE:
             raise OperatorRefused("this supervisor is not active")
-        if self._switch_deadline is not None:
+        if self._active is ActiveState.HANDING_OVER:
             raise OperatorRefused("a switchover is already in progress")
         if not self._peer_present:
             raise OperatorRefused("no standby supervisor present")
@@ -1502,7 +1580,7 @@ class Engine:
             raise OperatorRefused("the standby supervisor is not in HA standby state")
 
     def _begin_switchover(self, now: float, reason: str) -> list[Effect]:
-        self._switch_deadline = now + self._timers.max_loss_interval
+        self._set_active(ActiveState.HANDING_OVER, now + self._timers.max_loss_interval)
         self._switch_reason = reason
         effects: list[Effect] = [Trace(f"switchover: {reason}; handing over to the standby")]
         effects.append(StatusChanged())
@@ -1558,12 +1636,12 @@ class Engine:
     def _on_resolution_info(
         self, frame: Frame, msg: ResolutionInfo, iface: Iface, now: float
     ) -> list[Effect]:
-        if self.state is not HaState.ACTIVE or self._switch_deadline is not None:
+        if self.state is not HaState.ACTIVE or self._active is ActiveState.HANDING_OVER:
             return self._drop(iface, "unexpected")
         effects: list[Effect] = []
         res = self._resolution
         if res is None or res.peer_boot != msg.boot_id:
-            if self._losing_deadline is not None:
+            if self._active is ActiveState.LOSING:
                 return self._drop(iface, "stale")
             effects += self._on_peer_active(frame, msg.boot_id, iface, now)
             res = self._resolution
@@ -1590,7 +1668,7 @@ class Engine:
             loser, why = decide(theirs, ours)
         res.loser = loser
         if loser == self._role_name:
-            self._losing_deadline = now + LOGS_TIMEOUT
+            self._set_active(ActiveState.LOSING, now + LOGS_TIMEOUT)
             return [
                 Trace(f"split-brain resolution: this {self._role_name} reloads ({why})"),
                 SplitBrainLost(self._peer_name, why),
@@ -1615,7 +1693,7 @@ class Engine:
         res = self._resolution
         if (
             self.state is not HaState.ACTIVE
-            or self._losing_deadline is not None
+            or self._active is ActiveState.LOSING
             or res is None
             or res.loser != self._peer_name
         ):
@@ -1635,7 +1713,7 @@ class Engine:
     def _on_logs_ack(self, msg: ResolutionLogsAck, iface: Iface) -> list[Effect]:
         """The winner has the loser's logs: reload now (only for the outstanding nonce)."""
         out = self._logs_out
-        if self.state is not HaState.ACTIVE or self._losing_deadline is None or out is None:
+        if self.active_state is not ActiveState.LOSING or out is None:
             return self._drop(iface, "unexpected")
         if msg.nonce != out.nonce:
             return self._replayed(iface)
@@ -1795,7 +1873,7 @@ class Engine:
                 # partner learns its role at once, and the partner itself, if
                 # this was a duplicate, ignores it. Nothing else acts until the
                 # old boot falls silent.
-                calm = self._switch_deadline is None and self._losing_deadline is None
+                calm = self._active not in (ActiveState.HANDING_OVER, ActiveState.LOSING)
                 if not msg.reply and (self.state is HaState.STANDBY or calm):
                     effects.append(self._discovery_reply(iface, self.state))
             return True, effects
