@@ -54,7 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from openvsm.config import NodeConfig
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
@@ -195,17 +195,20 @@ class Vemmgr:
 
     def process(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect.addr, effect)
-            elif isinstance(effect, Commit):
-                if self.table.active:
-                    self._pending.append(effect)
-                    self._commit_wake.set()
-            elif isinstance(effect, ModuleCount):
-                self._count = effect.count
-                self._count_wake.set()
-            elif isinstance(effect, Trace):
-                self.trace(effect.text)
+            match effect:  # a new effect type fails mypy here (assert_never)
+                case Send():
+                    self._send(effect.addr, effect)
+                case Commit():
+                    if self.table.active:
+                        self._pending.append(effect)
+                        self._commit_wake.set()
+                case ModuleCount():
+                    self._count = effect.count
+                    self._count_wake.set()
+                case Trace():
+                    self.trace(effect.text)
+                case _:
+                    assert_never(effect)
         if (
             self.table.active
             and self.table.attachment_version != self._saved_version

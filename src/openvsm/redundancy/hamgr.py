@@ -47,7 +47,7 @@ import socket
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import msgspec
 
@@ -439,42 +439,11 @@ class Hamgr:
         self._process(self.engine.tick(self.now()))
 
     # ---- effects --------------------------------------------------------
-    def _process(self, effects: list[Any]) -> None:
+    def _process(self, effects: list[eng.Effect]) -> None:
         changed = False
         for effect in effects:
             changed = True
-            if isinstance(effect, eng.Send):
-                self.send(effect.iface, effect.msg)
-            elif isinstance(effect, eng.Trace):
-                self.trace(effect.text)
-            elif isinstance(effect, eng.PersistFacts):
-                self._persist(effect.facts)
-            elif isinstance(effect, eng.BecomeActive):
-                self.last_active_time = self.wall()
-                self.split_started = self.wall()
-                self._persist_current()
-                self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
-            elif isinstance(effect, eng.PeerLost):
-                self.split_started = self.wall()
-                self.peer_lost = True
-            elif isinstance(effect, eng.PeerUp):
-                self.peer_lost = False
-            elif isinstance(effect, eng.SwitchRequestNeeded):
-                self.switch_seq += 1
-            elif isinstance(effect, eng.SplitBrainWon):
-                self.switch_seq += 1
-                self.split_brain_won += 1
-                self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
-                # DESIGN §3: each side keeps a local copy of its own logs.
-                self._spawn(self._save_local_logs(self.cfg.role, discard=False))
-            elif isinstance(effect, eng.SplitBrainLost):
-                self.split_brain_lost += 1
-                self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
-                self._spawn(self._lose_split_brain(effect.winner_role))
-            elif isinstance(effect, eng.StoreRemoteLogs):
-                self._store_remote_logs(effect.logs, effect.mac)
-            elif isinstance(effect, eng.Reload):
-                self._begin_reload(effect.reason)
+            self._apply(effect)
         if self.engine.state is not self._seen_state:
             if self._seen_state is not None:
                 self.role_changes += 1
@@ -489,6 +458,46 @@ class Hamgr:
             self._publish()
             if not self.engine.resuming:
                 self._keep_checkpoint()
+
+    def _apply(self, effect: eng.Effect) -> None:
+        """One engine effect; a new effect type fails mypy here (``assert_never``)."""
+        match effect:
+            case eng.Send():
+                self.send(effect.iface, effect.msg)
+            case eng.Trace():
+                self.trace(effect.text)
+            case eng.PersistFacts():
+                self._persist(effect.facts)
+            case eng.BecomeActive():
+                self.last_active_time = self.wall()
+                self.split_started = self.wall()
+                self._persist_current()
+                self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
+            case eng.PeerLost():
+                self.split_started = self.wall()
+                self.peer_lost = True
+            case eng.PeerUp():
+                self.peer_lost = False
+            case eng.SwitchRequestNeeded():
+                self.switch_seq += 1
+            case eng.SplitBrainWon():
+                self.switch_seq += 1
+                self.split_brain_won += 1
+                self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
+                # DESIGN §3: each side keeps a local copy of its own logs.
+                self._spawn(self._save_local_logs(self.cfg.role, discard=False))
+            case eng.SplitBrainLost():
+                self.split_brain_lost += 1
+                self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
+                self._spawn(self._lose_split_brain(effect.winner_role))
+            case eng.StoreRemoteLogs():
+                self._store_remote_logs(effect.logs, effect.mac)
+            case eng.Reload():
+                self._begin_reload(effect.reason)
+            case eng.BecomeStandby() | eng.StatusChanged():
+                pass  # the status is published after every batch of effects
+            case _:
+                assert_never(effect)
 
     # ---- stateful restart -------------------------------------------------
     def _load_checkpoint(self) -> eng.ResumePoint | None:
@@ -903,7 +912,7 @@ class Hamgr:
             except LocalProtocolError as exc:
                 raise IpcError(f"% {exc}") from None
             self.sync_state = state
-            effects: list[Any] = [eng.StatusChanged(), *held]
+            effects: list[eng.Effect] = [eng.StatusChanged(), *held]
             if args.get("out_of_sync"):
                 self.trace("sync buffer overflow: standby marked out of sync, will be reset")
                 effects += self.engine.mark_standby_out_of_sync(now)
