@@ -52,7 +52,10 @@ STAGES = (
     ("socket reads", r"^_SelectorSocketTransport\._read_ready__\w+ |^socket\.recv\w* "),
 )
 # A sample whose top frame is one of these waits (py-spy does not always see it idle).
-IDLE = re.compile(r"^(Condition\.wait|EpollSelector\.select|socket\.accept) ")
+# Idle pool threads (the password pool) wait in _worker's queue get.
+IDLE = re.compile(
+    r"^(Condition\.wait|EpollSelector\.select|socket\.accept) |^_worker \(concurrent/futures/"
+)
 FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:)]+)(?::\d+)?\)$")
 
 
@@ -98,7 +101,7 @@ def summarise(name: str, stacks: list[tuple[list[str], int]], top: int) -> None:
     print("    busy time by stage, inclusive (a sample may count in several):")
     for label, _rx in STAGES:
         print(f"      {100 * stage[label] / busy:5.1f} %  {label}")
-    print(f"    busy time by function, own, top {top}:")
+    print(f"    busy time by function, own, top {top} (StoreWriter._commit: in SQLite, fsync):")
     for func, n in own.most_common(top):
         print(f"      {100 * n / busy:5.1f} %  {func}")
 
