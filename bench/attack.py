@@ -143,7 +143,7 @@ def udp_flood(lab: Lab, name: str) -> Attack:
             stop.wait(0.02)
         ctr = lab.cli_json(name, "show system internal redundancy counters")
         drops: dict[str, int] = {}
-        for row in ctr.get("TABLE_interface", {}).get("ROW_interface", []):
+        for row in ctr.get("TABLE_counters", {}).get("ROW_counters", []):
             for k, v in row.items():
                 if k.startswith("drop_") and isinstance(v, int):
                     drops[k] = drops.get(k, 0) + v

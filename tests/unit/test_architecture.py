@@ -23,7 +23,6 @@ LONG_FUNCTIONS_BEING_SPLIT = {
     "openvsm.redundancy.engine:Engine._on_request",
     "openvsm.lab.netns:netns_lab_class",
     "openvsm.redundancy.hamgr:Hamgr.__init__",
-    "openvsm.vem.ovs:OvsBackend._converge_ovs",
 }
 # Import cycles being broken; each leaves this list with its change.
 CYCLES_BEING_BROKEN: set[frozenset[str]] = {
