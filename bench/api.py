@@ -43,7 +43,8 @@ from openvsm.api import n1kv
 from openvsm.identity import MAC_FILE
 from openvsm.ipc import IpcClient
 from openvsm.lab.benchfmt import same_run_ratio
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 SAME_RUN_BASELINE = (
     "the first 1,000 REST port creates (at the smallest size) for the last 1,000, and a "

@@ -39,7 +39,8 @@ from tests.attacks import (
 )
 
 from openvsm.lab.benchfmt import same_run_ratio
-from openvsm.lab.lab import Lab, ipc_call
+from openvsm.lab.common import ipc_call
+from openvsm.lab.lab import Lab
 
 SAME_RUN_BASELINE = "the median of CLI commits on the quiet pair before the attacks"
 

@@ -43,7 +43,8 @@ import aiohttp
 from openvsm.identity import MAC_FILE
 from openvsm.ipc import IpcClient, IpcError
 from openvsm.lab.benchfmt import same_run_ratio
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 SAME_RUN_BASELINE = "the same path and concurrency with the standby killed (no standby)"
 GOAL_P99_MS = 2.0  # sequential, with an HA standby

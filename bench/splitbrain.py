@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.lab.benchfmt import same_run_ratio
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 SAME_RUN_BASELINE = "the cold start of the same lab until all VEMs attached"
 

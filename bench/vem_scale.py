@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.lab.benchfmt import same_run_ratio
-from openvsm.lab.lab import TIMER_PROFILES, Lab, LabError, ipc_call, signal_group, wait_for
+from openvsm.lab.common import LabError, ipc_call, signal_group, wait_for
+from openvsm.lab.lab import TIMER_PROFILES, Lab
 
 SAME_RUN_BASELINE = "the smallest --counts size of the same run (switchover cost per VEM)"
 
