@@ -38,7 +38,8 @@ from tests.attacks import (
     udp_junk,
 )
 
-from openvsm.lab.lab import Lab, ipc_call
+from openvsm.lab.common import ipc_call
+from openvsm.lab.lab import Lab
 
 Attack = Callable[[threading.Event], tuple[int, str]]  # stop -> (tries, counters text)
 

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from openvsm.lab.lab import signal_group
+from openvsm.lab.common import signal_group
 from openvsm.vem.model import PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import (
