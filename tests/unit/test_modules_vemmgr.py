@@ -173,7 +173,15 @@ def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
             hamgr.set(state="active", epoch=3)
             await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
             assert core.module == 3 and core.highest_epoch == 3
-            await wait_until(lambda: "module" in cfgmgr.store, "module committed")
+            # The module may be committed in steps (its row, then its status):
+            # wait for the attached state, not for the first commit.
+            await wait_until(
+                lambda: (
+                    cfgmgr.store.get("module", {}).get("uuid-host-1", {}).get("status") == "ok"
+                    and "Vethernet1" in cfgmgr.store.get("veth", {})
+                ),
+                "module and vEth committed",
+            )
             body = cfgmgr.store["module"]["uuid-host-1"]
             assert body["module"] == 3 and body["status"] == "ok"
             assert cfgmgr.store["veth"]["Vethernet1"]["vm"] == "vm-a"
