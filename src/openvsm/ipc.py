@@ -20,7 +20,16 @@ msgpack: ``read_frame`` raises ``IpcError`` for both) closes that connection
 and is counted; a well-formed frame that is not a request is answered with
 an error and counted. Every server answers the op ``ipc_counters`` itself
 (``connections``, ``drop_oversized``, ``drop_malformed``,
-``malformed_requests``, ``handler_errors``).
+``malformed_requests``, ``handler_errors``, ``bad_args``).
+
+Typed use (openvsm.contracts): each op's arguments and result are a
+``Request`` Struct and its ``reply`` type. A client sends one with
+``IpcClient.ask(req)`` (the result converted to ``req.reply``; a result of
+another shape is an ``IpcError``); a handler decodes its ``args`` with
+``decode_args(args, Req)``: unknown or missing fields or a wrong type raise
+``IpcBadArgs`` (its text names the op and the field), answered as an error
+and counted as ``bad_args``. ``subscribe_typed`` yields a topic's events
+converted to their Struct.
 """
 
 from __future__ import annotations
@@ -33,9 +42,11 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+from openvsm.contracts.base import Request, args_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,8 @@ _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+R = TypeVar("R", bound=Request[Any])
+T = TypeVar("T")
 
 
 class IpcError(Exception):
@@ -59,6 +72,28 @@ class IpcUnavailable(IpcError):
 
 class IpcOversized(IpcError):
     """A frame's length is above ``MAX_IPC_FRAME``."""
+
+
+class IpcBadArgs(IpcError):
+    """A request's arguments do not match its contract (counted as ``bad_args``)."""
+
+
+def decode_args(args: dict[str, Any], kind: type[R]) -> R:
+    """``args`` (as a handler gets them, ``_peer`` left out) as the Struct ``kind``."""
+    body = {k: v for k, v in args.items() if k != PEER_KEY} if PEER_KEY in args else args
+    try:
+        req: R = msgspec.convert(body, kind)
+    except msgspec.ValidationError as exc:
+        raise IpcBadArgs(f"bad arguments to {kind.op}: {exc}") from None
+    return req
+
+
+def decode_result(op: str, result: Any, kind: type[T]) -> T:
+    """A reply's ``result`` as ``kind``; a result of another shape is an IpcError."""
+    try:
+        return msgspec.convert(result, kind)
+    except msgspec.ValidationError as exc:
+        raise IpcError(f"malformed reply to {op}: {exc}") from None
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Any:
@@ -101,6 +136,7 @@ class IpcServer:
             ("connections", "drop_oversized", "drop_malformed", "malformed_requests"), 0
         )
         self.counters["handler_errors"] = 0
+        self.counters["bad_args"] = 0
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -202,6 +238,9 @@ class IpcServer:
             return {"ok": True, "result": result}
         try:
             result = await self._handler(op, args)
+        except IpcBadArgs as exc:
+            self.counters["bad_args"] += 1
+            return {"ok": False, "error": str(exc)}
         except IpcError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
@@ -276,6 +315,12 @@ class IpcClient:
             raise IpcError(str(reply.get("error")))
         return reply.get("result")
 
+    async def ask(self, req: Request[T], timeout: float | None = None) -> T:
+        """Send the typed request ``req``; its result as ``req.reply``."""
+        result = await self.call(req.op, timeout, **args_of(req))
+        reply: T = decode_result(req.op, result, req.reply)
+        return reply
+
     async def _read_reply(self, reader: asyncio.StreamReader, request_id: int) -> Any:
         """The reply to ``request_id``; a reply to an earlier request is stale: skipped."""
         while True:
@@ -317,3 +362,15 @@ async def subscribe(path: Path, topic: str) -> AsyncIterator[Any]:
                 yield msg.get("data")
     finally:
         writer.close()
+
+
+async def subscribe_typed(path: Path, topic: str, kind: type[T]) -> AsyncIterator[T]:
+    """``subscribe`` with each event converted to ``kind``; an event of another
+    shape (or a server without a current state) is skipped and logged."""
+    async for event in subscribe(path, topic):
+        if event is None:
+            continue
+        try:
+            yield msgspec.convert(event, kind)
+        except msgspec.ValidationError as exc:
+            log.warning("malformed %s event from %s: %s", topic, path.name, exc)

@@ -11,8 +11,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
+
 from openvsm.cfgmgr.modules import show_module_data
-from openvsm.ipc import IpcError, IpcUnavailable
+from openvsm.contracts.base import Request
+from openvsm.contracts.hamgr import HaStatus
+from openvsm.ipc import IpcError, IpcUnavailable, decode_result
 from openvsm.modules.checkpoint import write_attachments
 from openvsm.modules.table import Attachment, AttachmentCheckpoint
 from openvsm.node import VEMMGR_ATTACHMENTS, RunDir
@@ -41,6 +45,9 @@ class Peer:
             raise self.error
         return self.answer
 
+    async def ask(self, req: Request[Any], timeout: float = 0.0) -> Any:
+        return decode_result(req.op, await self.call(req.op, timeout), req.reply)
+
 
 def fake_cfgmgr(run_dir: Path, *, hamgr: Peer, vemmgr: Peer, ha: dict[str, Any]) -> Any:
     def objects(kind: str) -> dict[str, dict[str, Any]]:
@@ -54,7 +61,8 @@ def fake_cfgmgr(run_dir: Path, *, hamgr: Peer, vemmgr: Peer, ha: dict[str, Any])
         module_limit=16,
         mgmt=SimpleNamespace(local=SimpleNamespace(host="127.0.0.1")),
     )
-    return cast(Any, SimpleNamespace(cfg=cfg, ha=ha, store=store, hamgr=hamgr, vemmgr=vemmgr))
+    status = msgspec.convert(ha, HaStatus)
+    return cast(Any, SimpleNamespace(cfg=cfg, ha=status, store=store, hamgr=hamgr, vemmgr=vemmgr))
 
 
 def vem_statuses(data: dict[str, Any]) -> dict[int, str]:

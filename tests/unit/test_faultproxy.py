@@ -203,7 +203,8 @@ def test_udp_delay_is_per_direction() -> None:
 def test_udp_drop_set_while_delayed_applies() -> None:
     async def main() -> None:
         async with udp_pair() as (proxy, link, a, _b):
-            proxy.delay("ctl", 0.1, "a->b")
+            # Held long enough that a slow poll still sees it held (the drop applies on release).
+            proxy.delay("ctl", 2.0, "a->b")
             a.send(b"in-flight", link.a_listen)
             await wait_until(lambda: link.counters("a->b").held_bytes == 9, "the hold")
             proxy.drop("ctl", "a->b")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import node_config_from_dict, parse_endpoint
+from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import IpcClient, IpcError, IpcServer
 from openvsm.modules.table import Commit, StoreOp
 from openvsm.modules.vemmgr import Vemmgr, merge_commits
@@ -434,12 +435,12 @@ def test_an_activation_hamgr_left_while_the_store_was_read_is_dropped() -> None:
             mgr = Vemmgr(secondary_config(root), clock=lambda: 100.0)
             store = SlowStore(stored)
             mgr.cfgmgr = store  # type: ignore[assignment]
-            mgr.on_ha_status({"state": "active", "epoch": 2})
+            mgr.on_ha_status(HaStatus(state="active", epoch=2))
             assert mgr._activation is not None
             mgr._activation.cancel()  # stands for the task on_ha_status started
             lost = asyncio.create_task(mgr._become_active(2))  # never cancelled
             await store.listing.wait()
-            mgr.on_ha_status({"state": "reloading", "epoch": 2})
+            mgr.on_ha_status(HaStatus(state="reloading", epoch=2))
             store.release.set()
             await lost
             return mgr

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from openvsm.config import ConfigError, ObserveConfig, node_config_from_dict
+from openvsm.contracts.hamgr import HaStatus
 from openvsm.observe.export import (
     HamgrMetrics,
     InterfaceMetrics,
@@ -30,6 +31,12 @@ from openvsm.observe.tracelog import JsonlTrace, iso_utc
 from openvsm.observe.vem import VemCollector
 from openvsm.wire.messages import LacpMemberInfo, PortChannelInfo, VemLacpReport
 from tests.unit.nodedoc import NODE_DOC
+
+
+def _ha(status: dict[str, Any]) -> HaStatus:
+    """A hamgr status event as the subscription decodes it."""
+    return msgspec.convert(status, HaStatus)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,7 +253,7 @@ class FakeVem:
             "active_mac": "02:00:00:00:00:01",
             "epoch": 5,
             "module": 3,
-            "counters": {"heartbeats_sent": 7},
+            "counters": {"heartbeats_sent": 7, "replayed": 4},
             "drops": {"bad_hmac": 2},
             "datapath_errors": ["x"],
         }
@@ -280,6 +287,7 @@ def test_vem_metrics() -> None:
     assert got["openvsm_vem_datapath_errors"][()] == 1.0
     assert got["openvsm_vem_datapath_errors_seen_total"][()] == 3.0
     assert got["openvsm_vem_frames_dropped_total"][(("reason", "bad_hmac"),)] == 2.0
+    assert got["openvsm_vem_frames_refused_total"][(("reason", "replayed"),)] == 4.0
 
 
 def exported_names() -> set[str]:
@@ -318,17 +326,18 @@ def core(**hooks: str) -> NotifyCore:
 
 def test_notify_core_runs_on_settled_transitions_only_once_each() -> None:
     c = core(notify="/n", notify_active="/a")
-    assert c.on_status({"state": "initializing", "epoch": 0, "boot_id": 1}) is None
-    job = c.on_status({"state": "active", "epoch": 2, "boot_id": 1})
+    assert c.on_status(_ha({"state": "initializing", "epoch": 0, "boot_id": 1})) is None
+    job = c.on_status(_ha({"state": "active", "epoch": 2, "boot_id": 1}))
     assert job is not None and job.state is NotifyState.ACTIVE
     assert job.programs == ("/a", "/n")  # the per-state hook, then the generic one
     assert job.argv_tail == ("100", "primary", "ACTIVE", "2")
-    assert c.on_status({"state": "active", "epoch": 2, "boot_id": 1, "degraded": True}) is None
-    fault = c.on_status({"state": "reloading", "epoch": 2, "boot_id": 1})
+    assert c.on_status(_ha({"state": "active", "epoch": 2, "boot_id": 1, "degraded": True})) is None
+    fault = c.on_status(_ha({"state": "reloading", "epoch": 2, "boot_id": 1}))
     assert fault is not None and fault.programs == ("/n",) and fault.state is NotifyState.FAULT
     # a new hamgr boot in the same state and epoch is a new transition
-    assert c.on_status({"state": "reloading", "epoch": 2, "boot_id": 2}) is not None
-    assert c.on_status({"state": "standby", "epoch": "bad"}) is None
+    assert c.on_status(_ha({"state": "reloading", "epoch": 2, "boot_id": 2})) is not None
+    with pytest.raises(msgspec.ValidationError):  # dropped at the subscription
+        _ha({"state": "standby", "epoch": "bad"})
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:
@@ -357,16 +366,16 @@ def test_notify_runner_runs_in_order_one_at_a_time_with_timeout(tmp_path: Path) 
             count=lambda s, r: counted.append((s, r)),
         )
         worker = asyncio.create_task(runner.work())
-        runner.on_status({"state": "standby", "epoch": 1, "boot_id": 1})
-        runner.on_status({"state": "active", "epoch": 2, "boot_id": 1})
-        runner.on_status({"state": "reloading", "epoch": 2, "boot_id": 1})
+        runner.on_status(_ha({"state": "standby", "epoch": 1, "boot_id": 1}))
+        runner.on_status(_ha({"state": "active", "epoch": 2, "boot_id": 1}))
+        runner.on_status(_ha({"state": "reloading", "epoch": 2, "boot_id": 1}))
         await asyncio.wait_for(runner.idle.wait(), 20)
         worker.cancel()
         # restarted cfgmgr: the last transition is not announced again
         again = NotifyRunner(
             cfg, domain=7, node="secondary", run_dir=tmp_path, count=lambda s, r: None
         )
-        again.on_status({"state": "reloading", "epoch": 2, "boot_id": 1})
+        again.on_status(_ha({"state": "reloading", "epoch": 2, "boot_id": 1}))
         assert not again.queue
 
     asyncio.run(run())
@@ -396,7 +405,7 @@ def test_a_missing_hook_program_is_a_failure_not_a_crash(tmp_path: Path) -> None
             cfg, domain=1, node="n", run_dir=tmp_path, count=lambda s, r: counted.append(r)
         )
         worker = asyncio.create_task(runner.work())
-        runner.on_status({"state": "active", "epoch": 1})
+        runner.on_status(_ha({"state": "active", "epoch": 1}))
         await asyncio.wait_for(runner.idle.wait(), 10)
         worker.cancel()
 

@@ -220,7 +220,7 @@ def _modules(cm: CliHost, reg: Register) -> None:
             "control": f"{c.control.transport} {c.control.local}",
             "mgmt": f"{c.mgmt.transport} {c.mgmt.local}",
             "transport": "L2" if c.control.transport == "l2" else "L3 (UDP)",
-            "state": f"{cm.ha.get('state', 'initializing')} (epoch {cm.ha.get('epoch', 0)})",
+            "state": f"{cm.ha.state} (epoch {cm.ha.epoch})",
         }
 
     reg("show_module", show_module)

@@ -17,6 +17,7 @@ from aiohttp import web
 from openvsm.cfgmgr.acks import WriteAcks
 from openvsm.cli.server import CliServer
 from openvsm.config import NodeConfig
+from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import IpcClient, IpcServer
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store
@@ -33,7 +34,7 @@ class NodeView(Protocol):
     def store(self) -> Store: ...
 
     @property
-    def ha(self) -> dict[str, Any]: ...
+    def ha(self) -> HaStatus: ...
 
     def wall(self) -> float:
         """The node's wall clock (``time.time()`` plus the configured offset)."""

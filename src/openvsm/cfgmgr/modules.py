@@ -16,6 +16,8 @@ from typing import Any
 
 from openvsm import __version__
 from openvsm.cfgmgr.host import ModuleSources
+from openvsm.contracts import hamgr as hamgr_api
+from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import IpcError
 from openvsm.modules.checkpoint import CheckpointError, read_attachments, takeover_view
 from openvsm.modules.table import ModuleTable
@@ -27,22 +29,21 @@ def _vsm_status(state: str) -> str:
     return {"active": "active", "standby": "ha-standby"}.get(state, "initializing")
 
 
-async def current_ha(cm: ModuleSources) -> dict[str, Any]:
+async def current_ha(cm: ModuleSources) -> HaStatus:
     """hamgr's status now (as ``show system redundancy status`` reads it), so a
     ``show module`` right after a takeover agrees with it; the last status
     cfgmgr was told when hamgr does not answer (restarting)."""
     try:
-        status = await cm.hamgr.call("status", timeout=0.5)
+        return await cm.hamgr.ask(hamgr_api.Status(), timeout=0.5)
     except IpcError:
         return cm.ha
-    return status if isinstance(status, dict) else cm.ha
 
 
-def vsm_rows(cm: ModuleSources, ha: dict[str, Any]) -> list[tuple[int, str]]:
+def vsm_rows(cm: ModuleSources, ha: HaStatus) -> list[tuple[int, str]]:
     me = cm.cfg.sup_number
-    rows = [(me, _vsm_status(str(ha.get("state", ""))) + " *")]
-    if ha.get("peer_present"):
-        peer_state = str(ha.get("peer_state", "")).lower()
+    rows = [(me, _vsm_status(ha.state) + " *")]
+    if ha.peer_present:
+        peer_state = ha.peer_state.lower()
         status = "active" if peer_state == "active" else "ha-standby"
         rows.append((3 - me, status))
     return sorted(rows)
@@ -56,23 +57,22 @@ def _store_table(cm: ModuleSources) -> ModuleTable:
     return table
 
 
-def _vem_from_store(cm: ModuleSources, ha: dict[str, Any]) -> dict[str, Any]:
+def _vem_from_store(cm: ModuleSources, ha: HaStatus) -> dict[str, Any]:
     """VEM rows without vemmgr's live table: on a standby the replicated view;
     on an active, what its vemmgr shows once active (checkpointed statuses of
     this activation, ``powered-up`` for the rest), never the store's copy of
     the previous active's ``ok``."""
-    if ha.get("state") != "active":
+    if ha.state != "active":
         return _store_table(cm).modules_data()
     try:
         saved = read_attachments(cm.cfg.rundir.vemmgr_attachments)
     except CheckpointError:
         saved = None
-    epoch = ha.get("epoch", 0)
     view = takeover_view(
         cm.store.list("module"),
         cm.store.list("veth"),
         saved,
-        epoch if isinstance(epoch, int) else 0,
+        ha.epoch,
         module_limit=cm.cfg.module_limit,
     )
     return view.modules_data()
@@ -85,7 +85,7 @@ async def show_module_data(cm: ModuleSources) -> dict[str, Any]:
     except IpcError:
         vems = _vem_from_store(cm, ha)  # vemmgr restarting
     else:
-        if ha.get("state") == "active" and not vems.get("active"):
+        if ha.state == "active" and not vems.get("active"):
             vems = _vem_from_store(cm, ha)  # vemmgr has not taken over yet
     mgmt_ip = cm.cfg.mgmt.local.host
     info, sw, srv = [], [], []

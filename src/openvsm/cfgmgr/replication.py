@@ -30,7 +30,11 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
+
 from openvsm.cfgmgr.host import ReplicationHost
+from openvsm.contracts import hamgr as hamgr_api
+from openvsm.contracts.hamgr import HaStatus, SyncStateName
 from openvsm.credentials import sync_tls
 from openvsm.ipc import IpcClient, IpcError, subscribe
 from openvsm.sync.stream import ReceiverState
@@ -40,7 +44,7 @@ log = logging.getLogger("cfgmgr.sync")
 
 # What a standby reports to hamgr for each receiver state: "none" = no stream
 # yet (reconnecting; hamgr may hold a "hot" for its grace), "cold" = a bulk sync.
-_RECEIVER_SYNC = {
+_RECEIVER_SYNC: dict[ReceiverState, SyncStateName] = {
     ReceiverState.IDLE: "none",
     ReceiverState.CHALLENGED: "none",
     ReceiverState.HELLO_SENT: "none",
@@ -55,10 +59,10 @@ class Replication:
         self.cm = cm
         self.state = state
         cfg = cm.cfg
-        epoch = int(cm.ha.get("epoch", 0))
+        epoch = cm.ha.epoch
         self.sender: SyncSender | None = None
         self.receiver: SyncReceiver | None = None
-        self._hamgr_state: dict[str, Any] | None = None
+        self._hamgr_state: hamgr_api.SyncState | None = None
         self._push = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -85,7 +89,7 @@ class Replication:
                 cm.store,
                 cfg.secret,
                 epoch=epoch,
-                boot_id=int(cm.ha.get("boot_id", 0)),
+                boot_id=cm.ha.boot_id,
                 on_applied=cm.on_replicated,
                 on_reset=self._on_reset,
                 on_snapshot=self._on_snapshot,
@@ -96,7 +100,7 @@ class Replication:
     async def start(self) -> None:
         self._lease = asyncio.create_task(self._hold_lease())
         self._pusher = asyncio.create_task(self._push_to_hamgr())
-        if self.sender is not None and self.cm.ha.get("peer_present"):
+        if self.sender is not None and self.cm.ha.peer_present:
             await self.sender.start()
         if self.receiver is not None:
             await self.receiver.start()
@@ -136,15 +140,15 @@ class Replication:
         else:
             self._push.set()
 
-    def on_ha_status(self, status: dict[str, Any]) -> None:
-        if self.sender is not None and status.get("peer_present") and not self._stopped:
+    def on_ha_status(self, status: HaStatus) -> None:
+        if self.sender is not None and status.peer_present and not self._stopped:
             self.sender.start_soon()
         if self.sender is not None:
-            self.sender.raise_epoch(int(status.get("epoch", 0)))
+            self.sender.raise_epoch(status.epoch)
             self.cm.acks.ha_status(
-                active=status.get("state") == "active",
-                peer_lost=bool(status.get("peer_lost")),
-                peer_present=bool(status.get("peer_present")),
+                active=status.state == "active",
+                peer_lost=status.peer_lost,
+                peer_present=status.peer_present,
             )
 
     async def _hold_lease(self) -> None:
@@ -166,7 +170,7 @@ class Replication:
             state = _RECEIVER_SYNC[self.receiver.state]
             if state != last:
                 last = state
-                self._hamgr_state = {"state": state, "out_of_sync": False}
+                self._hamgr_state = hamgr_api.SyncState(state=state)
                 self._push.set()
             await asyncio.sleep(0.05)
 
@@ -176,10 +180,14 @@ class Replication:
             self.cm.acks.standby_out_of_sync()
         elif st.get("state") == "hot":
             self.cm.acks.standby_hot()
-        self._hamgr_state = {
-            "state": str(st.get("state", "none")),
-            "out_of_sync": bool(st.get("out_of_sync")),
-        }
+        try:
+            self._hamgr_state = msgspec.convert(
+                {"state": st.get("state", "none"), "out_of_sync": bool(st.get("out_of_sync"))},
+                hamgr_api.SyncState,
+            )
+        except msgspec.ValidationError as exc:
+            log.error("sync sender reports a state hamgr does not know: %s", exc)
+            return
         self._push.set()
 
     def _on_snapshot(self, seq: int) -> None:
@@ -197,7 +205,9 @@ class Replication:
         """Its own connection to hamgr: never queued behind a slow call (status,
         sync_state) on the shared one. Each millisecond here delays the takeover."""
         try:
-            await self._reset_client.call("sync_reset", reason=reason, hot=hot)
+            await self._reset_client.ask(
+                hamgr_api.SyncReset(reason="rst" if reason == "rst" else "eof", hot=hot)
+            )
         except IpcError as exc:
             log.warning("could not tell hamgr about the sync reset: %s", exc)
 
@@ -209,7 +219,7 @@ class Replication:
             if state is None:
                 continue
             try:
-                await self.cm.hamgr.call("sync_state", **state)
+                await self.cm.hamgr.ask(state)
             except IpcError:
                 await asyncio.sleep(0.1)
                 self._push.set()

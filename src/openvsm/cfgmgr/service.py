@@ -38,7 +38,9 @@ from openvsm.cfgmgr.replication import Replication
 from openvsm.cfgmgr.rest import start_rest
 from openvsm.cli.server import CliServer
 from openvsm.config import NodeConfig
-from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.contracts import hamgr as hamgr_api
+from openvsm.contracts.hamgr import HaStatus
+from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe_typed
 from openvsm.node import NodeFatal
 from openvsm.observe.metrics import NodeMetrics
 from openvsm.store.pss import Change, Op, Store, StoreError
@@ -67,7 +69,7 @@ class Cfgmgr:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self.store = Store(cfg.data_dir / "pss.db")
-        self.ha: dict[str, Any] = {"state": "initializing", "epoch": 0}
+        self.ha = HaStatus()
         self.ipc = IpcServer(cfg.rundir.cfgmgr, self._handle, peer_credentials=True)
         self.hamgr = IpcClient(cfg.rundir.hamgr, timeout=5.0)
         self.sysmgr = IpcClient(cfg.rundir.sysmgr, timeout=5.0)
@@ -141,14 +143,13 @@ class Cfgmgr:
             self.vemmgr.close()
             self.store.close()
 
-    async def _hamgr_events(self) -> AsyncIterator[dict[str, Any]]:
+    async def _hamgr_events(self) -> AsyncIterator[HaStatus]:
         delay = 0.02
         while True:
             try:
-                async for event in subscribe(self.cfg.rundir.hamgr, "status"):
+                async for event in subscribe_typed(self.cfg.rundir.hamgr, "status", HaStatus):
                     delay = 0.02
-                    if isinstance(event, dict):
-                        yield event
+                    yield event
             except IpcUnavailable:
                 pass
             await asyncio.sleep(delay)
@@ -177,7 +178,7 @@ class Cfgmgr:
         hamgr_instance = None
         async for status in self._hamgr_events():
             self.ha = status
-            instance = status.get("instance", status.get("boot_id"))
+            instance = status.instance
             if instance != hamgr_instance:
                 # A new hamgr process (stateful restart: same boot id, new
                 # instance): tell it again what we told the old one.
@@ -185,10 +186,10 @@ class Cfgmgr:
                 self._facts_dirty.set()
                 if self.sync is not None:
                     self.sync.repush()
-            state = status.get("state")
+            state = status.state
             if state in ("active", "standby") and self._role_started is None:
-                self._role_started = str(state)
-                await self._start_role(str(state))
+                self._role_started = state
+                await self._start_role(state)
             elif state == "active" and self._role_started == "standby":
                 # Failover or switchover: the standby takes over with its store
                 # as it stands (every acknowledged change is in it) and starts
@@ -222,7 +223,7 @@ class Cfgmgr:
             self.active_since_seq = self.store.last_seq
         self.sync = Replication(self, state)
         sender = getattr(self.sync, "sender", None)
-        if sender is not None and self.ha.get("peer_present"):
+        if sender is not None and self.ha.peer_present:
             # A restarted cfgmgr on an active with a standby: that standby was
             # attached to the previous process, so writes keep waiting for its
             # acknowledgement (it reconnects and gets the tail) until hamgr
@@ -241,10 +242,11 @@ class Cfgmgr:
             await self._facts_dirty.wait()
             self._facts_dirty.clear()
             try:
-                await self.hamgr.call(
-                    "set_facts",
-                    last_config_time=float(self.store.get_fact("last_config_time") or 0.0),
-                    change_seq=self.store.last_seq,
+                await self.hamgr.ask(
+                    hamgr_api.SetFacts(
+                        last_config_time=float(self.store.get_fact("last_config_time") or 0.0),
+                        change_seq=self.store.last_seq,
+                    )
                 )
             except IpcError:
                 await asyncio.sleep(0.2)
@@ -261,11 +263,11 @@ class Cfgmgr:
 
     async def _hamgr_says_active(self) -> bool:
         """The gate's question: hamgr, asked now, says this node is the active."""
-        status = await self.hamgr.call("status", timeout=1.0)
-        return isinstance(status, dict) and status.get("state") == "active"
+        status = await self.hamgr.ask(hamgr_api.Status(), timeout=1.0)
+        return status.state == "active"
 
     def is_active(self) -> bool:
-        return self.ha.get("state") == "active"
+        return self.ha.state == "active"
 
     def active_name(self) -> str:
         if self.is_active():
@@ -275,7 +277,7 @@ class Cfgmgr:
         return f"sup-{3 - self.cfg.sup_number} ({self.cfg.peer_role}{where})"
 
     def not_active_text(self) -> str:
-        state = self.ha.get("state", "initializing")
+        state = self.ha.state
         if state == "standby":
             return (
                 "% This supervisor is the HA standby: configuration is accepted only on the "
@@ -289,10 +291,10 @@ class Cfgmgr:
         if self.is_active():
             return
         try:
-            status = await self.hamgr.call("status", timeout=2.0)
+            status: HaStatus | None = await self.hamgr.ask(hamgr_api.Status(), timeout=2.0)
         except IpcError:
             status = None
-        if isinstance(status, dict) and status.get("state") == "active":
+        if status is not None and status.state == "active":
             self.ha = status
             return
         raise NotActive(self.not_active_text())
@@ -320,7 +322,7 @@ class Cfgmgr:
                 source=source,
                 command=command,
                 time=self.wall(),
-                epoch=int(self.ha.get("epoch", 0)),
+                epoch=self.ha.epoch,
             )
         except StoreError as exc:
             self.metrics.commit_failed()

@@ -24,7 +24,8 @@ import time
 from typing import Any
 
 from openvsm.config import Endpoint, NodeConfig
-from openvsm.ipc import IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.contracts.hamgr import HaStatus
+from openvsm.ipc import IpcError, IpcServer, IpcUnavailable, subscribe_typed
 from openvsm.mgmt.address import (
     AddAddress,
     AddressCore,
@@ -108,13 +109,11 @@ class MgmtService:
         delay = 0.02
         while True:
             try:
-                async for status in subscribe(self.cfg.rundir.hamgr, "status"):
+                async for status in subscribe_typed(self.cfg.rundir.hamgr, "status", HaStatus):
                     delay = 0.02
-                    if not isinstance(status, dict):
-                        continue
-                    self.ha_state = str(status.get("state", "initializing"))
+                    self.ha_state = status.state
                     effects = self.core.on_status(
-                        time.monotonic(), self.ha_state, bool(status.get("split_brain"))
+                        time.monotonic(), self.ha_state, status.split_brain
                     )
                     await self._apply(effects)
             except IpcUnavailable:

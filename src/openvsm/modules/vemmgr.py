@@ -57,7 +57,9 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe
+from openvsm.contracts import hamgr as hamgr_api
+from openvsm.contracts.hamgr import HaStatus
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe, subscribe_typed
 from openvsm.modules.checkpoint import (
     CheckpointError,
     read_attachments,
@@ -249,19 +251,16 @@ class Vemmgr:
         backoff = BACKOFF_MIN
         while True:
             try:
-                async for status in subscribe(self.rundir.hamgr, "status"):
+                async for status in subscribe_typed(self.rundir.hamgr, "status", HaStatus):
                     backoff = BACKOFF_MIN
-                    if isinstance(status, dict):
-                        self.on_ha_status(status)
+                    self.on_ha_status(status)
             except (IpcError, OSError, ConnectionError) as exc:
                 log.debug("hamgr status subscription: %s", exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
-    def on_ha_status(self, status: dict[str, Any]) -> None:
-        state = str(status.get("state", ""))
-        epoch = status.get("epoch", 0)
-        epoch = epoch if isinstance(epoch, int) else 0
+    def on_ha_status(self, status: HaStatus) -> None:
+        state, epoch = status.state, status.epoch
         self.ha_state = state
         self.ha_epoch = epoch
         if state == "active":
@@ -448,7 +447,7 @@ class Vemmgr:
             while self._count is not None and self._count != reported:
                 count = self._count
                 try:
-                    await self.hamgr.call("set_module_count", count=count)
+                    await self.hamgr.ask(hamgr_api.SetModuleCount(count=count))
                 except IpcError:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)

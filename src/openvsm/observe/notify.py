@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from openvsm.config import ObserveConfig
+from openvsm.contracts.hamgr import HaStatus
 from openvsm.node import RunDir
 
 log = logging.getLogger("cfgmgr.notify")
@@ -93,15 +94,12 @@ class NotifyCore:
         self.domain, self.node = domain, node
         self.last = last
 
-    def on_status(self, status: dict[str, Any]) -> Job | None:
-        state = _SETTLED.get(str(status.get("state")))
+    def on_status(self, status: HaStatus) -> Job | None:
+        state = _SETTLED.get(status.state)
         if state is None:
             return None
-        try:
-            epoch = int(status.get("epoch", 0))
-        except (TypeError, ValueError):
-            return None
-        key = (state.value, epoch, status.get("boot_id"))
+        epoch = status.epoch
+        key = (state.value, epoch, status.boot_id)
         if key == self.last:
             return None
         self.last = key
@@ -178,7 +176,7 @@ class NotifyRunner:
             tmp.write_text(json.dumps(list(self.core.last)))
             tmp.replace(self.last_path)
 
-    def on_status(self, status: dict[str, Any]) -> None:
+    def on_status(self, status: HaStatus) -> None:
         before = self.core.last
         job = self.core.on_status(status)
         if self.core.last != before:
@@ -188,7 +186,7 @@ class NotifyRunner:
             self.idle.clear()
             self._wake.set()
 
-    async def follow(self, events: AsyncIterator[dict[str, Any]]) -> None:
+    async def follow(self, events: AsyncIterator[HaStatus]) -> None:
         async for status in events:
             self.on_status(status)
 

@@ -50,9 +50,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from msgspec import UnsetType
 
 from openvsm.config import InterfaceConfig, NodeConfig
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable
+from openvsm.contracts import hamgr as api
+from openvsm.contracts.base import Ok
+from openvsm.contracts.hamgr import HaStatus
+from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, decode_args
 from openvsm.node import PREVIOUS_EXIT_ENV, NodeReload
 from openvsm.observe.export import HamgrMetrics, InterfaceMetrics, encode_hamgr_metrics
 from openvsm.observe.gaps import HeartbeatGaps
@@ -237,7 +241,7 @@ class Hamgr:
         self._logs_acked = asyncio.Event()
         self._last_remote_logs: tuple[str, int, int, int] | None = None
         self.split_started: float | None = None
-        self._last_status: dict[str, Any] | None = None
+        self._last_status: HaStatus | None = None
 
     # ---- time -----------------------------------------------------------
     def now(self) -> float:
@@ -730,28 +734,25 @@ class Hamgr:
         return {"cleared": which}
 
     # ---- status ---------------------------------------------------------
-    def ha_status(self) -> dict[str, Any]:
+    def ha_status(self) -> HaStatus:
         st = self.engine.status(self.now())
-        return {
-            "state": self.engine.state.value,
-            "role": self.cfg.role,
-            "epoch": self.engine.epoch,
-            "peer_present": bool(st.peer_present),
-            "peer_lost": self.peer_lost,
-            "peer_state": str(st.other_rdn_state),
-            "internal_state": str(st.this_internal_state),
-            "degraded": bool(st.degraded),
-            # A split-brain resolution is pending: the mgmt service holds off the
-            # shared management address until its outcome.
-            "split_brain": bool(st.split_brain),
-            "peer_control": str(self.cfg.control.peer) if self.cfg.control.peer else None,
-            "switch_seq": self.switch_seq,
-            "boot_id": self.engine.config.boot_id,
-            "instance": self.instance,
-            # Split-brain resolution inputs as hamgr holds them (DESIGN §3).
-            "module_count": self.module_count,
-            "last_config_time": self.last_config_time,
-        }
+        return HaStatus(
+            state=self.engine.state.value,
+            role=self.cfg.role,
+            epoch=self.engine.epoch,
+            peer_present=bool(st.peer_present),
+            peer_lost=self.peer_lost,
+            peer_state=str(st.other_rdn_state),
+            internal_state=str(st.this_internal_state),
+            degraded=bool(st.degraded),
+            split_brain=bool(st.split_brain),
+            peer_control=str(self.cfg.control.peer) if self.cfg.control.peer else None,
+            switch_seq=self.switch_seq,
+            boot_id=self.engine.config.boot_id,
+            instance=self.instance,
+            module_count=self.module_count,
+            last_config_time=self.last_config_time,
+        )
 
     def redundancy_status(self) -> dict[str, Any]:
         st = self.engine.status(self.now())
@@ -866,75 +867,85 @@ class Hamgr:
 
     # ---- IPC ------------------------------------------------------------
     async def _handle(self, op: str, args: dict[str, Any]) -> Any:
-        now = self.now()
         if op in ("status", "subscribed"):
             return self.ha_status()
-        if op == "redundancy_status":
+        if op == api.RedundancyStatus.op:
             return self.redundancy_status()
-        if op == "switchover":
-            # This node reloads after handing over: from now on cfgmgr must not
-            # acknowledge a change the standby may not have (fenced first).
-            await self._fence_cfgmgr(True)
-            try:
-                self._process(self.engine.request_switchover(self.now()))
-            except eng.EngineError as exc:
-                await self._fence_cfgmgr(False)
-                raise IpcError(f"% {exc}") from None
-            return {"ok": True}
-        if op == "reload":
+        if op == api.Switchover.op:
+            return await self._switchover()
+        if op == api.Reload.op:
+            decode_args(args, api.Reload)
             await self._fence_cfgmgr(True)
             self._process(self.engine.request_reload(self.now()))
-            return {"ok": True}
-        if op == "set_facts":
-            if "module_count" in args:
-                self.module_count = int(args["module_count"])
-            if "last_config_time" in args:
-                self.last_config_time = float(args["last_config_time"])
-            if "change_seq" in args:
-                self.change_seq = int(args["change_seq"])
+            return Ok()
+        if op == api.SetFacts.op:
+            return self._set_facts(decode_args(args, api.SetFacts))
+        if op == api.SetModuleCount.op:
+            self.module_count = decode_args(args, api.SetModuleCount).count
             self._push_facts()
             self._keep_resolution_facts()
-            return {"ok": True}
-        if op == "set_module_count":
-            self.module_count = int(args.get("count", 0))
-            self._push_facts()
-            self._keep_resolution_facts()
-            return {"ok": True}
-        if op == "sync_state":
-            state = str(args.get("state", "none"))
-            try:
-                # Out of sync: the truth at once, never held.
-                held = self.engine.set_sync_state(state, None if args.get("out_of_sync") else now)
-            except eng.EngineError as exc:
-                raise IpcError(f"% {exc}") from None
-            self.sync_state = state
-            effects: list[Any] = [eng.StatusChanged(), *held]
-            if args.get("out_of_sync"):
-                self.trace("sync buffer overflow: standby marked out of sync, will be reset")
-                effects += self.engine.mark_standby_out_of_sync(now)
-            self._process(effects)
-            return {"ok": True}
-        if op == "sync_reset":
+            return Ok()
+        if op == api.SyncState.op:
+            return self._sync_state(decode_args(args, api.SyncState))
+        if op == api.SyncReset.op:
             # "hot": the reset stream had reached streaming (cfgmgr's receiver
             # saw it); without it the reset is not an HA standby's.
-            hot = args.get("hot") is True
-            self._process(self.engine.on_sync_reset(now, stream_hot=hot))
-            return {"ok": True}
-        if op == "trace":
+            hot = decode_args(args, api.SyncReset).hot
+            self._process(self.engine.on_sync_reset(self.now(), stream_hot=hot))
+            return Ok()
+        if op == api.Trace.op:
             return self.trace_table()
-        if op == "counters":
+        if op == api.Counters.op:
             return self.counters_table()
-        if op == "metrics":
-            return encode_hamgr_metrics(self.metrics(recent=args.get("recent") is True))
-        if op == "clear_peer_mac":
+        if op == api.Metrics.op:
+            recent = decode_args(args, api.Metrics).recent
+            return encode_hamgr_metrics(self.metrics(recent=recent))
+        if op == api.ClearPeerMac.op:
             self._process(self.engine.clear_peer_macs())
             self.trace("learnt peer MAC addresses cleared by operator")
-            return {"ok": True}
-        if op == "activeactive":
-            return self.activeactive(str(args.get("which")))
-        if op == "clear_activeactive":
-            return self.clear_activeactive(str(args.get("which")))
+            return Ok()
+        if op == api.ActiveActive.op:
+            return self.activeactive(decode_args(args, api.ActiveActive).which)
+        if op == api.ClearActiveActive.op:
+            return self.clear_activeactive(decode_args(args, api.ClearActiveActive).which)
         raise IpcError(f"unknown op {op}")
+
+    async def _switchover(self) -> Ok:
+        # This node reloads after handing over: from now on cfgmgr must not
+        # acknowledge a change the standby may not have (fenced first).
+        await self._fence_cfgmgr(True)
+        try:
+            self._process(self.engine.request_switchover(self.now()))
+        except eng.EngineError as exc:
+            await self._fence_cfgmgr(False)
+            raise IpcError(f"% {exc}") from None
+        return Ok()
+
+    def _set_facts(self, req: api.SetFacts) -> Ok:
+        if not isinstance(req.module_count, UnsetType):
+            self.module_count = req.module_count
+        if not isinstance(req.last_config_time, UnsetType):
+            self.last_config_time = req.last_config_time
+        if not isinstance(req.change_seq, UnsetType):
+            self.change_seq = req.change_seq
+        self._push_facts()
+        self._keep_resolution_facts()
+        return Ok()
+
+    def _sync_state(self, req: api.SyncState) -> Ok:
+        now = self.now()
+        try:
+            # Out of sync: the truth at once, never held.
+            held = self.engine.set_sync_state(req.state, None if req.out_of_sync else now)
+        except eng.EngineError as exc:
+            raise IpcError(f"% {exc}") from None
+        self.sync_state = req.state
+        effects: list[Any] = [eng.StatusChanged(), *held]
+        if req.out_of_sync:
+            self.trace("sync buffer overflow: standby marked out of sync, will be reset")
+            effects += self.engine.mark_standby_out_of_sync(now)
+        self._process(effects)
+        return Ok()
 
 
 def _acc_dict(e: AccountingEntry) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""The node's IPC contracts from outside: a request whose arguments do not
+match its contract is refused with a clear error and counted; the service and
+its typed readers (cfgmgr's show module, vemmgr's module count) carry on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from openvsm.ipc import IpcError
+from openvsm.lab.lab import Lab, ipc_call, wait_for
+
+SETTLE = 60.0
+
+
+def test_hamgr_refuses_arguments_of_another_shape(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(timers="default", rest=False, vems=1)
+    active = lab.start()
+    sock = lab.rundir(active) / "hamgr.sock"
+    # vemmgr's typed set_module_count reached hamgr: its status says so.
+    wait_for(lambda: ipc_call(sock, "status")["module_count"] == 1, SETTLE, "module count")
+    status = ipc_call(sock, "status")
+    assert status["state"] == "active" and "peer_lost" in status and "boot_id" in status
+    for op, args, text in (
+        ("set_module_count", {"cnt": 7}, "unknown field `cnt`"),
+        ("set_module_count", {}, "missing required field `count`"),
+        ("sync_state", {"state": "lukewarm"}, "Invalid enum value 'lukewarm'"),
+    ):
+        with pytest.raises(IpcError, match=f"bad arguments to {op}: .*{text}"):
+            ipc_call(sock, op, **args)
+    assert ipc_call(sock, "ipc_counters")["bad_args"] == 3
+    assert ipc_call(sock, "status")["module_count"] == 1  # nothing was taken from them
+    rows = lab.cli_json(active, "show module")["TABLE_modinfo"]["ROW_modinfo"]
+    assert any(r["status"] == "active *" for r in rows), rows
