@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe, subscribe_typed
@@ -339,7 +340,7 @@ class Vemmgr:
             self.checkpoint_path.unlink()
 
     async def _list(self, kind: str) -> dict[str, Any]:
-        result = await self.cfgmgr.call("list", kind=kind)
+        result = await self.cfgmgr.ask(cfg_api.List(kind=kind))
         return dict(result) if isinstance(result, dict) else {}
 
     async def _load_from_store(self) -> None:

@@ -53,6 +53,7 @@ import msgspec
 from msgspec import UnsetType
 
 from openvsm.config import InterfaceConfig, NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as api
 from openvsm.contracts.base import Ok
 from openvsm.contracts.hamgr import HaStatus
@@ -666,14 +667,14 @@ class Hamgr:
         discarded: list[AccountingEntry] = []
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            raw_acc = await client.call("accounting", limit=500)
-            accounting = [AccountingEntry(**e) for e in raw_acc]
+            rows = await client.ask(cfg_api.Accounting(limit=500))
+            accounting = [_acc_entry(r) for r in rows]
             if discard:
                 since = self.split_started or self.last_active_time
                 # fence: the loser's cfgmgr refuses writes from now on, so
                 # every change it acknowledged is in this list.
-                raw_disc = await client.call("changes_since_time", time=since, fence=True)
-                discarded = [AccountingEntry(**e) for e in raw_disc]
+                rows = await client.ask(cfg_api.ChangesSinceTime(time=since, fence=True))
+                discarded = [_acc_entry(r) for r in rows]
         except (IpcError, TypeError, ValueError) as exc:
             self.trace(f"split-brain: could not collect the accounting log: {exc}")
         finally:
@@ -695,7 +696,7 @@ class Hamgr:
         """Make cfgmgr refuse (or accept again) writes, before a handover."""
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            await client.call("fence", fenced=fenced)
+            await client.ask(cfg_api.Fence(fenced=fenced))
         except IpcError as exc:
             self.trace(f"could not {'fence' if fenced else 'unfence'} cfgmgr: {exc}")
         finally:
@@ -946,6 +947,10 @@ class Hamgr:
             effects += self.engine.mark_standby_out_of_sync(now)
         self._process(effects)
         return Ok()
+
+
+def _acc_entry(r: cfg_api.AccountingRow) -> AccountingEntry:
+    return AccountingEntry(time=r.time, user=r.user, command=r.command, result=r.result, seq=r.seq)
 
 
 def _acc_dict(e: AccountingEntry) -> dict[str, Any]:
