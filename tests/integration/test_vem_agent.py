@@ -108,6 +108,7 @@ class StandInVsm:
                                 module=3,
                                 config=msgspec.msgpack.encode(SNAPSHOT),
                                 config_seq=1,
+                                nonce=frame.msg.nonce,  # the VEM takes only an echo
                             ),
                             self.vem_addr,
                         )

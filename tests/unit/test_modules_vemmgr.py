@@ -174,7 +174,11 @@ def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
             hamgr.set(state="active", epoch=3)
             await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
             assert core.module == 3 and core.highest_epoch == 3
-            await wait_until(lambda: "module" in cfgmgr.store, "module committed")
+            # The attach commits it powered-up, the VEM's first heartbeat ok.
+            await wait_until(
+                lambda: cfgmgr.store.get("module", {}).get("uuid-host-1", {}).get("status") == "ok",
+                "module committed ok",
+            )
             body = cfgmgr.store["module"]["uuid-host-1"]
             assert body["module"] == 3 and body["status"] == "ok"
             assert cfgmgr.store["veth"]["Vethernet1"]["vm"] == "vm-a"

@@ -253,7 +253,7 @@ class FakeVem:
             "active_mac": "02:00:00:00:00:01",
             "epoch": 5,
             "module": 3,
-            "counters": {"heartbeats_sent": 7},
+            "counters": {"heartbeats_sent": 7, "replayed": 4},
             "drops": {"bad_hmac": 2},
             "datapath_errors": ["x"],
         }
@@ -287,6 +287,7 @@ def test_vem_metrics() -> None:
     assert got["openvsm_vem_datapath_errors"][()] == 1.0
     assert got["openvsm_vem_datapath_errors_seen_total"][()] == 3.0
     assert got["openvsm_vem_frames_dropped_total"][(("reason", "bad_hmac"),)] == 2.0
+    assert got["openvsm_vem_frames_refused_total"][(("reason", "replayed"),)] == 4.0
 
 
 def exported_names() -> set[str]:

@@ -58,6 +58,16 @@ SNAPSHOT = VemConfigSnapshot(
 )
 
 
+_NONCES = itertools.count(1001)
+_LAST_NONCE = [0]
+
+
+def _nonce() -> int:
+    """The cores' attach nonces: deterministic; a FakeVsm's ack echoes the newest."""
+    _LAST_NONCE[0] = next(_NONCES)
+    return _LAST_NONCE[0]
+
+
 class FakeVsm:
     """Builds authentic-looking frames from one VSM (sequence numbers increase)."""
 
@@ -76,7 +86,10 @@ class FakeVsm:
             msg=msg,
         )
 
-    def ack(self, module: int = 3, snapshot: VemConfigSnapshot = SNAPSHOT) -> Frame:
+    def ack(
+        self, module: int = 3, snapshot: VemConfigSnapshot = SNAPSHOT, nonce: int | None = None
+    ) -> Frame:
+        """An accepted ack of the newest attach a core sent (or of ``nonce``)."""
         return self.frame(
             VemAttachAck(
                 host_uuid=UUID,
@@ -84,6 +97,7 @@ class FakeVsm:
                 module=module,
                 config=msgspec.msgpack.encode(snapshot),
                 config_seq=snapshot.config_seq,
+                nonce=_LAST_NONCE[0] if nonce is None else nonce,
             )
         )
 
@@ -107,6 +121,7 @@ def new_core() -> VemCore:
         vsms=(A, B),
         heartbeat_interval=HB,
         headless_after=HEADLESS,
+        nonces=_nonce,
     )
 
 
@@ -159,7 +174,9 @@ def test_refused_attach_is_counted_and_retried() -> None:
     core = new_core()
     core.start(0.0)
     vsm = FakeVsm(MAC_A, 1)
-    refusal = vsm.frame(VemAttachAck(host_uuid=UUID, accepted=False, reason="module limit 1"))
+    refusal = vsm.frame(
+        VemAttachAck(host_uuid=UUID, accepted=False, reason="module limit 1", nonce=_LAST_NONCE[0])
+    )
     effects = core.on_frame(refusal, A, 0.1)
     assert st(core) is VemState.BOOTING
     assert core.counters["attach_refused"] == 1
@@ -183,6 +200,7 @@ def test_heartbeats_from_a_new_active_without_switch_request_do_not_move_the_vem
 def test_switch_request_from_new_active_detaches_and_attaches_to_it() -> None:
     a, b = FakeVsm(MAC_A, 1), FakeVsm(MAC_B, 2, SenderRole.SECONDARY)
     core = attached_core(a)
+    boot_nonce = _LAST_NONCE[0]  # the boot attach went to A and B; B has not answered
     core.on_frame(b.heartbeat(), B, 1.0)
     effects = core.on_frame(b.switch(B), B, 1.1)
     out = [(s.addr, type(s.msg)) for s in sends(effects)]
@@ -193,7 +211,7 @@ def test_switch_request_from_new_active_detaches_and_attaches_to_it() -> None:
     # The old active's heartbeats and acks no longer count.
     assert core.on_frame(a.heartbeat(), A, 1.2) == []
     # An ack of the old active (stale epoch): not taken, answered with a detach.
-    stale = sends(core.on_frame(a.ack(), A, 1.3))
+    stale = sends(core.on_frame(a.ack(nonce=boot_nonce), A, 1.3))
     assert [(x.addr, type(x.msg)) for x in stale] == [(A, VemDetach)]
     assert st(core) is VemState.SWITCHING
     core.on_frame(b.ack(module=3), B, 1.4)
@@ -210,9 +228,15 @@ def test_a_second_ack_of_a_headless_round_is_answered_with_a_detach() -> None:
     core = new_core()
     effects = core.start(0.0)
     assert [s.addr for s in sends(effects)] == [A, B]
-    core.on_frame(a.ack(), A, 0.1)
+    n1 = _LAST_NONCE[0]
+    core.tick(HB)
+    n2 = _LAST_NONCE[0]
+    core.tick(2 * HB)
+    n3 = _LAST_NONCE[0]
+    assert len({n1, n2, n3}) == 3  # a fresh nonce per attach round
+    core.on_frame(a.ack(nonce=n3), A, 2.1)
     assert st(core) is VemState.ATTACHED and core.active_addr == A
-    late = sends(core.on_frame(b.ack(), B, 0.12))
+    late = sends(core.on_frame(b.ack(nonce=n3), B, 2.12))
     assert [(x.addr, type(x.msg)) for x in late] == [(B, VemDetach)]
     detach = late[0].msg
     assert isinstance(detach, VemDetach) and detach.host_uuid == UUID
@@ -222,13 +246,19 @@ def test_a_second_ack_of_a_headless_round_is_answered_with_a_detach() -> None:
     # The same from a VSM of a lower epoch (chaos: the ack of the split-brain
     # side the VEM had not picked came after it attached to the other).
     old = FakeVsm("02:00:00:00:00:0c", 2)
-    stale = sends(core.on_frame(old.ack(), ("127.0.0.1", 17203), 0.125))
+    stale = sends(core.on_frame(old.ack(nonce=n1), ("127.0.0.1", 17203), 2.125))
     assert [type(x.msg) for x in stale] == [VemDetach]
     assert isinstance(stale[0].msg, VemDetach) and "epoch 2 is stale" in stale[0].msg.reason
     # A refusal from the other VSM needs no answer; the active's re-ack neither.
-    no = b.frame(VemAttachAck(host_uuid=UUID, accepted=False, reason="full"))
-    assert not sends(core.on_frame(no, B, 0.13))
-    assert not [x for x in sends(core.on_frame(a.ack(), A, 0.14)) if isinstance(x.msg, VemDetach)]
+    no = b.frame(VemAttachAck(host_uuid=UUID, accepted=False, reason="full", nonce=n1))
+    assert not sends(core.on_frame(no, B, 2.13))
+    assert not [
+        x for x in sends(core.on_frame(a.ack(nonce=n2), A, 2.14)) if isinstance(x.msg, VemDetach)
+    ]
+    # Every attach is answered now: one more ack (a capture replayed under a
+    # fresh sequence number, or forged) is dropped, counted, and answered with nothing.
+    assert core.on_frame(b.ack(nonce=n3), B, 2.15) == []
+    assert core.counters["unsolicited_acks"] == 1
 
 
 def test_stale_epoch_switch_request_and_ack_are_ignored() -> None:

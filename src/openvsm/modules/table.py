@@ -43,6 +43,16 @@ VEMs' active). ``attachments``/``restore_attachments`` give vemmgr what it
 checkpoints so that a restarted vemmgr resumes them for the same epoch
 instead of starting every VEM at ``powered-up`` again.
 
+Freshness (issue 12 point 2, ``openvsm.wire.freshness``): every VEM frame
+passes a ``FreshnessFilter`` keyed by the VEM's MAC (derived from its host
+UUID) and boot id: per sender a high-water mark of ``seq`` with a small
+reorder window. A duplicate, a replay or a frame from before the first one
+heard of that boot is dropped and counted (``replayed``, ``epoch_limit``) and
+changes nothing; a VEM reboot (a new boot id in its attach) is accepted. An
+attach ack echoes the attach's ``nonce`` (the VEM takes no other) and carries
+this table's ``boot_id`` (vemmgr's, random per start), as do its heartbeats
+and switch requests.
+
 Only the active serves VEMs; the standby keeps the table current from the
 replicated store objects (``apply_changes``) and answers ``show`` from it.
 
@@ -69,6 +79,7 @@ from openvsm.contracts.objects import Veth as VethBody
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
+from openvsm.wire.freshness import FreshnessFilter, new_nonce
 from openvsm.wire.messages import (
     ConfigDelta,
     Message,
@@ -349,6 +360,7 @@ _TABLE_COUNTERS = (
     "bad_attach",
     "not_active",
     "replayed",
+    "epoch_limit",
     "bad_role",
     "unknown_module",
     "switch_requests_sent",
@@ -378,7 +390,8 @@ class ModuleTable:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TABLE_COUNTERS, 0))
     _next_heartbeat: float = math.inf
     _config_seq: int = 0
-    _last_seq: dict[str, int] = field(default_factory=dict)
+    boot_id: int = field(default_factory=new_nonce)  # vemmgr's boot (random per start)
+    _fresh: FreshnessFilter = field(default_factory=lambda: FreshnessFilter(epoch_step=None))
     _reported_count: int = -1
     _refusal_traced: bool = False
     _veth_high: int = 0
@@ -561,7 +574,9 @@ class ModuleTable:
             mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
-                effects.append(Send(mod.addr, SwitchRequest(vsm_addr=self.listen)))
+                effects.append(
+                    Send(mod.addr, SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id))
+                )
                 targets += 1
         self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
         self._attached = None
@@ -701,6 +716,7 @@ class ModuleTable:
                             host_uuid=mod.host_uuid,
                             module=mod.number,
                             config_seq=mod.pushed_seq,
+                            boot_id=self.boot_id,
                         ),
                     )
                 )
@@ -719,11 +735,12 @@ class ModuleTable:
         if not self.active:
             self.counters["not_active"] += 1
             return []
-        last = self._last_seq.get(frame.mac)
-        if last is not None and frame.seq <= last:
-            self.counters["replayed"] += 1
+        if self._fresh.max_senders < 2 * self.module_limit:
+            self._fresh.max_senders = 2 * self.module_limit  # every VEM keeps its window
+        refused = self._fresh.check(frame)
+        if refused is not None:
+            self.counters["replayed" if refused == "replay" else refused] += 1
             return []
-        self._last_seq[frame.mac] = frame.seq
         msg = frame.msg
         if isinstance(msg, VemAttach):
             return self._on_attach(frame, msg, src, now)
@@ -761,9 +778,14 @@ class ModuleTable:
                     effects.append(
                         Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}")
                     )
-                effects.append(
-                    Send(src, VemAttachAck(host_uuid=msg.host_uuid, accepted=False, reason=reason))
+                refusal = VemAttachAck(
+                    host_uuid=msg.host_uuid,
+                    accepted=False,
+                    reason=reason,
+                    nonce=msg.nonce,
+                    boot_id=self.boot_id,
                 )
+                effects.append(Send(src, refusal))
                 return effects
             mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
@@ -849,6 +871,8 @@ class ModuleTable:
                     module=mod.number,
                     config=raw,
                     config_seq=seq,
+                    nonce=msg.nonce,
+                    boot_id=self.boot_id,
                 ),
             )
         )

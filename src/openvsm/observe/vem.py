@@ -94,6 +94,14 @@ class VemCollector:
         for reason, n in sorted((st.get("drops") or {}).items()):
             drops.add_metric([str(reason)], float(n))
         yield drops
+        refused = CounterMetricFamily(
+            "openvsm_vem_frames_refused",
+            "VSM frames refused by the VEM core: replayed, stale epoch, unsolicited attach ack",
+            labels=["reason"],
+        )
+        for key in ("replayed", "stale_epoch", "unsolicited_acks", "epoch_limit"):
+            refused.add_metric([key], float(c.get(key, 0)))
+        yield refused
 
     def _ports(self) -> Iterator[Metric]:
         counts = {"forwarding": 0, "blocked": 0}

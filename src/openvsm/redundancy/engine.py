@@ -48,10 +48,10 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
   ``max_loss_interval`` -> ACTIVE.
 - crash fast path (HA standby only, ``on_sync_reset``): a round of
   ``LivenessProbe`` on both ifaces every ``probe_timeout / PROBE_ROUNDS``.
-  The active is alive only if it answers a probe (``LivenessAck`` with the
-  episode's nonce): a heartbeat request proves nothing, it may have left the
-  active before it died and be read after the reset. ACTIVE at once when the
-  peer's host reports the active's ports closed on both ifaces
+  The active is alive only if it answers a probe (``LivenessAck`` echoing
+  the episode's fresh random nonce, once): a heartbeat request proves
+  nothing, it may have left the active before it died and be read after
+  the reset. ACTIVE at once when the peer's host reports the active's ports closed on both ifaces
   (``on_peer_unreachable``: ICMP port unreachable, the adapter's evidence that
   nothing listens there any more), else when no ack came within
   ``probe_timeout``. Only a reset of a stream that had reached streaming
@@ -159,6 +159,7 @@ from openvsm.redundancy.collision import (
 )
 from openvsm.redundancy.splitbrain import Resolution, RoleName, Side, decide
 from openvsm.wire.codec import Frame, mac_to_bytes
+from openvsm.wire.freshness import new_nonce
 from openvsm.wire.messages import (
     Discovery,
     Flag,
@@ -463,7 +464,6 @@ class Engine:
         self._acknowledged = False
         self._inconsistent = False
         self._active_degraded = False
-        self._probe_seq = 0
         self._probe_nonce: int | None = None
         self._probe_deadline = INF
         self._probe_next = INF  # next round of probes
@@ -519,7 +519,7 @@ class Engine:
             return self._resume_standby(point, now)
         self._resume = point
         self._resume_deadline = now + self._timers.heartbeat_interval
-        self._resume_nonce = self.config.boot_id
+        self._resume_nonce = new_nonce()  # fresh: no captured ack of an earlier resume matches
         effects: list[Effect] = [
             Trace(
                 f"restart: resuming as active (epoch {point.epoch}) unless the "
@@ -796,8 +796,9 @@ class Engine:
                     "the heartbeat loss interval decides"
                 )
             ]
-        self._probe_seq += 1
-        self._probe_nonce = self._probe_seq
+        # A fresh random nonce per episode (a counter restarts with the process: an
+        # ack captured in an earlier boot would echo it), forgotten once answered.
+        self._probe_nonce = new_nonce()
         self._probe_deadline = now + self.config.probe_timeout
         self._probe_refused = set()
         return [
@@ -831,7 +832,7 @@ class Engine:
         effects: list[Effect] = []
         for iface in BOTH:
             self._count(iface, "probe_sent")
-            effects.append(Send(iface, LivenessProbe(nonce=self._probe_seq)))
+            effects.append(Send(iface, LivenessProbe(nonce=self._probe_nonce or 0)))
         return effects
 
     def _end_probing(self) -> None:

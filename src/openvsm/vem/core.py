@@ -33,9 +33,20 @@ Theory of operation (seed, "VSM-VEM Communication Loss")::
 
 Fencing: every frame header carries the sender's epoch. A ``SwitchRequest``
 or ``VemAttachAck`` from an epoch lower than the highest the VEM accepted is
-ignored and counted (``stale_epoch``). A frame whose sequence number is not
-newer than the last accepted from that VSM (same epoch) is a replay or a
-duplicate: dropped and counted (``replayed``).
+ignored and counted (``stale_epoch``), and so is any frame of an epoch below
+the last accepted from that VSM.
+
+Freshness (issue 12 point 2, ``openvsm.wire.freshness``): per VSM (system
+MAC, vemmgr boot id) a high-water mark of ``seq`` with a small reorder
+window: a duplicate, a replay, or a frame from before the first one heard of
+that boot is dropped and counted (``replayed``; ``epoch_limit`` for an epoch
+beyond the bound), and changes nothing. A new vemmgr boot is accepted. Every
+attach carries a fresh random ``nonce`` (one per attach round, sent to each
+target); an ack must echo a nonce this VEM sent and has not yet seen answered
+(each target answers once), else it is dropped and counted
+(``unsolicited_acks``): a captured ack replayed later never attaches the VEM,
+to an old VSM or epoch or otherwise. The VEM's own frames carry its
+``boot_id`` (random per agent start) in attaches and heartbeats.
 
 Configuration: attach acks and ``ConfigDelta`` carry a msgpack
 ``VemConfigSnapshot``; with the attached vEth ports it becomes a
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -53,6 +65,7 @@ import msgspec
 from openvsm.config import VemConfig
 from openvsm.vem.model import DesiredState, PortChannelState, VemConfigSnapshot, VethState
 from openvsm.wire.codec import Frame
+from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests, new_nonce
 from openvsm.wire.messages import (
     ConfigDelta,
     Message,
@@ -117,6 +130,8 @@ class ImpossibleTransition(RuntimeError):
 _COUNTERS = (
     "frames_in",
     "replayed",
+    "epoch_limit",
+    "unsolicited_acks",
     "stale_epoch",
     "bad_role",
     "heartbeats_sent",
@@ -315,9 +330,13 @@ class VemCore:
     config: VemConfigSnapshot = field(default_factory=VemConfigSnapshot)
     config_seq: int = 0
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    boot_id: int = field(default_factory=new_nonce)  # this agent's boot (random per start)
+    nonces: Callable[[], int] = new_nonce  # attach nonces (tests pass a deterministic one)
     _ports: dict[str, VethPort] = field(default_factory=dict)
     _known: list[Addr] = field(default_factory=list)
-    _last_seq: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _last_epoch: dict[str, int] = field(default_factory=dict)
+    _fresh: FreshnessFilter = field(default_factory=lambda: FreshnessFilter(epoch_step=None))
+    _attaches: OutstandingRequests = field(default_factory=lambda: OutstandingRequests(keep=16))
     _timers: _Timers = field(default_factory=_Timers)
     _applied: DesiredState | None = None
     _last_refusal: str = ""
@@ -394,15 +413,14 @@ class VemCore:
         if frame.role is SenderRole.VEM:
             self.counters["bad_role"] += 1
             return []
-        last = self._last_seq.get(frame.mac)
-        if last is not None:
-            if frame.epoch < last[0]:
-                self.counters["stale_epoch"] += 1
-                return []
-            if frame.epoch == last[0] and frame.seq <= last[1]:
-                self.counters["replayed"] += 1
-                return []
-        self._last_seq[frame.mac] = (frame.epoch, frame.seq)
+        if frame.epoch < self._last_epoch.get(frame.mac, 0):
+            self.counters["stale_epoch"] += 1
+            return []
+        refused = self._fresh.check(frame)
+        if refused is not None:
+            self.counters["replayed" if refused == "replay" else refused] += 1
+            return []
+        self._last_epoch[frame.mac] = frame.epoch
         msg = frame.msg
         if isinstance(msg, VemHeartbeat):
             return self._on_heartbeat(frame, src, now)
@@ -521,12 +539,17 @@ class VemCore:
             # Headless (or booting): attach to any active we can reach, now.
             reason = "headless" if self.state is VemState.HEADLESS else "boot"
             self.counters["attach_sent"] += 1
-            return [Send(src, self._attach_msg(reason))]
+            return [Send(src, self._attach_msg(reason, 1))]
         return []
 
     def _on_ack(self, frame: Frame, msg: VemAttachAck, src: Addr, now: float) -> list[Effect]:
         if msg.host_uuid != self.host_uuid:
             self.counters["acks_ignored"] += 1
+            return []
+        if not self._attaches.answered(msg.nonce):
+            # Not the answer to an attach this VEM sent (or answered already):
+            # a replayed capture, or forged. Nothing changes, nothing is sent.
+            self.counters["unsolicited_acks"] += 1
             return []
         if frame.epoch < self.highest_epoch:
             self.counters["stale_epoch"] += 1
@@ -673,7 +696,10 @@ class VemCore:
         self.counters["stray_acks_detached"] += 1
         return Send(src, VemDetach(host_uuid=self.host_uuid, reason=reason))
 
-    def _attach_msg(self, reason: str) -> VemAttach:
+    def _attach_msg(self, reason: str, targets: int) -> VemAttach:
+        """An attach with a fresh nonce, which each of ``targets`` may answer once."""
+        nonce = self.nonces()
+        self._attaches.sent(nonce, targets)
         if not self._attach_round:  # this attach carries the current list
             self._attach_round = True
             self._ports_changed = False
@@ -690,6 +716,8 @@ class VemCore:
             reason=reason,
             uplink_profiles=sorted({p for _, p in self.uplinks}),
             module=self.module,
+            boot_id=self.boot_id,
+            nonce=nonce,
         )
 
     def _send_attach(self, now: float, reason: str) -> list[Effect]:
@@ -698,7 +726,7 @@ class VemCore:
             if self.state is VemState.SWITCHING and self.switch_target is not None
             else list(self._known)
         )
-        msg = self._attach_msg(reason)
+        msg = self._attach_msg(reason, len(targets))
         self.counters["attach_sent"] += len(targets)
         self._timers.next_attach = now + self.heartbeat_interval
         return [Send(addr, msg) for addr in targets]
@@ -715,6 +743,7 @@ class VemCore:
                 ports=len(self._ports),
                 headless=False,
                 status="ok",
+                boot_id=self.boot_id,
             ),
         )
 

@@ -36,10 +36,22 @@ A refused frame changes nothing: neither the window nor the epochs.
 ``OutstandingRequests``: a heartbeat response must echo a request this
 node sent and has not yet seen answered (hamgr records every request it
 sends; a response that echoes anything else is refused, ``unsolicited``).
+The VEM core uses it for the nonces of its attach requests: an attach ack
+must echo one (``new_nonce`` draws them: random, never 0).
+
+VEM frames (both directions) pass a ``FreshnessFilter`` too: in vemmgr's
+``ModuleTable`` (VEM->VSM, senders keyed by the VEM's MAC, derived from its
+host UUID, and the VEM's boot id) and in ``VemCore`` (VSM->VEM, keyed by the
+VSM's system MAC and vemmgr's boot id). Their boot ids ride in ``VemAttach``,
+``VemAttachAck``, ``VemHeartbeat`` and ``SwitchRequest``. Those filters run
+without the ``EPOCH_STEP`` rule (``epoch_step=None``): a VEM's epoch is the
+highest it accepted, which jumps from 0 to the VSM's on its first attach, and
+the fencing of VSM epochs is the VEM core's (``stale_epoch``).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
@@ -51,6 +63,10 @@ from openvsm.wire.messages import (
     HeartbeatResponse,
     Message,
     ResolutionInfo,
+    SwitchRequest,
+    VemAttach,
+    VemAttachAck,
+    VemHeartbeat,
 )
 
 WINDOW: Final = 16  # both interfaces interleave: reordering is a few frames at most
@@ -62,9 +78,24 @@ _FULL: Final = (1 << WINDOW) - 1
 
 
 def boot_of(msg: Message) -> int | None:
-    if isinstance(msg, Discovery | HeartbeatRequest | HeartbeatResponse | ResolutionInfo):
+    if isinstance(
+        msg,
+        Discovery
+        | HeartbeatRequest
+        | HeartbeatResponse
+        | ResolutionInfo
+        | VemAttach
+        | VemAttachAck
+        | VemHeartbeat
+        | SwitchRequest,
+    ):
         return msg.boot_id
     return None
+
+
+def new_nonce() -> int:
+    """A fresh random nonce (63 bits, never 0: 0 is what an old peer echoes)."""
+    return secrets.randbits(63) | 1
 
 
 @dataclass
@@ -77,7 +108,11 @@ class _Window:
 class FreshnessFilter:
     """Refuses replayed, duplicated, too old and epoch-jumping frames. Sans-IO."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, max_senders: int = MAX_SENDERS, epoch_step: int | None = EPOCH_STEP
+    ) -> None:
+        self.max_senders = max_senders
+        self.epoch_step = epoch_step
         self._windows: OrderedDict[tuple[int, str, int | None], _Window] = OrderedDict()
         self._newest_boot: dict[tuple[int, str], int | None] = {}
         self._newest_seq: dict[tuple[int, str], int] = {}
@@ -99,7 +134,7 @@ class FreshnessFilter:
             # Nothing below the first frame heard is taken: a frame an attacker withheld
             # from before this node heard the sender cannot be slipped in afterwards.
             self._windows[key] = _Window(top=frame.seq, seen=_FULL, epoch=frame.epoch)
-            while len(self._windows) > MAX_SENDERS:
+            while len(self._windows) > self.max_senders:
                 self._windows.popitem(last=False)
             self._newest_boot[sender] = boot
         else:
@@ -108,14 +143,13 @@ class FreshnessFilter:
                 return reason
             self._windows.move_to_end(key)
         self._newest_seq[sender] = max(self._newest_seq.get(sender, frame.seq), frame.seq)
-        if len(self._newest_seq) > MAX_SENDERS:
+        if len(self._newest_seq) > self.max_senders:
             self._newest_seq.pop(next(iter(self._newest_seq)))
             self._newest_boot.pop(next(iter(self._newest_boot)), None)
         return None
 
-    @staticmethod
-    def _advance(win: _Window, frame: Frame) -> str | None:
-        if frame.epoch > win.epoch + EPOCH_STEP:
+    def _advance(self, win: _Window, frame: Frame) -> str | None:
+        if self.epoch_step is not None and frame.epoch > win.epoch + self.epoch_step:
             return "epoch_jump"
         seq = frame.seq
         if seq > win.top:
@@ -145,19 +179,24 @@ class OutstandingRequests:
 
     def __init__(self, keep: int = 64) -> None:
         self.keep = keep
-        self._seqs: OrderedDict[int, None] = OrderedDict()
+        self._seqs: OrderedDict[int, int] = OrderedDict()  # request -> answers still due
 
-    def sent(self, seq: int) -> None:
-        self._seqs[seq] = None
+    def sent(self, seq: int, times: int = 1) -> None:
+        """Record a request; ``times``: to how many peers it went (each may answer once)."""
+        self._seqs[seq] = self._seqs.get(seq, 0) + max(1, times)
         while len(self._seqs) > self.keep:
             self._seqs.popitem(last=False)
 
     def answered(self, echo_seq: int) -> bool:
-        """True (and forget it) when ``echo_seq`` is an outstanding request."""
-        if echo_seq in self._seqs:
+        """True (and count the answer) when ``echo_seq`` is an outstanding request."""
+        due = self._seqs.get(echo_seq)
+        if due is None:
+            return False
+        if due <= 1:
             del self._seqs[echo_seq]
-            return True
-        return False
+        else:
+            self._seqs[echo_seq] = due - 1
+        return True
 
     def __len__(self) -> int:
         return len(self._seqs)

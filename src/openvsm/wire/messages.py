@@ -130,6 +130,10 @@ class VemAttach(msgspec.Struct, frozen=True, kw_only=True):
     # over before its bulk sync finished) keeps the number instead of renumbering.
     module: int = 0
     uplink_profiles: list[str] = []  # port profiles of the host's uplinks (type ethernet)
+    # Freshness (issue 12 point 2): the agent's boot (its frames' window) and a
+    # fresh random nonce per attach round that the ack must echo (0: an old VEM).
+    boot_id: int = 0
+    nonce: int = 0
 
 
 class VemAttachAck(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +143,8 @@ class VemAttachAck(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     config: bytes = b""  # msgpack of the VEM's configuration snapshot
     config_seq: int = 0
+    nonce: int = 0  # the attach's nonce, echoed: a VEM takes no ack of an attach it did not send
+    boot_id: int = 0  # vemmgr's boot (the window of its frames at the VEM)
 
 
 class VemDetach(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +161,7 @@ class VemHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
     ports: int = 0
     headless: bool = False
     status: str = "ok"
+    boot_id: int = 0  # the sender's boot (VEM agent or vemmgr)
 
 
 class VemPortEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +174,7 @@ class SwitchRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Broadcast by a new active to all known VEMs (seed: "request to switch")."""
 
     vsm_addr: str  # ip:port where the new active serves VEMs
+    boot_id: int = 0  # vemmgr's boot
 
 
 class ConfigDelta(msgspec.Struct, frozen=True, kw_only=True):
