@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from openvsm.contracts.base import Reply, Request, Topic
 
@@ -25,8 +25,8 @@ class Commit(Request[CommitResult], frozen=True, kw_only=True):
     once the standby has it). A body that does not match its kind's contract is
     refused: ``% Configuration not saved: invalid op KIND/KEY: ...``."""
 
-    op: ClassVar[str] = "commit"
-    reply: ClassVar[Any] = CommitResult
+    op = "commit"
+    reply = CommitResult
     ops: list[OpArg]
     user: str = "admin"
     source: str = "ipc"
@@ -36,16 +36,16 @@ class Commit(Request[CommitResult], frozen=True, kw_only=True):
 class List(Request[dict[str, dict[str, Any]]], frozen=True, kw_only=True):
     """Every object of ``kind``: {key: body}."""
 
-    op: ClassVar[str] = "list"
-    reply: ClassVar[Any] = dict[str, dict[str, Any]]
+    op = "list"
+    reply = dict[str, dict[str, Any]]
     kind: str
 
 
 class Get(Request[dict[str, Any] | None], frozen=True, kw_only=True):
     """One object's body, or None."""
 
-    op: ClassVar[str] = "get"
-    reply: ClassVar[Any] = dict[str, Any] | None
+    op = "get"
+    reply = dict[str, Any] | None
     kind: str
     key: str
 
@@ -58,8 +58,8 @@ class Digest(Reply, frozen=True, kw_only=True):
 class SnapshotDigest(Request[Digest], frozen=True, kw_only=True):
     """The store's digest and last sequence number (the pair compares them)."""
 
-    op: ClassVar[str] = "snapshot_digest"
-    reply: ClassVar[Any] = Digest
+    op = "snapshot_digest"
+    reply = Digest
 
 
 class AccountingRow(Reply, frozen=True, kw_only=True):
@@ -73,8 +73,8 @@ class AccountingRow(Reply, frozen=True, kw_only=True):
 class Accounting(Request[list[AccountingRow]], frozen=True, kw_only=True):
     """The newest ``limit`` entries of the accounting log."""
 
-    op: ClassVar[str] = "accounting"
-    reply: ClassVar[Any] = list[AccountingRow]
+    op = "accounting"
+    reply = list[AccountingRow]
     limit: int = 1000
 
 
@@ -83,8 +83,8 @@ class ChangesSinceTime(Request[list[AccountingRow]], frozen=True, kw_only=True):
     with result DISCARDED: a split-brain loser's list; ``fence`` first makes
     cfgmgr refuse writes, so every change it acknowledged is in the list."""
 
-    op: ClassVar[str] = "changes_since_time"
-    reply: ClassVar[Any] = list[AccountingRow]
+    op = "changes_since_time"
+    reply = list[AccountingRow]
     time: float = 0.0
     fence: bool = False
 
@@ -98,16 +98,16 @@ class Fence(Request[Fenced], frozen=True, kw_only=True):
     """hamgr, before a switchover or reload: acknowledge no change the standby
     may not have (pending ones stay pending); ``fenced=False`` lifts it."""
 
-    op: ClassVar[str] = "fence"
-    reply: ClassVar[Any] = Fenced
+    op = "fence"
+    reply = Fenced
     fenced: bool = True
 
 
 class SyncStatus(Request[dict[str, Any]], frozen=True, kw_only=True):
     """The replication stream's state: {role: sender|receiver|none, state, ...}."""
 
-    op: ClassVar[str] = "sync_status"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "sync_status"
+    reply = dict[str, Any]
 
 
 REQUESTS: tuple[type[Request[Any]], ...] = (

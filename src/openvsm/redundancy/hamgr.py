@@ -52,6 +52,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import UnsetType
 
+from openvsm.cli import views
 from openvsm.config import InterfaceConfig, NodeConfig
 from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as api
@@ -755,11 +756,11 @@ class Hamgr:
             last_config_time=self.last_config_time,
         )
 
-    def redundancy_status(self) -> dict[str, Any]:
+    def redundancy_status(self) -> views.RedundancyStatus:
         st = self.engine.status(self.now())
         this_sup = f"(sup-{self.cfg.sup_number})"
         other_sup = f"(sup-{3 - self.cfg.sup_number})"
-        data: dict[str, Any] = {
+        data: views.RedundancyStatus = {
             "rdn_role_admin": self.cfg.role,
             "rdn_role_oper": self.cfg.role,
             "rdn_mode_admin": "HA",
@@ -781,21 +782,21 @@ class Hamgr:
         }
         return data
 
-    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[dict[str, str]]:
+    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[views.Collision]:
         return [
             {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
             for c in entries
         ]
 
-    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[str]:
+    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[views.Overwrite | str]:
         return [
             f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
             for o in overwrites
         ]
 
-    def trace_table(self) -> dict[str, Any]:
+    def trace_table(self) -> views.RedundancyTrace:
         # Stable keys (docs/observability.md): time (display), timestamp (ISO UTC), event.
-        rows = [
+        rows: list[views.TraceRow] = [
             {"time": wall_str(t), "timestamp": iso_utc(t), "event": text} for t, text in self.traces
         ]
         return {"TABLE_trace": {"ROW_trace": rows}}
