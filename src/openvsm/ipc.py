@@ -96,12 +96,17 @@ def decode_result(op: str, result: Any, kind: type[T]) -> T:
         raise IpcError(f"malformed reply to {op}: {exc}") from None
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Any:
+async def read_raw_frame(reader: asyncio.StreamReader) -> bytes:
+    """One frame's msgpack body, not decoded."""
     head = await reader.readexactly(_LEN.size)
     (length,) = _LEN.unpack(head)
     if length > MAX_IPC_FRAME:
         raise IpcOversized(f"IPC frame of {length} bytes exceeds the limit")
-    body = await reader.readexactly(length)
+    return await reader.readexactly(length)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    body = await read_raw_frame(reader)
     try:
         return _dec.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -360,6 +365,30 @@ async def subscribe(path: Path, topic: str) -> AsyncIterator[Any]:
                 return
             if isinstance(msg, dict) and msg.get("event") == topic:
                 yield msg.get("data")
+    finally:
+        writer.close()
+
+
+async def subscribe_raw(path: Path, topic: str) -> AsyncIterator[Any]:
+    """``subscribe``, but every item after the first (the decoded answer) is a
+    whole frame's msgpack body (``{"event": topic, "data": ...}``), not
+    decoded: a subscriber that needs a few fields of big events decodes only
+    those (vemmgr and cfgmgr's ``changes``)."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except (FileNotFoundError, ConnectionRefusedError, OSError) as exc:
+        raise IpcUnavailable(f"service at {path.name} is not reachable: {exc}") from None
+    try:
+        writer.write(encode_frame({"op": "subscribe", "args": {"topic": topic}}))
+        await writer.drain()
+        reply = await read_frame(reader)
+        if isinstance(reply, dict) and reply.get("ok"):
+            yield reply.get("result")
+        while True:
+            try:
+                yield await read_raw_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
     finally:
         writer.close()
 

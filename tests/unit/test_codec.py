@@ -164,3 +164,29 @@ def test_domain_id_range() -> None:
         Codec(0, SECRET)
     with pytest.raises(ValueError):
         Codec(4096, SECRET)
+
+
+@pytest.mark.parametrize("secret", [b"k" * 8, SECRET, b"s" * 64, b"long-secret" * 12])
+def test_the_tag_is_hmac_sha256_of_the_frame_for_any_key_length(secret: bytes) -> None:
+    """The precomputed key states give RFC 2104's tag (keys up to and over one block)."""
+    import hmac
+
+    codec = Codec(7, secret)
+    data = codec.encode(
+        HeartbeatRequest(state="active"), role=SenderRole.PRIMARY, mac=MAC, epoch=3, seq=9
+    )
+    body, tag = data[:-16], data[-16:]
+    assert tag == hmac.digest(secret, body, "sha256")[:16]
+    assert isinstance(Codec(7, secret).decode(data), Frame)
+    assert Codec(7, secret + b"x").decode(data) == Drop(DropReason.BAD_TAG)
+
+
+def test_cached_mac_texts_still_refuse_a_bad_mac() -> None:
+    from openvsm.wire.codec import mac_to_bytes, mac_to_str
+
+    assert mac_to_str(mac_to_bytes(MAC)) == MAC and mac_to_bytes(MAC) == mac_to_bytes(MAC)
+    for bad in ("02:00:00:00:00", "02:00:00:00:00:zz", "2:00:00:00:00:01"):
+        with pytest.raises(ValueError):
+            mac_to_bytes(bad)
+        with pytest.raises(ValueError):  # a cached refusal is none: it raises again
+            mac_to_bytes(bad)

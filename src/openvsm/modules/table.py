@@ -67,7 +67,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,7 @@ import msgspec
 from openvsm.contracts.objects import BodyError, from_body
 from openvsm.contracts.objects import Module as ModuleBody
 from openvsm.contracts.objects import Veth as VethBody
+from openvsm.modules.pacing import SwitchPacer
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
@@ -99,6 +100,7 @@ FIRST_MODULE = 3
 MAX_PORTS_PER_VEM = 4096
 MAX_UPLINK_PROFILES = 64
 MAX_REPORT_ERRORS = 64
+MAX_CACHED_SNAPSHOTS = 1024  # attach-ack snapshots kept (by port profiles and host IP)
 CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
 
 
@@ -353,6 +355,60 @@ def parse_ops(raw: object) -> list[StoreOp]:
     return ops
 
 
+class _RawOp(msgspec.Struct):
+    kind: str
+    key: str
+    body: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack nil: a delete
+
+
+class _RawChanges(msgspec.Struct):
+    ops: list[_RawOp] = []
+
+
+class _RawEvent(msgspec.Struct):
+    event: str = ""
+    data: _RawChanges | None = None
+
+
+_EVENT_DECODER = msgspec.msgpack.Decoder(_RawEvent)
+STANDBY_KINDS = frozenset((*CONFIG_KINDS, "module", "veth"))
+
+
+def parse_changes_frame(raw: bytes, kinds: Container[str]) -> list[StoreOp] | None:
+    """The ops of the ``kinds`` wanted from one raw ``changes`` IPC frame.
+
+    Lazy: an op of another kind is skipped without decoding its body (the
+    active's own ``module``/``veth`` commits come back to it by the thousand
+    in an attach storm, and it ignores them). None: not a ``changes`` frame.
+    A frame the typed decoder refuses is decoded in full and read like
+    ``parse_ops`` (bad items skipped), never raised.
+    """
+    try:
+        event = _EVENT_DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            loose = msgspec.msgpack.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if not isinstance(loose, dict) or loose.get("event") != "changes":
+            return None
+        data = loose.get("data")
+        ops = parse_ops(data.get("ops") if isinstance(data, dict) else None)
+        return [op for op in ops if op.kind in kinds]
+    if event.event != "changes" or event.data is None:
+        return None
+    out: list[StoreOp] = []
+    for op in event.data.ops:
+        if op.kind not in kinds:
+            continue
+        try:
+            body = msgspec.msgpack.decode(op.body)
+        except (msgspec.DecodeError, RecursionError):
+            continue
+        out.append(StoreOp(op.kind, op.key, dict(body) if isinstance(body, Mapping) else None))
+    return out
+
+
 _TABLE_COUNTERS = (
     "attach_requests",
     "attach_repeats",
@@ -405,6 +461,16 @@ class ModuleTable:
     # Bumped whenever an observed status (or a module's VEM MAC) changes: vemmgr
     # checkpoints ``attachments()`` when it moves.
     attachment_version: int = 0
+    # Switch requests of the current activation, paced (modules/pacing.py).
+    pacer: SwitchPacer = field(default_factory=SwitchPacer)
+    # Attach-ack snapshots by (port profiles used, host IP): the 10,000 acks of a
+    # takeover share a handful. Valid for one configuration generation and one
+    # VTEP tuple (``_vtep_ips`` builds a new one whenever it may have changed).
+    _config_gen: int = 0
+    _snapshots: dict[tuple[tuple[str, ...], str], tuple[VemConfigSnapshot, bytes]] = field(
+        default_factory=dict
+    )
+    _snapshots_valid: tuple[int, tuple[str, ...]] | None = None
 
     # ---- loading --------------------------------------------------------------
 
@@ -488,6 +554,7 @@ class ModuleTable:
         vlans: Mapping[str, Any],
         bridge_domains: Mapping[str, Any],
     ) -> None:
+        self._config_gen += 1
         self.profiles = {k: dict(v) for k, v in port_profiles.items() if isinstance(v, Mapping)}
         self.vlans = {k: dict(v) for k, v in vlans.items() if isinstance(v, Mapping)}
         self.bridge_domains = {
@@ -513,6 +580,7 @@ class ModuleTable:
                 else:
                     target[op.key] = dict(op.body)
                 config_changed = True
+                self._config_gen += 1
             elif not self.active and op.kind == "module":
                 if op.body is None:
                     self.modules.pop(op.key, None)
@@ -535,6 +603,10 @@ class ModuleTable:
             mod.dirty = True
         return self._flush(now)
 
+    def wanted_kinds(self) -> frozenset[str]:
+        """The store kinds ``apply_changes`` takes now (the active: configuration only)."""
+        return frozenset(CONFIG_KINDS) if self.active else STANDBY_KINDS
+
     def config_reloaded(self, now: float) -> list[Effect]:
         """After ``load_config`` replaced the configuration (a missed change):
         every VEM whose snapshot differs now gets it."""
@@ -547,19 +619,21 @@ class ModuleTable:
     # ---- role -----------------------------------------------------------------
 
     def became_active(self, epoch: int, now: float) -> list[Effect]:
-        """This VSM became active: broadcast a switch request to every known VEM.
+        """This VSM became active: ask every known VEM to switch to it.
 
-        Inherited modules (statuses copied from the store, i.e. the previous
-        active's view) become ``powered-up`` with ``loss_time`` to attach or
-        heartbeat; statuses this VSM observed itself are kept (a new epoch of
-        the same active, or a restart resumed with ``restore_attachments``).
+        The switch requests are paced (``SwitchPacer``: at most its window
+        outstanding, in module order; the rest follow as VEMs answer or
+        requests time out, see ``tick``). Inherited modules (statuses copied
+        from the store, i.e. the previous active's view) become ``powered-up``
+        with ``loss_time`` to attach or heartbeat; statuses this VSM observed
+        itself are kept (a new epoch of the same active, or a restart resumed
+        with ``restore_attachments``).
         """
         self.active = True
         self.epoch = epoch
         self._next_heartbeat = now + self.heartbeat_interval
-        effects: list[Effect] = []
         inherited: list[Module] = []
-        targets = 0
+        targets: list[str] = []
         for mod in sorted(self.modules.values(), key=lambda m: m.number):
             if mod.status is ModuleStatus.OFFLINE:
                 pass
@@ -574,14 +648,12 @@ class ModuleTable:
             mod.observed = True
             mod.pushed_config = b""
             if mod.addr is not None:
-                effects.append(
-                    Send(mod.addr, SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id))
-                )
-                targets += 1
+                targets.append(mod.host_uuid)
         self._next_loss = -math.inf  # deadlines differ per module: rescan at the next tick
         self._attached = None
         self.attachment_version += 1
-        self.counters["switch_requests_sent"] += targets
+        self.pacer.start(targets)
+        effects: list[Effect] = self._switch_requests(now)
         if inherited:
             effects.append(
                 Commit(
@@ -593,11 +665,23 @@ class ModuleTable:
             )
         effects.append(
             Trace(
-                f"active (epoch {epoch}): switch request sent to {targets} VEM(s); "
-                f"{len(inherited)} inherited module(s) powered-up until they attach"
+                f"active (epoch {epoch}): switch requests to {len(targets)} VEM(s), at most "
+                f"{self.pacer.window} at a time; {len(inherited)} inherited module(s) "
+                "powered-up until they attach"
             )
         )
         effects += self._count_effect()
+        return effects
+
+    def _switch_requests(self, now: float) -> list[Effect]:
+        """The switch requests the pacer releases now."""
+        effects: list[Effect] = []
+        request = SwitchRequest(vsm_addr=self.listen, boot_id=self.boot_id)
+        for host in self.pacer.release(now):
+            mod = self.modules.get(host)
+            if mod is not None and mod.addr is not None:
+                effects.append(Send(mod.addr, request))
+        self.counters["switch_requests_sent"] += len(effects)
         return effects
 
     def became_standby(self, *, keep_attachments: bool = False) -> list[Effect]:
@@ -611,6 +695,7 @@ class ModuleTable:
         self.active = False
         self._next_heartbeat = math.inf
         self._reported_count = -1
+        self.pacer.stop()
         if not keep_attachments:
             for mod in self.modules.values():
                 mod.observed = False
@@ -668,12 +753,12 @@ class ModuleTable:
     def next_deadline(self) -> float:
         if not self.active:
             return math.inf
-        return min(self._next_heartbeat, self._next_loss)
+        return min(self._next_heartbeat, self._next_loss, self.pacer.next_deadline())
 
     def tick(self, now: float) -> list[Effect]:
         if not self.active:
             return []
-        effects: list[Effect] = []
+        effects: list[Effect] = self._switch_requests(now) if self.pacer.busy else []
         lost: list[Module] = []
         next_loss = math.inf
         for mod in self.modules.values():
@@ -742,6 +827,17 @@ class ModuleTable:
             self.counters["replayed" if refused == "replay" else refused] += 1
             return []
         msg = frame.msg
+        # An attach or heartbeat answers a switch request (or the VEM is here
+        # already): its slot goes to the next VEM.
+        if (
+            self.pacer.busy
+            and isinstance(msg, VemAttach | VemHeartbeat)
+            and self.pacer.answered(msg.host_uuid)
+        ):
+            return self._on_vem_frame(frame, msg, src, now) + self._switch_requests(now)
+        return self._on_vem_frame(frame, msg, src, now)
+
+    def _on_vem_frame(self, frame: Frame, msg: Message, src: Addr, now: float) -> list[Effect]:
         if isinstance(msg, VemAttach):
             return self._on_attach(frame, msg, src, now)
         if isinstance(msg, VemHeartbeat):
@@ -1053,9 +1149,36 @@ class ModuleTable:
 
     def snapshot(self, mod: Module) -> VemConfigSnapshot:
         """What this VEM needs: its ports' profiles, all VLANs, their bridge domains, VTEPs."""
+        return self._cached_snapshot(mod)[0]
+
+    def _cached_snapshot(self, mod: Module) -> tuple[VemConfigSnapshot, bytes]:
+        """The snapshot and its msgpack (config_seq 0), shared by every module
+        with the same port profiles and host IP until the configuration or the
+        VTEP set changes."""
         used = {v.port_profile for v in self.veths.of_host(mod.host_uuid).values()}
         used.update(mod.uplink_profiles)  # uplink (type ethernet) profiles: port-channels
-        profiles = [profile_config(self.profiles[n]) for n in sorted(used) if n in self.profiles]
+        valid = (self._config_gen, self._vtep_ips())
+        if (
+            self._snapshots_valid is None
+            or valid[0] != self._snapshots_valid[0]
+            or (valid[1] is not self._snapshots_valid[1])
+        ):
+            self._snapshots.clear()
+            self._snapshots_valid = valid
+        key = (tuple(sorted(used)), mod.host_ip)
+        found = self._snapshots.get(key)
+        if found is None:
+            snap = self._build_snapshot(key[0], mod.host_ip, valid[1])
+            found = (snap, msgspec.msgpack.encode(snap))
+            if len(self._snapshots) >= MAX_CACHED_SNAPSHOTS:
+                self._snapshots.clear()
+            self._snapshots[key] = found
+        return found
+
+    def _build_snapshot(
+        self, used: tuple[str, ...], host_ip: str, vtep_ips: tuple[str, ...]
+    ) -> VemConfigSnapshot:
+        profiles = [profile_config(self.profiles[n]) for n in used if n in self.profiles]
         wanted_bds = {p.bridge_domain for p in profiles if p.bridge_domain}
         bds = [
             bridge_domain_config(k, b)
@@ -1065,7 +1188,7 @@ class ModuleTable:
         vlans = sorted(
             {v for k, b in self.vlans.items() if 1 <= (v := _int(b.get("id"), _int(k))) <= 4094}
         )
-        vteps = [ip for ip in self._vtep_ips() if ip != mod.host_ip]
+        vteps = [ip for ip in vtep_ips if ip != host_ip]
         return VemConfigSnapshot(
             vlans=tuple(vlans),
             port_profiles=tuple(profiles),
@@ -1074,8 +1197,7 @@ class ModuleTable:
         )
 
     def _snapshot_for(self, mod: Module) -> tuple[int, bytes]:
-        snap = self.snapshot(mod)
-        key = msgspec.msgpack.encode(snap)
+        snap, key = self._cached_snapshot(mod)
         if key != mod.pushed_config or not mod.pushed_seq:
             self._config_seq += 1
             mod.pushed_seq = self._config_seq

@@ -11,11 +11,12 @@
   exist yet or may restart). On becoming active it loads modules, vEths and
   the configuration from cfgmgr, then (if hamgr still says active with that
   epoch: a status change cancels the activation, and the check holds where a
-  cancellation is lost) broadcasts ``SwitchRequest`` to every
-  known VEM; inherited modules are ``powered-up`` until they attach (see
-  ``ModuleTable``). On leaving active it stops serving; a status of
-  ``initializing`` after active is hamgr restarting on this same active
-  (active never becomes standby without a node reload), so the observed
+  cancellation is lost) asks every known VEM to switch (``SwitchRequest``,
+  paced by the table's ``SwitchPacer``: at most 1,000 outstanding);
+  inherited modules are ``powered-up`` until they attach (see ``ModuleTable``).
+  On leaving active it stops serving; a status of ``initializing`` after
+  active is hamgr restarting on this same active (active never becomes
+  standby without a node reload), so the observed
   module statuses are kept for the re-activation;
 - the checkpoint ``RUNDIR/vemmgr-attachments.json`` (kept for the node's
   boot: sysmgr removes it when the node starts or reloads): the observed
@@ -28,9 +29,11 @@
   restart changes no line of ``show module``; statuses that changed just
   before a crash (not written yet) are re-learnt from the next
   attach/heartbeat;
-- a subscription to cfgmgr ``changes``: configuration changes are pushed to
-  the VEMs that need them (``ConfigDelta``); on the standby the replicated
-  ``module``/``veth`` objects keep the table current;
+- a subscription to cfgmgr ``changes``, read raw (``subscribe_raw``) and
+  decoded lazily (``parse_changes_frame``: only the kinds the table takes; the
+  active skips the bodies of its own module/veth commits): configuration
+  changes are pushed to the VEMs that need them (``ConfigDelta``); on the
+  standby the replicated ``module``/``veth`` objects keep the table current;
 - commits of ``module``/``veth`` objects through cfgmgr op ``commit`` (user
   and source ``vemmgr``), in order, retried while cfgmgr is unreachable;
 - the attached module count, reported to hamgr (``set_module_count``);
@@ -60,7 +63,14 @@ from openvsm.config import NodeConfig
 from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
-from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe, subscribe_typed
+from openvsm.ipc import (
+    IpcClient,
+    IpcError,
+    IpcServer,
+    IpcUnavailable,
+    subscribe_raw,
+    subscribe_typed,
+)
 from openvsm.modules.checkpoint import (
     CheckpointError,
     read_attachments,
@@ -77,6 +87,7 @@ from openvsm.modules.table import (
     Send,
     StoreOp,
     Trace,
+    parse_changes_frame,
     parse_ops,
 )
 from openvsm.modules.udpbatch import BatchedUdpEndpoint
@@ -367,7 +378,7 @@ class Vemmgr:
         while True:
             try:
                 live = False
-                async for event in subscribe(self.rundir.cfgmgr, "changes"):
+                async for event in subscribe_raw(self.rundir.cfgmgr, "changes"):
                     backoff = BACKOFF_MIN
                     if not live:
                         # The subscription's answer: from now on no change is missed.
@@ -376,8 +387,8 @@ class Vemmgr:
                         live = True
                         await self._reload_config()
                         continue
-                    if isinstance(event, dict) and "ops" in event:
-                        self.on_changes(event)
+                    if isinstance(event, bytes):
+                        self.on_changes_frame(event)
             except (IpcError, OSError, ConnectionError) as exc:
                 log.debug("cfgmgr changes subscription: %s", exc)
             await asyncio.sleep(backoff)
@@ -398,6 +409,12 @@ class Vemmgr:
 
     def on_changes(self, event: dict[str, Any]) -> None:
         self.process(self.table.apply_changes(parse_ops(event.get("ops")), self.clock()))
+
+    def on_changes_frame(self, raw: bytes) -> None:
+        """A raw ``changes`` frame: only the ops the table takes are decoded."""
+        ops = parse_changes_frame(raw, self.table.wanted_kinds())
+        if ops:
+            self.process(self.table.apply_changes(ops, self.clock()))
 
     # ---- background work ------------------------------------------------------
 
