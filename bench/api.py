@@ -37,7 +37,8 @@ from typing import Any
 
 import requests
 
-from openvsm.lab.lab import Lab, ipc_call
+from openvsm.lab.common import ipc_call
+from openvsm.lab.lab import Lab
 
 TENANT = "9c5e3a0d2b1a4f6e8d7c6b5a49382716"
 NP = "11111111-0000-0000-0000-000000000001"

@@ -38,7 +38,8 @@ from tests.attacks import (
     udp_junk,
 )
 
-from openvsm.lab.lab import Lab, ipc_call
+from openvsm.lab.common import ipc_call
+from openvsm.lab.lab import Lab
 
 Attack = Callable[[threading.Event], tuple[int, str]]  # stop -> (tries, counters text)
 
@@ -140,7 +141,7 @@ def udp_flood(lab: Lab, name: str) -> Attack:
             stop.wait(0.02)
         ctr = lab.cli_json(name, "show system internal redundancy counters")
         drops: dict[str, int] = {}
-        for row in ctr.get("TABLE_interface", {}).get("ROW_interface", []):
+        for row in ctr.get("TABLE_counters", {}).get("ROW_counters", []):
             for k, v in row.items():
                 if k.startswith("drop_") and isinstance(v, int):
                     drops[k] = drops.get(k, 0) + v

@@ -42,7 +42,8 @@ import aiohttp
 
 from openvsm.identity import MAC_FILE
 from openvsm.ipc import IpcClient, IpcError
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 GOAL_P99_MS = 2.0  # sequential, with an HA standby
 GOAL_OPS = 20_000.0  # 16 concurrent writers, with an HA standby

@@ -57,7 +57,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from openvsm.lab.lab import TIMER_PROFILES, Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import TIMER_PROFILES, Lab
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import Discovery, HeartbeatRequest
 

@@ -50,7 +50,8 @@ import time
 from pathlib import Path
 
 from openvsm.lab.chaos import Writer
-from openvsm.lab.lab import TIMER_PROFILES, Lab, free_port, ipc_call
+from openvsm.lab.common import free_port, ipc_call
+from openvsm.lab.lab import TIMER_PROFILES, Lab
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import HeartbeatRequest
 

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 POLL = 0.02
 

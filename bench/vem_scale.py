@@ -45,7 +45,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from openvsm.lab.lab import TIMER_PROFILES, Lab, LabError, ipc_call, signal_group, wait_for
+from openvsm.lab.common import LabError, ipc_call, signal_group, wait_for
+from openvsm.lab.lab import TIMER_PROFILES, Lab
 
 TIMER_PROFILES.setdefault(
     "bench",

@@ -31,7 +31,7 @@ _COMMANDS = {
     "init": "openvsm.init",
     "service": "openvsm.sysmgr.service",
     "cli": "openvsm.cli.client",
-    "lab": "openvsm.lab.lab",
+    "lab": "openvsm.lab.command",
     "vem": "openvsm.vem.agent",
     "vem-ctl": "openvsm.vem.ctl",
     "vem-sim": "openvsm.vem.sim",

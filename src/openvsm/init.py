@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from openvsm.store.configcmd import hash_password
+from openvsm.passwords import hash_password
 
 HOST_KEY = "ssh_host_ed25519_key"
 CERT = "pair.crt"

@@ -2,7 +2,7 @@
 
 ``mask_secrets(line)`` returns a configuration line with its secret words
 replaced by ``********``, found the way the configuration parser finds them
-(``openvsm.store.configcmd``: keywords may be abbreviated to any prefix),
+(``openvsm.cfgmgr.configsession``: keywords may be abbreviated to any prefix),
 not by matching the full word: ``user bob pass hunter2``, ``usern bob p 0
 hunter2`` and ``username bob password 5 <hash>`` are all masked. A line
 whose first word selects ``username`` but whose shape is not understood has

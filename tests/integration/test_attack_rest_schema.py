@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 from tests.attacks import cli_text, lab_nodes, md5, rest_schema_fuzz
 
 pytestmark = pytest.mark.integration

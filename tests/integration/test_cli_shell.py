@@ -29,7 +29,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

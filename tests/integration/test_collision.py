@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, free_port, wait_for
+from openvsm.lab.common import free_port, wait_for
+from openvsm.lab.lab import Lab
 from openvsm.wire.codec import Codec
 from openvsm.wire.messages import Discovery, HeartbeatRequest, SenderRole
 

@@ -36,7 +36,8 @@ import pytest
 
 from openvsm.cli.client import CliConnection
 from openvsm.ipc import IpcError, subscribe
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

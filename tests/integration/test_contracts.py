@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from openvsm.ipc import IpcError
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 SETTLE = 60.0
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import free_port, ipc_call
+from openvsm.lab.common import free_port, ipc_call
 
 pytestmark = pytest.mark.integration
 

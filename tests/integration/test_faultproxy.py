@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from openvsm.ipc import IpcClient, IpcUnavailable
-from openvsm.lab.lab import Lab, free_port
+from openvsm.lab.common import free_port
+from openvsm.lab.lab import Lab
 
 from ..unit.test_faultproxy import DEADLINE, LO, Node, Server, client, run, wait_until
 

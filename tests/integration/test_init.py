@@ -23,7 +23,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from openvsm.lab.lab import ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
 
 pytestmark = pytest.mark.integration
 

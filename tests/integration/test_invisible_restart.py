@@ -40,7 +40,7 @@ import pytest
 
 from openvsm.cli.client import CliConnection
 from openvsm.ipc import IpcError
-from openvsm.lab.lab import ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
 from openvsm.redundancy.engine import SYNC_GRACE
 
 pytestmark = pytest.mark.integration

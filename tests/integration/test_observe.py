@@ -23,7 +23,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

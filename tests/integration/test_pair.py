@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from openvsm.api.n1kv import md5_of_ids
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,8 @@ import pytest
 from openvsm.ipc import IpcError
 from openvsm.lab.chaos import Campaign, other
 from openvsm.lab.checker import Outcome
-from openvsm.lab.lab import Lab, LabError, ipc_call, wait_for
+from openvsm.lab.common import LabError, ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

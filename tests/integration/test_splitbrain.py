@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, LabError, VemHandle, ipc_call, wait_for
+from openvsm.lab.common import LabError, ipc_call, wait_for
+from openvsm.lab.lab import Lab, VemHandle
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from openvsm.lab.lab import Lab, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

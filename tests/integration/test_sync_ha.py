@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, LabError, ipc_call, wait_for
+from openvsm.lab.common import LabError, ipc_call, wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from openvsm.lab.lab import Lab, wait_for
+from openvsm.lab.common import wait_for
+from openvsm.lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 

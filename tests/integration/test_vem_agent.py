@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from openvsm.lab.lab import signal_group
+from openvsm.lab.common import signal_group
 from openvsm.vem.model import PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import (
@@ -227,6 +227,24 @@ def test_vem_attaches_and_reports_ports(
 
     bad = openvsm("vem-ctl", "--run-dir", str(run), "detach-port", "nope")
     assert bad.returncode == 1 and "no port" in bad.stderr
+
+    # What the datapath would do with a frame, asked as an operator would.
+    ctl = ("vem-ctl", "--run-dir", str(run))
+    res = openvsm(*ctl, "attach-port", "--vm", "vm-2", "--port-profile", "vm-net",
+                  "--mac", "02:00:00:00:10:02")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    other = res.stdout.strip()
+
+    def trace(*frame: str) -> Any:
+        out = openvsm(*ctl, "trace", "--in-port", name, "--src", "02:00:00:00:10:01", *frame)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["egress"]
+
+    wait_for(lambda: trace() == [{"port": other, "tag": 0}], "a broadcast flooded in VLAN 10")
+    assert trace("--vlan", "10") == []  # tagged on an access port: dropped
+    for frame in (("--src", "zz"), ("--vlan", "5000")):
+        bad = openvsm(*ctl, "trace", "--in-port", name, "--src", "02:00:00:00:10:01", *frame)
+        assert bad.returncode == 1 and "bad frame" in bad.stderr, bad
 
     # The VSM goes silent: headless after the configured time, ports kept.
     vsm.answering = False

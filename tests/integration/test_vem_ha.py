@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, VemHandle, ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
+from openvsm.lab.lab import Lab, VemHandle
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ import pytest
 
 from openvsm.identity import load_node
 from openvsm.ipc import IpcError
-from openvsm.lab.lab import ipc_call
+from openvsm.lab.common import ipc_call
 
 ETHERTYPE = 0x88B5
 IFACES = {"control": "veth-c0", "mgmt": "veth-m0"}

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import ipc_call, wait_for
+from openvsm.lab.common import ipc_call, wait_for
 
 REASON: str | None = None
 if os.geteuid() != 0:
@@ -39,9 +39,9 @@ BOUND = 1.0  # the issue's bound, client view
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Any]:
-    from openvsm.lab.netns import netns_lab_class
+    from openvsm.lab.netns import NetnsLab
 
-    instance = netns_lab_class()(tmp_path / "lab", hosts=0, timers="fast")
+    instance = NetnsLab(tmp_path / "lab", hosts=0, timers="fast")
     try:
         instance.start()
         yield instance

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from openvsm.lab.lab import Lab, VemHandle, ipc_call
+from openvsm.lab.common import ipc_call
+from openvsm.lab.lab import Lab, VemHandle
 from openvsm.lab.netns import (
     Host,
     Topology,

@@ -20,7 +20,7 @@ from aiohttp import web
 from openvsm.api.backend import StoreRestBackend
 from openvsm.api.n1kv import K_PORT_PROFILE, openstack_sync_status
 from openvsm.api.rest import create_app, rest_state, start_server
-from openvsm.store.configcmd import hash_password
+from openvsm.passwords import hash_password
 from openvsm.store.pss import Change, Op, Store
 
 T = TypeVar("T")

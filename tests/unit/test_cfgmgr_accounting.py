@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from openvsm.cfgmgr.configmode import ConfigExecutor
-from openvsm.store.configcmd import ConfigSession, MemoryView, Mode
+from openvsm.cfgmgr.configsession import ConfigSession, Mode
+from openvsm.store.runningconfig import MemoryView
 
 
 def _context(cs: ConfigSession, line: str) -> str:

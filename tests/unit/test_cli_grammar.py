@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from openvsm.cli.grammar import (
-    AMBIGUOUS,
     COMMANDS,
     HANDLERS,
-    INCOMPLETE,
-    INVALID,
     CliError,
     ParsedCommand,
     complete,
@@ -17,6 +14,7 @@ from openvsm.cli.grammar import (
     parse,
     split_commands,
 )
+from openvsm.cli.tokens import AMBIGUOUS, INCOMPLETE, INVALID
 
 
 def ok(line: str) -> ParsedCommand:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from openvsm.cfgmgr.configsession import ConfigSession, Mode
 from openvsm.cli.grammar import Argument, Command, Keyword
 from openvsm.cli.help import CONFIG_COMMANDS, completions, help_text
-from openvsm.store.configcmd import ConfigSession, MemoryView, Mode
+from openvsm.store.runningconfig import MemoryView
 
 SAMPLES = {
     "name": "web",

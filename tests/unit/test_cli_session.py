@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from openvsm.cfgmgr.configsession import ConfigSession, Mode
 from openvsm.cli.server import CliServer, CliSession, HandlerResult
 from openvsm.cli.session import ServerBackend, ShellSession
 from openvsm.cli.terminal import MORE, TerminalDriver
 from openvsm.roles import Role
-from openvsm.store.configcmd import ConfigSession, MemoryView, Mode
+from openvsm.store.runningconfig import MemoryView
 
 T = TypeVar("T")
 

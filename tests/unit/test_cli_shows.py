@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from openvsm import roles
+from openvsm.cfgmgr.configsession import ConfigSession, Mode
 from openvsm.cli import peers
 from openvsm.cli.render import render
 from openvsm.store import checkpoints
-from openvsm.store.configcmd import ConfigSession, MemoryView, Mode, running_config_lines
 from openvsm.store.pss import Op
+from openvsm.store.runningconfig import MemoryView, running_config_lines
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from openvsm.cfgmgr.configsession import parse_ssh_public_key
 from openvsm.config import ConfigError, node_config_from_dict
 from openvsm.mgmt.address import (
     AddAddress,
@@ -19,7 +20,7 @@ from openvsm.mgmt.address import (
     garp_frames,
 )
 from openvsm.mgmt.auth import LoginGuard, PasswordChecker, Verdict
-from openvsm.store.configcmd import hash_password, parse_ssh_public_key
+from openvsm.passwords import hash_password
 
 
 class Clock:
@@ -188,7 +189,8 @@ def test_config_ssh_and_shared_mgmt() -> None:
 
 
 def test_username_sshkey_config_and_running_config_replay() -> None:
-    from openvsm.store.configcmd import ConfigSession, MemoryView, Mode, running_config_lines
+    from openvsm.cfgmgr.configsession import ConfigSession, Mode
+    from openvsm.store.runningconfig import MemoryView, running_config_lines
 
     view = MemoryView()
 

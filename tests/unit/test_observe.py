@@ -510,7 +510,7 @@ def test_status_summary_is_cached_briefly_and_degrades_when_hamgr_is_silent() ->
 def test_an_unreachable_peer_is_shown_as_such() -> None:
     import aiohttp
 
-    from openvsm.lab.lab import free_port
+    from openvsm.lab.common import free_port
 
     obs = observer(
         FakeHamgr(encode_hamgr_metrics(hamgr_metrics())), f"http://127.0.0.1:{free_port()}"

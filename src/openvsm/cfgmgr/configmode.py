@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from openvsm.cfgmgr.configsession import ConfigSession, Mode
 from openvsm.cfgmgr.host import Committer
 from openvsm.cli.server import CliCommandError, CliSession
 from openvsm.cli.views import port_profile_row
 from openvsm.ipc import IpcError
 from openvsm.masking import mask_secrets
-from openvsm.store.configcmd import ConfigSession, Mode, running_config_lines
+from openvsm.store.runningconfig import running_config_lines
 
 
 class ConfigExecutor:

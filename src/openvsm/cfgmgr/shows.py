@@ -26,7 +26,8 @@ from typing import Any
 from openvsm import __version__
 from openvsm.cfgmgr.host import NodeView
 from openvsm.cli.server import CliServer, CliSession
-from openvsm.store.configcmd import default_vlan_name, running_config_lines
+from openvsm.store.runningconfig import running_config_lines
+from openvsm.vlans import default_vlan_name
 
 _BOOT_WALL = time.time()
 _BOOT = time.monotonic()

@@ -31,9 +31,8 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-INVALID = "% Invalid command at '^' marker."
-AMBIGUOUS = "% Ambiguous command at '^' marker."
-INCOMPLETE = "% Incomplete command"
+from openvsm.cli.tokens import AMBIGUOUS, INCOMPLETE, INVALID, caret
+from openvsm.cli.tokens import words as split_words
 
 
 class FilterKind(enum.Enum):
@@ -390,7 +389,6 @@ ARG_HELP: dict[str, str] = {
 # for one of these that nobody registered).
 HANDLERS: frozenset[str] = frozenset(c.handler for c in COMMANDS)
 
-_WORD = re.compile(r"\S+")
 _SEPARATOR = re.compile(r"(?:^|\s);(?=\s|$)")
 
 
@@ -405,12 +403,7 @@ def split_commands(text: str) -> list[str]:
 
 
 def _caret(line: str, column: int, message: str) -> CliError:
-    return CliError(f"{line}\n{' ' * column}^\n{message}\n")
-
-
-def _words(line: str, start: int = 0, end: int | None = None) -> list[tuple[int, str]]:
-    stop = len(line) if end is None else end
-    return [(m.start(), m.group()) for m in _WORD.finditer(line, start, stop)]
+    return CliError(caret(line, column, message))
 
 
 @dataclass(slots=True)
@@ -483,7 +476,7 @@ def _parse_filters(line: str, bar: int) -> tuple[Filter, ...] | CliError:
     while pos >= 0:
         nxt = _next_bar(line, pos)
         seg_end = len(line) if nxt < 0 else nxt
-        words = _words(line, pos + 1, seg_end)
+        words = split_words(line, pos + 1, seg_end)
         if not words:
             return _caret(line, seg_end if nxt >= 0 else len(line.rstrip()) + 1, INCOMPLETE)
         col, word = words[0]
@@ -520,7 +513,7 @@ def parse(line: str) -> ParsedCommand | CliError:
     line = line.rstrip("\r\n")
     bar = line.find("|")
     head_end = len(line) if bar < 0 else bar
-    words = _words(line, 0, head_end)
+    words = split_words(line, 0, head_end)
     if not words:
         if bar >= 0:
             return _caret(line, bar, INVALID)
@@ -563,7 +556,7 @@ def complete(line: str) -> list[str]:
     For interactive completion: ``"sh sys"`` -> ``["system"]``,
     ``"show "`` -> every keyword after ``show``.
     """
-    words = _words(line.split("|", 1)[0])
+    words = split_words(line.split("|", 1)[0])
     partial = ""
     if words and not line[-1:].isspace():
         partial = words.pop()[1].lower()

@@ -2,7 +2,7 @@
 
 Exec mode reads the exec command table (``openvsm.cli.grammar.COMMANDS``).
 Configuration modes read ``CONFIG_COMMANDS`` below: the configuration
-language is parsed by ``openvsm.store.configcmd`` (hand-written, sans-IO),
+language is parsed by ``openvsm.cfgmgr.configsession`` (hand-written, sans-IO),
 and this table describes the same words for help and completion only; a
 unit test runs every pattern of it through ``ConfigSession`` so the two
 cannot drift apart. In a configuration mode ``do ...`` and ``show ...`` are
@@ -31,16 +31,16 @@ from dataclasses import dataclass
 
 from openvsm.cli import grammar
 from openvsm.cli.grammar import (
-    AMBIGUOUS,
     ARG_HELP,
     FILTER_HELP,
-    INVALID,
     KEYWORD_HELP,
     ArgKind,
     Argument,
     Command,
     Keyword,
 )
+from openvsm.cli.tokens import AMBIGUOUS, INVALID
+from openvsm.cli.tokens import words as split_words
 
 EXEC_MODE = "exec"
 
@@ -211,7 +211,7 @@ def _scope(mode: str, line: str) -> tuple[tuple[Command, ...], int, bool]:
     whether it is an exec command (pipes allowed)."""
     if mode == EXEC_MODE:
         return grammar.COMMANDS, 0, True
-    words = grammar._words(line)
+    words = split_words(line)
     if words and (len(words) > 1 or line[-1:].isspace()):
         first = words[0][1].lower()
         if first == "do":
@@ -256,7 +256,7 @@ class _Position:
 
 def _position(mode: str, line: str) -> _Position | str:
     table, start, exec_table = _scope(mode, line)
-    words = grammar._words(line, start)
+    words = split_words(line, start)
     partial = ""
     if words and not line[-1:].isspace():
         partial = words.pop()[1]
@@ -288,7 +288,7 @@ def _last_bar(line: str, bar: int) -> int:
 def _pipe_help(line: str, bar: int) -> str:
     last = _last_bar(line, bar)
     tail = line[last + 1 :]
-    words = grammar._words(tail)
+    words = split_words(tail)
     if not words or (len(words) == 1 and not tail[-1:].isspace()):
         partial = words[0][1].lower() if words else ""
         rows = [(m, FILTER_HELP[m]) for m in sorted(FILTER_HELP) if m.startswith(partial)]
@@ -329,7 +329,7 @@ def help_text(mode: str, line: str) -> str:
             return _caret(line, len(line) - len(pos.partial), INVALID)
         return _table(sorted(rows), "")
     rows = []
-    if any(c.complete for c in pos.cands) and (start < len(line) or grammar._words(line, start)):
+    if any(c.complete for c in pos.cands) and (start < len(line) or split_words(line, start)):
         rows.append(("<CR>", ""))
     tokens = _next_tokens(pos)
     rows += [_describe(t, pos.exec_table) for t in tokens if isinstance(t, Argument)]
@@ -347,7 +347,7 @@ def completions(mode: str, line: str) -> list[str]:
     _, _, exec_table = _scope(mode, line)
     if bar >= 0 and exec_table:
         tail = line[_last_bar(line, bar) + 1 :]
-        words = grammar._words(tail)
+        words = split_words(tail)
         if len(words) > 1 or (words and tail[-1:].isspace()):
             return []
         partial = words[0][1].lower() if words else ""

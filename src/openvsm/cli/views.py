@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from openvsm.vlans import format_vlan_list
+
 # --- show system redundancy status -----------------------------------------
 
 
@@ -441,7 +443,7 @@ def port_profile_row(body: dict[str, Any], assigned: list[str]) -> PortProfileRo
     if mode == "access" and body.get("access_vlan"):
         attrs.append(f"switchport access vlan {body['access_vlan']}")
     if mode == "trunk" and body.get("allowed_vlans"):
-        vlans = ",".join(str(v) for v in _vlan_ranges(list(body["allowed_vlans"])))
+        vlans = format_vlan_list(int(v) for v in body["allowed_vlans"])
         attrs.append(f"switchport trunk allowed vlan {vlans}")
     if body.get("bridge_domain"):
         attrs.append(f"switchport access bridge-domain {body['bridge_domain']}")
@@ -461,16 +463,3 @@ def port_profile_row(body: dict[str, Any], assigned: list[str]) -> PortProfileRo
         config_attributes=attrs,
         assigned_interfaces=list(assigned),
     )
-
-
-def _vlan_ranges(vlans: list[int]) -> list[str]:
-    out: list[str] = []
-    ordered = sorted(set(vlans))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return out

@@ -80,7 +80,8 @@ from openvsm.lab.checker import (
     check_split_brain,
     check_undisturbed,
 )
-from openvsm.lab.lab import Lab, LabError, free_port, ipc_call, signal_group, wait_for
+from openvsm.lab.common import LabError, free_port, ipc_call, signal_group, wait_for
+from openvsm.lab.lab import Lab
 from openvsm.lab.sampler import SampledNode, SampledVem, Sampler, TraceReader
 from openvsm.node import SERVICES, RunDir
 

@@ -15,28 +15,29 @@ one interface, one direction, or both.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
-from openvsm.ipc import IpcClient, IpcError
+from openvsm.ipc import IpcError
+
+# The shared helpers live in lab/common.py; named here too for tests written
+# against ``openvsm.lab.lab`` (import them from lab.common in new code).
+from openvsm.lab.common import LabError as LabError
+from openvsm.lab.common import free_port as free_port
+from openvsm.lab.common import ipc_call as ipc_call
+from openvsm.lab.common import signal_group as signal_group
+from openvsm.lab.common import wait_for as wait_for
 from openvsm.node import RunDir
 
 TIMER_PROFILES: dict[str, dict[str, int]] = {
@@ -55,74 +56,6 @@ TIMER_PROFILES: dict[str, dict[str, int]] = {
         "vem_headless_ms": 1500,
     },
 }
-
-
-class LabError(RuntimeError):
-    pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise LabError("no free port")
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``cond`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc})" if last_exc else ""
-            raise LabError(f"timed out after {timeout:.1f} s waiting for {what}{extra}")
-        time.sleep(interval)
-
-
-def ipc_call(sock: Path, op: str, timeout: float = 10.0, **args: Any) -> Any:
-    async def _call() -> Any:
-        client = IpcClient(sock, timeout=timeout)
-        try:
-            return await client.call(op, **args)
-        finally:
-            client.close()
-
-    return asyncio.run(_call())
-
-
-def signal_group(proc: subprocess.Popen[bytes] | None, sig: int) -> bool:
-    """Signal a process group; for SIGKILL/SIGTERM wait until it is gone (SIGKILL
-    after 10 s) and return True: the process is stopped and reaped."""
-    if proc is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    if sig not in (signal.SIGKILL, signal.SIGTERM):
-        return False
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    # The group may still hold children that outlived their parent for a moment.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return True
 
 
 @dataclass
@@ -734,76 +667,3 @@ headless_after_ms = {self.timers["vem_headless_ms"]}
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="openvsm lab", description="VSM pair + VEMs on loopback")
-    parser.add_argument("--dir", type=Path, help="lab directory (default: a temporary one)")
-    parser.add_argument("--no-shell", action="store_true", help="run until SIGINT/SIGTERM")
-    parser.add_argument("--vems", type=int, default=4)
-    parser.add_argument("--timers", choices=sorted(TIMER_PROFILES), default="default")
-    parser.add_argument("--proxy", action="store_true", help="route the pair through a fault proxy")
-    parser.add_argument(
-        "--netns",
-        action="store_true",
-        help="root: VSMs, hosts (private OVS + VEM agent, backend ovs), VMs and an "
-        "upstream LACP switch in network namespaces (--vems = hosts, default 2)",
-    )
-    args = parser.parse_args(argv)
-    if args.vems < 0:
-        print("openvsm lab: --vems must be >= 0", file=sys.stderr)
-        return 2
-    tmp = None
-    if args.dir is None:
-        tmp = Path(tempfile.mkdtemp(prefix="openvsm-lab-"))
-        root = tmp
-    else:
-        root = args.dir.resolve()
-    if args.netns:
-        from openvsm.lab.netns import netns_lab_class, unavailable_reason
-
-        reason = unavailable_reason()
-        if reason:
-            print(f"openvsm lab --netns: {reason}", file=sys.stderr)
-            return 2
-        hosts = args.vems if "--vems" in argv else 2
-        lab = netns_lab_class()(root, hosts=max(hosts, 1), timers=args.timers)
-    else:
-        lab = Lab(root, vems=args.vems, timers=args.timers, proxy=args.proxy, ssh=True)
-    stop_requested = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        print(
-            f"openvsm lab in {root} (timers: {args.timers}); starting the VSM pair ...", flush=True
-        )
-        active = lab.start()
-        print(f"pair up: {active} is active with an HA standby; {len(lab.vems)} VEMs attached")
-        for node in lab.nodes.values():
-            print(f"  {node.name:9s} openvsm cli --node {node.rundir}")
-            if node.ssh is not None:
-                print(f"  {'':9s} ssh -p {node.ssh[1]} admin@{node.ssh[0]}")
-        print(f"  lab.json: {root / 'lab.json'}", flush=True)
-        if args.no_shell:
-            while not stop_requested:
-                time.sleep(0.5)
-        else:
-            from openvsm.cli.shell import run_shell
-
-            asyncio.run(run_shell(lab.nodes[active].rundir))
-    except KeyboardInterrupt:
-        pass
-    except LabError as exc:
-        print(f"openvsm lab: {exc}", file=sys.stderr)
-        lab.stop()
-        return 1
-    finally:
-        lab.stop()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0

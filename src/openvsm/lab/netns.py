@@ -41,6 +41,8 @@ from typing import Any
 
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
+from openvsm.lab.common import LabError, ipc_call, wait_for
+from openvsm.lab.lab import Lab, NodeHandle, VemHandle
 from openvsm.node import RunDir
 from openvsm.vem.ovs import OvsBackend
 from openvsm.vem.ovsinstance import OvsInstance, missing_binaries
@@ -435,230 +437,224 @@ SHARED_MGMT = f"{MGMT_NET}.10"  # the pair's shared management address (the acti
 CLIENT_IP = f"{MGMT_NET}.200"  # the client namespace on the mgmt bridge
 
 
-def netns_lab_class() -> type:
-    """``NetnsLab`` (built lazily: it subclasses ``openvsm.lab.lab.Lab``)."""
-    from openvsm.lab.lab import Lab, LabError, NodeHandle, VemHandle, ipc_call, wait_for
+class NetnsLab(Lab):
+    """The loopback lab's VSM pair and VEMs, in network namespaces with real OVS.
 
-    class NetnsLab(Lab):
-        """The loopback lab's VSM pair and VEMs, in network namespaces with real OVS.
+    - ``vsm-primary``/``vsm-secondary``: one VSM node each; control on a
+      point-to-point veth (10.98.0.1/.2), mgmt (HA heartbeats when degraded,
+      REST, and the VEM control protocol) on the ``mgmt`` namespace's
+      Linux bridge (10.99.0.1/.2);
+    - ``h<N>``: a host with a private OVS (userspace datapath) and an
+      ``openvsm vem`` agent (backend ovs) at 10.99.0.1<N> on the mgmt bridge;
+      uplinks ``eth1..`` to the upstream switch, all in the uplink port
+      profile ``uplink-lacp`` (``channel-group auto mode active``);
+    - ``vm<N>-<M>``: VM namespaces (eth0 = a vEth on host N, profile
+      ``vm-net``, VLAN 10, 10.10.<N>.<M>);
+    - ``sw``: the upstream switch, an OVS with one LACP bond per host
+      (none with ``hosts=0``);
+    - ``client``: an operator's machine on the mgmt bridge (10.99.0.200);
+      the pair's shared management address is 10.99.0.10 (``[mgmt]``,
+      device ``mgmt0``, SSH on port 22 there; each node's own SSH server
+      on its mgmt address, port 2222).
+    """
 
-        - ``vsm-primary``/``vsm-secondary``: one VSM node each; control on a
-          point-to-point veth (10.98.0.1/.2), mgmt (HA heartbeats when degraded,
-          REST, and the VEM control protocol) on the ``mgmt`` namespace's
-          Linux bridge (10.99.0.1/.2);
-        - ``h<N>``: a host with a private OVS (userspace datapath) and an
-          ``openvsm vem`` agent (backend ovs) at 10.99.0.1<N> on the mgmt bridge;
-          uplinks ``eth1..`` to the upstream switch, all in the uplink port
-          profile ``uplink-lacp`` (``channel-group auto mode active``);
-        - ``vm<N>-<M>``: VM namespaces (eth0 = a vEth on host N, profile
-          ``vm-net``, VLAN 10, 10.10.<N>.<M>);
-        - ``sw``: the upstream switch, an OVS with one LACP bond per host
-          (none with ``hosts=0``);
-        - ``client``: an operator's machine on the mgmt bridge (10.99.0.200);
-          the pair's shared management address is 10.99.0.10 (``[mgmt]``,
-          device ``mgmt0``, SSH on port 22 there; each node's own SSH server
-          on its mgmt address, port 2222).
-        """
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hosts: int = 2,
+        vms_per_host: int = 1,
+        uplinks: int = 2,
+        timers: str = "default",
+        prefix: str | None = None,
+    ) -> None:
+        self.topo = Topology(prefix=prefix) if prefix else Topology()
+        self.nhosts = hosts
+        self.vms_per_host = vms_per_host
+        self.nuplinks = uplinks
+        self.node_ns: dict[str, str] = {}
+        self.host_objs: dict[str, Host] = {}
+        self._spawn_ns: str | None = None
+        super().__init__(
+            root,
+            vems=0,
+            timers=timers,
+            rest=True,
+            ssh=True,
+            extra_node_toml=(
+                f'\n[mgmt]\naddress = "{SHARED_MGMT}/24"\ndevice = "mgmt0"\nssh_port = 22\n'
+            ),
+        )
 
-        def __init__(
-            self,
-            root: Path,
-            *,
-            hosts: int = 2,
-            vms_per_host: int = 1,
-            uplinks: int = 2,
-            timers: str = "default",
-            prefix: str | None = None,
-        ) -> None:
-            self.topo = Topology(prefix=prefix) if prefix else Topology()
-            self.nhosts = hosts
-            self.vms_per_host = vms_per_host
-            self.nuplinks = uplinks
-            self.node_ns: dict[str, str] = {}
-            self.host_objs: dict[str, Host] = {}
-            self._spawn_ns: str | None = None
-            super().__init__(
-                root,
-                vems=0,
-                timers=timers,
-                rest=True,
-                ssh=True,
-                extra_node_toml=(
-                    f'\n[mgmt]\naddress = "{SHARED_MGMT}/24"\ndevice = "mgmt0"\nssh_port = 22\n'
-                ),
+    def _plan(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # the pair certificate names both management addresses (REST over HTTPS)
+        mgmt_ips = [f"{MGMT_NET}.1", f"{MGMT_NET}.2"]
+        self.credentials = generate_pair_credentials(self.root / "pki", hosts=mgmt_ips)
+        self.secret_file = self.root / "pki" / "domain.key"
+        write_private(self.secret_file, self.secret + "\n")
+        topo = self.topo
+        self.mgmt_ns = topo.namespace("mgmt")
+        sh("ip", "-n", self.mgmt_ns, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.mgmt_ns, "link", "set", "br0", "up")
+        ns = {r: topo.namespace(f"vsm-{r}") for r in ("primary", "secondary")}
+        topo.link(ns["primary"], "ctl0", ns["secondary"], "ctl0")
+        for i, role in enumerate(("primary", "secondary")):
+            sh("ip", "-n", ns[role], "addr", "add", f"{CONTROL_NET}.{i + 1}/24", "dev", "ctl0")
+            self._mgmt_port(ns[role], f"m-{role[:3]}", f"{MGMT_NET}.{i + 1}")
+        self.client_ns = topo.namespace("client")
+        self._mgmt_port(self.client_ns, "m-client", CLIENT_IP, dev="eth0")
+        from openvsm.mgmt.sshd import generate_host_key
+
+        generate_host_key(self.host_key)
+        for i, role in enumerate(("primary", "secondary")):
+            ctl, mgmt = f"{CONTROL_NET}.{i + 1}", f"{MGMT_NET}.{i + 1}"
+            peer_ctl, peer_mgmt = f"{CONTROL_NET}.{2 - i}", f"{MGMT_NET}.{2 - i}"
+            node = NodeHandle(
+                name=role,
+                role=role,
+                dir=self.root / role,
+                config=self.root / role / "node.toml",
+                control=(ctl, 7001),
+                mgmt=(mgmt, 7002),
+                vem=(mgmt, 7003),
+                rest=(mgmt, 8443),
+                rest_plain=(mgmt, 8080),  # the n1kv driver's plain HTTP
+                peer_control=(peer_ctl, 7001),
+                peer_mgmt=(peer_mgmt, 7002),
+                ssh=(mgmt, 2222),
+            )
+            self.nodes[role] = node
+            self.node_ns[role] = ns[role]
+            self._write_node_config(node)
+
+    def _mgmt_port(self, ns: str, bridge_side: str, ip: str, dev: str = "mgmt0") -> None:
+        self.topo.link(ns, dev, self.mgmt_ns, bridge_side)
+        sh("ip", "-n", self.mgmt_ns, "link", "set", bridge_side, "master", "br0")
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+
+    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        prefix = ["ip", "netns", "exec", self._spawn_ns] if self._spawn_ns else []
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [*prefix, sys.executable, "-m", "openvsm", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
-        def _plan(self) -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            # the pair certificate names both management addresses (REST over HTTPS)
-            mgmt_ips = [f"{MGMT_NET}.1", f"{MGMT_NET}.2"]
-            self.credentials = generate_pair_credentials(self.root / "pki", hosts=mgmt_ips)
-            self.secret_file = self.root / "pki" / "domain.key"
-            write_private(self.secret_file, self.secret + "\n")
-            topo = self.topo
-            self.mgmt_ns = topo.namespace("mgmt")
-            sh("ip", "-n", self.mgmt_ns, "link", "add", "br0", "type", "bridge")
-            sh("ip", "-n", self.mgmt_ns, "link", "set", "br0", "up")
-            ns = {r: topo.namespace(f"vsm-{r}") for r in ("primary", "secondary")}
-            topo.link(ns["primary"], "ctl0", ns["secondary"], "ctl0")
-            for i, role in enumerate(("primary", "secondary")):
-                sh("ip", "-n", ns[role], "addr", "add", f"{CONTROL_NET}.{i + 1}/24", "dev", "ctl0")
-                self._mgmt_port(ns[role], f"m-{role[:3]}", f"{MGMT_NET}.{i + 1}")
-            self.client_ns = topo.namespace("client")
-            self._mgmt_port(self.client_ns, "m-client", CLIENT_IP, dev="eth0")
-            from openvsm.mgmt.sshd import generate_host_key
+    def start_node(self, name: str) -> None:
+        self._spawn_ns = self.node_ns[name]
+        try:
+            super().start_node(name)
+        finally:
+            self._spawn_ns = None
 
-            generate_host_key(self.host_key)
-            for i, role in enumerate(("primary", "secondary")):
-                ctl, mgmt = f"{CONTROL_NET}.{i + 1}", f"{MGMT_NET}.{i + 1}"
-                peer_ctl, peer_mgmt = f"{CONTROL_NET}.{2 - i}", f"{MGMT_NET}.{2 - i}"
-                node = NodeHandle(
-                    name=role,
-                    role=role,
-                    dir=self.root / role,
-                    config=self.root / role / "node.toml",
-                    control=(ctl, 7001),
-                    mgmt=(mgmt, 7002),
-                    vem=(mgmt, 7003),
-                    rest=(mgmt, 8443),
-                    rest_plain=(mgmt, 8080),  # the n1kv driver's plain HTTP
-                    peer_control=(peer_ctl, 7001),
-                    peer_mgmt=(peer_mgmt, 7002),
-                    ssh=(mgmt, 2222),
+    def start_vem(self, vem: VemHandle) -> None:
+        self._spawn_ns = self.host_objs[vem.host].ns
+        try:
+            super().start_vem(vem)
+        finally:
+            self._spawn_ns = None
+
+    def start(self, timeout: float | None = None) -> str:
+        active: str = super().start(timeout)
+        for line in (
+            "configure terminal",
+            f"port-profile type ethernet {UPLINK_PROFILE}",
+            "switchport mode trunk",
+            "switchport trunk allowed vlan 10,20",
+            "channel-group auto mode active",
+            "state enabled",
+            "no shutdown",
+            "end",
+        ):
+            res = self.cli(active, line)
+            if res.get("error"):
+                raise LabError(f"uplink profile: {line!r}: {res.get('output')}")
+        self._build_hosts()
+        self.write_lab_json()
+        return active
+
+    def _build_hosts(self) -> None:
+        topo = self.topo
+        if self.nhosts == 0:
+            return
+        sw = topo.add_switch("sw")
+        vsms = [f"{n.vem[0]}:{n.vem[1]}" for n in self.nodes.values()]
+        for n in range(1, self.nhosts + 1):
+            name = f"h{n}"
+            host = topo.add_host(name)
+            self.host_objs[name] = host
+            ip = f"{MGMT_NET}.{10 + n}"
+            self._mgmt_port(host.ns, f"m-{name}", ip)
+            members = []
+            for j in range(1, self.nuplinks + 1):
+                topo.link(host.ns, f"eth{j}", sw.ns, f"h{n}e{j}")
+                members.append(f"h{n}e{j}")
+            sw.ovs.vsctl("add-bond", "br-int", f"po{n}", *members, "lacp=active",
+                         "bond_mode=balance-tcp", "other_config:lacp-time=fast")  # fmt: skip
+            vem = VemHandle(
+                host=name,
+                uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.root}/{name}")),
+                dir=self.root / "vems" / name,
+                config=self.root / "vems" / name / "vem.toml",
+                addr=(ip, 18000),
+            )
+            vem.dir.mkdir(parents=True, exist_ok=True)
+            vem.config.write_text(
+                ovs_vem_toml(
+                    host,
+                    host_uuid=vem.uuid,
+                    host_ip=ip,
+                    domain_id=self.domain_id,
+                    secret=self.secret,
+                    local=f"{ip}:18000",
+                    vsms=vsms,
+                    uplinks=[(f"eth{j}", UPLINK_PROFILE) for j in range(1, self.nuplinks + 1)],
+                    heartbeat_ms=self.timers["vem_heartbeat_ms"],
+                    headless_ms=self.timers["vem_headless_ms"],
+                    in_namespace=True,
                 )
-                self.nodes[role] = node
-                self.node_ns[role] = ns[role]
-                self._write_node_config(node)
+            )
+            self.vems.append(vem)
+            self.start_vem(vem)
+            sock = RunDir(vem.rundir).vem
+            wait_for(sock.exists, 30, f"{name} agent control socket")
+            for m in range(1, self.vms_per_host + 1):
+                vm = topo.add_vm(f"vm{n}-{m}", host, f"v{n}-{m}", f"10.10.{n}.{m}/16")
+                ipc_call(sock, "attach_port", vm=vm.name, port_profile="vm-net",
+                         mac=vm.mac, name=vm.port)  # fmt: skip
+                vem.ports.append(vm.port)
 
-        def _mgmt_port(self, ns: str, bridge_side: str, ip: str, dev: str = "mgmt0") -> None:
-            self.topo.link(ns, dev, self.mgmt_ns, bridge_side)
-            sh("ip", "-n", self.mgmt_ns, "link", "set", bridge_side, "master", "br0")
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+    def lab_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().lab_json()
+        for node in data["nodes"]:
+            node["netns"] = self.node_ns[node["name"]]
+        for vem in data["vems"]:
+            vem["netns"] = self.host_objs[vem["host"]].ns
+        data["netns"] = {
+            "prefix": self.topo.prefix,
+            "mgmt": self.mgmt_ns,
+            "vms": [
+                {"name": v.name, "netns": v.ns, "ip": v.ip, "mac": v.mac, "port": v.port}
+                for v in self.topo.vms.values()
+            ],
+            "switch": f"{self.topo.prefix}-sw",
+            "client": self.client_ns,
+            "client_ip": CLIENT_IP,
+        }
+        data["mgmt_address"] = SHARED_MGMT
+        data["client_netns"] = self.client_ns
+        return data
 
-        def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            prefix = ["ip", "netns", "exec", self._spawn_ns] if self._spawn_ns else []
-            with log.open("ab") as out:
-                return subprocess.Popen(
-                    [*prefix, sys.executable, "-m", "openvsm", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-
-        def start_node(self, name: str) -> None:
-            self._spawn_ns = self.node_ns[name]
-            try:
-                super().start_node(name)
-            finally:
-                self._spawn_ns = None
-
-        def start_vem(self, vem: VemHandle) -> None:
-            self._spawn_ns = self.host_objs[vem.host].ns
-            try:
-                super().start_vem(vem)
-            finally:
-                self._spawn_ns = None
-
-        def start(self, timeout: float | None = None) -> str:
-            active: str = super().start(timeout)
-            for line in (
-                "configure terminal",
-                f"port-profile type ethernet {UPLINK_PROFILE}",
-                "switchport mode trunk",
-                "switchport trunk allowed vlan 10,20",
-                "channel-group auto mode active",
-                "state enabled",
-                "no shutdown",
-                "end",
-            ):
-                res = self.cli(active, line)
-                if res.get("error"):
-                    raise LabError(f"uplink profile: {line!r}: {res.get('output')}")
-            self._build_hosts()
-            self.write_lab_json()
-            return active
-
-        def _build_hosts(self) -> None:
-            topo = self.topo
-            if self.nhosts == 0:
-                return
-            sw = topo.add_switch("sw")
-            vsms = [f"{n.vem[0]}:{n.vem[1]}" for n in self.nodes.values()]
-            for n in range(1, self.nhosts + 1):
-                name = f"h{n}"
-                host = topo.add_host(name)
-                self.host_objs[name] = host
-                ip = f"{MGMT_NET}.{10 + n}"
-                self._mgmt_port(host.ns, f"m-{name}", ip)
-                members = []
-                for j in range(1, self.nuplinks + 1):
-                    topo.link(host.ns, f"eth{j}", sw.ns, f"h{n}e{j}")
-                    members.append(f"h{n}e{j}")
-                sw.ovs.vsctl("add-bond", "br-int", f"po{n}", *members, "lacp=active",
-                             "bond_mode=balance-tcp", "other_config:lacp-time=fast")  # fmt: skip
-                vem = VemHandle(
-                    host=name,
-                    uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.root}/{name}")),
-                    dir=self.root / "vems" / name,
-                    config=self.root / "vems" / name / "vem.toml",
-                    addr=(ip, 18000),
-                )
-                vem.dir.mkdir(parents=True, exist_ok=True)
-                vem.config.write_text(
-                    ovs_vem_toml(
-                        host,
-                        host_uuid=vem.uuid,
-                        host_ip=ip,
-                        domain_id=self.domain_id,
-                        secret=self.secret,
-                        local=f"{ip}:18000",
-                        vsms=vsms,
-                        uplinks=[(f"eth{j}", UPLINK_PROFILE) for j in range(1, self.nuplinks + 1)],
-                        heartbeat_ms=self.timers["vem_heartbeat_ms"],
-                        headless_ms=self.timers["vem_headless_ms"],
-                        in_namespace=True,
-                    )
-                )
-                self.vems.append(vem)
-                self.start_vem(vem)
-                sock = RunDir(vem.rundir).vem
-                wait_for(sock.exists, 30, f"{name} agent control socket")
-                for m in range(1, self.vms_per_host + 1):
-                    vm = topo.add_vm(f"vm{n}-{m}", host, f"v{n}-{m}", f"10.10.{n}.{m}/16")
-                    ipc_call(sock, "attach_port", vm=vm.name, port_profile="vm-net",
-                             mac=vm.mac, name=vm.port)  # fmt: skip
-                    vem.ports.append(vm.port)
-
-        def lab_json(self) -> dict[str, Any]:
-            data: dict[str, Any] = super().lab_json()
-            for node in data["nodes"]:
-                node["netns"] = self.node_ns[node["name"]]
-            for vem in data["vems"]:
-                vem["netns"] = self.host_objs[vem["host"]].ns
-            data["netns"] = {
-                "prefix": self.topo.prefix,
-                "mgmt": self.mgmt_ns,
-                "vms": [
-                    {"name": v.name, "netns": v.ns, "ip": v.ip, "mac": v.mac, "port": v.port}
-                    for v in self.topo.vms.values()
-                ],
-                "switch": f"{self.topo.prefix}-sw",
-                "client": self.client_ns,
-                "client_ip": CLIENT_IP,
-            }
-            data["mgmt_address"] = SHARED_MGMT
-            data["client_netns"] = self.client_ns
-            return data
-
-        def stop(self) -> None:
-            try:
-                super().stop()
-            finally:
-                self.topo.teardown()
-
-    return NetnsLab
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.topo.teardown()
 
 
 def _smoke() -> int:

@@ -40,7 +40,7 @@ from typing import Any
 
 from openvsm.ipc import IpcError
 from openvsm.lab.checker import UNKNOWN, ModuleSample, SplitBrainDecision
-from openvsm.lab.lab import ipc_call
+from openvsm.lab.common import ipc_call
 from openvsm.node import RunDir
 
 DECISION = re.compile(

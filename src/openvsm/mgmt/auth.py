@@ -32,7 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from openvsm.store.configcmd import hash_password, verify_password
+from openvsm.passwords import hash_password, verify_password
 
 
 class Verdict(enum.Enum):

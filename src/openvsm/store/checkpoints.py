@@ -31,8 +31,8 @@ import re
 import time
 from typing import Any, Final
 
-from openvsm.store.configcmd import StoreView
 from openvsm.store.pss import Op
+from openvsm.store.runningconfig import MemoryView, StoreView, running_config_lines
 
 KIND: Final = "checkpoint"
 CONFIG_KINDS: Final = ("user", "vlan", "port_profile")
@@ -137,8 +137,6 @@ def rollback_ops(view: StoreView, name: str) -> list[Op]:
 
 def file_lines(view: StoreView, name: str) -> list[str]:
     """``show file NAME`` of a checkpoint: its configuration as running-config lines."""
-    from openvsm.store.configcmd import MemoryView, running_config_lines
-
     cp = view.get(KIND, name)
     if cp is None:
         raise _missing(name)

@@ -45,7 +45,7 @@ from openvsm.vem.core import (
     VemState,
 )
 from openvsm.vem.memory import MemoryBackend
-from openvsm.vem.model import Backend, DesiredState, VemConfigSnapshot
+from openvsm.vem.model import Backend, DesiredState, Egress, Probe, VemConfigSnapshot, forwarding
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
 from openvsm.wire.messages import PortChannelInfo, SenderRole, VemLacpReport, VethPort
 from openvsm.wire.udp import UdpEndpoint
@@ -57,13 +57,14 @@ TRACE_LINES = 200
 
 def make_backend(cfg: VemConfig) -> Backend:
     """The datapath backend the configuration names (``ovs`` imported lazily)."""
+    uplinks = list(dict.fromkeys(u.device for u in cfg.uplinks))
     if cfg.backend == "memory":
-        return MemoryBackend()
+        return MemoryBackend(uplinks)
     module = importlib.import_module("openvsm.vem.ovs")
     backend: Backend = module.OvsBackend(
         bridge=cfg.bridge,
         ovsdb=cfg.ovsdb_remote,
-        uplinks=list(dict.fromkeys(u.device for u in cfg.uplinks)),
+        uplinks=uplinks,
         rundir=str(cfg.ovs_run_dir) if cfg.ovs_run_dir is not None else None,
         netns=cfg.ovs_netns,
     )
@@ -220,9 +221,7 @@ class VemRunner:
                     "trunk_vlans": list(st.trunk_vlans) if st else [],
                     "vni": st.vni if st else 0,
                     "enabled": st.enabled if st else False,
-                    "forwarding": bool(
-                        st and st.enabled and (st.access_vlan or st.trunk_vlans or st.vni)
-                    ),
+                    "forwarding": bool(st and forwarding(st)),
                 }
             )
         return rows
@@ -423,7 +422,21 @@ class VemAgent:
             return data
         if op == "ports":
             return {"ports": runner.ports_data()}
+        if op == "trace":
+            return await self._trace(args)
         raise IpcError(f"unknown op {op}")
+
+    async def _trace(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Where the datapath would send a frame (``Observable.trace``); nothing is sent."""
+        trace: Callable[[Probe], frozenset[Egress]] | None = getattr(self.backend, "trace", None)
+        if trace is None:
+            raise IpcError(f"the {self.backend.name} backend cannot trace frames")
+        try:
+            probe = msgspec.convert(args, Probe)
+        except msgspec.ValidationError as exc:
+            raise IpcError(f"bad frame: {exc}") from None
+        egress = await asyncio.to_thread(trace, probe)
+        return {"egress": [{"port": port, "tag": tag} for port, tag in sorted(egress)]}
 
 
 class _MetricsView:

@@ -6,6 +6,9 @@ Talks to the agent's control socket ``D/vem.sock``::
     detach-port NAME
     status                                                    JSON
     ports                                                     JSON
+    trace --in-port P --src M [--dst M] [--vlan V] [--vni N]  JSON: where the
+        datapath would send that frame (``egress``: port and 802.1Q tag, or VNI
+        on a VXLAN port; empty = dropped); nothing is sent
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ def cli_main(argv: list[str]) -> int:
     detach.add_argument("name")
     sub.add_parser("status", help="attachment state and counters (JSON)")
     sub.add_parser("ports", help="vEth ports and their datapath state (JSON)")
+    trace = sub.add_parser("trace", help="where the datapath would send a frame (JSON)")
+    trace.add_argument("--in-port", required=True)
+    trace.add_argument("--src", required=True)
+    trace.add_argument("--dst", default="ff:ff:ff:ff:ff:ff")
+    trace.add_argument("--vlan", type=int, default=0)
+    trace.add_argument("--vni", type=int, default=0)
     args = parser.parse_args(argv)
     sock = RunDir(args.run_dir).vem
     try:
@@ -57,6 +66,11 @@ def cli_main(argv: list[str]) -> int:
             print(result["name"])
         elif args.command == "detach-port":
             asyncio.run(_call(sock, "detach_port", name=args.name))
+        elif args.command == "trace":
+            frame = {"in_port": args.in_port, "src": args.src, "dst": args.dst}
+            frame.update(vlan=args.vlan, vni=args.vni)
+            result = asyncio.run(_call(sock, "trace", **frame))
+            print(json.dumps(result, indent=2, sort_keys=True))
         else:
             result = asyncio.run(_call(sock, args.command))
             print(json.dumps(result, indent=2, sort_keys=True))

@@ -8,8 +8,10 @@ reports what it did. Backends never decide policy.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Annotated, Protocol
 
 import msgspec
 
@@ -75,6 +77,72 @@ class DesiredState(msgspec.Struct, frozen=True, kw_only=True):
     local_vtep: str = ""
 
 
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+_MAC_PATTERN = "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
+MacText = Annotated[str, msgspec.Meta(pattern=_MAC_PATTERN)]
+
+
+class Probe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A frame offered to a datapath port, for ``trace`` (nothing is sent).
+
+    The constraints hold for a probe decoded from outside (``vem-ctl trace``)."""
+
+    # vEth, uplink or port-channel member device, or VXLAN port (vxlan_port_name)
+    in_port: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    src: MacText
+    dst: MacText = BROADCAST
+    vlan: Annotated[int, msgspec.Meta(ge=0, le=4094)] = 0  # 802.1Q tag; 0 = untagged
+    vni: Annotated[int, msgspec.Meta(ge=0, le=16777215)] = 0  # VXLAN id, from a tunnel port
+
+
+# Where a traced frame leaves: (port, tag) with the port a vEth, a plain uplink,
+# ``po<N>`` or a VXLAN port, and the tag the 802.1Q VLAN on the wire (0 =
+# untagged) or, on a VXLAN port, the VNI. No egress at all = dropped.
+Egress = tuple[str, int]
+
+
+def forwarding(port: VethState) -> bool:
+    """Does the vEth forward at all (enabled, with a VLAN, trunk VLANs or a VNI)?"""
+    return port.enabled and bool(
+        port.vni or (port.trunk_vlans if port.mode == "trunk" else port.access_vlan)
+    )
+
+
+def vxlan_port_name(remote_ip: str) -> str:
+    """vx + the remote VTEP's IPv4 address in hex (fits the 15-character limit)."""
+    return "vx" + ipaddress.IPv4Address(remote_ip).packed.hex()
+
+
+def uplink_trunks(vlans: Sequence[int]) -> tuple[int, ...]:
+    """VLANs an uplink or port-channel carries: VLAN 0 = untagged (the bridge's own
+    VTEP traffic) and ``vlans``; empty = all VLANs."""
+    return tuple(sorted({0, *vlans})) if vlans else ()
+
+
+def vxlan_peers(desired: DesiredState, errors: list[str]) -> list[str]:
+    """The remote VTEPs to tunnel to: valid IPv4, not ourselves, once each."""
+    peers: list[str] = []
+    for peer in desired.vxlan_peers:
+        try:
+            ipaddress.IPv4Address(peer)
+        except ValueError:
+            errors.append(f"VXLAN peer {peer!r} is not an IPv4 address")
+            continue
+        if peer != desired.local_vtep and peer not in peers:
+            peers.append(peer)
+    return peers
+
+
+def segment_errors(ports: Sequence[VethState], vnis: Sequence[int]) -> list[str]:
+    return [
+        f"{p.name}: VNI {p.vni} is not a configured segment"
+        for p in ports
+        if p.vni and p.vni not in vnis
+    ]
+
+
 _MAC = re.compile(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}")
 
 
@@ -116,4 +184,22 @@ class Backend(Protocol):
 
     def observed(self) -> DesiredState:
         """What the datapath holds now (used to reconcile after a restart)."""
+        ...
+
+
+class Observable(Protocol):
+    """What a datapath does, asked the same way of every backend (the VEM
+    scenario table, tests/vem_scenarios.py, runs against both)."""
+
+    def trace(self, probe: Probe) -> frozenset[Egress]:
+        """Where ``probe`` would leave the datapath (empty: dropped); the bridge's
+        own port (the host) is left out."""
+        ...
+
+    def admin_up(self, name: str) -> bool | None:
+        """Is the vEth ``name`` admin-up (the VM sees link)? None: no such port."""
+        ...
+
+    def bundle(self, number: int) -> tuple[str, ...]:
+        """The members port-channel ``number`` forwards over, in name order."""
         ...

@@ -43,7 +43,6 @@ missing, a bad port) is returned as a human-readable error.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -67,7 +66,19 @@ from openvsm.vem.lacp import (
     neighbor_rows,
     summary_rows,
 )
-from openvsm.vem.model import DesiredState, PortChannelState, VethState, veth_errors
+from openvsm.vem.model import (
+    DesiredState,
+    Egress,
+    PortChannelState,
+    Probe,
+    VethState,
+    forwarding,
+    segment_errors,
+    uplink_trunks,
+    veth_errors,
+    vxlan_peers,
+    vxlan_port_name,
+)
 from openvsm.wire.messages import PortChannelInfo
 
 PARK_VLAN = 4095  # never valid on the wire: ports here get nothing from NORMAL
@@ -114,17 +125,6 @@ def _veth_errors(port: VethState) -> list[str]:
     return errors + veth_errors(port)
 
 
-def forwarding(port: VethState) -> bool:
-    return port.enabled and bool(
-        port.vni or (port.trunk_vlans if port.mode == "trunk" else port.access_vlan)
-    )
-
-
-def vxlan_port_name(remote_ip: str) -> str:
-    """vx + the remote VTEP's IPv4 address in hex (fits the 15-character limit)."""
-    return "vx" + ipaddress.IPv4Address(remote_ip).packed.hex()
-
-
 def veth_spec(port: VethState) -> PortSpec:
     state = msgspec.json.encode(port).decode()
     iface = (IfaceSpec(name=port.name),)
@@ -136,11 +136,6 @@ def veth_spec(port: VethState) -> PortSpec:
             state=state,
         )  # fmt: skip
     return PortSpec(port.name, "veth", iface, tag=port.access_vlan, vlan_mode="access", state=state)
-
-
-def uplink_trunks(vlans: Sequence[int]) -> tuple[int, ...]:
-    # VLAN 0 = untagged: the bridge's own (VTEP) traffic; empty = all VLANs.
-    return tuple(sorted({0, *vlans})) if vlans else ()
 
 
 def port_channel_spec(pc: PortChannelState, active: Sequence[str]) -> PortSpec:
@@ -186,6 +181,110 @@ def vxlan_spec(remote_ip: str, local_ip: str) -> PortSpec:
         vlan_mode="access",
         state=json.dumps(remote_ip),
     )
+
+
+def _valid_ports(desired: DesiredState, errors: list[str]) -> tuple[list[VethState], list[int]]:
+    """The vEths OVS can hold (the others are errors) and the configured VNIs."""
+    ports: list[VethState] = []
+    seen: set[str] = set()
+    for port in desired.ports:
+        bad = _veth_errors(port)
+        if port.name in seen:
+            bad.append(f"{port.name}: duplicate port name")
+        if bad:
+            errors += bad
+            continue
+        seen.add(port.name)
+        ports.append(port)
+    vnis = sorted({v for v in desired.vnis if 4096 <= v <= 16000000})
+    errors += segment_errors(ports, vnis)
+    return ports, vnis
+
+
+def _vxlan_specs(desired: DesiredState, errors: list[str]) -> tuple[list[str], list[PortSpec]]:
+    """The remote VTEPs and their tunnel ports."""
+    peers = vxlan_peers(desired, errors)
+    return peers, [vxlan_spec(p, desired.local_vtep) for p in peers]
+
+
+def _missing_devices(specs: Sequence[PortSpec], links: dict[str, dict[str, Any]]) -> list[str]:
+    errors: list[str] = []
+    for spec in specs:
+        if spec.kind == "port-channel":
+            errors += [
+                f"{spec.name}: member {i.name} does not exist"
+                for i in spec.interfaces
+                if i.name not in links
+            ]
+        elif spec.kind in ("veth", "uplink") and spec.name not in links:
+            errors.append(f"{spec.name}: no such network device")
+    return errors
+
+
+def _ofports(snap: dict[str, Any], errors: list[str]) -> dict[str, int]:
+    """Interface name -> OpenFlow port; interfaces OVS could not open are errors."""
+    ofports: dict[str, int] = {}
+    for pname, prow in snap["ports"].items():
+        for iname, irow in prow["interfaces"].items():
+            if irow["ofport"] > 0:
+                ofports[iname] = irow["ofport"]
+            elif irow["error"] and prow["external_ids"].get(KIND):
+                errors.append(f"{pname}: interface {iname}: {irow['error']}")
+    return ofports
+
+
+def _top_level(actions: str) -> list[str]:
+    """Datapath actions split on the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(actions):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(actions[start:i])
+            start = i + 1
+    parts.append(actions[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def trace_egress(
+    text: str, dpif: str, bonds: str, snap: dict[str, Any], vlan: int, bridge: str
+) -> frozenset[Egress]:
+    """Where an ``ofproto/trace`` says the frame leaves: datapath outputs (802.1Q
+    tag as pushed/popped, a bond's recirculation as the bond, members as their
+    bond) and OpenFlow outputs to VXLAN ports (the tag is the VNI)."""
+    owner = {i: name for name, row in snap["ports"].items() for i in row["interfaces"]}
+    ofport = {
+        irow["ofport"]: iname
+        for row in snap["ports"].values()
+        if row["external_ids"].get(KIND) == "vxlan"
+        for iname, irow in row["interfaces"].items()
+    }
+    dp: dict[int, str] = {
+        int(m[3]): m[1] for m in re.finditer(r"^\s+(\S+) (\d+)/(\d+):", dpif, re.M)
+    }
+    recirc: dict[int, str] = {}
+    for section in re.split(r"^(?=---- )", bonds, flags=re.M):
+        m = re.match(r"---- (\S+) ----.*?Recirc-ID : (\d+|0x[0-9a-f]+)\b", section, re.S)
+        if m:
+            recirc[int(m[2], 0)] = m[1]
+    out: set[Egress] = set()
+    tun = re.search(r"^Final flow:.*?\btun_id=(0x[0-9a-f]+|\d+)", text, re.M)
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.fullmatch(r"\s*output:(\d+)", line)
+        skipped = i + 1 < len(lines) and "skipping output" in lines[i + 1]
+        if m and not skipped and int(m[1]) in ofport:
+            out.add((ofport[int(m[1])], int(tun[1], 0) if tun else 0))
+    actions = re.search(r"^Datapath actions: (.*)$", text, re.M)
+    for action in _top_level(actions[1] if actions else ""):
+        if (m := re.match(r"push_vlan\(vid=(\d+)", action)) is not None:
+            vlan = int(m[1])
+        elif action == "pop_vlan":
+            vlan = 0
+        elif action.isdigit() and int(action) in dp:
+            out.add((owner.get(dp[int(action)], dp[int(action)]), vlan))
+        elif (m := re.fullmatch(r"recirc\((\w+)\)", action)) and int(m[1], 0) in recirc:
+            out.add((recirc[int(m[1], 0)], vlan))
+    return frozenset(e for e in out if e[0] != bridge)
 
 
 # -- flows --------------------------------------------------------------------
@@ -552,23 +651,41 @@ class OvsBackend:
 
     def _converge_ovs(self, errors: list[str], learn: bool) -> None:
         desired = self._desired
-        ports: list[VethState] = []
-        seen: set[str] = set()
-        for port in desired.ports:
-            bad = _veth_errors(port)
-            if port.name in seen:
-                bad.append(f"{port.name}: duplicate port name")
-            if bad:
-                errors += bad
-                continue
-            seen.add(port.name)
-            ports.append(port)
-        vnis = sorted({v for v in desired.vnis if 4096 <= v <= 16000000})
-        for port in ports:
-            if port.vni and port.vni not in vnis:
-                errors.append(f"{port.name}: VNI {port.vni} is not a configured segment")
+        ports, vnis = _valid_ports(desired, errors)
         links = self._links()
         specs = [veth_spec(p) for p in ports]
+        channel_specs, held, released = self._uplink_specs(desired, links, errors)
+        peers, tunnel_specs = _vxlan_specs(desired, errors)
+        specs += channel_specs + tunnel_specs
+        for name in released:  # members going into the bond must be up first
+            if name in links and "UP" not in links[name].get("flags", []):
+                self._link(name, "up", errors)
+        errors += _missing_devices(specs, links)
+        ext = {"openvsm-vnis": json.dumps(vnis), "openvsm-local-vtep": desired.local_vtep}
+        converge = _Converge(self._api, self.bridge, specs, ext)
+        with self._api.transaction(check_error=True, log_errors=False) as txn:
+            txn.add(converge)
+        self.changes = converge.changes
+        for name in held:  # out of the bond: now hold it down so the partner sees it go
+            if name in links and "UP" in links[name].get("flags", []):
+                self._link(name, "down", errors)
+        snap = self._snapshot()
+        if snap is None:
+            raise OvsError(f"bridge {self.bridge} vanished")
+        ofports = _ofports(snap, errors)
+        tunnels = {p: ofports[vxlan_port_name(p)] for p in peers if vxlan_port_name(p) in ofports}
+        if learn:
+            self._learn_secure_macs(ports, ofports, errors)
+        self._sync_secure(ports)
+        self._sync_flows(build_flows(ports, ofports, tunnels, vnis, self._secure))
+        self._sync_admin_state(ports, snap, ofports)
+
+    def _uplink_specs(
+        self, desired: DesiredState, links: dict[str, dict[str, Any]], errors: list[str]
+    ) -> tuple[list[PortSpec], list[str], list[str]]:
+        """Port-channels (members the selector chose) and plain uplinks; the members
+        to hold down (hot standby) and those to bring up."""
+        specs: list[PortSpec] = []
         members_in_channels: set[str] = set()
         held: list[str] = []
         released: list[str] = []
@@ -590,54 +707,13 @@ class OvsBackend:
                     PortSpec(uplink, "uplink", (IfaceSpec(uplink),), vlan_mode="trunk", state="{}")
                 )
                 released.append(uplink)
-        peers = []
-        for peer in desired.vxlan_peers:
-            try:
-                ipaddress.IPv4Address(peer)
-            except ValueError:
-                errors.append(f"VXLAN peer {peer!r} is not an IPv4 address")
-                continue
-            if peer != desired.local_vtep and peer not in peers:
-                peers.append(peer)
-                specs.append(vxlan_spec(peer, desired.local_vtep))
-        for name in released:  # members going into the bond must be up first
-            if name in links and "UP" not in links[name].get("flags", []):
-                self._link(name, "up", errors)
-        ext = {
-            "openvsm-vnis": json.dumps(vnis),
-            "openvsm-local-vtep": desired.local_vtep,
-        }
-        for pc_spec in [s for s in specs if s.kind == "port-channel"]:
-            for iface in pc_spec.interfaces:
-                if iface.name not in links:
-                    errors.append(f"{pc_spec.name}: member {iface.name} does not exist")
-        for spec in specs:
-            if spec.kind in ("veth", "uplink") and spec.name not in links:
-                errors.append(f"{spec.name}: no such network device")
-        converge = _Converge(self._api, self.bridge, specs, ext)
-        with self._api.transaction(check_error=True, log_errors=False) as txn:
-            txn.add(converge)
-        self.changes = converge.changes
-        for name in held:  # out of the bond: now hold it down so the partner sees it go
-            if name in links and "UP" in links[name].get("flags", []):
-                self._link(name, "down", errors)
-        snap = self._snapshot()
-        if snap is None:
-            raise OvsError(f"bridge {self.bridge} vanished")
-        ofports: dict[str, int] = {}
-        for pname, prow in snap["ports"].items():
-            for iname, irow in prow["interfaces"].items():
-                if irow["ofport"] > 0:
-                    ofports[iname] = irow["ofport"]
-                elif irow["error"] and prow["external_ids"].get(KIND):
-                    errors.append(f"{pname}: interface {iname}: {irow['error']}")
-        tunnels = {p: ofports[vxlan_port_name(p)] for p in peers if vxlan_port_name(p) in ofports}
-        if learn:
-            self._learn_secure_macs(ports, ofports, errors)
-        self._sync_secure(ports)
-        flows = build_flows(ports, ofports, tunnels, vnis, self._secure)
-        self._sync_flows(flows)
-        for port in ports:  # admin state: shut ports down, the rest up (only on change)
+        return specs, held, released
+
+    def _sync_admin_state(
+        self, ports: Sequence[VethState], snap: dict[str, Any], ofports: dict[str, int]
+    ) -> None:
+        """Shut vEths admin-down, the rest up (only on change)."""
+        for port in ports:
             iface = snap["ports"].get(port.name, {}).get("interfaces", {}).get(port.name)
             n = ofports.get(port.name)
             if iface is None or n is None:
@@ -850,6 +926,46 @@ class OvsBackend:
             vnis=vnis,
             local_vtep=ext.get("openvsm-local-vtep", ""),
         )
+
+    # -- what the datapath does (the Observable protocol) --
+
+    def trace(self, probe: Probe) -> frozenset[Egress]:
+        """``ofproto/trace`` of ``probe`` on the bridge (empty: dropped, or OVS not
+        reachable, or no such port)."""
+        flow = f"in_port={probe.in_port},dl_src={probe.src},dl_dst={probe.dst}"
+        flow += f",dl_vlan={probe.vlan}" if probe.vlan else ""
+        flow += f",tun_id={probe.vni}" if probe.vni else ""
+        try:
+            self._connect()
+            snap = self._snapshot()
+            if snap is None:
+                return frozenset()
+            text = self.appctl("ofproto/trace", self.bridge, flow)
+            dpif = self.appctl("dpif/show")
+            bonds = self.appctl("bond/show")
+        except OvsError:
+            return frozenset()
+        except Exception:
+            self._reset()
+            return frozenset()
+        return trace_egress(text, dpif, bonds, snap, probe.vlan, self.bridge)
+
+    def admin_up(self, name: str) -> bool | None:
+        try:
+            self._connect()
+            snap = self._snapshot()
+        except Exception:
+            self._reset()
+            return None
+        iface = (snap or {}).get("ports", {}).get(name, {}).get("interfaces", {}).get(name)
+        return None if iface is None else iface["admin_state"] == "up"
+
+    def bundle(self, number: int) -> tuple[str, ...]:
+        try:
+            text = self.appctl("bond/show", f"po{number}")
+        except OvsError:
+            return ()
+        return tuple(sorted(re.findall(r"^member (\S+): enabled", text, re.M)))
 
     # -- show data --
 

@@ -4,10 +4,10 @@ Owns the configuration-mode language of the CLI: it turns one line into the
 store ops to commit, a mode change, text output, or an error that changed
 nothing. It never writes: ``ConfigSession.execute`` reads a *store view*
 (anything with ``get(kind, key)`` and ``list(kind)``) and returns a
-``ConfigResult``; the caller commits ``result.ops`` (one change) before it
-executes the next line of the session. Also owns the text the configuration
-reads back as: ``render_running_config`` (re-playable), ``show_port_profile``
-and the accounting log renderer.
+``ConfigResult``; the caller (``cfgmgr/configmode.py``) commits
+``result.ops`` (one change) before it executes the next line of the session.
+Lines are split by the CLI's tokenizer (``cli/tokens.py``); what the
+configuration reads back as is ``store/runningconfig.py``.
 
 Modes (``Mode``) and transitions of a session::
 
@@ -33,27 +33,19 @@ import base64
 import binascii
 import enum
 import re
-import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from openvsm.passwords import hash_password as hash_password
-from openvsm.passwords import parse_hash
-from openvsm.passwords import verify_password as verify_password
+from openvsm.cli.tokens import INCOMPLETE, Line, LineError
+from openvsm.passwords import hash_password, parse_hash
+from openvsm.roles import Role
 from openvsm.store.pss import Op
-from openvsm.wire.messages import AccountingEntry
+from openvsm.store.runningconfig import StoreView, is_openstack, natural_key
+from openvsm.vlans import VlanListError, default_vlan_name, format_vlan_list, parse_vlan_list
 
-INVALID: Final = "% Invalid command at '^' marker."
-AMBIGUOUS: Final = "% Ambiguous command at '^' marker."
-INCOMPLETE: Final = "% Incomplete command"
-
-VLAN_MIN: Final = 1
-VLAN_MAX: Final = 4094
-RESERVED_VLANS: Final = range(3968, 4048)  # 3968-4047, internal use (NX-OS)
-ROLES: Final = ("network-admin", "network-operator")
-DEFAULT_ROLE: Final = "network-operator"
+ROLES: Final = tuple(r.value for r in Role)
+DEFAULT_ROLE: Final = Role.NETWORK_OPERATOR.value
 MAX_DESCRIPTION: Final = 80
 MAX_VLAN_NAME: Final = 32
 MAX_PORT_SECURITY: Final = 1025
@@ -61,7 +53,6 @@ MAX_CHANNEL_GROUP: Final = 4096
 
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,80}")
 _USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
-_WORD = re.compile(r"\S+")
 _PROFILE_NS = uuid.UUID("6f70656e-7673-6d00-0000-706f72747072")  # stable ids of CLI profiles
 
 COPY_OUTPUT: Final = (
@@ -69,18 +60,6 @@ COPY_OUTPUT: Final = (
     "Copy complete: the configuration is always durable here "
     "(every change is committed to the store before it is acknowledged).\n"
 )
-
-
-class StoreView(Protocol):
-    """What configuration commands and renderers read: a ``Store`` or a stand-in."""
-
-    def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
-
-    def list(self, kind: str) -> dict[str, dict[str, Any]]: ...
-
-
-class ConfigError(Exception):
-    """An operator error from a show helper; the text is the CLI's answer."""
 
 
 class Mode(enum.Enum):
@@ -102,69 +81,7 @@ class ConfigResult:
     close: bool = False  # ``exit`` in exec mode: end the session
 
 
-class _Fail(Exception):
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-
-# --- passwords: openvsm.passwords (re-exported for existing callers) -----------
-
-
-# --- VLAN lists --------------------------------------------------------------------
-
-
-def format_vlan_list(vlans: Iterable[int]) -> str:
-    """``[1, 2, 3, 5]`` -> ``"1-3,5"``."""
-    ids = sorted(set(vlans))
-    parts: list[str] = []
-    i = 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-def _vlan_id(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(text)
-    n = int(text)
-    if not VLAN_MIN <= n <= VLAN_MAX:
-        raise _Fail(f"% VLAN {n} is out of range ({VLAN_MIN}-{VLAN_MAX})\n")
-    return n
-
-
-def parse_vlan_list(text: str) -> list[int]:
-    """``"10,20-25"`` -> sorted ids. ``ValueError``: malformed; ``_Fail``: out of range."""
-    out: list[int] = []
-    for part in text.split(","):
-        lo_s, sep, hi_s = part.partition("-")
-        lo = _vlan_id(lo_s)
-        hi = _vlan_id(hi_s) if sep else lo
-        if hi < lo:
-            raise _Fail(f"% VLAN range {part} is reversed\n")
-        for n in range(lo, hi + 1):
-            if n in RESERVED_VLANS:
-                raise _Fail(
-                    f"% VLAN {n} is reserved ({RESERVED_VLANS.start}-{RESERVED_VLANS.stop - 1})\n"
-                )
-        out.extend(range(lo, hi + 1))
-    seen: set[int] = set()
-    for n in out:
-        if n in seen:
-            raise _Fail(f"% VLAN {n} appears more than once in '{text}'\n")
-        seen.add(n)
-    return sorted(out)
-
-
-def default_vlan_name(n: int) -> str:
-    return "default" if n == 1 else f"VLAN{n:04d}"
-
-
-# --- objects -----------------------------------------------------------------------
+_Fail = LineError
 
 
 def new_port_profile(name: str, ptype: str) -> dict[str, Any]:
@@ -189,10 +106,6 @@ def new_port_profile(name: str, ptype: str) -> dict[str, Any]:
     }
 
 
-def _is_openstack(body: Mapping[str, Any] | None) -> bool:
-    return body is not None and body.get("owner") == "openstack"
-
-
 def _openstack_refusal(what: str) -> _Fail:
     return _Fail(
         f"% {what} is managed by OpenStack (owner openstack): change it through Neutron.\n"
@@ -201,62 +114,8 @@ def _openstack_refusal(what: str) -> _Fail:
     )
 
 
-# --- line parsing --------------------------------------------------------------------
-
-
-class _Line:
-    """Words of one line with their columns; keyword matching by unique prefix."""
-
-    def __init__(self, line: str) -> None:
-        self.line = line
-        self.words = [(m.start(), m.group()) for m in _WORD.finditer(line)]
-        self.i = 0
-
-    def fail(self, message: str = INVALID, at: int | None = None) -> _Fail:
-        index = self.i if at is None else at
-        col = self.words[index][0] if index < len(self.words) else len(self.line.rstrip()) + 1
-        return _Fail(f"{self.line}\n{' ' * col}^\n{message}\n")
-
-    def at_end(self) -> bool:
-        return self.i >= len(self.words)
-
-    def peek(self, *choices: str) -> str | None:
-        """The keyword the next word selects, or None (no word / no match)."""
-        if self.at_end():
-            return None
-        word = self.words[self.i][1].lower()
-        if word in choices:
-            return word
-        hits = [c for c in choices if c.startswith(word)]
-        if len(hits) > 1:
-            raise self.fail(AMBIGUOUS)
-        return hits[0] if hits else None
-
-    def keyword(self, *choices: str) -> str:
-        if self.at_end():
-            raise self.fail(INCOMPLETE)
-        hit = self.peek(*choices)
-        if hit is None:
-            raise self.fail()
-        self.i += 1
-        return hit
-
-    def arg(self) -> str:
-        if self.at_end():
-            raise self.fail(INCOMPLETE)
-        word = self.words[self.i][1]
-        self.i += 1
-        return word
-
-    def int_arg(self, lo: int, hi: int, what: str) -> int:
-        index = self.i
-        word = self.arg()
-        if not word.isdigit():
-            raise self.fail(at=index)
-        n = int(word)
-        if not lo <= n <= hi:
-            raise _Fail(f"% {what} {n} is out of range ({lo}-{hi})\n")
-        return n
+class _Line(Line):
+    """A configuration line: the shared tokenizer plus VLAN-list arguments."""
 
     def vlan_list(self) -> list[int]:
         index = self.i
@@ -265,21 +124,38 @@ class _Line:
             return parse_vlan_list(word)
         except ValueError:
             raise self.fail(at=index) from None
-
-    def rest(self) -> str:
-        """The raw remainder of the line (free text), at least one word."""
-        if self.at_end():
-            raise self.fail(INCOMPLETE)
-        text = self.line[self.words[self.i][0] :].strip()
-        self.i = len(self.words)
-        return text
-
-    def end(self) -> None:
-        if not self.at_end():
-            raise self.fail()
+        except VlanListError as exc:
+            raise _Fail(exc.text) from None
 
 
-# --- the session ---------------------------------------------------------------------
+SSH_KEY_TYPES: Final = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+)
+
+
+def parse_ssh_public_key(text: str) -> str | None:
+    """``TYPE BASE64 [comment]`` -> the normalised ``TYPE BASE64`` or None.
+
+    The blob must decode and name its own type (SSH wire format: a 4-byte
+    length, then the type string), so a truncated or pasted-wrong key is
+    refused at configuration time, not at the first login."""
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES or len(parts[1]) > 8192:
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(blob) < 4:
+        return None
+    n = int.from_bytes(blob[:4], "big")
+    if blob[4 : 4 + n] != parts[0].encode():
+        return None
+    return f"{parts[0]} {parts[1]}"
 
 
 _PP_WORDS: Final = ("description", "switchport", "state", "shutdown", "channel-group")
@@ -434,7 +310,7 @@ class ConfigSession:
         ops: list[Op] = []
         if body is None:
             ops.append(Op("port_profile", name, new_port_profile(name, ptype or "vethernet")))
-        elif _is_openstack(body):
+        elif is_openstack(body):
             raise _openstack_refusal(f"port-profile {name}")
         elif ptype is not None and body.get("type", "vethernet") != ptype:
             raise _Fail(
@@ -450,11 +326,11 @@ class ConfigSession:
         body = self.view.get("port_profile", name)
         if body is None or (ptype is not None and body.get("type", "vethernet") != ptype):
             raise _Fail(f"ERROR: port-profile {name} does not exist\n")
-        if _is_openstack(body):
+        if is_openstack(body):
             raise _openstack_refusal(f"port-profile {name}")
         users = sorted(
             (k for k, v in self.view.list("veth").items() if v.get("port_profile") == name),
-            key=_natural,
+            key=natural_key,
         )
         if users:
             shown = ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
@@ -478,7 +354,7 @@ class ConfigSession:
         ops: list[Op] = []
         for n in ids:
             body = self.view.get("vlan", str(n))
-            if _is_openstack(body):
+            if is_openstack(body):
                 raise _openstack_refusal(f"VLAN {n}")
             if body is None:
                 ops.append(
@@ -500,7 +376,7 @@ class ConfigSession:
             if body is None:
                 missing.append(n)
                 continue
-            if _is_openstack(body):
+            if is_openstack(body):
                 raise _openstack_refusal(f"VLAN {n}")
             ops.append(Op("vlan", str(n), None))
         out = ""
@@ -595,7 +471,7 @@ class ConfigSession:
         body = self.view.get("port_profile", self.profile)
         if body is None:
             raise _Fail(f"% port-profile {self.profile} no longer exists\n")
-        if _is_openstack(body):
+        if is_openstack(body):
             raise _openstack_refusal(f"port-profile {self.profile}")
         return dict(body)
 
@@ -778,240 +654,9 @@ class ConfigSession:
             body = self.view.get("vlan", str(n))
             if body is None:
                 raise _Fail(f"% VLAN {n} no longer exists\n")
-            if _is_openstack(body):
+            if is_openstack(body):
                 raise _openstack_refusal(f"VLAN {n}")
             new = {**body, "name": name or default_vlan_name(n)}
             if new != body:
                 ops.append(Op("vlan", str(n), new))
         return ops, ""
-
-
-class MemoryView:
-    """A dict-backed store view that applies ops (tests, dry runs, replays)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        body = self.objects.get(kind, {}).get(key)
-        return None if body is None else dict(body)
-
-    def list(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in sorted(self.objects.get(kind, {}).items())}
-
-    def apply(self, ops: Iterable[Op]) -> None:
-        for op in ops:
-            table = self.objects.setdefault(op.kind, {})
-            if op.body is None:
-                table.pop(op.key, None)
-            else:
-                table[op.key] = dict(op.body)
-
-
-def _natural(text: str) -> tuple[str, int]:
-    m = re.match(r"(.*?)(\d+)$", text)
-    return (m.group(1), int(m.group(2))) if m else (text, -1)
-
-
-# --- running configuration -----------------------------------------------------------
-
-
-def port_profile_lines(body: Mapping[str, Any]) -> list[str]:
-    """The configuration lines inside ``port-profile`` (without indentation)."""
-    lines: list[str] = []
-    if body.get("description"):
-        lines.append(f"description {body['description']}")
-    lines.append(f"switchport mode {body.get('mode', 'access')}")
-    access = int(body.get("access_vlan") or 1)
-    if access != 1:
-        lines.append(f"switchport access vlan {access}")
-    allowed = body.get("allowed_vlans") or []
-    if allowed:
-        lines.append(f"switchport trunk allowed vlan {format_vlan_list(int(v) for v in allowed)}")
-    if body.get("max_macs"):
-        lines.append(f"switchport port-security maximum {int(body['max_macs'])}")
-    if body.get("channel_group"):
-        mode = f" mode {body['lacp_mode']}" if body.get("lacp_mode") else ""
-        lines.append(f"channel-group {int(body['channel_group'])}{mode}")
-    # Set only through OpenStack (dynamic profiles); shown as comments so that a
-    # replay of the running configuration skips them.
-    if body.get("inherit"):
-        lines.append(f"! inherit port-profile {body['inherit']}")
-    if body.get("bridge_domain"):
-        lines.append(f"! switchport access bridge-domain {body['bridge_domain']}")
-    lines.append("shutdown" if body.get("shutdown") else "no shutdown")
-    if body.get("enabled"):
-        lines.append("state enabled")
-    return lines
-
-
-SSH_KEY_TYPES: Final = (
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-)
-
-
-def parse_ssh_public_key(text: str) -> str | None:
-    """``TYPE BASE64 [comment]`` -> the normalised ``TYPE BASE64`` or None.
-
-    The blob must decode and name its own type (SSH wire format: a 4-byte
-    length, then the type string), so a truncated or pasted-wrong key is
-    refused at configuration time, not at the first login."""
-    parts = text.split()
-    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES or len(parts[1]) > 8192:
-        return None
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(blob) < 4:
-        return None
-    n = int.from_bytes(blob[:4], "big")
-    if blob[4 : 4 + n] != parts[0].encode():
-        return None
-    return f"{parts[0]} {parts[1]}"
-
-
-def running_config_lines(view: StoreView) -> list[str]:
-    """``show running-config`` lines, in NX-OS order; CLI-owned objects re-playable."""
-    out: list[str] = []
-    users = view.list("user")
-    for name in sorted(users):
-        u = users[name]
-        out.append(
-            f"username {name} password 5 {u.get('password_hash', '')}"
-            f"  role {u.get('role', DEFAULT_ROLE)}"
-        )
-        if u.get("sshkey"):
-            out.append(f'username {name} sshkey "{u["sshkey"]}"')
-    vlans = view.list("vlan")
-    cli_vlans = {int(k): v for k, v in vlans.items() if not _is_openstack(v)}
-    os_vlans = {int(k): v for k, v in vlans.items() if _is_openstack(v)}
-    if cli_vlans:
-        out.append("")
-        out.append(f"vlan {format_vlan_list(cli_vlans)}")
-        for n in sorted(cli_vlans):
-            name = cli_vlans[n].get("name") or default_vlan_name(n)
-            if name != default_vlan_name(n):
-                out += [f"vlan {n}", f"  name {name}"]
-    profiles = view.list("port_profile")
-    cli_profiles = {k: v for k, v in profiles.items() if not _is_openstack(v)}
-    os_profiles = {k: v for k, v in profiles.items() if _is_openstack(v)}
-    for name in sorted(cli_profiles, key=lambda k: (cli_profiles[k].get("type") != "ethernet", k)):
-        body = cli_profiles[name]
-        out.append("")
-        out.append(f"port-profile type {body.get('type', 'vethernet')} {name}")
-        out += [f"  {line}" for line in port_profile_lines(body)]
-    if os_vlans or os_profiles:
-        out += [
-            "",
-            "! Configuration owned by OpenStack (made through Neutron; not re-playable here)",
-        ]
-        for n in sorted(os_vlans):
-            out.append(f"!vlan {n}")
-            out.append(f"!  name {os_vlans[n].get('name') or default_vlan_name(n)}")
-        for name in sorted(os_profiles):
-            body = os_profiles[name]
-            out.append(f"!port-profile type {body.get('type', 'vethernet')} {name}")
-            out += [f"!  {line}" for line in port_profile_lines(body)]
-    return out
-
-
-def render_running_config(view: StoreView, *, now: float | None = None) -> str:
-    """The NX-OS ``show running-config`` text."""
-    stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now))
-    head = ["", "!Command: show running-config", f"!Time: {stamp}", ""]
-    return "\n".join(head + running_config_lines(view)) + "\n"
-
-
-# --- show port-profile ----------------------------------------------------------------
-
-
-def show_port_profile(view: StoreView, name: str | None = None) -> dict[str, Any]:
-    """``show port-profile [name NAME]`` data (NX-OS JSON keys)."""
-    profiles = view.list("port_profile")
-    if name is not None:
-        if name not in profiles:
-            raise ConfigError(f"ERROR: port-profile {name} does not exist")
-        profiles = {name: profiles[name]}
-    assigned: dict[str, list[str]] = {}
-    for key, veth in view.list("veth").items():
-        assigned.setdefault(str(veth.get("port_profile", "")), []).append(key)
-    rows = []
-    for key in sorted(profiles):
-        body = profiles[key]
-        rows.append(
-            {
-                "profile_name": key,
-                "type": "Ethernet" if body.get("type") == "ethernet" else "Vethernet",
-                "description": str(body.get("description", "")),
-                "status": "enabled" if body.get("enabled") else "disabled",
-                "inherit": str(body.get("inherit", "")),
-                "owner": str(body.get("owner", "cli")),
-                "config_attributes": port_profile_lines(
-                    {**body, "description": "", "enabled": False}
-                ),
-                "assigned_interfaces": sorted(assigned.get(key, []), key=_natural),
-            }
-        )
-    return {"TABLE_port_profile": {"ROW_port_profile": rows}}
-
-
-def render_port_profile(data: Mapping[str, Any]) -> str:
-    out: list[str] = []
-    for r in data["TABLE_port_profile"]["ROW_port_profile"]:
-        if out:
-            out.append("")
-        out += [
-            f"port-profile {r['profile_name']}",
-            f" type: {r['type']}",
-            f" description: {r['description']}".rstrip(),
-            f" status: {r['status']}",
-            f" owner: {r['owner']}",
-            f" inherit: {r['inherit']}".rstrip(),
-            " config attributes:",
-        ]
-        out += [f"  {a}" for a in r["config_attributes"]]
-        out.append(" assigned interfaces:")
-        out += [f"  {i}" for i in r["assigned_interfaces"]]
-    return "\n".join(out) + "\n" if out else ""
-
-
-# --- accounting log ----------------------------------------------------------------------
-
-
-def _acct_id(entry: AccountingEntry) -> str:
-    return f"change.{entry.seq}" if entry.seq else "local"
-
-
-def accounting_log_data(entries: Sequence[AccountingEntry]) -> dict[str, Any]:
-    """``show accounting log`` data (JSON)."""
-    return {
-        "TABLE_acct_log": {
-            "ROW_acct_log": [
-                {
-                    "time": e.time,
-                    "type": "update",
-                    "id": _acct_id(e),
-                    "user": e.user,
-                    "cmd": e.command,
-                    "result": e.result,
-                    "seq": e.seq,
-                }
-                for e in entries
-            ]
-        }
-    }
-
-
-def render_accounting_log(entries: Sequence[AccountingEntry]) -> str:
-    """NX-OS ``show accounting log`` text, one line per entry (local time)."""
-    lines = [
-        f"{time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(e.time))}:type=update:"
-        f"id={_acct_id(e)}:user={e.user}:cmd={e.command} ({e.result})"
-        for e in entries
-    ]
-    return "".join(f"{line}\n" for line in lines)

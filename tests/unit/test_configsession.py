@@ -9,24 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openvsm.store.configcmd import (
-    ConfigError,
-    ConfigResult,
-    ConfigSession,
-    MemoryView,
-    Mode,
-    format_vlan_list,
-    hash_password,
-    parse_vlan_list,
-    render_accounting_log,
-    render_port_profile,
-    render_running_config,
-    running_config_lines,
-    show_port_profile,
-    verify_password,
-)
+from openvsm.cfgmgr.configsession import ConfigResult, ConfigSession, Mode
+from openvsm.passwords import hash_password, verify_password
 from openvsm.store.pss import Op, Store
-from openvsm.wire.messages import AccountingEntry
+from openvsm.store.runningconfig import MemoryView, render_running_config, running_config_lines
+from openvsm.vlans import format_vlan_list, parse_vlan_list
 
 
 class Term:
@@ -329,51 +316,6 @@ def test_vlan_list_helpers() -> None:
     assert parse_vlan_list("10,20-25") == [10, 20, 21, 22, 23, 24, 25]
     assert format_vlan_list([1, 2, 3, 5, 7, 8]) == "1-3,5,7-8"
     assert format_vlan_list([]) == ""
-
-
-def test_show_port_profile() -> None:
-    t = Term()
-    t.ok("port-profile web", "switchport access vlan 10", "state enabled", "description Web")
-    t.view.apply([Op("veth", "Vethernet10", {"port_profile": "web"})])
-    t.view.apply([Op("veth", "Vethernet2", {"port_profile": "web"})])
-    data = show_port_profile(t.view)
-    (row,) = data["TABLE_port_profile"]["ROW_port_profile"]
-    assert row == {
-        "profile_name": "web",
-        "type": "Vethernet",
-        "description": "Web",
-        "status": "enabled",
-        "inherit": "",
-        "owner": "cli",
-        "config_attributes": [
-            "switchport mode access",
-            "switchport access vlan 10",
-            "no shutdown",
-        ],
-        "assigned_interfaces": ["Vethernet2", "Vethernet10"],
-    }
-    text = render_port_profile(show_port_profile(t.view, "web"))
-    assert text.startswith(
-        "port-profile web\n type: Vethernet\n description: Web\n status: enabled"
-    )
-    assert "  Vethernet2\n  Vethernet10\n" in text
-    with pytest.raises(ConfigError, match="port-profile nope does not exist"):
-        show_port_profile(t.view, "nope")
-
-
-def test_accounting_log_text() -> None:
-    entries = [
-        AccountingEntry(
-            time=0.0, user="admin", command="configure terminal ; vlan 10", result="SUCCESS", seq=4
-        ),
-        AccountingEntry(time=0.0, user="bob", command="vlan 0", result="FAILURE"),
-    ]
-    lines = render_accounting_log(entries).splitlines()
-    assert lines[0].endswith(
-        ":type=update:id=change.4:user=admin:cmd=configure terminal ; vlan 10 (SUCCESS)"
-    )
-    assert lines[1].endswith(":type=update:id=local:user=bob:cmd=vlan 0 (FAILURE)")
-    assert len(lines[0].split(":type=")[0].split()) == 5  # "Wed Nov 25 13:50:37 2026"
 
 
 # --- running configuration round trip ----------------------------------------------
