@@ -616,25 +616,27 @@ class Store:
         time: float,
         epoch: int = 0,
     ) -> Change:
-        """Apply ``ops`` and log them as change ``last_seq + 1``, in one transaction."""
+        """Apply ``ops`` and log them as change ``last_seq + 1``, in one
+        transaction: ``prepare`` (validation, nothing written when an op is
+        unusable), then the write here instead of in a ``StoreWriter``."""
         if self._inflight:
             raise StoreError("a direct commit while pipelined changes are in flight")
-        # Validate and normalise first: nothing is written when an op is unusable.
-        clean = tuple(_contracted(_checked_op(op)) for op in ops)
-        change = Change(
-            seq=self._last_seq + 1,
-            time=time,
-            user=user,
-            source=source,
-            command=command,
-            ops=clean,
-            epoch=epoch,
+        change = self.prepare(
+            ops, user=user, source=source, command=command, time=time, epoch=epoch
         )
-        with self._tx() as db:
-            self._write_ops(db, clean)
-            self._append_change(db, change)
-        self._last_seq = self._head_seq = change.seq
+        self._write_now(change)
         return change
+
+    def _write_now(self, change: Change) -> None:
+        """Write the one change in flight in this thread, or drop it."""
+        try:
+            with self._tx() as db:
+                self._write_ops(db, change.ops)
+                self._append_change(db, change)
+        except BaseException:
+            self.abandon(change.seq)
+            raise
+        self.durable(change.seq)
 
     def apply_replicated(self, change: Change) -> bool:
         """Standby: apply a change of the active, exactly once and in order (in
@@ -646,26 +648,9 @@ class Store:
         """
         if self._inflight:
             raise StoreError("a direct apply while pipelined changes are in flight")
-        if change.seq <= self._last_seq:
+        if not self.prepare_replicated(change):
             return False
-        if change.seq != self._last_seq + 1:
-            raise StoreError(
-                f"replicated change {change.seq} does not follow {self._last_seq}: "
-                "changes are missing, a bulk synchronisation is needed"
-            )
-        clean = Change(
-            seq=change.seq,
-            time=change.time,
-            user=change.user,
-            source=change.source,
-            command=change.command,
-            ops=tuple(_checked_op(op) for op in change.ops),
-            epoch=change.epoch,
-        )
-        with self._tx() as db:
-            self._write_ops(db, clean.ops)
-            self._append_change(db, clean)
-        self._last_seq = self._head_seq = change.seq
+        self._write_now(self._inflight[change.seq])
         return True
 
     # --- change log ---

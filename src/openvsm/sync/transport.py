@@ -442,6 +442,11 @@ class SyncReceiver:
                 conn,
                 ssl=tls,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
+                # A handshake that fails, times out or is evicted (cancelled) is
+                # closed by asyncio with a TLS shutdown that waits for the peer's
+                # close_notify: 30 s by default, the descriptor held all along
+                # (a flood kept them). Bounded like every other close here.
+                ssl_shutdown_timeout=CLOSE_WAIT_S if tls is not None else None,
             )
         except ConnectionAbortedError:  # asyncio's handshake timeout
             _count(self.counters, "handshake_timeout")
