@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import node_config_from_dict, parse_endpoint
+from openvsm.contracts.base import Request, args_of
 from openvsm.contracts.hamgr import HaStatus
-from openvsm.ipc import IpcClient, IpcError, IpcServer
+from openvsm.ipc import IpcClient, IpcError, IpcServer, decode_result
 from openvsm.modules.table import Commit, StoreOp
 from openvsm.modules.vemmgr import Vemmgr, merge_commits
 from openvsm.vem.agent import VemRunner
@@ -398,6 +399,9 @@ class SlowStore:
             await self.release.wait()
             return dict(self.modules)
         return {}
+
+    async def ask(self, req: Request[Any], timeout: float | None = None) -> Any:
+        return decode_result(req.op, await self.call(req.op, timeout, **args_of(req)), req.reply)
 
 
 def secondary_config(root: Path) -> Any:

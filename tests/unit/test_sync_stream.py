@@ -375,9 +375,9 @@ def test_garbage_never_escapes_as_another_exception(data: bytes) -> None:
 
 def _module_change(store: Store, t: float) -> Change:
     # vemmgr's bookkeeping: state, not configuration (leaves last_config_time)
-    body = {"number": 3, "host_uuid": "h1", "status": "ok"}
+    body = {"module": 3, "host_uuid": "h1", "status": "ok"}  # the body's key is "module"
     return store.commit(
-        [Op("module", "3", body)], user="vemmgr", source="vemmgr", command="m", time=t
+        [Op("module", "h1", body)], user="vemmgr", source="vemmgr", command="m", time=t
     )
 
 

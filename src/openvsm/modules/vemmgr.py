@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from openvsm.config import NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import (
@@ -120,16 +121,13 @@ class Vemmgr:
     def __init__(self, cfg: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
-        vem_raw = cfg.raw.get("vem", {}) if isinstance(cfg.raw.get("vem"), dict) else {}
-        hb_ms = vem_raw.get("heartbeat_interval_ms")
-        loss_ms = vem_raw.get("loss_ms")
+        hb = cfg.vem_heartbeat_interval
+        loss = cfg.vem_loss_time
         self.table = ModuleTable(
             module_limit=cfg.module_limit,
             listen=str(cfg.vem_listen),
-            heartbeat_interval=hb_ms / 1000
-            if isinstance(hb_ms, int)
-            else cfg.timers.heartbeat_interval,
-            loss_time=loss_ms / 1000 if isinstance(loss_ms, int) else cfg.timers.max_loss_interval,
+            heartbeat_interval=hb if hb is not None else cfg.timers.heartbeat_interval,
+            loss_time=loss if loss is not None else cfg.timers.max_loss_interval,
         )
         self.codec = Codec(cfg.domain_id, cfg.secret)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
@@ -353,7 +351,7 @@ class Vemmgr:
             self.checkpoint_path.unlink()
 
     async def _list(self, kind: str) -> dict[str, Any]:
-        result = await self.cfgmgr.call("list", kind=kind)
+        result = await self.cfgmgr.ask(cfg_api.List(kind=kind))
         return dict(result) if isinstance(result, dict) else {}
 
     async def _load_from_store(self) -> None:

@@ -52,7 +52,9 @@ from typing import Any, Final, assert_never
 import msgspec
 from msgspec import UnsetType
 
+from openvsm.cli import views
 from openvsm.config import InterfaceConfig, NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as api
 from openvsm.contracts.base import Ok
 from openvsm.contracts.hamgr import HaStatus
@@ -670,14 +672,14 @@ class Hamgr:
         discarded: list[AccountingEntry] = []
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            raw_acc = await client.call("accounting", limit=500)
-            accounting = [AccountingEntry(**e) for e in raw_acc]
+            rows = await client.ask(cfg_api.Accounting(limit=500))
+            accounting = [_acc_entry(r) for r in rows]
             if discard:
                 since = self.split_started or self.last_active_time
                 # fence: the loser's cfgmgr refuses writes from now on, so
                 # every change it acknowledged is in this list.
-                raw_disc = await client.call("changes_since_time", time=since, fence=True)
-                discarded = [AccountingEntry(**e) for e in raw_disc]
+                rows = await client.ask(cfg_api.ChangesSinceTime(time=since, fence=True))
+                discarded = [_acc_entry(r) for r in rows]
         except (IpcError, TypeError, ValueError) as exc:
             self.trace(f"split-brain: could not collect the accounting log: {exc}")
         finally:
@@ -699,7 +701,7 @@ class Hamgr:
         """Make cfgmgr refuse (or accept again) writes, before a handover."""
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            await client.call("fence", fenced=fenced)
+            await client.ask(cfg_api.Fence(fenced=fenced))
         except IpcError as exc:
             self.trace(f"could not {'fence' if fenced else 'unfence'} cfgmgr: {exc}")
         finally:
@@ -758,11 +760,11 @@ class Hamgr:
             last_config_time=self.last_config_time,
         )
 
-    def redundancy_status(self) -> dict[str, Any]:
+    def redundancy_status(self) -> views.RedundancyStatus:
         st = self.engine.status(self.now())
         this_sup = f"(sup-{self.cfg.sup_number})"
         other_sup = f"(sup-{3 - self.cfg.sup_number})"
-        data: dict[str, Any] = {
+        data: views.RedundancyStatus = {
             "rdn_role_admin": self.cfg.role,
             "rdn_role_oper": self.cfg.role,
             "rdn_mode_admin": "HA",
@@ -784,21 +786,21 @@ class Hamgr:
         }
         return data
 
-    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[dict[str, str]]:
+    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[views.Collision]:
         return [
             {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
             for c in entries
         ]
 
-    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[str]:
+    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[views.Overwrite | str]:
         return [
             f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
             for o in overwrites
         ]
 
-    def trace_table(self) -> dict[str, Any]:
+    def trace_table(self) -> views.RedundancyTrace:
         # Stable keys (docs/observability.md): time (display), timestamp (ISO UTC), event.
-        rows = [
+        rows: list[views.TraceRow] = [
             {"time": wall_str(t), "timestamp": iso_utc(t), "event": text} for t, text in self.traces
         ]
         return {"TABLE_trace": {"ROW_trace": rows}}
@@ -950,6 +952,10 @@ class Hamgr:
             effects += self.engine.mark_standby_out_of_sync(now)
         self._process(effects)
         return Ok()
+
+
+def _acc_entry(r: cfg_api.AccountingRow) -> AccountingEntry:
+    return AccountingEntry(time=r.time, user=r.user, command=r.command, result=r.result, seq=r.seq)
 
 
 def _acc_dict(e: AccountingEntry) -> dict[str, Any]:

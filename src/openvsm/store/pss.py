@@ -55,6 +55,7 @@ from typing import Any, Final
 
 import msgspec
 
+from openvsm.contracts.objects import BodyError, check_body
 from openvsm.wire.messages import AccountingEntry
 
 SCHEMA_VERSION: Final = 2
@@ -69,6 +70,10 @@ STATE_SOURCES: Final = frozenset({"vemmgr"})
 
 class StoreError(Exception):
     """The store cannot do what was asked; the text is meant for an operator."""
+
+
+class BodyRefused(StoreError):
+    """A new body does not match its kind's contract (nothing was written)."""
 
 
 class ChangeLogTrimmed(StoreError):
@@ -542,9 +547,10 @@ class Store:
         time: float,
         epoch: int = 0,
     ) -> Change:
-        """Validate ``ops`` and assign them change ``head_seq + 1``, in flight
-        (nothing written: a ``StoreWriter`` commits it)."""
-        clean = tuple(_checked_op(op) for op in ops)
+        """Validate ``ops`` (each body against its kind's contract,
+        ``openvsm.contracts.objects``) and assign them change ``head_seq + 1``,
+        in flight (nothing written: a ``StoreWriter`` commits it)."""
+        clean = tuple(_contracted(_checked_op(op)) for op in ops)
         change = Change(
             seq=self._head_seq + 1,
             time=time,
@@ -850,6 +856,17 @@ def _checked_op(op: Op) -> Op:
     except (TypeError, msgspec.EncodeError, msgspec.DecodeError) as exc:
         raise StoreError(f"invalid op {op.kind}/{op.key}: body not JSON-able ({exc})") from None
     return op if body == op.body else Op(kind=op.kind, key=op.key, body=body)
+
+
+def _contracted(op: Op) -> Op:
+    """A new body must match its kind's contract. Replicated changes and stored
+    bodies are not checked again: the active checked them when it committed."""
+    if op.body is not None:
+        try:
+            check_body(op.kind, op.key, op.body)
+        except BodyError as exc:
+            raise BodyRefused(f"invalid op {exc}") from None
+    return op
 
 
 def _row_change(row: tuple[Any, ...]) -> Change:
