@@ -27,6 +27,8 @@ layout (issue 15, 10,000 ports), as a ratio.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,15 +39,25 @@ from typing import Any
 
 import requests
 
-from openvsm.lab.common import ipc_call
+from openvsm.api import n1kv
+from openvsm.identity import MAC_FILE
+from openvsm.ipc import IpcClient
+from openvsm.lab.benchfmt import same_run_ratio
+from openvsm.lab.common import ipc_call, wait_for
 from openvsm.lab.lab import Lab
 
+SAME_RUN_BASELINE = (
+    "the first 1,000 REST port creates (at the smallest size) for the last 1,000, and a "
+    "GET of one network segment for the md5 GET, a bulk sync of the setup's store "
+    "(the standby's start-up) for the bulk sync at full size"
+)
 TENANT = "9c5e3a0d2b1a4f6e8d7c6b5a49382716"
 NP = "11111111-0000-0000-0000-000000000001"
 # issue 15 point 3: goals, and main's figures at 10,000 ports before the per-port layout
 GOAL_CREATES_S = 1000.0
 GOAL_LAST_FIRST = 0.8
 GOAL_MD5_P99_MS = 5.0
+GOAL_BULK_S = 5.0
 BASE_CREATES_1 = 133.0
 BASE_CREATES_4 = 82.0
 BASE_MD5_MS = 24.0
@@ -171,6 +183,29 @@ def create_ports(
     return lat, wall, done_at
 
 
+def bulk_sync(lab: Lab, active: str, standby: str) -> float:
+    """The standby killed, its store wiped (not its system MAC), started: seconds
+    until 'Active with HA standby' (the bulk synchronisation of every object)."""
+    objects = len(ipc_call(lab.rundir(active) / "cfgmgr.sock", "list", kind=n1kv.K_PORT))
+    lab.kill_node(standby)
+    wait_for(
+        lambda: (lab.status(active) or {}).get("other_sup_rdn_state") == "Not present",
+        30,
+        "the active to lose its standby",
+    )
+    datadir = lab.nodes[standby].datadir
+    mac = (datadir / MAC_FILE).read_bytes()
+    shutil.rmtree(datadir, ignore_errors=True)
+    datadir.mkdir(parents=True)
+    (datadir / MAC_FILE).write_bytes(mac)
+    t0 = time.perf_counter()
+    lab.start_node(standby)
+    assert lab.wait_pair(600) == active
+    dt = time.perf_counter() - t0
+    print(f"  bulk sync to an empty standby, {objects} ports and the rest: {dt:.2f} s")
+    return dt
+
+
 def window_rate(done_at: list[float], first: bool) -> float:
     """Creates/s over the first (or last) WINDOW completions."""
     if len(done_at) < WINDOW + 1:
@@ -201,21 +236,70 @@ def delete_ports(
         return lat, time.perf_counter() - t0
 
 
-def md5_gets(lab: Lab, base: str, count: int) -> tuple[float, list[float], float, dict[str, Any]]:
-    """(first request s, the others' latencies, their wall time, the hashes)."""
+def md5_gets(
+    lab: Lab, base: str, count: int, path: str = "kvm/config-md5-hashes"
+) -> tuple[float, list[float], float, dict[str, Any]]:
+    """(first request s, the others' latencies, their wall time, the answer)."""
     with session(lab) as s:
         t0 = time.perf_counter()
-        r = s.get(f"{base}/kvm/config-md5-hashes", timeout=60)
+        r = s.get(f"{base}/{path}", timeout=60)
         first = time.perf_counter() - t0
         assert r.status_code == 200
         md5: list[float] = []
         t0 = time.perf_counter()
         for _ in range(count):
             t1 = time.perf_counter()
-            r = s.get(f"{base}/kvm/config-md5-hashes", timeout=60)
+            r = s.get(f"{base}/{path}", timeout=60)
             md5.append(time.perf_counter() - t1)
             assert r.status_code == 200
         return first, md5, time.perf_counter() - t0, dict(r.json())
+
+
+class LocalView:
+    """The VM networks and ports the preload knows (an ``n1kv.ReadView``)."""
+
+    def __init__(self, vm_networks: dict[str, dict[str, Any]]) -> None:
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {n1kv.K_VM_NETWORK: vm_networks}
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        return self.objects.get(kind, {}).get(key)
+
+    def list(self, kind: str) -> dict[str, dict[str, Any]]:
+        return dict(self.objects.get(kind, {}))
+
+
+def preload(lab: Lab, active: str, policy_id: str, start: int, count: int, networks: int) -> float:
+    """Ports ``start..start+count`` committed through cfgmgr's IPC in changes of
+    1,000 ports (the ops ``POST /kvm/vm-network`` computes, by the same code:
+    ``n1kv.add_port``), replicated to the standby like any change. Returns
+    ports/s. Every VM network exists already (the REST phases made them)."""
+    sock = lab.rundir(active) / "cfgmgr.sock"
+    vmns = ipc_call(sock, "list", kind=n1kv.K_VM_NETWORK)
+    view = LocalView(vmns)
+
+    async def go() -> None:
+        client = IpcClient(sock, timeout=120.0)
+        try:
+            for base in range(start, start + count, 1000):
+                ops: dict[tuple[str, str], dict[str, Any] | None] = {}
+                for n in range(base, min(base + 1000, start + count)):
+                    outcome = n1kv.add_port(view, port_body(policy_id, n, networks))
+                    for op in outcome.ops:
+                        ops[(op.kind, op.key)] = op.body
+                        view.objects.setdefault(op.kind, {})[op.key] = op.body or {}
+                await client.call(
+                    "commit",
+                    ops=[{"kind": k, "key": key, "body": b} for (k, key), b in ops.items()],
+                    user="admin",
+                    source="rest",
+                    command=f"bench preload of ports {base}..",
+                )
+        finally:
+            client.close()
+
+    t0 = time.perf_counter()
+    asyncio.run(go())
+    return count / (time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -226,6 +310,14 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=200, help="first ports, one client")
     parser.add_argument("--md5-gets", type=int, default=200)
     parser.add_argument("--deletes", type=int, default=1000)
+    parser.add_argument(
+        "--fill",
+        choices=("ipc", "rest"),
+        default="ipc",
+        help="ipc: the ports between the first and the last 1,000 REST creates are "
+        "committed through cfgmgr's IPC in changes of 1,000 (minutes, not an hour, "
+        "at 100,000); rest: every port through REST",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openvsm-bench-") as tmp:
         lab = Lab(Path(tmp), timers="fast", rest=True)
@@ -239,7 +331,12 @@ def main() -> int:
             sbase = f"http://{saddr[0]}:{saddr[1]}/api/n1k"
             with session(lab) as s:
                 policy_id = setup(s, base, args.networks)
+            print("empty standby started, store of the setup only (the same-run baseline):")
+            small = bulk_sync(lab, active, standby)
             run(lab, args, base, sbase, policy_id, active, standby)
+            big = bulk_sync(lab, active, standby)
+            print(ratio("bulk sync s", big, GOAL_BULK_S, "goal <"))
+            print(same_run_ratio("bulk sync s", big, small, "with the setup's store"))
         finally:
             lab.stop()
     return 0
@@ -262,14 +359,34 @@ def run(
     lat, wall, _ = create_ports(lab, base, policy_id, 0, seq, args.networks, 1)
     print(line("POST /kvm/vm-network 1 client", lat, wall), flush=True)
     one_client = len(lat) / wall
-    lat, wall, done_at = create_ports(
-        lab, base, policy_id, seq, args.ports - seq, args.networks, args.clients
-    )
+    rest = args.ports - seq
+    if args.fill == "ipc" and rest > 3 * WINDOW:
+        # First window at the small size, the middle by IPC, last window at full size.
+        lat, wall, done_at = create_ports(
+            lab, base, policy_id, seq, WINDOW, args.networks, args.clients
+        )
+        first = len(lat) / wall
+        print(line(f"POST {args.clients} clients, first {WINDOW}", lat, wall), flush=True)
+        fill = rest - 2 * WINDOW
+        rate = preload(lab, active, policy_id, seq + WINDOW, fill, args.networks)
+        print(f"  {fill} ports committed through IPC, 1,000 per change: {rate:.0f} ports/s")
+        lat2, wall2, done_at = create_ports(
+            lab, base, policy_id, args.ports - WINDOW, WINDOW, args.networks, args.clients
+        )
+        last = len(lat2) / wall2
+        print(line(f"POST {args.clients} clients, last {WINDOW}", lat2, wall2), flush=True)
+        lat, wall = lat + lat2, wall + wall2
+    else:
+        lat, wall, done_at = create_ports(
+            lab, base, policy_id, seq, rest, args.networks, args.clients
+        )
+        first, last = window_rate(done_at, True), window_rate(done_at, False)
     print(line(f"POST /kvm/vm-network {args.clients} clients", lat, wall), flush=True)
-    first, last = window_rate(done_at, True), window_rate(done_at, False)
     first_md5, md5, md5_wall, hashes = md5_gets(lab, base, args.md5_gets)
     print(line(f"GET md5 at {args.ports} ports", md5, md5_wall))
     print(f"  first GET md5 after the last change: {first_md5 * 1000:.1f} ms (digests computed)")
+    _, one, one_wall, _ = md5_gets(lab, base, args.md5_gets, f"network-segment/{net_id(0)}")
+    print(line("GET one network segment", one, one_wall))
     with session(lab) as s:
         t1 = time.perf_counter()
         r = s.get(f"{base}/kvm/vm-network", timeout=120)
@@ -307,6 +424,15 @@ def run(
             )
         )
         print(f"    (first {WINDOW}: {first:.0f}/s, last {WINDOW}: {last:.0f}/s)")
+        print(same_run_ratio(f"last {WINDOW} creates/s", last, first, f"first {WINDOW}"))
+    print(
+        same_run_ratio(
+            f"GET md5 p50 ms at {args.ports} ports",
+            statistics.median(md5) * 1000,
+            statistics.median(one) * 1000,
+            "GET one network segment",
+        )
+    )
     print(ratio(f"GET md5 p99 ms at {args.ports} ports", p99, GOAL_MD5_P99_MS, "goal <"))
     print(ratio("GET md5 p50 ms", statistics.median(md5) * 1000, BASE_MD5_MS, "main (10k ports)"))
 

@@ -38,8 +38,11 @@ from tests.attacks import (
     udp_junk,
 )
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.common import ipc_call
 from openvsm.lab.lab import Lab
+
+SAME_RUN_BASELINE = "the median of CLI commits on the quiet pair before the attacks"
 
 Attack = Callable[[threading.Event], tuple[int, str]]  # stop -> (tries, counters text)
 
@@ -248,6 +251,8 @@ def run_all(lab: Lab, args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     for name, tries, outcome, counters, med, ratio in rows:
         print(f"| {name} | {tries} | {outcome} | {counters} | {med:.1f} ms | {ratio:.2f} |")
+    for name, _tries, _outcome, _counters, med, _ratio in rows:
+        print(same_run_ratio(f"commit median ms, {name}", med, quiet, "quiet"))
     return 0 if all(r[2].startswith("pair in sync") for r in rows) else 1
 
 

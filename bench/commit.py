@@ -42,9 +42,11 @@ import aiohttp
 
 from openvsm.identity import MAC_FILE
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.common import ipc_call, wait_for
 from openvsm.lab.lab import Lab
 
+SAME_RUN_BASELINE = "the same path and concurrency with the standby killed (no standby)"
 GOAL_P99_MS = 2.0  # sequential, with an HA standby
 GOAL_OPS = 20_000.0  # 16 concurrent writers, with an HA standby
 GOAL_RATIO = 0.8  # HA standby / no standby
@@ -255,6 +257,16 @@ def goals(
             f"16-way {ratio:.2f}, sequential {seq_ratio:.2f} >= {GOAL_RATIO}: "
             f"{verdict(min(ratio, seq_ratio) >= GOAL_RATIO)}"
         )
+    for mode in MODES:
+        for conc in (1, 16):
+            print(
+                same_run_ratio(
+                    f"{mode} {conc}-way ops/s, HA",
+                    ha[(mode, conc)]["ops_s"],
+                    alone[(mode, conc)]["ops_s"],
+                    "no standby",
+                )
+            )
     print(" ratio to main before issue 15 (op commit; its figures, another run):")
     for (where, conc), before in MAIN_BEFORE.items():
         now = (ha if where == "ha" else alone)[("commit", conc)]["ops_s"]

@@ -32,8 +32,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.netns import Host, Topology, UdpStream, Vm, netns_exec, sh, unavailable_reason
 from openvsm.vem.model import DesiredState, PortChannelState, VethState
+
+SAME_RUN_BASELINE = "the hand-built OVS topology of the same run (managed against hand)"
 
 VNI = 5000
 
@@ -139,6 +142,7 @@ def throughput(seconds: float, rounds: int) -> None:
                 ratio = m / h if h else 0.0
                 flag = "" if ratio >= 0.95 else "  (< 0.95)"
                 print(f"{seg:8} {proto:5} {m / 1e9:9.3f} {h / 1e9:9.3f} {ratio:7.3f}{flag}")
+                print(same_run_ratio(f"{seg} {proto} Gbit/s managed", m / 1e9, h / 1e9, "hand"))
         print("all rounds:", json.dumps({"/".join(k): [round(v / 1e9, 3) for v in vs]
                                          for k, vs in results.items()}))  # fmt: skip
     finally:

@@ -57,10 +57,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.common import wait_for
 from openvsm.lab.lab import TIMER_PROFILES, Lab
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import Discovery, HeartbeatRequest
+
+SAME_RUN_BASELINE = "the loss interval of the timer profile this run uses (takeover against it)"
 
 ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
@@ -320,6 +323,7 @@ def run_node_faults(lab: Lab, codec: Codec, args: argparse.Namespace, loss: floa
     print(f"{len(times)} runs of {what} of the active node's process group:")
     print("  takeover ms:           ", stats([t * 1000 for t in times], ".1f"))
     print("  ratio to loss interval:", stats([t / loss for t in times], ".3f"))
+    print(same_run_ratio("median takeover s", statistics.median(times), loss, "loss interval"))
     print("  paths:                 ", ", ".join(f"{k} {v}" for k, v in sorted(paths.items())))
 
 

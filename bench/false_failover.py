@@ -42,6 +42,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,11 +50,14 @@ import threading
 import time
 from pathlib import Path
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.chaos import Writer
 from openvsm.lab.common import free_port, ipc_call
 from openvsm.lab.lab import TIMER_PROFILES, Lab
 from openvsm.wire.codec import Codec, Frame
 from openvsm.wire.messages import HeartbeatRequest
+
+SAME_RUN_BASELINE = "the median heartbeat interval the tap saw under the same load"
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 600)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -337,6 +341,15 @@ def main() -> int:
                 "bytes_per_scrape": scraper.bytes // max(1, len(scraper.latencies_ms)),
             }
         print(json.dumps(summary, indent=2))
+        if intervals:
+            print(
+                same_run_ratio(
+                    "max heartbeat interval ms",
+                    max(intervals),
+                    statistics.median(intervals),
+                    "median",
+                )
+            )
         return 0 if not role_changes else 1
     finally:
         writer.stop()

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import requests
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.lab import Lab
+
+SAME_RUN_BASELINE = "the median of CLI commits with no login load, same pair, same run"
 
 GOAL_RATIO = 2.0
 
@@ -103,6 +106,14 @@ def main() -> int:
             ok = ratio <= GOAL_RATIO
             verdict = "OK" if ok else "MISSED"
             print(f"ratio loaded/quiet median: {ratio:.2f} (goal <= {GOAL_RATIO}) {verdict}")
+            print(
+                same_run_ratio(
+                    "commit median ms, loaded",
+                    statistics.median(loaded),
+                    statistics.median(quiet),
+                    "quiet",
+                )
+            )
             return 0 if ok else 1
         finally:
             lab.stop()

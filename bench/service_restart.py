@@ -26,7 +26,10 @@ from typing import Any
 
 from openvsm.cli.client import CliConnection
 from openvsm.ipc import IpcClient, IpcError
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.lab import TIMER_PROFILES, Lab
+
+SAME_RUN_BASELINE = "the median answered poll of the same node before any kill"
 
 COMMAND = "show system redundancy status | json"
 WINDOW = 4.0
@@ -61,6 +64,20 @@ async def service_pid(lab: Lab, node: str, service: str) -> int:
     finally:
         client.close()
     return int(next(r["pid"] for r in rows if r["name"] == service))
+
+
+async def quiet_poll(lab: Lab, node: str, count: int = 20) -> float:
+    """Median seconds of one answered poll of ``node`` with nothing killed."""
+    poller = Poller(lab)
+    try:
+        took = []
+        for _ in range(count):
+            t0 = time.monotonic()
+            await poller.ask(node)
+            took.append(time.monotonic() - t0)
+        return statistics.median(took)
+    finally:
+        poller.close()
 
 
 async def one_kill(lab: Lab, node: str, service: str) -> tuple[float, list[str]]:
@@ -102,6 +119,8 @@ def main() -> int:
             active = lab.start()
             standby = "secondary" if active == "primary" else "primary"
             results: dict[tuple[str, str], list[tuple[float, list[str]]]] = {}
+            quiet = {"active": asyncio.run(quiet_poll(lab, active))}
+            quiet["standby"] = asyncio.run(quiet_poll(lab, standby))
             for _ in range(args.runs):
                 for which, node in (("active", active), ("standby", standby)):
                     for service in ("hamgr", "cfgmgr"):
@@ -119,6 +138,14 @@ def main() -> int:
                 )
                 for changes in bad[:2]:
                     print("   ", changes[0])
+                print(
+                    same_run_ratio(
+                        f"{service} on the {which}: median no-answer ms",
+                        statistics.median(gaps),
+                        quiet[which] * 1000,
+                        "quiet poll",
+                    )
+                )
         finally:
             lab.stop()
     return 0

@@ -45,8 +45,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from openvsm.lab.benchfmt import same_run_ratio
 from openvsm.lab.common import LabError, ipc_call, signal_group, wait_for
 from openvsm.lab.lab import TIMER_PROFILES, Lab
+
+SAME_RUN_BASELINE = "the smallest --counts size of the same run (switchover cost per VEM)"
 
 TIMER_PROFILES.setdefault(
     "bench",
@@ -305,6 +308,17 @@ def main() -> int:
             f"   vem-sim {r['cpu'].get('vem-sim', 0.0):5.1f}%"
         )
         print_ratios(r["count"], act.get("vemmgr", 0.0), r["switchover"], r["kill"])
+    if len(results) > 1:
+        lo, hi = results[0], results[-1]
+        per_vem = [r["switchover"] / r["count"] for r in (lo, hi)]
+        print(
+            same_run_ratio(
+                f"switchover s per VEM at {hi['count']}",
+                per_vem[1],
+                per_vem[0],
+                f"at {lo['count']}",
+            )
+        )
     return 0
 
 

@@ -39,6 +39,9 @@ VSM node file::
     [vem]
     listen = "127.0.0.1:17003"      # where this node talks to VEMs (UDP)
     module_limit = 1024
+    heartbeat_interval_ms = 1000    # optional, 100-10000: the VEM heartbeat (default [timers])
+    loss_ms = 15000                 # optional, 100-600000: a silent VEM's loss time
+                                    # (default [timers] max_loss_interval_ms)
 
     [keys]                          # files (0600, first line; relative to this file)
     pair_key = "pair.secret"        # the pair key: heartbeats, resolution, sync (both VSMs)
@@ -208,6 +211,9 @@ class NodeConfig:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     # [keys] vem_key (then vem_key_next): empty = old files, VEM frames signed with ``secret``
     vem_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    # [vem] heartbeat_interval_ms / loss_ms (seconds); None: the [timers] values.
+    vem_heartbeat_interval: float | None = None
+    vem_loss_time: float | None = None
 
     @property
     def system_mac(self) -> str:
@@ -303,6 +309,13 @@ def _int_range(
     if not lo <= value <= hi:
         raise ConfigError(f"{where}.{key}: {value} is out of range (allowed {lo}-{hi})")
     return value
+
+
+def _optional_ms(section: dict[str, Any], key: str, where: str, lo: int, hi: int) -> float | None:
+    """An optional whole number of milliseconds, in seconds (None when absent)."""
+    if key not in section:
+        return None
+    return _int_range(section, key, where, lo, hi) / 1000
 
 
 def parse_endpoint(text: str, where: str) -> Endpoint:
@@ -493,6 +506,8 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         sync_buffer_bytes=buffer_bytes,
         vem_listen=vem_listen,
         module_limit=module_limit,
+        vem_heartbeat_interval=_optional_ms(vem, "heartbeat_interval_ms", "vem", 100, 10000),
+        vem_loss_time=_optional_ms(vem, "loss_ms", "vem", 100, 600000),
         rest_listen=rest_listen,
         rest_plain_listen=rest_plain,
         tls_cert=tls_cert,

@@ -6,7 +6,8 @@ hash cannot make a check eat memory or time. Blocking; call them from a
 worker (``PasswordGate``) or at configuration time.
 
 ``PasswordGate`` is what a server (REST, SSH) asks "is this user:password
-right?" Theory of operation, per check, in this order:
+right?" (``check``; ``check_stored`` when the caller looked the hash up
+itself, as the SSH server does over IPC). Theory of operation, per check, in this order:
 
 1. **Cache.** A credential that was verified before (same user, same stored
    hash) is recognised by an HMAC with a per-process key: no scrypt, no
@@ -171,6 +172,10 @@ class FailureLimiter:
             self._failures.move_to_end(key)
         times.append(self.clock())
 
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s failures (a user who logged in)."""
+        self._failures.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._failures)
 
@@ -215,16 +220,35 @@ class PasswordGate:
         lim = self.limiter
         return max(lim.retry_after(f"src:{source}"), lim.retry_after(f"user:{user}"))
 
+    def limited(self, user: str, source: str) -> bool:
+        """Whether ``source`` or ``user`` is refused at once (too many failures)."""
+        lim = self.limiter
+        return lim.limited(f"src:{source}") or lim.limited(f"user:{user}")
+
+    def failed(self, user: str, source: str) -> None:
+        """Count a failure against ``source`` and ``user``."""
+        self.limiter.fail(f"src:{source}")
+        self.limiter.fail(f"user:{user}")
+
+    def succeeded(self, user: str) -> None:
+        """``user`` logged in: its failures are forgotten (not its source's: one
+        good login from a shared NAT must not unblock a guesser behind it)."""
+        self.limiter.clear(f"user:{user}")
+
     async def check(self, user: str, password: str, *, source: str) -> Verdict:
         """The verdict on ``user:password`` sent from ``source`` (an address)."""
-        stored = self.lookup(user)
+        return await self.check_stored(user, self.lookup(user), password, source=source)
+
+    async def check_stored(
+        self, user: str, stored: str | None, password: str, *, source: str
+    ) -> Verdict:
+        """``check`` with the user's stored hash already looked up (None: unknown)."""
         if stored is not None:
             cached = self._verified.get((user, stored))
             if cached is not None and hmac.compare_digest(cached, self._tag(password)):
                 self.counters.cached += 1
                 return Verdict.OK
-        lim = self.limiter
-        if lim.limited(f"src:{source}") or lim.limited(f"user:{user}"):
+        if self.limited(user, source):
             self.counters.limited += 1
             return Verdict.LIMITED
         if self._pending >= self.max_pending:
@@ -245,8 +269,7 @@ class PasswordGate:
             self._verified[(user, stored)] = self._tag(password)
             self.counters.ok += 1
             return Verdict.OK
-        lim.fail(f"src:{source}")
-        lim.fail(f"user:{user}")
+        self.failed(user, source)
         self.counters.wrong += 1
         return Verdict.WRONG
 

@@ -34,3 +34,20 @@ def test_hamgr_refuses_arguments_of_another_shape(make_lab: Callable[..., Lab]) 
     assert ipc_call(sock, "status")["module_count"] == 1  # nothing was taken from them
     rows = lab.cli_json(active, "show module")["TABLE_modinfo"]["ROW_modinfo"]
     assert any(r["status"] == "active *" for r in rows), rows
+
+
+def test_a_commit_with_a_key_its_kind_does_not_know_is_refused(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab(timers="default", rest=False, vems=0)
+    active = lab.start()
+    sock = lab.rundir(active) / "cfgmgr.sock"
+    before = ipc_call(sock, "snapshot_digest")
+    bad = {"kind": "vlan", "key": "77", "body": {"id": 77, "name": "x", "colour": "red"}}
+    with pytest.raises(IpcError, match=r"Configuration not saved: invalid op vlan/77: .*`colour`"):
+        ipc_call(sock, "commit", ops=[bad], user="admin", source="ipc", command="test")
+    assert ipc_call(sock, "snapshot_digest") == before  # nothing written
+    good = {"kind": "vlan", "key": "77", "body": {"id": 77, "name": "x", "owner": "cli"}}
+    ipc_call(sock, "commit", ops=[good], user="admin", source="ipc", command="test")
+    vlans = lab.cli_json(active, "show vlan brief")
+    assert "77" in str(vlans), vlans

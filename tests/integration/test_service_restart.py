@@ -195,7 +195,7 @@ def test_crash_loop_on_the_active_fails_over_before_the_reload(
 
     # CRASH_LOOP_COUNT crashes within the window: sysmgr asks hamgr to reload,
     # hamgr hands over to the standby first, then the node reloads.
-    from openvsm.sysmgr.sysmgr import CRASH_LOOP_COUNT
+    from openvsm.sysmgr.restart import CRASH_LOOP_COUNT
 
     for crash in range(CRASH_LOOP_COUNT):
         pid = wait_for(cfgmgr_pid, SETTLE, "cfgmgr running")

@@ -30,9 +30,10 @@ from typing import TypeVar
 from openvsm.config import Timers
 from openvsm.redundancy import engine as eng
 from openvsm.wire.codec import Frame
-from openvsm.wire.messages import Message, SenderRole
+from openvsm.wire.messages import Message, ResolutionLogs, SenderRole
 
 MACS = {"primary": "02:00:00:00:00:01", "secondary": "02:00:00:00:00:02"}
+NO_LOGS = ResolutionLogs(accounting=[], traces=[], discarded=[], nonce=0)  # the engine sets it
 ROLES = {"primary": SenderRole.PRIMARY, "secondary": SenderRole.SECONDARY}
 
 
@@ -91,6 +92,7 @@ class SimNet:
         self._order = itertools.count()
         self._seq = itertools.count(1)
         self._boots = itertools.count(1000)
+        self._nonces = itertools.count(7001)  # resolution-logs exchanges (deterministic)
         self.delivered: list[tuple[float, str, str, eng.Iface, Message]] = []
         for name in ("primary", "secondary"):
             self.nodes[name] = self._new_node(name, eng.PersistedFacts())
@@ -106,6 +108,7 @@ class SimNet:
             boot_id=boot,
             probe_timeout=self.probe_timeout,
             require_sync=self.require_sync,
+            nonces=lambda: next(self._nonces),
         )
         old = self.nodes.get(name)
         node = Node(name, eng.Engine(config, facts), facts, boot)
@@ -175,7 +178,7 @@ class SimNet:
                 f = effect.facts
                 node.facts = eng.PersistedFacts(f.epoch, dict(f.peer_macs), f.last_active_time)
             elif isinstance(effect, eng.SplitBrainLost) and self.auto_logs:
-                self.apply(name, node.engine.resolution_logs_sent(self.now))
+                self.apply(name, node.engine.send_resolution_logs(NO_LOGS, self.now))
             elif isinstance(effect, eng.Reload):
                 node.running = False
                 node.reloads += 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from openvsm.config import ConfigError, load_node_config, node_config_from_dict
+from openvsm.modules.vemmgr import Vemmgr
 from tests.unit.nodedoc import NODE_DOC
 
 BASE: dict[str, Any] = NODE_DOC
@@ -34,6 +35,18 @@ def test_seed_defaults() -> None:
     assert cfg.timers.degraded_after == 7.5
     assert cfg.sup_number == 1 and cfg.peer_role == "secondary"
     assert cfg.control.peer is not None and cfg.control.peer.port == 17101
+
+
+def test_vem_timers_of_the_node_are_typed_fields(tmp_path: Path) -> None:
+    # [vem] heartbeat_interval_ms / loss_ms: vemmgr's timers, else [timers]'.
+    plain = node_config_from_dict(BASE)
+    assert plain.vem_heartbeat_interval is None and plain.vem_loss_time is None
+    doc = with_("vem.loss_ms", 2500)
+    doc["vem"]["heartbeat_interval_ms"] = 250
+    cfg = node_config_from_dict(doc, base=tmp_path)
+    assert cfg.vem_loss_time == 2.5 and cfg.vem_heartbeat_interval == 0.25
+    table = Vemmgr(cfg).table
+    assert (table.loss_time, table.heartbeat_interval) == (2.5, 0.25)
 
 
 def test_fast_profile_allowed() -> None:
@@ -66,6 +79,9 @@ def test_fast_profile_allowed() -> None:
         ("interfaces.mgmt.transport", "carrier-pigeon", "interfaces.mgmt.transport"),
         ("node.system_mac", "zz:00", "node.system_mac"),
         ("vem.module_limit", 0, "vem.module_limit"),
+        ("vem.loss_ms", 50, "vem.loss_ms: 50 is out of range (allowed 100-600000)"),
+        ("vem.loss_ms", "15s", "vem.loss_ms"),
+        ("vem.heartbeat_interval_ms", 20000, "vem.heartbeat_interval_ms"),
     ],
 )
 def test_invalid_values_name_the_key(path: str, value: Any, needle: str) -> None:

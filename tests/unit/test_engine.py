@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openvsm.config import Timers
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, OperatorRefused, ProtocolError
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.engine import HaState, Iface
 from openvsm.wire.codec import Frame
@@ -421,18 +422,18 @@ def test_switchover_reloads_anyway_after_bound() -> None:
 
 def test_switchover_refused_without_ha_standby() -> None:
     e = alone()
-    with pytest.raises(eng.EngineError, match="not active"):
+    with pytest.raises(OperatorRefused, match="not active"):
         e.request_switchover(0.0)
     e.start(0.0)
     e.tick(5.0)
-    with pytest.raises(eng.EngineError, match="no standby"):
+    with pytest.raises(OperatorRefused, match="no standby"):
         e.request_switchover(5.0)
     net = paired()
     net.engine(P).set_sync_state("cold")
     assert net.engine(P).status(net.now).this_internal_state == "Active with warm standby"
-    with pytest.raises(eng.EngineError, match="not in HA standby"):
+    with pytest.raises(OperatorRefused, match="not in HA standby"):
         net.engine(P).request_switchover(net.now)
-    with pytest.raises(eng.EngineError):
+    with pytest.raises(OperatorRefused):
         net.engine(S).request_switchover(net.now)
 
 
@@ -462,7 +463,7 @@ def test_impossible_transition_raises() -> None:
     e = alone()
     e.start(0.0)
     e.tick(5.0)
-    with pytest.raises(eng.EngineError, match="impossible transition active -> standby"):
+    with pytest.raises(ImpossibleTransition, match="impossible transition active -> standby"):
         e._transition(HaState.STANDBY, "test")
 
 
@@ -649,3 +650,49 @@ def test_on_sync_reset_ignored_unless_standby() -> None:
     e.start(0.0)
     assert e.on_sync_reset(0.1, stream_hot=True) == []
     assert e.on_peer_unreachable(Iface.CONTROL, 0.1) == []
+
+
+def test_refusal_and_bug_are_distinct_errors() -> None:
+    """An operator refusal is shown as it is; an impossible transition is a bug."""
+    e = alone()
+    with pytest.raises(OperatorRefused) as refused:
+        e.request_switchover(0.0)
+    assert not isinstance(refused.value, ProtocolError)
+    e.start(0.0)
+    with pytest.raises(LocalProtocolError, match="already started"):
+        e.start(0.0)
+    with pytest.raises(LocalProtocolError, match="sync state must be one of"):
+        e.set_sync_state("lukewarm")
+    e.tick(5.0)
+    with pytest.raises(ImpossibleTransition) as bug:
+        e._transition(HaState.STANDBY, "test")
+    assert isinstance(bug.value, LocalProtocolError) and not isinstance(bug.value, OperatorRefused)
+
+
+def test_active_sub_states_follow_the_standby() -> None:
+    e = alone()
+    assert e.active_state is None
+    e.start(0.0)
+    e.tick(5.0)
+    assert e.active_state is eng.ActiveState.ALONE
+    net = paired()
+    assert net.engine(P).active_state is eng.ActiveState.WITH_STANDBY
+    assert net.engine(S).active_state is None
+    net.cut(Iface.CONTROL)
+    net.run_for(DEFAULT.degraded_after + 1.5)
+    assert net.engine(P).active_state is eng.ActiveState.DEGRADED
+    net.heal(Iface.CONTROL)
+    net.run_for(2.0)
+    assert net.engine(P).active_state is eng.ActiveState.WITH_STANDBY
+    net.engine(P).set_sync_state("hot")
+    net.apply(P, net.engine(P).request_switchover(net.now))
+    assert net.engine(P).active_state is eng.ActiveState.HANDING_OVER
+
+
+def test_impossible_active_sub_state_raises() -> None:
+    e = alone()
+    e.start(0.0)
+    e.tick(5.0)
+    with pytest.raises(ImpossibleTransition, match="alone -> handing over"):
+        e._set_active(eng.ActiveState.HANDING_OVER)
+    assert e.active_state is eng.ActiveState.ALONE

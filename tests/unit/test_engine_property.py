@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openvsm.config import Timers
+from openvsm.errors import OperatorRefused
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.engine import HaState, Iface
 from openvsm.wire.codec import Frame
@@ -19,11 +20,13 @@ from openvsm.wire.messages import (
     LivenessProbe,
     Message,
     ResolutionInfo,
+    ResolutionLogs,
+    ResolutionLogsAck,
     SenderRole,
     SwitchRequest,
 )
 
-from .enginesim import MACS, SimNet
+from .enginesim import MACS, NO_LOGS, SimNet
 
 FAST = Timers(0.1, 0.6, 0.5)
 STATES = st.sampled_from(["initializing", "active", "standby", "bogus"])
@@ -48,6 +51,14 @@ messages: st.SearchStrategy[Message] = st.one_of(
         boot_id=BOOTS,
     ),
     st.builds(SwitchRequest, vsm_addr=st.just("x")),
+    st.builds(
+        ResolutionLogs,
+        accounting=st.just([]),
+        traces=st.just([]),
+        discarded=st.just([]),
+        nonce=st.integers(0, 3),
+    ),
+    st.builds(ResolutionLogsAck, count=st.integers(0, 1), nonce=st.integers(0, 3)),
 )
 ROLES = st.sampled_from([SenderRole.PRIMARY, SenderRole.SECONDARY, SenderRole.VEM])
 MAC_CHOICES = st.sampled_from([MACS["primary"], MACS["secondary"], "02:00:00:00:00:77"])
@@ -66,6 +77,23 @@ steps = st.lists(
 )
 
 
+def assert_active_state_consistent(e: eng.Engine, now: float) -> None:
+    """The active's sub-state says what its status shows (alone, with standby, degraded)."""
+    sub = e.active_state
+    if e.state is not HaState.ACTIVE:
+        assert sub is None
+        return
+    st_ = e.status(now)
+    if sub is eng.ActiveState.ALONE:
+        assert not st_.peer_present and not st_.degraded
+    elif sub is eng.ActiveState.WITH_STANDBY:
+        assert st_.peer_present and not st_.degraded
+    elif sub is eng.ActiveState.DEGRADED:
+        assert st_.peer_present and st_.degraded
+    else:  # handing over or losing: it reloads by a deadline
+        assert e.next_deadline() < float("inf")
+
+
 def state_of(e: eng.Engine) -> HaState:
     return e.state  # a call, so that mypy does not narrow across steps
 
@@ -74,7 +102,9 @@ def state_of(e: eng.Engine) -> HaState:
 @given(role=st.sampled_from(["primary", "secondary"]), script=steps)
 def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]]) -> None:
     e = eng.Engine(
-        eng.EngineConfig(role=role, system_mac=MACS[role], timers=FAST, boot_id=1000),
+        eng.EngineConfig(
+            role=role, system_mac=MACS[role], timers=FAST, boot_id=1000, nonces=lambda: 2
+        ),
         eng.PersistedFacts(epoch=2),
     )
     now = 0.0
@@ -101,13 +131,14 @@ def test_active_never_becomes_standby(role: str, script: list[tuple[object, ...]
         elif op == "oos":
             effects += e.mark_standby_out_of_sync(now)
         elif op == "logs":
-            effects += e.resolution_logs_sent(now)
+            effects += e.send_resolution_logs(NO_LOGS, now)
         elif op == "switchover":
             try:
                 effects += e.request_switchover(now)
-            except eng.EngineError:
+            except OperatorRefused:
                 pass
         after = state_of(e)
+        assert_active_state_consistent(e, now)
         assert after is not HaState.STANDBY
         assert not any(isinstance(x, eng.BecomeStandby) for x in effects)
         if before is HaState.ACTIVE and after is not HaState.ACTIVE:
@@ -159,7 +190,7 @@ def test_random_faults_converge_to_one_active_one_standby(
         elif op == "switchover":
             try:
                 net.apply(name, net.engine(name).request_switchover(net.now))
-            except eng.EngineError:
+            except OperatorRefused:
                 pass
         elif op == "sync_reset":
             net.apply(name, net.engine(name).on_sync_reset(net.now, stream_hot=True))

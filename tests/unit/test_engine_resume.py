@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from openvsm.config import Timers
+from openvsm.errors import LocalProtocolError, OperatorRefused
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.engine import HaState, Iface
 from openvsm.wire.codec import Frame
@@ -216,9 +217,9 @@ def test_resume_only_once_and_never_after_start() -> None:
     net = hot_pair()
     point = killed(net, P)
     net.resume(P, point)
-    with pytest.raises(eng.EngineError):
+    with pytest.raises(LocalProtocolError):
         net.engine(P).resume(point, net.now)
-    with pytest.raises(eng.EngineError):
+    with pytest.raises(LocalProtocolError):
         net.engine(P).start(net.now)
 
 
@@ -339,7 +340,7 @@ def test_switchover_is_allowed_exactly_while_the_standby_is_shown_in_sync() -> N
     assert e.status(net.now).this_internal_state == "Active with HA standby"
     net.run_for(0.2)
     assert e.status(net.now).this_internal_state == "Active with warm standby"
-    with pytest.raises(eng.EngineError, match="not in HA standby state"):
+    with pytest.raises(OperatorRefused, match="not in HA standby state"):
         e.request_switchover(net.now)
     e.set_sync_state("hot", net.now)
     e.sync_stream_down(net.now)

@@ -13,7 +13,7 @@ from openvsm.redundancy.splitbrain import Side, choose_loser
 from openvsm.wire.codec import Frame
 from openvsm.wire.messages import HeartbeatRequest, ResolutionInfo, SenderRole
 
-from .enginesim import MACS, SimNet
+from .enginesim import MACS, NO_LOGS, SimNet
 
 DEFAULT = Timers(1.0, 15.0, 5.0)
 P, S = "primary", "secondary"
@@ -99,15 +99,21 @@ def test_loser_reloads_after_timeout_if_logs_never_sent() -> None:
     assert "split-brain resolution lost to the secondary" in reload.reason
 
 
-def test_resolution_logs_sent_reloads_the_loser_only() -> None:
+def test_resolution_logs_acknowledged_reload_the_loser_only() -> None:
     net = SimNet(DEFAULT, auto_logs=False)
     split(net)
     set_side(net.engine(S), Side(9, 0.0, 0.0))
     net.dropped.clear()
     net.run_for(1.0)
-    assert net.engine(S).resolution_logs_sent(net.now) == []  # the winner
-    out = net.engine(P).resolution_logs_sent(net.now)
-    assert out[1] == eng.Reload("split-brain resolution lost to the secondary")
+    assert net.engine(S).send_resolution_logs(NO_LOGS, net.now) == []  # the winner
+    out = net.engine(P).send_resolution_logs(NO_LOGS, net.now)
+    assert [type(x) for x in out] == [eng.Send, eng.Send]  # both ifaces, not yet reloading
+    assert net.engine(P).state is HaState.ACTIVE
+    net.apply(P, out)
+    net.run_for(0.0)  # the winner takes them and acknowledges
+    assert [type(e) for _, e in net.node(S).of(eng.StoreRemoteLogs)] == [eng.StoreRemoteLogs]
+    (_, reload), *_ = net.node(P).of(eng.Reload)
+    assert reload == eng.Reload("split-brain resolution lost to the secondary")
     assert net.engine(P).state is HaState.RELOADING
 
 

@@ -30,10 +30,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from openvsm.errors import RemoteProtocolError
 from openvsm.ipc import MAX_IPC_FRAME, IpcError, IpcServer, encode_frame, read_frame
 from openvsm.store.pss import Store
 from openvsm.sync import stream
-from openvsm.sync.stream import FrameCodec, RemoteProtocolError, ReplicationReceiver
+from openvsm.sync.stream import FrameCodec, ReplicationReceiver
 from openvsm.wire.codec import HEADER_LEN, MAX_FRAME, TAG_LEN, Codec, Drop, DropReason, Frame
 from openvsm.wire.messages import MESSAGE_TYPES, HeartbeatRequest, SenderRole
 

@@ -19,8 +19,7 @@ from openvsm.mgmt.address import (
     SendGarp,
     garp_frames,
 )
-from openvsm.mgmt.auth import LoginGuard, PasswordChecker, Verdict
-from openvsm.passwords import hash_password
+from openvsm.passwords import FailureLimiter, PasswordGate, Verdict, hash_password
 
 
 class Clock:
@@ -31,50 +30,62 @@ class Clock:
         return self.t
 
 
-def test_guard_limits_source_and_user_until_failures_age_out() -> None:
+def _gate(clock: Clock, max_failures: int, workers: int = 1, max_pending: int = 8) -> PasswordGate:
+    limiter = FailureLimiter(max_failures=max_failures, window_s=60.0, clock=clock)
+    return PasswordGate(
+        lambda _user: None, workers=workers, max_pending=max_pending, limiter=limiter
+    )
+
+
+def test_gate_limits_source_and_user_until_failures_age_out() -> None:
     clock = Clock()
-    guard = LoginGuard(max_failures=3, window=60.0, clock=clock)
+    gate = _gate(clock, 3)
     for _ in range(3):
-        assert not guard.limited("10.0.0.1", "admin")
-        guard.failed("10.0.0.1", "admin")
-    assert guard.limited("10.0.0.1", "admin")
-    assert guard.limited("10.0.0.2", "admin")  # the user is limited from anywhere
-    assert guard.limited("10.0.0.1", "bob")  # and the source for any user
-    assert not guard.limited("10.0.0.2", "bob")
+        assert not gate.limited("admin", "10.0.0.1")
+        gate.failed("admin", "10.0.0.1")
+    assert gate.limited("admin", "10.0.0.1")
+    assert gate.limited("admin", "10.0.0.2")  # the user is limited from anywhere
+    assert gate.limited("bob", "10.0.0.1")  # and the source for any user
+    assert not gate.limited("bob", "10.0.0.2")
     clock.t += 60.1
-    assert not guard.limited("10.0.0.1", "admin")
+    assert not gate.limited("admin", "10.0.0.1")
+    gate.close()
 
 
-def test_guard_success_clears_the_user_not_the_source() -> None:
-    clock = Clock()
-    guard = LoginGuard(max_failures=2, window=60.0, clock=clock)
-    guard.failed("10.0.0.1", "admin")
-    guard.failed("10.0.0.1", "admin")
-    guard.succeeded("admin")
-    assert not guard.limited("10.0.0.9", "admin")
-    assert guard.limited("10.0.0.1", "someone")
+def test_gate_success_clears_the_user_not_the_source() -> None:
+    gate = _gate(Clock(), 2)
+    gate.failed("admin", "10.0.0.1")
+    gate.failed("admin", "10.0.0.1")
+    gate.succeeded("admin")
+    assert not gate.limited("admin", "10.0.0.9")
+    assert gate.limited("someone", "10.0.0.1")
+    gate.close()
 
 
-def test_guard_memory_is_bounded() -> None:
-    guard = LoginGuard(max_failures=2, window=60.0, clock=Clock(), max_tracked=10)
+def test_limiter_memory_is_bounded() -> None:
+    limiter = FailureLimiter(max_failures=2, window_s=60.0, clock=Clock(), max_keys=10)
     for i in range(1000):
-        guard.failed(f"10.0.{i // 256}.{i % 256}", f"user{i}")
-    assert len(guard._sources) <= 10 and len(guard._users) <= 10
+        limiter.fail(f"src:10.0.{i // 256}.{i % 256}")
+        limiter.fail(f"user:user{i}")
+    assert len(limiter) <= 10
 
 
-def test_password_checker_constant_work_and_busy() -> None:
+def test_ssh_password_check_constant_work_and_busy() -> None:
     async def run() -> None:
-        checker = PasswordChecker(workers=1, queue=0)
+        gate = _gate(Clock(), 100, workers=1, max_pending=1)
         stored = hash_password("right-pass")
-        assert await checker.check(stored, "right-pass") is Verdict.OK
-        assert await checker.check(stored, "wrong") is Verdict.WRONG
-        # Unknown user: the dummy hash is checked (never OK, even with its password).
-        assert await checker.check(None, "openvsm-unknown-user-dummy") is Verdict.WRONG
-        first = asyncio.create_task(checker.check(stored, "x"))
+        src = "10.0.0.1"
+        assert await gate.check_stored("bob", stored, "right-pass", source=src) is Verdict.OK
+        assert await gate.check_stored("bob", stored, "wrong", source=src) is Verdict.WRONG
+        # Unknown user: the dummy hash is checked (never OK), at the same cost.
+        assert await gate.check_stored("eve", None, "x", source=src) is Verdict.WRONG
+        assert gate.counters.unknown_user == 1
+        first = asyncio.create_task(gate.check_stored("bob", stored, "x", source=src))
         await asyncio.sleep(0)
-        assert await checker.check(stored, "right-pass") is Verdict.BUSY
+        assert await gate.check_stored("ann", stored, "y", source=src) is Verdict.LIMITED
+        assert gate.counters.busy == 1
         assert await first is Verdict.WRONG
-        checker.close()
+        gate.close()
 
     asyncio.run(run())
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from openvsm.config import node_config_from_dict, parse_endpoint
+from openvsm.contracts.base import Request, args_of
 from openvsm.contracts.hamgr import HaStatus
-from openvsm.ipc import IpcClient, IpcError, IpcServer
+from openvsm.ipc import IpcClient, IpcError, IpcServer, decode_result
 from openvsm.modules.table import Commit, StoreOp
 from openvsm.modules.vemmgr import Vemmgr, merge_commits
 from openvsm.vem.agent import VemRunner
@@ -184,10 +185,14 @@ def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
             hamgr.set(state="active", epoch=3)
             await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
             assert core.module == 3 and core.highest_epoch == 3
-            # The attach commits it powered-up, the VEM's first heartbeat ok.
+            # The module may be committed in steps (its row, then its status):
+            # wait for the attached state, not for the first commit.
             await wait_until(
-                lambda: cfgmgr.store.get("module", {}).get("uuid-host-1", {}).get("status") == "ok",
-                "module committed ok",
+                lambda: (
+                    cfgmgr.store.get("module", {}).get("uuid-host-1", {}).get("status") == "ok"
+                    and "Vethernet1" in cfgmgr.store.get("veth", {})
+                ),
+                "module and vEth committed",
             )
             body = cfgmgr.store["module"]["uuid-host-1"]
             assert body["module"] == 3
@@ -346,25 +351,32 @@ def _vem_statuses(mods: dict[str, Any]) -> list[tuple[int, str]]:
     return [(r["modinf"], r["status"]) for r in mods["TABLE_modinfo"]["ROW_modinfo"]]
 
 
-async def restart_vemmgr(cfg: Any, hamgr: FakeHamgr, run: Path) -> tuple[list[Any], list[int]]:
+async def restart_vemmgr(
+    cfg: Any, hamgr: FakeHamgr, run: Path, runner: VemRunner
+) -> tuple[list[Any], list[int]]:
     """A new vemmgr process on the same node: ``show module`` VEM rows right
     after it is active and after the VEM's next heartbeat, and the counts it
-    reported to hamgr."""
+    reported to hamgr. The VEM is muted until the first rows are read, so "right
+    after" is before any heartbeat however slow the machine is."""
     host, port = cfg.vem_listen.addr
     await wait_until(lambda: udp_port_free(host, port), "the VEM port to be free")
     mgr = Vemmgr(cfg)
     reports = len(hamgr.counts)
     seen: list[Any] = []
+    send = runner.send_raw
+    runner.send_raw = lambda data, addr: None
     await mgr.start()
     try:
         await wait_until(lambda: mgr.table.active, "active again")
         seen.append(_vem_statuses(await call(run, "modules")))
+        runner.send_raw = send
         await wait_until(
             lambda: mgr.table.modules["uuid-host-1"].hb_received > 0, "a VEM heartbeat"
         )
         seen.append(_vem_statuses(await call(run, "modules")))
         await wait_until(lambda: hamgr.counts[reports:][-1:] == [1], "count 1 reported")
     finally:
+        runner.send_raw = send
         await mgr.stop()
     return seen, hamgr.counts[reports:]
 
@@ -388,11 +400,11 @@ def test_a_restarted_vemmgr_resumes_the_module_statuses_of_its_activation() -> N
             host, port = mgr.endpoint.local
             cfg = dataclasses.replace(mgr.cfg, vem_listen=parse_endpoint(f"{host}:{port}", "vem"))
             await mgr.stop()  # the old process is gone (its sockets too)
-            seen, counts = await restart_vemmgr(cfg, hamgr, run)
+            seen, counts = await restart_vemmgr(cfg, hamgr, run, runner)
             assert seen == [before, before]
             assert set(counts) == {1}, counts  # hamgr's split-brain input never went to 0
             mgr.checkpoint_path.unlink()
-            seen, counts = await restart_vemmgr(cfg, hamgr, run)
+            seen, counts = await restart_vemmgr(cfg, hamgr, run, runner)
             assert seen == [[(3, "powered-up")], before]
 
     asyncio.run(scenario())
@@ -449,6 +461,9 @@ class SlowStore:
             await self.release.wait()
             return dict(self.modules)
         return {}
+
+    async def ask(self, req: Request[Any], timeout: float | None = None) -> Any:
+        return decode_result(req.op, await self.call(req.op, timeout, **args_of(req)), req.reply)
 
 
 def secondary_config(root: Path) -> Any:

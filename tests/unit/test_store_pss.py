@@ -299,7 +299,7 @@ def test_refuses_foreign_sqlite_file(tmp_path: Path) -> None:
 def test_module_bookkeeping_is_not_configuration(tmp_path: Path) -> None:
     # Split-brain rule 2 compares the time of the last *configuration*: a VEM
     # attaching (vemmgr's module commit) must not make a VSM look configured later.
-    module = Op("module", "3", {"number": 3, "host_uuid": "h1", "status": "ok"})
+    module = Op("module", "h1", {"module": 3, "host_uuid": "h1", "status": "ok"})
     with Store(tmp_path / "a.db") as active, Store(tmp_path / "s.db") as standby:
         configured = commit(active, vlan(10), t=100.0)
         attached = active.commit([module], user="vemmgr", source="vemmgr", command="x", time=200.0)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, RemoteProtocolError
 from openvsm.store.pss import Change, Op, Store
 from openvsm.sync.stream import (
     Ack,
@@ -19,10 +20,7 @@ from openvsm.sync.stream import (
     FrameCodec,
     Handshake,
     Hello,
-    ImpossibleTransition,
-    LocalProtocolError,
     ReceiverState,
-    RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
     Response,

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from openvsm.errors import RemoteProtocolError
 from openvsm.store.pss import Change, Op, Store
 from openvsm.sync.stream import (
     Ack,
     ChangeMsg,
     FrameCodec,
     Hello,
-    RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
     SyncState,
@@ -329,6 +329,19 @@ def test_frames_split_anywhere() -> None:
     assert rx.pending > 0  # truncated frame: the adapter counts it on close
 
 
+def test_a_read_of_many_frames_and_a_partial_one() -> None:
+    """One feed of a hot stream's read: every whole frame once, in order, and the
+    partial last frame kept (whole, from its first byte) for the next read."""
+    codec = FrameCodec(SECRET)
+    frames = [codec.encode(Ack(seq=n)) for n in range(1001)]
+    half = len(frames[-1]) // 2
+    rx = FrameCodec(SECRET)
+    got = rx.feed(b"".join(frames[:-1]) + frames[-1][:half])
+    assert got == [Ack(seq=n) for n in range(1000)]
+    assert rx.pending == half
+    assert rx.feed(frames[-1][half:]) == [Ack(seq=1000)] and rx.pending == 0
+
+
 def test_bad_frames_are_remote_errors() -> None:
     codec = FrameCodec(SECRET)
     good = codec.encode(Ack(seq=7))
@@ -362,9 +375,9 @@ def test_garbage_never_escapes_as_another_exception(data: bytes) -> None:
 
 def _module_change(store: Store, t: float) -> Change:
     # vemmgr's bookkeeping: state, not configuration (leaves last_config_time)
-    body = {"number": 3, "host_uuid": "h1", "status": "ok"}
+    body = {"module": 3, "host_uuid": "h1", "status": "ok"}  # the body's key is "module"
     return store.commit(
-        [Op("module", "3", body)], user="vemmgr", source="vemmgr", command="m", time=t
+        [Op("module", "h1", body)], user="vemmgr", source="vemmgr", command="m", time=t
     )
 
 

@@ -7,10 +7,10 @@ import itertools
 import msgspec
 import pytest
 
+from openvsm.errors import LocalProtocolError
 from openvsm.vem.core import (
     ApplyDatapath,
     Effect,
-    LocalProtocolError,
     Send,
     Trace,
     VemCore,

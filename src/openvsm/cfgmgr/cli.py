@@ -111,7 +111,6 @@ def build_cli(cm: CliHost) -> CliServer:
     _modules(cm, reg)
     _configuration(cm, executor, reg)
     _checkpoints(cm, reg)
-    _checkpoint_files(cm, reg)
     _system(cm, cli, reg)
     _interfaces(cm, reg)
     return cli
@@ -274,68 +273,57 @@ def _configuration(cm: CliHost, executor: ConfigExecutor, reg: Register) -> None
     reg("copy_running_startup", copy_rs)
 
 
+KeyOf = Callable[[dict[str, str]], tuple[str, str]]  # args -> (store key, as typed)
+
+
+def _named(args: dict[str, str]) -> tuple[str, str]:
+    return args["checkpoint"], args["checkpoint"]
+
+
+def _filed(args: dict[str, str]) -> tuple[str, str]:
+    return _file_key(args["file"]), args["file"]
+
+
 def _checkpoints(cm: CliHost, reg: Register) -> None:
-    """Named checkpoints and rollback to them (each one replicated change)."""
+    """Checkpoints, named or files (``bootflash:``), and rollback to them (each
+    one replicated change). One handler per verb; ``key_of`` says where the
+    checkpoint is (``_named``/``_filed``), ``verb`` how the command reads."""
 
-    async def checkpoint(args: dict[str, str], s: CliSession) -> Any:
-        name = args["checkpoint"]
-        await _commit_cli(
-            cm,
-            s,
-            lambda: checkpoints.checkpoint_ops(cm.store, name, user=s.user, now=cm.wall()),
-            f"checkpoint {name}",
-        )
-        return "Done"
+    def checkpoint(key_of: KeyOf, verb: str) -> Handler:
+        async def handler(args: dict[str, str], s: CliSession) -> Any:
+            key, typed = key_of(args)
+            await _commit_cli(
+                cm,
+                s,
+                lambda: checkpoints.checkpoint_ops(cm.store, key, user=s.user, now=cm.wall()),
+                f"{verb} {typed}",
+            )
+            return "Done"
 
-    async def no_checkpoint(args: dict[str, str], s: CliSession) -> Any:
-        name = args["checkpoint"]
-        await _commit_cli(
-            cm, s, lambda: checkpoints.delete_ops(cm.store, name), f"no checkpoint {name}"
-        )
-        return None
+        return handler
 
-    async def rollback(args: dict[str, str], s: CliSession) -> Any:
-        name = args["checkpoint"]
-        command = f"rollback running-config checkpoint {name}"
-        changed = await _commit_cli(
-            cm, s, lambda: checkpoints.rollback_ops(cm.store, name), command
-        )
-        return ROLLBACK_DONE.format(changed=changed)
+    def rollback(key_of: KeyOf, verb: str) -> Handler:
+        async def handler(args: dict[str, str], s: CliSession) -> Any:
+            key, typed = key_of(args)
+            changed = await _commit_cli(
+                cm, s, lambda: checkpoints.rollback_ops(cm.store, key), f"{verb} {typed}"
+            )
+            return ROLLBACK_DONE.format(changed=changed)
+
+        return handler
+
+    def delete(key_of: KeyOf, verb: str) -> Handler:
+        async def handler(args: dict[str, str], s: CliSession) -> Any:
+            key, typed = key_of(args)
+            await _commit_cli(
+                cm, s, lambda: checkpoints.delete_ops(cm.store, key), f"{verb} {typed}"
+            )
+            return None
+
+        return handler
 
     async def checkpoint_summary(args: dict[str, str], s: CliSession) -> Any:
         return checkpoints.summary_data(cm.store)
-
-    reg("checkpoint", checkpoint)
-    reg("no_checkpoint", no_checkpoint)
-    reg("rollback", rollback)
-    reg("show_checkpoint_summary", checkpoint_summary)
-
-
-def _checkpoint_files(cm: CliHost, reg: Register) -> None:
-    """Checkpoint files (``bootflash:``) and rollback to them."""
-
-    async def checkpoint_file(args: dict[str, str], s: CliSession) -> Any:
-        key = _file_key(args["file"])
-        await _commit_cli(
-            cm,
-            s,
-            lambda: checkpoints.checkpoint_ops(cm.store, key, user=s.user, now=cm.wall()),
-            f"checkpoint file {args['file']}",
-        )
-        return "Done"
-
-    async def rollback_file(args: dict[str, str], s: CliSession) -> Any:
-        key = _file_key(args["file"])
-        command = f"rollback running-config file {args['file']}"
-        changed = await _commit_cli(cm, s, lambda: checkpoints.rollback_ops(cm.store, key), command)
-        return ROLLBACK_DONE.format(changed=changed)
-
-    async def delete_file(args: dict[str, str], s: CliSession) -> Any:
-        key = _file_key(args["file"])
-        await _commit_cli(
-            cm, s, lambda: checkpoints.delete_ops(cm.store, key), f"delete {args['file']}"
-        )
-        return None
 
     async def show_file(args: dict[str, str], s: CliSession) -> Any:
         key = _file_key(args["file"])
@@ -344,9 +332,13 @@ def _checkpoint_files(cm: CliHost, reg: Register) -> None:
         except checkpoints.CheckpointError as exc:
             raise CliCommandError(str(exc)) from None
 
-    reg("checkpoint_file", checkpoint_file)
-    reg("rollback_file", rollback_file)
-    reg("delete_file", delete_file)
+    reg("checkpoint", checkpoint(_named, "checkpoint"))
+    reg("checkpoint_file", checkpoint(_filed, "checkpoint file"))
+    reg("no_checkpoint", delete(_named, "no checkpoint"))
+    reg("delete_file", delete(_filed, "delete"))
+    reg("rollback", rollback(_named, "rollback running-config checkpoint"))
+    reg("rollback_file", rollback(_filed, "rollback running-config file"))
+    reg("show_checkpoint_summary", checkpoint_summary)
     reg("show_file", show_file)
 
 

@@ -38,13 +38,23 @@ from openvsm.cfgmgr.replication import Replication
 from openvsm.cfgmgr.rest import start_rest
 from openvsm.cli.server import CliServer
 from openvsm.config import NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
-from openvsm.ipc import PEER_KEY, IpcClient, IpcError, IpcServer, IpcUnavailable, subscribe_typed
+from openvsm.ipc import (
+    PEER_KEY,
+    IpcClient,
+    IpcError,
+    IpcServer,
+    IpcUnavailable,
+    decode_args,
+    subscribe_typed,
+)
 from openvsm.node import NodeFatal
 from openvsm.observe.metrics import NodeMetrics
-from openvsm.store.pss import Change, Op, Store, StoreError
+from openvsm.store.pss import BodyRefused, Change, Op, Store, StoreError
 from openvsm.store.writer import StoreWriter
+from openvsm.wire.messages import AccountingEntry
 
 log = logging.getLogger("cfgmgr")
 
@@ -324,6 +334,9 @@ class Cfgmgr:
                 time=self.wall(),
                 epoch=self.ha.epoch,
             )
+        except BodyRefused as exc:
+            self.metrics.commit_failed()
+            raise IpcError(f"% Configuration not saved: {exc}") from None
         except StoreError as exc:
             self.metrics.commit_failed()
             raise IpcError(
@@ -468,58 +481,40 @@ class Cfgmgr:
             return await self._cli_request(args)
         if op == "ssh_cli":
             return await self._ssh_cli_request(args)
-        if op == "commit":
-            raw_ops = args.get("ops")
-            if not isinstance(raw_ops, list):
-                raise IpcError("commit needs a list of ops")
-            ops = [Op(kind=str(o["kind"]), key=str(o["key"]), body=o.get("body")) for o in raw_ops]
-            change = await self.commit(
-                ops,
-                user=str(args.get("user", "admin")),
-                source=str(args.get("source", "ipc")),
-                command=str(args.get("command", "")),
-            )
-            return {"seq": change.seq}
-        if op == "list":
-            return self.store.list(str(args.get("kind")))
-        if op == "get":
-            return self.store.get(str(args.get("kind")), str(args.get("key")))
-        if op == "snapshot_digest":
-            return {"digest": self.store.digest(), "seq": self.store.last_seq}
-        if op == "accounting":
-            limit = int(args.get("limit", 1000))
-            return [
-                {
-                    "time": e.time,
-                    "user": e.user,
-                    "command": e.command,
-                    "result": e.result,
-                    "seq": e.seq,
-                }
-                for e in self.store.accounting_log(limit)
-            ]
-        if op == "changes_since_time":
-            t = float(args.get("time", 0.0))
-            if args.get("fence"):
+        if op == cfg_api.Commit.op:
+            req = decode_args(args, cfg_api.Commit)
+            ops = [Op(kind=o.kind, key=o.key, body=o.body) for o in req.ops]
+            change = await self.commit(ops, user=req.user, source=req.source, command=req.command)
+            return cfg_api.CommitResult(seq=change.seq)
+        if op == cfg_api.List.op:
+            return self.store.list(decode_args(args, cfg_api.List).kind)
+        if op == cfg_api.Get.op:
+            get = decode_args(args, cfg_api.Get)
+            return self.store.get(get.kind, get.key)
+        if op == cfg_api.SnapshotDigest.op:
+            return cfg_api.Digest(digest=self.store.digest(), seq=self.store.last_seq)
+        if op == cfg_api.Accounting.op:
+            limit = decode_args(args, cfg_api.Accounting).limit
+            return [_row(e, e.result) for e in self.store.accounting_log(limit)]
+        if op == cfg_api.ChangesSinceTime.op:
+            since = decode_args(args, cfg_api.ChangesSinceTime)
+            if since.fence:
                 self.set_fenced(True)
-            return [
-                {
-                    "time": c.time,
-                    "user": c.user,
-                    "command": c.command,
-                    "result": "DISCARDED",
-                    "seq": c.seq,
-                }
-                for c in self.discarded_changes(t)
-            ]
-        if op == "fence":
+            return [_row(c, "DISCARDED") for c in self.discarded_changes(since.time)]
+        if op == cfg_api.Fence.op:
             # hamgr, before a switchover or reload: no acknowledgement from now
             # on of a change the standby may not have (pending ones stay pending).
-            self.set_fenced(bool(args.get("fenced", True)))
-            return {"fenced": self.fenced, "seq": self.store.last_seq}
-        if op == "sync_status":
+            self.set_fenced(decode_args(args, cfg_api.Fence).fenced)
+            return cfg_api.Fenced(fenced=self.fenced, seq=self.store.last_seq)
+        if op == cfg_api.SyncStatus.op:
             return self.sync.status() if self.sync is not None else {"state": "none"}
         raise IpcError(f"unknown op {op}")
+
+
+def _row(e: Change | AccountingEntry, result: str) -> cfg_api.AccountingRow:
+    return cfg_api.AccountingRow(
+        time=e.time, user=e.user, command=e.command, result=result, seq=e.seq
+    )
 
 
 def _op_dict(op: Op) -> dict[str, Any]:

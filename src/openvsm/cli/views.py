@@ -67,7 +67,8 @@ class RedundancyStatus(TypedDict):
 
 
 class TraceRow(TypedDict):
-    time: str
+    time: str  # display
+    timestamp: NotRequired[str]  # ISO UTC (docs/observability.md)
     event: str
 
 

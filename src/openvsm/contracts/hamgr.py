@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from msgspec import UNSET, UnsetType
 
@@ -43,38 +43,38 @@ class HaStatus(Reply, frozen=True, kw_only=True):
 class Status(Request[HaStatus], frozen=True, kw_only=True):
     """hamgr's status now."""
 
-    op: ClassVar[str] = "status"
-    reply: ClassVar[Any] = HaStatus
+    op = "status"
+    reply = HaStatus
 
 
 class RedundancyStatus(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``show system redundancy status`` (keys of specs/cli-output.md, plus
     ``peer_collisions`` [{mac, latest_collision_time}] and ``peer_overwrites``)."""
 
-    op: ClassVar[str] = "redundancy_status"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "redundancy_status"
+    reply = dict[str, Any]
 
 
 class Switchover(Request[Ok], frozen=True, kw_only=True):
     """Hand over to the standby (cfgmgr is fenced first); refused with an error."""
 
-    op: ClassVar[str] = "switchover"
-    reply: ClassVar[Any] = Ok
+    op = "switchover"
+    reply = Ok
 
 
 class Reload(Request[Ok], frozen=True, kw_only=True):
     """Reload this node (cfgmgr is fenced first)."""
 
-    op: ClassVar[str] = "reload"
-    reply: ClassVar[Any] = Ok
+    op = "reload"
+    reply = Ok
     reason: str = ""  # why (sysmgr: a service crash-looped); for the log only
 
 
 class SetFacts(Request[Ok], frozen=True, kw_only=True):
     """cfgmgr's split-brain resolution inputs; each one only when given."""
 
-    op: ClassVar[str] = "set_facts"
-    reply: ClassVar[Any] = Ok
+    op = "set_facts"
+    reply = Ok
     module_count: int | UnsetType = UNSET
     last_config_time: float | UnsetType = UNSET
     change_seq: int | UnsetType = UNSET
@@ -83,8 +83,8 @@ class SetFacts(Request[Ok], frozen=True, kw_only=True):
 class SetModuleCount(Request[Ok], frozen=True, kw_only=True):
     """vemmgr's count of attached (``ok``) modules, a split-brain input."""
 
-    op: ClassVar[str] = "set_module_count"
-    reply: ClassVar[Any] = Ok
+    op = "set_module_count"
+    reply = Ok
     count: int
 
 
@@ -93,8 +93,8 @@ class SyncState(Request[Ok], frozen=True, kw_only=True):
     "cold" while loading a snapshot; ``out_of_sync``: the sender's buffer
     overflowed, the standby will be reset."""
 
-    op: ClassVar[str] = "sync_state"
-    reply: ClassVar[Any] = Ok
+    op = "sync_state"
+    reply = Ok
     state: SyncStateName
     out_of_sync: bool = False
 
@@ -103,8 +103,8 @@ class SyncReset(Request[Ok], frozen=True, kw_only=True):
     """The standby's sync TCP was closed or reset by the peer's kernel (the
     crash fast path); ``hot``: that stream had reached streaming."""
 
-    op: ClassVar[str] = "sync_reset"
-    reply: ClassVar[Any] = Ok
+    op = "sync_reset"
+    reply = Ok
     reason: Literal["rst", "eof"]
     hot: bool = False
 
@@ -112,47 +112,47 @@ class SyncReset(Request[Ok], frozen=True, kw_only=True):
 class Trace(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``show system internal redundancy trace``: {TABLE_trace: {ROW_trace: [...]}}."""
 
-    op: ClassVar[str] = "trace"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "trace"
+    reply = dict[str, Any]
 
 
 class Counters(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``show system internal redundancy counters`` (drop_replay,
     drop_epoch_limit, drop_epoch_jump, drop_unsolicited, ...)."""
 
-    op: ClassVar[str] = "counters"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "counters"
+    reply = dict[str, Any]
 
 
 class Metrics(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``HamgrMetrics`` builtins (openvsm.observe.export), answered from memory;
     ``recent`` adds the last heartbeat gap samples."""
 
-    op: ClassVar[str] = "metrics"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "metrics"
+    reply = dict[str, Any]
     recent: bool = False
 
 
 class ClearPeerMac(Request[Ok], frozen=True, kw_only=True):
     """Forget the learnt peer MAC addresses."""
 
-    op: ClassVar[str] = "clear_peer_mac"
-    reply: ClassVar[Any] = Ok
+    op = "clear_peer_mac"
+    reply = Ok
 
 
 class ActiveActive(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``show system redundancy activeactive ...``."""
 
-    op: ClassVar[str] = "activeactive"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "activeactive"
+    reply = dict[str, Any]
     which: str
 
 
 class ClearActiveActive(Request[dict[str, Any]], frozen=True, kw_only=True):
     """``clear system redundancy activeactive ...``."""
 
-    op: ClassVar[str] = "clear_activeactive"
-    reply: ClassVar[Any] = dict[str, Any]
+    op = "clear_activeactive"
+    reply = dict[str, Any]
     which: str
 
 

@@ -12,11 +12,13 @@ address sees one key whichever node is active.
 
 Authentication (``_Server``): password or public key, for users configured in
 the store (``username NAME password ... role ...``, ``username NAME sshkey
-"ssh-ed25519 ..."``). The user record is read from cfgmgr over IPC; scrypt
-runs in ``openvsm.mgmt.auth.PasswordChecker``'s worker pool; failures are
-delayed in the connection's own task and rate-limited per source and per user
-(``LoginGuard``; public-key logins are not limited: a key cannot be guessed,
-and its holder must get in during a guessing flood). asyncssh's
+"ssh-ed25519 ..."``). The user record is read from cfgmgr over IPC; the
+password is checked by ``openvsm.passwords.PasswordGate`` (scrypt in its
+worker pool, an unknown user checked against a dummy hash of the same cost,
+failures limited per source and per user); every failure is delayed
+(``login_delay``) in the connection's own task. Public-key logins are not
+limited: a key cannot be guessed, and its holder must get in during a
+guessing flood. asyncssh's
 ``login_timeout`` ends a connection that never completes authentication.
 
 Sessions (``_session``) are SHELL's ``ShellSession`` (openvsm.cli.session)
@@ -54,7 +56,7 @@ from openvsm.cli.session import ShellSession, new_session_id
 from openvsm.cli.terminal import TerminalDriver, crlf
 from openvsm.config import Endpoint, SshConfig
 from openvsm.ipc import IpcClient, IpcError
-from openvsm.mgmt.auth import LoginCounters, LoginGuard, PasswordChecker, Verdict
+from openvsm.passwords import FailureLimiter, PasswordGate, Verdict
 
 log = logging.getLogger("mgmt.ssh")
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
@@ -62,6 +64,15 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)
 MAX_LINE = 4096
 LOGIN_TIMEOUT = 30.0
 BANNER = "openvsm Virtual Supervisor Module\n"
+
+
+@dataclass
+class LoginCounters:
+    ok: int = 0
+    wrong: int = 0  # wrong password, unknown user or no matching key
+    unknown_user: int = 0
+    limited: int = 0  # too many recent failures of this source or user
+    busy: int = 0  # every password worker busy and the queue full
 
 
 @dataclass
@@ -99,10 +110,13 @@ class SshDaemon:
         self.cfg = cfg
         self.cfgmgr_sock = cfgmgr_sock
         self.counters = SshCounters()
-        self.guard = LoginGuard(
-            max_failures=cfg.max_failures, window=cfg.failure_window, clock=time.monotonic
+        limiter = FailureLimiter(
+            max_failures=cfg.max_failures, window_s=cfg.failure_window, max_keys=8192
         )
-        self.passwords = PasswordChecker()
+        # The hash is looked up over IPC (user_record), then check_stored.
+        self.passwords = PasswordGate(
+            lambda _user: None, workers=2, max_pending=18, limiter=limiter
+        )
         self.store = IpcClient(cfgmgr_sock, timeout=5.0)
         self.host_key = asyncssh.read_private_key(str(cfg.host_key))
         self._listeners: dict[str, asyncssh.SSHAcceptor] = {}
@@ -163,16 +177,31 @@ class SshDaemon:
         return body if isinstance(body, dict) else None
 
     async def check_password(self, user: str, password: str, source: str) -> bool:
-        if self.guard.limited(source, user):
+        gate = self.passwords
+        if gate.limited(user, source):
             self.counters.login.limited += 1
             await asyncio.sleep(self.cfg.login_delay)
             return False
         body = await self.user_record(user)
         stored = body.get("password_hash") if body else None
-        verdict = await self.passwords.check(
-            stored if isinstance(stored, str) and stored else None, password
+        busy = gate.counters.busy
+        verdict = await gate.check_stored(
+            user, stored if isinstance(stored, str) and stored else None, password, source=source
         )
-        return await self._settle(verdict, user, source, known=body is not None)
+        if verdict is Verdict.OK:
+            return self._logged_in(user, source)
+        if gate.counters.busy != busy:
+            self.counters.login.busy += 1
+            gate.failed(user, source)  # refused unchecked: still a failure
+        elif verdict is Verdict.LIMITED:
+            self.counters.login.limited += 1
+        else:
+            self.counters.login.wrong += 1
+            if body is None:
+                self.counters.login.unknown_user += 1
+        log.warning("SSH login of %s from %s failed (%s)", user, source, verdict.value)
+        await asyncio.sleep(self.cfg.login_delay)
+        return False
 
     async def check_key(self, user: str, key: asyncssh.SSHKey, source: str) -> bool:
         # No rate limit here: a key cannot be guessed (asyncssh checks the
@@ -182,27 +211,16 @@ class SshDaemon:
         stored = body.get("sshkey") if body else None
         ok = isinstance(stored, str) and stored.split()[:2] == _key_text(key).split()
         if ok:
-            return await self._settle(Verdict.OK, user, source, known=True)
+            return self._logged_in(user, source)
         # A client offers its keys one by one before trying a password: an
         # offered key that does not match is not a failed login.
         return False
 
-    async def _settle(self, verdict: Verdict, user: str, source: str, *, known: bool) -> bool:
-        if verdict is Verdict.OK:
-            self.counters.login.ok += 1
-            self.guard.succeeded(user)
-            log.info("SSH login of %s from %s", user, source)
-            return True
-        if verdict is Verdict.BUSY:
-            self.counters.login.busy += 1
-        else:
-            self.counters.login.wrong += 1
-            if not known:
-                self.counters.login.unknown_user += 1
-        self.guard.failed(source, user)
-        log.warning("SSH login of %s from %s failed (%s)", user, source, verdict.value)
-        await asyncio.sleep(self.cfg.login_delay)
-        return False
+    def _logged_in(self, user: str, source: str) -> bool:
+        self.counters.login.ok += 1
+        self.passwords.succeeded(user)
+        log.info("SSH login of %s from %s", user, source)
+        return True
 
     # ---- sessions -------------------------------------------------------
     async def _session(self, process: asyncssh.SSHServerProcess[str]) -> None:

@@ -73,6 +73,9 @@ from typing import Any
 
 import msgspec
 
+from openvsm.contracts.objects import BodyError, from_body
+from openvsm.contracts.objects import Module as ModuleBody
+from openvsm.contracts.objects import Veth as VethBody
 from openvsm.modules.pacing import SwitchPacer
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
@@ -421,6 +424,7 @@ _TABLE_COUNTERS = (
     "detaches",
     "offline_events",
     "module_renumbered",
+    "bad_store_body",  # a module/veth body of the wrong shape, skipped at load
 )
 
 
@@ -491,41 +495,47 @@ class ModuleTable:
             if isinstance(body, Mapping):
                 self._load_veth(key, body)
 
-    def _load_module(self, key: str, body: Mapping[str, Any]) -> None:
-        number = _int(body.get("module"))
+    def _load_module(self, key: str, raw: Mapping[str, Any]) -> None:
+        try:
+            body = from_body(ModuleBody, raw)
+        except BodyError:
+            self.counters["bad_store_body"] += 1
+            return
+        number = body.module
         if number < FIRST_MODULE:
             return
-        try:
-            status = ModuleStatus(body.get("status", "offline"))
-        except ValueError:
-            status = ModuleStatus.OFFLINE
+        status = ModuleStatus(body.status)
         old = self.modules.get(key)
         mod = old or Module(number=number, host_uuid=key)
         mod.number = number
-        mod.host_name = str(body.get("host_name", ""))
-        mod.host_ip = str(body.get("host_ip", ""))
-        mod.host_os = str(body.get("host_os", ""))
-        mod.version = str(body.get("version", ""))
+        mod.host_name = body.host_name
+        mod.host_ip = body.host_ip
+        mod.host_os = body.host_os
+        mod.version = body.version
         if not mod.observed:
             mod.status = status
         if not mod.observed or mod.addr is None:  # an observed module: the live address
-            mod.addr = _parse_addr(body.get("addr"))
-        last = body.get("last_attach")
-        mod.last_attach_wall = float(last) if isinstance(last, int | float) else 0.0
+            mod.addr = _parse_addr(body.addr)
+        mod.last_attach_wall = body.last_attach
         self.modules[key] = mod
         self._vteps = None
         self._attached = None
         self._numbers = None
         self._next_loss = -math.inf
 
-    def _load_veth(self, key: str, body: Mapping[str, Any]) -> None:
+    def _load_veth(self, key: str, raw: Mapping[str, Any]) -> None:
         if not key.startswith("Vethernet"):
             return
         number = _int(key[len("Vethernet") :])
-        host = str(body.get("host_uuid", ""))
+        try:
+            body = from_body(VethBody, raw)
+        except BodyError:
+            self.counters["bad_store_body"] += 1
+            return
+        host = body.host_uuid
         if number < 1 or not host:
             return
-        port = str(body.get("port") or key)
+        port = body.port or key
         holder = self.veths.by_number.get(number)
         if holder is not None and holder != (host, port):
             del self.veths[holder]
@@ -533,10 +543,10 @@ class ModuleTable:
             number=number,
             host_uuid=host,
             port=port,
-            vm=str(body.get("vm", "")),
-            mac=str(body.get("mac", "")),
-            port_profile=str(body.get("port_profile", "")),
-            status=str(body.get("status", "up")),
+            vm=body.vm,
+            mac=body.mac,
+            port_profile=body.port_profile,
+            status=body.status,
         )
 
     def load_config(

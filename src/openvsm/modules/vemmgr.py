@@ -63,9 +63,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from openvsm.config import NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import (
@@ -126,16 +127,13 @@ class Vemmgr:
     def __init__(self, cfg: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
-        vem_raw = cfg.raw.get("vem", {}) if isinstance(cfg.raw.get("vem"), dict) else {}
-        hb_ms = vem_raw.get("heartbeat_interval_ms")
-        loss_ms = vem_raw.get("loss_ms")
+        hb = cfg.vem_heartbeat_interval
+        loss = cfg.vem_loss_time
         self.table = ModuleTable(
             module_limit=cfg.module_limit,
             listen=str(cfg.vem_listen),
-            heartbeat_interval=hb_ms / 1000
-            if isinstance(hb_ms, int)
-            else cfg.timers.heartbeat_interval,
-            loss_time=loss_ms / 1000 if isinstance(loss_ms, int) else cfg.timers.max_loss_interval,
+            heartbeat_interval=hb if hb is not None else cfg.timers.heartbeat_interval,
+            loss_time=loss if loss is not None else cfg.timers.max_loss_interval,
         )
         self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
@@ -214,17 +212,20 @@ class Vemmgr:
 
     def process(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect.addr, effect)
-            elif isinstance(effect, Commit):
-                if self.table.active:
-                    self._pending.append(effect)
-                    self._commit_wake.set()
-            elif isinstance(effect, ModuleCount):
-                self._count = effect.count
-                self._count_wake.set()
-            elif isinstance(effect, Trace):
-                self.trace(effect.text)
+            match effect:  # a new effect type fails mypy here (assert_never)
+                case Send():
+                    self._send(effect.addr, effect)
+                case Commit():
+                    if self.table.active:
+                        self._pending.append(effect)
+                        self._commit_wake.set()
+                case ModuleCount():
+                    self._count = effect.count
+                    self._count_wake.set()
+                case Trace():
+                    self.trace(effect.text)
+                case _:
+                    assert_never(effect)
         if (
             self.table.active
             and self.table.attachment_version != self._saved_version
@@ -360,7 +361,7 @@ class Vemmgr:
             self.checkpoint_path.unlink()
 
     async def _list(self, kind: str) -> dict[str, Any]:
-        result = await self.cfgmgr.call("list", kind=kind)
+        result = await self.cfgmgr.ask(cfg_api.List(kind=kind))
         return dict(result) if isinstance(result, dict) else {}
 
     async def _load_from_store(self) -> None:

@@ -9,7 +9,7 @@ Theory of operation
 ===================
 
 States (``HaState``) and the only transitions (``_TRANSITIONS``; any other
-raises ``EngineError``, a bug is loud)::
+raises ``ImpossibleTransition``, a bug is loud)::
 
     INITIALIZING --no peer during discovery / peer initializing (we are primary)
                    / peer answers as standby / resumed active checkpoint--> ACTIVE
@@ -18,6 +18,19 @@ raises ``EngineError``, a bug is loud)::
     STANDBY      --no request on either iface for max_loss_interval / SWITCHOVER
                    flag / crash fast path / active seen initializing--> ACTIVE
     any          --Reload effect--> RELOADING   (inert afterwards)
+
+The active's sub-states (``ActiveState``, ``Engine.active_state``; the only
+transitions are ``_ACTIVE_TRANSITIONS``, set by ``_set_active``, any other
+raises ``ImpossibleTransition``)::
+
+    ALONE        <--standby up / lost-->  WITH_STANDBY  <--control silent / back-->  DEGRADED
+    DEGRADED     --standby lost--> ALONE
+    WITH_STANDBY --switchover (operator, or a reload failing over first)--> HANDING_OVER
+    ALONE, WITH_STANDBY, DEGRADED --split-brain resolution lost--> LOSING
+
+HANDING_OVER and LOSING end with a reload (their deadline ``_active_deadline``:
+the loss interval, ``LOGS_TIMEOUT``). Becoming active starts afresh (ALONE; a
+resumed active with its standby: WITH_STANDBY).
 
 ACTIVE never goes to STANDBY: it reloads (seed: "A transition from active to
 standby always requires a reload"). Every transition to ACTIVE sets
@@ -62,9 +75,20 @@ Timers (all deadlines on the caller's monotonic clock; ``next_deadline``):
 - switchover: requests carry ``SWITCHOVER`` until the new active confirms
   (a response or request with state active) or ``max_loss_interval`` passes;
   then the old active reloads.
-- split-brain: losing active reloads on ``resolution_logs_sent`` or after
-  ``LOGS_TIMEOUT``. Resolution info is resent every heartbeat interval on the
-  ifaces the other active was heard on until its info arrives.
+- split-brain: resolution info is resent every heartbeat interval on the
+  ifaces the other active was heard on until its info arrives. The losing
+  active reloads at the latest ``LOGS_TIMEOUT`` after deciding.
+- resolution logs (the loser's accounting log and traces for the winner,
+  DESIGN §3): once its adapter has collected them, ``send_resolution_logs``
+  sends them on both ifaces with a fresh nonce (``EngineConfig.nonces``),
+  again every ``LOGS_RETRY`` for ``LOGS_ROUNDS`` rounds; the ack that echoes
+  the outstanding nonce reloads the loser, so does the last round unanswered.
+  Any other ack is a replay (``drop_replay``). The winner takes logs only
+  while it has won a resolution against their sender (MAC checked as any
+  frame's), one exchange (nonce) per resolution: ``StoreRemoteLogs`` once,
+  an ack (echoing the nonce, on the iface it came in on) for every copy; a
+  nonce of another exchange (the last ``LOGS_NONCES_KEPT`` are remembered)
+  is a replay, dropped and counted.
 - collisions: entries expire one hour after their last collision; what this
   node heard of the peer's role rides its next heartbeat (request or
   response) at most every ``RELAY_INTERVAL``.
@@ -143,10 +167,16 @@ Nothing raised.
 from __future__ import annotations
 
 import enum
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+import msgspec
+
 from openvsm.config import Timers
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, OperatorRefused
 from openvsm.redundancy.collision import (
     EXPIRY,
     MAX_ENTRIES,
@@ -170,11 +200,16 @@ from openvsm.wire.messages import (
     LivenessProbe,
     Message,
     ResolutionInfo,
+    ResolutionLogs,
+    ResolutionLogsAck,
     SenderRole,
 )
 
 INF: Final = float("inf")
 LOGS_TIMEOUT: Final = 5.0  # the split-brain loser reloads at the latest after this
+LOGS_RETRY: Final = 0.2  # the loser resends its logs this often until acknowledged
+LOGS_ROUNDS: Final = 5  # ... this many rounds; then it reloads unacknowledged
+LOGS_NONCES_KEPT: Final = 64  # the winner remembers this many logs exchanges (replays)
 PROBE_ROUNDS: Final = 10  # rounds of liveness probes (one per iface) within probe_timeout
 RESUME_PROBES: Final = 3  # liveness probes per iface when an active resumes after a restart
 RELAY_INTERVAL: Final = 1.0  # heard collisions ride a heartbeat at most this often
@@ -185,15 +220,21 @@ SYNC_STATES: Final = ("none", "cold", "warm", "hot")
 SYNC_GRACE: Final = 5.0
 
 
-class EngineError(Exception):
-    """A local request that cannot be honoured, or an impossible transition."""
-
-
 class HaState(enum.Enum):
     INITIALIZING = "initializing"
     ACTIVE = "active"
     STANDBY = "standby"
     RELOADING = "reloading"
+
+
+class ActiveState(enum.Enum):
+    """The active's sub-state (``Engine.active_state``; ``_ACTIVE_TRANSITIONS``)."""
+
+    ALONE = "alone"  # no standby present
+    WITH_STANDBY = "with standby"
+    DEGRADED = "degraded"  # the standby's responses stopped on control
+    HANDING_OVER = "handing over"  # switchover: until the new active confirms, then reload
+    LOSING = "losing"  # lost a split-brain resolution: logs to the winner, then reload
 
 
 class Iface(enum.Enum):
@@ -215,6 +256,26 @@ _TRANSITIONS: Final = frozenset(
 )
 
 
+def fresh_nonce() -> int:
+    """A nonce for one resolution-logs exchange: random, never 0."""
+    return secrets.randbelow(2**63 - 1) + 1
+
+
+_ACTIVE_TRANSITIONS: Final = frozenset(
+    {
+        (ActiveState.ALONE, ActiveState.WITH_STANDBY),
+        (ActiveState.WITH_STANDBY, ActiveState.ALONE),
+        (ActiveState.WITH_STANDBY, ActiveState.DEGRADED),
+        (ActiveState.DEGRADED, ActiveState.WITH_STANDBY),
+        (ActiveState.DEGRADED, ActiveState.ALONE),
+        (ActiveState.WITH_STANDBY, ActiveState.HANDING_OVER),
+        (ActiveState.ALONE, ActiveState.LOSING),
+        (ActiveState.WITH_STANDBY, ActiveState.LOSING),
+        (ActiveState.DEGRADED, ActiveState.LOSING),
+    }
+)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     role: str  # "primary" | "secondary"
@@ -226,6 +287,7 @@ class EngineConfig:
     # stream reports "hot"; an engine without one treats "none" as in sync.
     require_sync: bool = False
     sync_grace: float = SYNC_GRACE
+    nonces: Callable[[], int] = fresh_nonce  # tests give a deterministic source
 
 
 @dataclass
@@ -319,6 +381,14 @@ class SplitBrainLost:
 
 
 @dataclass(frozen=True)
+class StoreRemoteLogs:
+    """The winner took the loser's logs (once per exchange): keep them on disk."""
+
+    logs: ResolutionLogs
+    mac: str
+
+
+@dataclass(frozen=True)
 class SwitchRequestNeeded:
     pass
 
@@ -339,6 +409,7 @@ Effect = (
     | PersistFacts
     | SplitBrainWon
     | SplitBrainLost
+    | StoreRemoteLogs
     | SwitchRequestNeeded
     | StatusChanged
 )
@@ -408,7 +479,7 @@ def _boot_of(msg: Message) -> int | None:
 class Engine:
     def __init__(self, config: EngineConfig, facts: PersistedFacts) -> None:
         if config.role not in ("primary", "secondary"):
-            raise EngineError(f"role must be primary or secondary, not {config.role!r}")
+            raise LocalProtocolError(f"role must be primary or secondary, not {config.role!r}")
         self.config = config
         self._timers = config.timers
         self._role_name: RoleName = "primary" if config.role == "primary" else "secondary"
@@ -453,21 +524,18 @@ class Engine:
         self._awaiting: dict[Iface, bool] = {Iface.CONTROL: False, Iface.MGMT: False}
         self._degraded = False
         self._mgmt_ok = False  # a mgmt response was heard while degraded
-        self._switch_deadline: float | None = None
+        # The active's sub-state; HANDING_OVER and LOSING end (reload) at
+        # ``_active_deadline`` at the latest.
+        self._active = ActiveState.ALONE
+        self._active_deadline = INF
         self._switch_reason = ""
         self._resolution: Resolution | None = None
-        self._losing_deadline: float | None = None
-        # standby side
-        self._active_boot: int | None = None
-        self._accepted_active_epoch = -1
-        self._last_req: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
-        self._acknowledged = False
-        self._inconsistent = False
-        self._active_degraded = False
-        self._probe_nonce: int | None = None
-        self._probe_deadline = INF
-        self._probe_next = INF  # next round of probes
-        self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
+        # resolution logs: the loser's outstanding message, the winner's past nonces
+        self._logs_out: ResolutionLogs | None = None
+        self._logs_next = INF
+        self._logs_rounds = 0
+        self._logs_seen: OrderedDict[int, None] = OrderedDict()
+        self._init_standby_side()
         self._collisions = CollisionTable()
         self._heard = CollisionTable()  # the peer's role, not our partner
         self._incarnations = Incarnations(
@@ -481,12 +549,25 @@ class Engine:
             i: dict.fromkeys(_COUNTERS + tuple(f"drop_{r}" for r in _DROP_REASONS), 0) for i in BOTH
         }
 
+    def _init_standby_side(self) -> None:
+        """The standby's view of its active, and the crash fast path's probes."""
+        self._active_boot: int | None = None
+        self._accepted_active_epoch = -1
+        self._last_req: dict[Iface, float] = {Iface.CONTROL: -INF, Iface.MGMT: -INF}
+        self._acknowledged = False
+        self._inconsistent = False
+        self._active_degraded = False
+        self._probe_nonce: int | None = None
+        self._probe_deadline = INF
+        self._probe_next = INF  # next round of probes
+        self._probe_refused: set[Iface] = set()  # ifaces whose port the peer's host closed
+
     # ---- public API ---------------------------------------------------------
 
     def start(self, now: float) -> list[Effect]:
         """Begin discovery: broadcast ``Discovery(initializing)`` on both ifaces."""
         if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
-            raise EngineError("engine already started")
+            raise LocalProtocolError("engine already started")
         self._window_end = now + self._timers.discovery_window
         effects: list[Effect] = [
             Trace(
@@ -511,7 +592,7 @@ class Engine:
         once; an active first probes the peer (module docstring).
         """
         if self.state is not HaState.INITIALIZING or self._window_end != INF or self.resuming:
-            raise EngineError("engine already started")
+            raise LocalProtocolError("engine already started")
         refusal = self._resume_refusal(point, now)
         if refusal:
             return [Trace(f"restart: checkpoint not used ({refusal}); discovery"), *self.start(now)]
@@ -541,8 +622,8 @@ class Engine:
         if self.state is HaState.ACTIVE:
             res = self._resolution
             if (
-                self._switch_deadline is not None
-                or self._losing_deadline is not None
+                self._active is ActiveState.HANDING_OVER
+                or self._active is ActiveState.LOSING
                 or self._degraded
                 or self._reset_on_next_response
                 or (
@@ -631,6 +712,10 @@ class Engine:
             effects += self._on_liveness_ack(msg)
         elif isinstance(msg, ResolutionInfo):
             effects += self._on_resolution_info(frame, msg, iface, now)
+        elif isinstance(msg, ResolutionLogs):
+            effects += self._on_logs(msg, iface, mac)
+        elif isinstance(msg, ResolutionLogsAck):
+            effects += self._on_logs_ack(msg, iface)
         else:
             effects += self._drop(iface, "unexpected")
         return effects
@@ -677,12 +762,12 @@ class Engine:
         elif self.state is HaState.STANDBY:
             times += [self._active_loss_deadline(), self._probe_deadline, self._probe_next]
         elif self.state is HaState.ACTIVE:
-            if self._losing_deadline is not None:
-                times.append(self._losing_deadline)
+            if self._active is ActiveState.LOSING:
+                times += [self._active_deadline, self._logs_next]
             else:
                 times.append(self._next_hb)
-                if self._switch_deadline is not None:
-                    times.append(self._switch_deadline)
+                if self._active is ActiveState.HANDING_OVER:
+                    times.append(self._active_deadline)
                 elif self._peer_present:
                     times.append(self._standby_loss_deadline())
                     if not self._degraded:
@@ -699,7 +784,7 @@ class Engine:
     def request_reload(self, now: float) -> list[Effect]:
         if self.state is HaState.RELOADING:
             return []
-        if self.state is HaState.ACTIVE and self._switch_deadline is not None:
+        if self.state is HaState.ACTIVE and self._active is ActiveState.HANDING_OVER:
             return []  # already handing over; it reloads when done
         if self._can_switchover():
             return self._begin_switchover(now, "reload requested by operator: failing over first")
@@ -722,7 +807,9 @@ class Engine:
         shown "hot" for up to ``sync_grace``; "cold" (a bulk sync) and the
         grace's end show the truth (module docstring)."""
         if state not in SYNC_STATES:
-            raise EngineError(f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}")
+            raise LocalProtocolError(
+                f"sync state must be one of {', '.join(SYNC_STATES)}: {state!r}"
+            )
         self._sync_state = state
         if state == "hot":
             self._sync_hot_in = self.state
@@ -844,11 +931,25 @@ class Engine:
         self._peer_macs.clear()
         return [Trace("learnt peer MAC addresses cleared"), self._persist(), StatusChanged()]
 
-    def resolution_logs_sent(self, now: float) -> list[Effect]:
-        """The split-brain loser's adapter has sent its logs: reload now."""
-        if self.state is not HaState.ACTIVE or self._losing_deadline is None:
+    def send_resolution_logs(self, logs: ResolutionLogs, now: float) -> list[Effect]:
+        """The split-brain loser's adapter has collected its logs: send them.
+
+        On both ifaces with a fresh nonce (``logs.nonce`` is replaced), again
+        every ``LOGS_RETRY`` until an ack echoing that nonce arrives (then it
+        reloads) or ``LOGS_ROUNDS`` rounds went unanswered (it reloads anyway)."""
+        if self.state is not HaState.ACTIVE or self._active is not ActiveState.LOSING:
             return []
-        return self._reload(f"split-brain resolution lost to the {self._peer_name}")
+        if self._logs_out is not None:
+            return []  # one exchange per resolution
+        self._logs_out = msgspec.structs.replace(logs, nonce=self.config.nonces())
+        self._logs_rounds = 0
+        return self._send_logs(now)
+
+    def _send_logs(self, now: float) -> list[Effect]:
+        assert self._logs_out is not None
+        self._logs_rounds += 1
+        self._logs_next = now + LOGS_RETRY
+        return [Send(iface, self._logs_out) for iface in BOTH]
 
     def status(self, now: float) -> RedundancyStatus:
         collisions, overwrites = self._collisions.live(now)
@@ -890,9 +991,40 @@ class Engine:
     def _transition(self, new: HaState, reason: str) -> Trace:
         old = self.state
         if (old, new) not in _TRANSITIONS:
-            raise EngineError(f"impossible transition {old.value} -> {new.value} ({reason})")
+            raise ImpossibleTransition(
+                f"impossible transition {old.value} -> {new.value} ({reason})"
+            )
         self.state = new
         return Trace(f"redundancy state {old.value} -> {new.value}: {reason}")
+
+    @property
+    def active_state(self) -> ActiveState | None:
+        """The active's sub-state (None unless active)."""
+        return self._active if self.state is HaState.ACTIVE else None
+
+    def _set_active(self, new: ActiveState, deadline: float = INF) -> None:
+        """The one place the active's sub-state changes (``_ACTIVE_TRANSITIONS``)."""
+        old = self._active
+        if old is new:
+            return
+        if (old, new) not in _ACTIVE_TRANSITIONS:
+            raise ImpossibleTransition(f"impossible active sub-state {old.value} -> {new.value}")
+        self._active, self._active_deadline = new, deadline
+
+    def _settle_active(self) -> None:
+        """Alone, with a standby or degraded, as the standby's last word says
+        (handing over and losing end with a reload only)."""
+        if self._active in (ActiveState.HANDING_OVER, ActiveState.LOSING):
+            return
+        if not self._peer_present:
+            self._set_active(ActiveState.ALONE)
+        else:
+            self._set_active(ActiveState.DEGRADED if self._degraded else ActiveState.WITH_STANDBY)
+
+    def _enter_active(self) -> None:
+        """Becoming active (a takeover, a resume): the sub-state starts afresh."""
+        self._active, self._active_deadline = ActiveState.ALONE, INF
+        self._settle_active()
 
     def _become_active(self, now: float, reason: str, *, switch_request: bool) -> list[Effect]:
         effects: list[Effect] = [self._transition(HaState.ACTIVE, reason)]
@@ -906,6 +1038,7 @@ class Engine:
         self._next_discovery = INF
         self._end_probing()
         self._peer_present, self._peer_boot, self._doomed_boot = False, None, None
+        self._enter_active()
         self._inconsistent = False
         self._next_hb = now + self._timers.heartbeat_interval
         effects += self._send_requests(now)
@@ -984,6 +1117,7 @@ class Engine:
             self._transition(HaState.ACTIVE, f"resumed from the checkpoint: {how}")
         ]
         self._peer_present = point.peer_boot is not None
+        self._enter_active()
         self._peer_boot, self._peer_mac = point.peer_boot, point.peer_mac
         self._doomed_boot = point.doomed_boot
         # The standby's loss counts from the old process's last sign of life.
@@ -1088,11 +1222,11 @@ class Engine:
                 return [self._discovery_reply(iface, HaState.STANDBY)]
             return []
         # ACTIVE
-        if self._losing_deadline is not None:
+        if self._active is ActiveState.LOSING:
             return []
         if msg.state == HaState.ACTIVE.value:
             return self._on_peer_active(frame, msg.boot_id, iface, now)
-        if msg.state != HaState.INITIALIZING.value or self._switch_deadline is not None:
+        if msg.state != HaState.INITIALIZING.value or self._active is ActiveState.HANDING_OVER:
             return []
         effects: list[Effect] = []
         if self._peer_present and msg.boot_id != self._peer_boot:
@@ -1136,63 +1270,39 @@ class Engine:
         self._count(iface, "hb_req_recv")
         if msg.state != HaState.ACTIVE.value:
             return self._drop(iface, "unexpected")
-        effects: list[Effect] = []
         if self.state is HaState.ACTIVE:
-            if self._switch_deadline is not None and frame.epoch > self.epoch:
-                return self._reload(f"switchover complete: the {self._peer_name} is active")
-            if self._losing_deadline is not None:
-                return []
-            return self._on_peer_active(frame, msg.boot_id, iface, now)
+            return self._on_request_as_active(frame, msg, iface, now)
+        return self._on_request_as_standby(frame, msg, iface, now, mac)
+
+    def _on_request_as_active(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float
+    ) -> list[Effect]:
+        """Another active's request: the switchover's confirmation, or a split-brain."""
+        if self._active is ActiveState.HANDING_OVER and frame.epoch > self.epoch:
+            return self._reload(f"switchover complete: the {self._peer_name} is active")
+        if self._active is ActiveState.LOSING:
+            return []
+        return self._on_peer_active(frame, msg.boot_id, iface, now)
+
+    def _on_request_as_standby(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float, mac: str
+    ) -> list[Effect]:
+        """The active's request (initializing: it makes this node its standby)."""
         if frame.epoch < self._accepted_active_epoch:
             return self._drop(iface, "stale")
+        effects: list[Effect] = []
         if self.state is HaState.INITIALIZING:
             effects += self._become_standby(frame, now, mac, f"heartbeat on {iface.value}")
         # STANDBY from here. A request does not end a crash fast path probe: it
         # may have been sent before the active died and be read after the reset.
-        self._accepted_active_epoch = frame.epoch
-        if frame.epoch > self.epoch:
-            self.epoch = frame.epoch
-            effects.append(self._persist())
-        if msg.boot_id != self._active_boot:
-            self._active_boot = msg.boot_id
-            self._acknowledged = False
-        self._last_req[iface] = now
-        effects += self._take_relay(msg.heard, iface, now)
+        effects += self._follow_active(frame, msg, iface, now)
         flags = msg.flags
         if flags & Flag.RESET_ORDERED:
             return [*effects, *self._reload("reset ordered by the active")]
         if flags & Flag.SWITCHOVER:
-            effects += self._become_active(
-                now, "switchover requested by the active", switch_request=True
-            )
-            confirm = HeartbeatResponse(
-                state=HaState.ACTIVE.value,
-                flags=int(Flag.SWITCHOVER),
-                applied_seq=self._change_seq,
-                echo_seq=frame.seq,
-                boot_id=self.config.boot_id,
-                peer_present=False,
-            )
-            self._count(iface, "hb_resp_sent")
-            # After PersistFacts: the epoch the confirmation claims is durable.
-            return [*effects, Send(iface, confirm)]
+            return effects + self._take_over_on_request(frame, iface, now)
         degraded = bool(flags & Flag.DEGRADED)
-        if degraded != self._active_degraded:
-            self._active_degraded = degraded
-            effects.append(StatusChanged())
-        if flags & Flag.OUT_OF_SYNC:
-            if self._acknowledged and not self._inconsistent:
-                self._inconsistent = True
-                effects += [
-                    Trace(
-                        "one-way communication: the active reports no standby; "
-                        "redundancy state inconsistent, asking to be reset"
-                    ),
-                    StatusChanged(),
-                ]
-        elif not self._acknowledged:
-            self._acknowledged = True
-            effects += [Trace("accepted as HA standby by the active"), StatusChanged()]
+        effects += self._note_active_flags(flags, degraded)
         out = Flag.RESET_REQUESTED if self._inconsistent else Flag.NONE
         if degraded:
             out |= Flag.DEGRADED
@@ -1214,6 +1324,59 @@ class Engine:
         )
         return effects
 
+    def _follow_active(
+        self, frame: Frame, msg: HeartbeatRequest, iface: Iface, now: float
+    ) -> list[Effect]:
+        """A standby follows the request's active: its epoch, boot and relay."""
+        effects: list[Effect] = []
+        self._accepted_active_epoch = frame.epoch
+        if frame.epoch > self.epoch:
+            self.epoch = frame.epoch
+            effects.append(self._persist())
+        if msg.boot_id != self._active_boot:
+            self._active_boot = msg.boot_id
+            self._acknowledged = False
+        self._last_req[iface] = now
+        return effects + self._take_relay(msg.heard, iface, now)
+
+    def _take_over_on_request(self, frame: Frame, iface: Iface, now: float) -> list[Effect]:
+        """The active asks this standby to take over (``SWITCHOVER``): do, and confirm."""
+        effects = self._become_active(
+            now, "switchover requested by the active", switch_request=True
+        )
+        confirm = HeartbeatResponse(
+            state=HaState.ACTIVE.value,
+            flags=int(Flag.SWITCHOVER),
+            applied_seq=self._change_seq,
+            echo_seq=frame.seq,
+            boot_id=self.config.boot_id,
+            peer_present=False,
+        )
+        self._count(iface, "hb_resp_sent")
+        # After PersistFacts: the epoch the confirmation claims is durable.
+        return [*effects, Send(iface, confirm)]
+
+    def _note_active_flags(self, flags: int, degraded: bool) -> list[Effect]:
+        """A standby's view of the active's flags: degraded, and whether it has us."""
+        effects: list[Effect] = []
+        if degraded != self._active_degraded:
+            self._active_degraded = degraded
+            effects.append(StatusChanged())
+        if flags & Flag.OUT_OF_SYNC:
+            if self._acknowledged and not self._inconsistent:
+                self._inconsistent = True
+                effects += [
+                    Trace(
+                        "one-way communication: the active reports no standby; "
+                        "redundancy state inconsistent, asking to be reset"
+                    ),
+                    StatusChanged(),
+                ]
+        elif not self._acknowledged:
+            self._acknowledged = True
+            effects += [Trace("accepted as HA standby by the active"), StatusChanged()]
+        return effects
+
     def _on_liveness_ack(self, msg: LivenessAck) -> list[Effect]:
         if self.state is HaState.STANDBY and msg.nonce == self._probe_nonce:
             self._end_probing()
@@ -1230,7 +1393,7 @@ class Engine:
 
     def _request(self, iface: Iface, now: float) -> list[Effect]:
         flags = Flag.NONE
-        if self._switch_deadline is not None:
+        if self._active is ActiveState.HANDING_OVER:
             flags |= Flag.SWITCHOVER
         if self._degraded:
             flags |= Flag.DEGRADED
@@ -1258,16 +1421,21 @@ class Engine:
         return effects
 
     def _tick_active(self, now: float) -> list[Effect]:
-        if self._losing_deadline is not None:
-            if now >= self._losing_deadline:
+        if self._active is ActiveState.LOSING:
+            if now >= self._active_deadline:
                 return self._reload(
                     f"split-brain resolution lost to the {self._peer_name} "
                     f"(logs not confirmed within {LOGS_TIMEOUT:g} s)"
                 )
+            if now >= self._logs_next:
+                if self._logs_rounds < LOGS_ROUNDS:
+                    return self._send_logs(now)
+                # Sent, never acknowledged: the winner keeps what it got.
+                return self._reload(f"split-brain resolution lost to the {self._peer_name}")
             return []
         effects: list[Effect] = []
-        if self._switch_deadline is not None:
-            if now >= self._switch_deadline:
+        if self._active is ActiveState.HANDING_OVER:
+            if now >= self._active_deadline:
                 return self._reload(
                     f"{self._switch_reason}; no confirmation from the {self._peer_name} "
                     f"within {self._timers.max_loss_interval:g} s, reloading anyway"
@@ -1280,6 +1448,7 @@ class Engine:
                 )
             elif not self._degraded and now >= self._degraded_deadline():
                 self._degraded, self._mgmt_ok = True, False
+                self._settle_active()
                 after = self._timers.degraded_after
                 effects += [
                     Trace(
@@ -1308,15 +1477,16 @@ class Engine:
         self._peer_boot = None
         self._degraded = self._mgmt_ok = self._reset_on_next_response = False
         self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
+        self._settle_active()
         return [*held, Trace(f"standby lost: {reason}"), PeerLost(reason), StatusChanged()]
 
     def _on_response(
         self, msg: HeartbeatResponse, iface: Iface, now: float, mac: str
     ) -> list[Effect]:
         self._count(iface, "hb_resp_recv")
-        if self.state is not HaState.ACTIVE or self._losing_deadline is not None:
+        if self.state is not HaState.ACTIVE or self._active is ActiveState.LOSING:
             return self._drop(iface, "unexpected")
-        if self._switch_deadline is not None:
+        if self._active is ActiveState.HANDING_OVER:
             if msg.state == HaState.ACTIVE.value and msg.flags & Flag.SWITCHOVER:
                 return self._reload(f"switchover complete: the {self._peer_name} is active")
             return []
@@ -1343,6 +1513,7 @@ class Engine:
             self._last_resp = {Iface.CONTROL: now, Iface.MGMT: now}
             self._awaiting = {Iface.CONTROL: False, Iface.MGMT: False}
             self._degraded = self._mgmt_ok = False
+            self._settle_active()
             effects += [
                 Trace(f"standby {self._peer_name} ({mac}) is up on {iface.value}"),
                 PeerUp(mac),
@@ -1350,6 +1521,7 @@ class Engine:
             ]
         elif self._degraded and iface is Iface.CONTROL:
             self._degraded = self._mgmt_ok = False
+            self._settle_active()
             effects += [
                 Trace("control interface restored: heartbeat responses on control again"),
                 StatusChanged(),
@@ -1384,8 +1556,8 @@ class Engine:
             and self._peer_present
             and not self._degraded
             and not self._is_cold(self._sync_shown)  # as shown: a reconnecting stream is held
-            and self._switch_deadline is None
-            and self._losing_deadline is None
+            and self._active is not ActiveState.HANDING_OVER
+            and self._active is not ActiveState.LOSING
             and not self._reset_on_next_response
         )
 
@@ -1400,16 +1572,16 @@ class Engine:
 
     def _check_can_switchover(self) -> None:
         if self.state is not HaState.ACTIVE:
-            raise EngineError("this supervisor is not active")
-        if self._switch_deadline is not None:
-            raise EngineError("a switchover is already in progress")
+            raise OperatorRefused("this supervisor is not active")
+        if self._active is ActiveState.HANDING_OVER:
+            raise OperatorRefused("a switchover is already in progress")
         if not self._peer_present:
-            raise EngineError("no standby supervisor present")
+            raise OperatorRefused("no standby supervisor present")
         if not self._can_switchover():
-            raise EngineError("the standby supervisor is not in HA standby state")
+            raise OperatorRefused("the standby supervisor is not in HA standby state")
 
     def _begin_switchover(self, now: float, reason: str) -> list[Effect]:
-        self._switch_deadline = now + self._timers.max_loss_interval
+        self._set_active(ActiveState.HANDING_OVER, now + self._timers.max_loss_interval)
         self._switch_reason = reason
         effects: list[Effect] = [Trace(f"switchover: {reason}; handing over to the standby")]
         effects.append(StatusChanged())
@@ -1465,12 +1637,12 @@ class Engine:
     def _on_resolution_info(
         self, frame: Frame, msg: ResolutionInfo, iface: Iface, now: float
     ) -> list[Effect]:
-        if self.state is not HaState.ACTIVE or self._switch_deadline is not None:
+        if self.state is not HaState.ACTIVE or self._active is ActiveState.HANDING_OVER:
             return self._drop(iface, "unexpected")
         effects: list[Effect] = []
         res = self._resolution
         if res is None or res.peer_boot != msg.boot_id:
-            if self._losing_deadline is not None:
+            if self._active is ActiveState.LOSING:
                 return self._drop(iface, "stale")
             effects += self._on_peer_active(frame, msg.boot_id, iface, now)
             res = self._resolution
@@ -1497,7 +1669,7 @@ class Engine:
             loser, why = decide(theirs, ours)
         res.loser = loser
         if loser == self._role_name:
-            self._losing_deadline = now + LOGS_TIMEOUT
+            self._set_active(ActiveState.LOSING, now + LOGS_TIMEOUT)
             return [
                 Trace(f"split-brain resolution: this {self._role_name} reloads ({why})"),
                 SplitBrainLost(self._peer_name, why),
@@ -1514,6 +1686,46 @@ class Engine:
             SplitBrainWon(self._peer_name, why),
             StatusChanged(),
         ]
+
+    def _on_logs(self, msg: ResolutionLogs, iface: Iface, mac: str) -> list[Effect]:
+        """The loser's logs (its MAC already checked by ``on_frame``): taken
+        once per exchange, acknowledged on every copy of that exchange (an ack
+        may be lost); another exchange's nonce is a replay."""
+        res = self._resolution
+        if (
+            self.state is not HaState.ACTIVE
+            or self._active is ActiveState.LOSING
+            or res is None
+            or res.loser != self._peer_name
+        ):
+            return self._drop(iface, "unexpected")
+        if msg.nonce != res.logs_nonce:
+            if res.logs_nonce is not None or msg.nonce in self._logs_seen or msg.nonce == 0:
+                return self._replayed(iface)
+            res.logs_nonce = msg.nonce
+            self._logs_seen[msg.nonce] = None
+            while len(self._logs_seen) > LOGS_NONCES_KEPT:
+                self._logs_seen.popitem(last=False)
+            taken: list[Effect] = [StoreRemoteLogs(msg, mac)]
+        else:
+            taken = []
+        return [*taken, Send(iface, ResolutionLogsAck(count=len(msg.accounting), nonce=msg.nonce))]
+
+    def _on_logs_ack(self, msg: ResolutionLogsAck, iface: Iface) -> list[Effect]:
+        """The winner has the loser's logs: reload now (only for the outstanding nonce)."""
+        out = self._logs_out
+        if self.active_state is not ActiveState.LOSING or out is None:
+            return self._drop(iface, "unexpected")
+        if msg.nonce != out.nonce:
+            return self._replayed(iface)
+        self._logs_out = None
+        return self._reload(f"split-brain resolution lost to the {self._peer_name}")
+
+    def _replayed(self, iface: Iface) -> list[Effect]:
+        """A resolution-logs message or ack of another exchange (``drop_replay``)."""
+        ctr = self._counters[iface]
+        ctr["drop_replay"] = ctr.get("drop_replay", 0) + 1
+        return []
 
     def learnt_peer_mac(self, iface: Iface) -> str | None:
         """The peer's MAC learnt on ``iface`` (L2: its interface MAC), if any."""
@@ -1662,7 +1874,7 @@ class Engine:
                 # partner learns its role at once, and the partner itself, if
                 # this was a duplicate, ignores it. Nothing else acts until the
                 # old boot falls silent.
-                calm = self._switch_deadline is None and self._losing_deadline is None
+                calm = self._active not in (ActiveState.HANDING_OVER, ActiveState.LOSING)
                 if not msg.reply and (self.state is HaState.STANDBY or calm):
                     effects.append(self._discovery_reply(iface, self.state))
             return True, effects

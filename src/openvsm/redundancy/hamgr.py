@@ -47,15 +47,18 @@ import socket
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import msgspec
 from msgspec import UnsetType
 
+from openvsm.cli import views
 from openvsm.config import InterfaceConfig, NodeConfig
+from openvsm.contracts import cfgmgr as cfg_api
 from openvsm.contracts import hamgr as api
 from openvsm.contracts.base import Ok
 from openvsm.contracts.hamgr import HaStatus
+from openvsm.errors import LocalProtocolError, OperatorRefused
 from openvsm.ipc import IpcClient, IpcError, IpcServer, IpcUnavailable, decode_args
 from openvsm.node import PREVIOUS_EXIT_ENV, NodeReload
 from openvsm.observe.export import HamgrMetrics, InterfaceMetrics, encode_hamgr_metrics
@@ -72,7 +75,6 @@ from openvsm.wire.messages import (
     HeartbeatResponse,
     Message,
     ResolutionLogs,
-    ResolutionLogsAck,
     SenderRole,
 )
 from openvsm.wire.udp import UdpEndpoint
@@ -148,6 +150,32 @@ class Hamgr:
         self.facts_path = cfg.data_dir / "ha-facts.json"
         self.aa_dir = cfg.data_dir / "active-active"
         self.trace_path = cfg.data_dir / "redundancy-trace.log"
+        facts = self._init_engine()
+        self._init_observability()
+        self._init_transport(facts)
+        self.ipc = IpcServer(cfg.rundir.hamgr, self._handle, on_unsubscribe=self._on_unsubscribe)
+        self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
+        self.checkpoint_path = cfg.rundir.hamgr_checkpoint
+        self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
+        self._restored: HamgrCheckpoint | None = None
+        self._decided = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reload = asyncio.Event()
+        self._reload_reason = ""
+        self._init_resolution_facts()
+        self.switch_seq = 0
+        # True once this hamgr declared a standby it had lost (PeerLost) and until
+        # one is up again. A restarted hamgr starts with False: not hearing the
+        # standby yet is not losing it (cfgmgr releases waiting writes only on a loss).
+        self.peer_lost = False
+        self.sync_state = "none"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.split_started: float | None = None
+        self._last_status: HaStatus | None = None
+
+    def _init_engine(self) -> eng.PersistedFacts:
+        """The engine, from the durable HA facts (returned)."""
+        cfg = self.cfg
         raw = read_json(self.facts_path, {})
         facts = eng.PersistedFacts(
             epoch=int(raw.get("epoch", 0)),
@@ -166,7 +194,10 @@ class Hamgr:
             facts,
         )
         self.last_active_time = facts.last_active_time
-        self.seq = time.time_ns() // 1000
+        return facts
+
+    def _init_observability(self) -> None:
+        cfg = self.cfg
         self.traces: collections.deque[tuple[float, str]] = collections.deque(maxlen=TRACE_KEEP)
         # Observability (docs/observability.md): counters pulled by cfgmgr's
         # /metrics over the ``metrics`` op; nothing here does I/O per heartbeat.
@@ -186,6 +217,11 @@ class Hamgr:
         self.split_brain_lost = 0
         self._seen_state: eng.HaState | None = None
         self._load_trace_tail()
+
+    def _init_transport(self, facts: eng.PersistedFacts) -> None:
+        """Frame numbering, freshness, drop counters, endpoints and peer addresses."""
+        cfg = self.cfg
+        self.seq = time.time_ns() // 1000
         self.freshness = FreshnessFilter()
         self.outstanding = OutstandingRequests()
         self.drops: dict[str, collections.Counter[str]] = {
@@ -201,20 +237,13 @@ class Hamgr:
             eng.Iface.MGMT: cfg.mgmt.peer.addr if cfg.mgmt.peer else None,
         }
         self._resolved: dict[eng.Iface, set[tuple[str, int]]] = {}
-        self.ipc = IpcServer(cfg.rundir.hamgr, self._handle, on_unsubscribe=self._on_unsubscribe)
-        self.instance = random.getrandbits(48)  # this process (boot_id may be resumed)
-        self.checkpoint_path = cfg.rundir.hamgr_checkpoint
-        self._checkpoint_key: object = _UNWRITTEN  # what the file holds (None: no file)
-        self._restored: HamgrCheckpoint | None = None
-        self._decided = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._reload = asyncio.Event()
-        self._reload_reason = ""
-        # Split-brain resolution inputs, pushed by cfgmgr and vemmgr. They are
-        # kept for the node's boot (run dir, cleared by sysmgr at node start) so
-        # a hamgr that restarts alone resolves with them at once instead of
-        # zeros until the other services push again.
-        self.resolution_path = cfg.rundir.resolution_facts
+
+    def _init_resolution_facts(self) -> None:
+        """Split-brain resolution inputs, pushed by cfgmgr and vemmgr. They are
+        kept for the node's boot (run dir, cleared by sysmgr at node start) so
+        a hamgr that restarts alone resolves with them at once instead of
+        zeros until the other services push again."""
+        self.resolution_path = self.cfg.rundir.resolution_facts
         self.module_count = 0
         self.last_config_time = 0.0
         self.change_seq = 0
@@ -231,17 +260,6 @@ class Hamgr:
             last_config_time=self.last_config_time,
             change_seq=self.change_seq,
         )
-        self.switch_seq = 0
-        # True once this hamgr declared a standby it had lost (PeerLost) and until
-        # one is up again. A restarted hamgr starts with False: not hearing the
-        # standby yet is not losing it (cfgmgr releases waiting writes only on a loss).
-        self.peer_lost = False
-        self.sync_state = "none"
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._logs_acked = asyncio.Event()
-        self._last_remote_logs: tuple[str, int, int, int] | None = None
-        self.split_started: float | None = None
-        self._last_status: HaStatus | None = None
 
     # ---- time -----------------------------------------------------------
     def now(self) -> float:
@@ -390,23 +408,6 @@ class Hamgr:
                 self.drops[iface.value][refused] += 1
                 return
         msg = frame.msg
-        if isinstance(msg, ResolutionLogs):
-            if frame.role != self.role:
-                learnt = self.engine.status(self.now()).peer_macs.get(iface.value)
-                if learnt is not None and learnt != (src_mac or frame.mac).strip().lower():
-                    self.drops[iface.value]["bad_mac"] += 1
-                    return
-                # The loser sends on both interfaces and repeats until acked:
-                # store one copy, acknowledge every one.
-                key = (frame.mac, frame.epoch, len(msg.accounting), len(msg.traces))
-                if key != self._last_remote_logs:
-                    self._last_remote_logs = key
-                    self._store_remote_logs(msg, frame.mac)
-                self.send(iface, ResolutionLogsAck(count=len(msg.accounting)))
-            return
-        if isinstance(msg, ResolutionLogsAck):
-            self._logs_acked.set()
-            return
         now = self.now()
         if frame.role != self.role and isinstance(msg, HeartbeatRequest | HeartbeatResponse):
             self.gaps.heard(iface.value, now, self.wall())
@@ -444,40 +445,11 @@ class Hamgr:
         self._process(self.engine.tick(self.now()))
 
     # ---- effects --------------------------------------------------------
-    def _process(self, effects: list[Any]) -> None:
+    def _process(self, effects: list[eng.Effect]) -> None:
         changed = False
         for effect in effects:
             changed = True
-            if isinstance(effect, eng.Send):
-                self.send(effect.iface, effect.msg)
-            elif isinstance(effect, eng.Trace):
-                self.trace(effect.text)
-            elif isinstance(effect, eng.PersistFacts):
-                self._persist(effect.facts)
-            elif isinstance(effect, eng.BecomeActive):
-                self.last_active_time = self.wall()
-                self.split_started = self.wall()
-                self._persist_current()
-                self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
-            elif isinstance(effect, eng.PeerLost):
-                self.split_started = self.wall()
-                self.peer_lost = True
-            elif isinstance(effect, eng.PeerUp):
-                self.peer_lost = False
-            elif isinstance(effect, eng.SwitchRequestNeeded):
-                self.switch_seq += 1
-            elif isinstance(effect, eng.SplitBrainWon):
-                self.switch_seq += 1
-                self.split_brain_won += 1
-                self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
-                # DESIGN §3: each side keeps a local copy of its own logs.
-                self._spawn(self._save_local_logs(self.cfg.role, discard=False))
-            elif isinstance(effect, eng.SplitBrainLost):
-                self.split_brain_lost += 1
-                self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
-                self._spawn(self._lose_split_brain(effect.winner_role))
-            elif isinstance(effect, eng.Reload):
-                self._begin_reload(effect.reason)
+            self._apply(effect)
         if self.engine.state is not self._seen_state:
             if self._seen_state is not None:
                 self.role_changes += 1
@@ -492,6 +464,46 @@ class Hamgr:
             self._publish()
             if not self.engine.resuming:
                 self._keep_checkpoint()
+
+    def _apply(self, effect: eng.Effect) -> None:
+        """One engine effect; a new effect type fails mypy here (``assert_never``)."""
+        match effect:
+            case eng.Send():
+                self.send(effect.iface, effect.msg)
+            case eng.Trace():
+                self.trace(effect.text)
+            case eng.PersistFacts():
+                self._persist(effect.facts)
+            case eng.BecomeActive():
+                self.last_active_time = self.wall()
+                self.split_started = self.wall()
+                self._persist_current()
+                self.trace(f"became active (epoch {effect.epoch}): {effect.reason}")
+            case eng.PeerLost():
+                self.split_started = self.wall()
+                self.peer_lost = True
+            case eng.PeerUp():
+                self.peer_lost = False
+            case eng.SwitchRequestNeeded():
+                self.switch_seq += 1
+            case eng.SplitBrainWon():
+                self.switch_seq += 1
+                self.split_brain_won += 1
+                self.trace(f"split-brain resolution: this supervisor stays active ({effect.info})")
+                # DESIGN §3: each side keeps a local copy of its own logs.
+                self._spawn(self._save_local_logs(self.cfg.role, discard=False))
+            case eng.SplitBrainLost():
+                self.split_brain_lost += 1
+                self.trace(f"split-brain resolution: this supervisor reloads ({effect.reason})")
+                self._spawn(self._lose_split_brain(effect.winner_role))
+            case eng.StoreRemoteLogs():
+                self._store_remote_logs(effect.logs, effect.mac)
+            case eng.Reload():
+                self._begin_reload(effect.reason)
+            case eng.BecomeStandby() | eng.StatusChanged():
+                pass  # the status is published after every batch of effects
+            case _:
+                assert_never(effect)
 
     # ---- stateful restart -------------------------------------------------
     def _load_checkpoint(self) -> eng.ResumePoint | None:
@@ -646,16 +658,10 @@ class Hamgr:
     # ---- split-brain ----------------------------------------------------
     async def _lose_split_brain(self, winner_role: str) -> None:
         accounting, traces, discarded = await self._save_local_logs(winner_role, discard=True)
-        msg = _fit_logs(accounting, traces, discarded)
-        self._logs_acked.clear()
-        for _ in range(5):
-            for iface in (eng.Iface.CONTROL, eng.Iface.MGMT):
-                self.send(iface, msg)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.2):
-                    await self._logs_acked.wait()
-                break
-        self._process(self.engine.resolution_logs_sent(self.now()))
+        # The engine sends them (fresh nonce), resends and reloads on the ack.
+        self._process(
+            self.engine.send_resolution_logs(_fit_logs(accounting, traces, discarded), self.now())
+        )
 
     async def _save_local_logs(
         self, winner_role: str, *, discard: bool
@@ -666,14 +672,14 @@ class Hamgr:
         discarded: list[AccountingEntry] = []
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            raw_acc = await client.call("accounting", limit=500)
-            accounting = [AccountingEntry(**e) for e in raw_acc]
+            rows = await client.ask(cfg_api.Accounting(limit=500))
+            accounting = [_acc_entry(r) for r in rows]
             if discard:
                 since = self.split_started or self.last_active_time
                 # fence: the loser's cfgmgr refuses writes from now on, so
                 # every change it acknowledged is in this list.
-                raw_disc = await client.call("changes_since_time", time=since, fence=True)
-                discarded = [AccountingEntry(**e) for e in raw_disc]
+                rows = await client.ask(cfg_api.ChangesSinceTime(time=since, fence=True))
+                discarded = [_acc_entry(r) for r in rows]
         except (IpcError, TypeError, ValueError) as exc:
             self.trace(f"split-brain: could not collect the accounting log: {exc}")
         finally:
@@ -695,7 +701,7 @@ class Hamgr:
         """Make cfgmgr refuse (or accept again) writes, before a handover."""
         client = IpcClient(self.cfg.rundir.cfgmgr, timeout=2.0)
         try:
-            await client.call("fence", fenced=fenced)
+            await client.ask(cfg_api.Fence(fenced=fenced))
         except IpcError as exc:
             self.trace(f"could not {'fence' if fenced else 'unfence'} cfgmgr: {exc}")
         finally:
@@ -754,11 +760,11 @@ class Hamgr:
             last_config_time=self.last_config_time,
         )
 
-    def redundancy_status(self) -> dict[str, Any]:
+    def redundancy_status(self) -> views.RedundancyStatus:
         st = self.engine.status(self.now())
         this_sup = f"(sup-{self.cfg.sup_number})"
         other_sup = f"(sup-{3 - self.cfg.sup_number})"
-        data: dict[str, Any] = {
+        data: views.RedundancyStatus = {
             "rdn_role_admin": self.cfg.role,
             "rdn_role_oper": self.cfg.role,
             "rdn_mode_admin": "HA",
@@ -780,21 +786,21 @@ class Hamgr:
         }
         return data
 
-    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[dict[str, str]]:
+    def _collision_rows(self, entries: tuple[CollisionEntry, ...]) -> list[views.Collision]:
         return [
             {"mac": c.mac, "latest_collision_time": wall_str(self.mono_to_wall(c.last_seen))}
             for c in entries
         ]
 
-    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[str]:
+    def _overwrite_lines(self, overwrites: tuple[Overwrite, ...]) -> list[views.Overwrite | str]:
         return [
             f"Overwritten: {o.old_mac} by {o.new_mac} at {wall_str(self.mono_to_wall(o.time))}"
             for o in overwrites
         ]
 
-    def trace_table(self) -> dict[str, Any]:
+    def trace_table(self) -> views.RedundancyTrace:
         # Stable keys (docs/observability.md): time (display), timestamp (ISO UTC), event.
-        rows = [
+        rows: list[views.TraceRow] = [
             {"time": wall_str(t), "timestamp": iso_utc(t), "event": text} for t, text in self.traces
         ]
         return {"TABLE_trace": {"ROW_trace": rows}}
@@ -916,7 +922,7 @@ class Hamgr:
         await self._fence_cfgmgr(True)
         try:
             self._process(self.engine.request_switchover(self.now()))
-        except eng.EngineError as exc:
+        except OperatorRefused as exc:
             await self._fence_cfgmgr(False)
             raise IpcError(f"% {exc}") from None
         return Ok()
@@ -937,15 +943,19 @@ class Hamgr:
         try:
             # Out of sync: the truth at once, never held.
             held = self.engine.set_sync_state(req.state, None if req.out_of_sync else now)
-        except eng.EngineError as exc:
+        except LocalProtocolError as exc:
             raise IpcError(f"% {exc}") from None
         self.sync_state = req.state
-        effects: list[Any] = [eng.StatusChanged(), *held]
+        effects: list[eng.Effect] = [eng.StatusChanged(), *held]
         if req.out_of_sync:
             self.trace("sync buffer overflow: standby marked out of sync, will be reset")
             effects += self.engine.mark_standby_out_of_sync(now)
         self._process(effects)
         return Ok()
+
+
+def _acc_entry(r: cfg_api.AccountingRow) -> AccountingEntry:
+    return AccountingEntry(time=r.time, user=r.user, command=r.command, result=r.result, seq=r.seq)
 
 
 def _acc_dict(e: AccountingEntry) -> dict[str, Any]:
@@ -960,7 +970,8 @@ def _fit_logs(
 
     acc, tr, disc = list(accounting), list(traces), list(discarded)
     while True:
-        msg = ResolutionLogs(accounting=acc, traces=tr, discarded=disc)
+        # The engine sets the exchange's nonce: size it at its largest.
+        msg = ResolutionLogs(accounting=acc, traces=tr, discarded=disc, nonce=2**63 - 1)
         if len(msgspec.msgpack.encode(msg)) <= MAX_LOG_BYTES or not (acc or tr or disc):
             return msg
         if len(tr) > len(acc) and tr:

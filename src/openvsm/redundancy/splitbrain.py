@@ -72,6 +72,7 @@ class Resolution:
     next_send: float = float("inf")
     last_heard: float = float("-inf")  # last frame of any kind from peer_boot
     last_reply: float = float("-inf")  # replies are rate-limited: two replies never ping-pong
+    logs_nonce: int | None = None  # the winner: the loser's logs taken in this resolution
 
     def offer(self, info: ResolutionInfo, seq: int) -> bool:
         """Record peer data (latest by frame seq); True if it was the first."""

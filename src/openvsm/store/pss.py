@@ -55,6 +55,7 @@ from typing import Any, Final
 
 import msgspec
 
+from openvsm.contracts.objects import BodyError, check_body
 from openvsm.wire.messages import AccountingEntry
 
 SCHEMA_VERSION: Final = 2
@@ -69,6 +70,10 @@ STATE_SOURCES: Final = frozenset({"vemmgr"})
 
 class StoreError(Exception):
     """The store cannot do what was asked; the text is meant for an operator."""
+
+
+class BodyRefused(StoreError):
+    """A new body does not match its kind's contract (nothing was written)."""
 
 
 class ChangeLogTrimmed(StoreError):
@@ -542,9 +547,10 @@ class Store:
         time: float,
         epoch: int = 0,
     ) -> Change:
-        """Validate ``ops`` and assign them change ``head_seq + 1``, in flight
-        (nothing written: a ``StoreWriter`` commits it)."""
-        clean = tuple(_checked_op(op) for op in ops)
+        """Validate ``ops`` (each body against its kind's contract,
+        ``openvsm.contracts.objects``) and assign them change ``head_seq + 1``,
+        in flight (nothing written: a ``StoreWriter`` commits it)."""
+        clean = tuple(_contracted(_checked_op(op)) for op in ops)
         change = Change(
             seq=self._head_seq + 1,
             time=time,
@@ -610,25 +616,27 @@ class Store:
         time: float,
         epoch: int = 0,
     ) -> Change:
-        """Apply ``ops`` and log them as change ``last_seq + 1``, in one transaction."""
+        """Apply ``ops`` and log them as change ``last_seq + 1``, in one
+        transaction: ``prepare`` (validation, nothing written when an op is
+        unusable), then the write here instead of in a ``StoreWriter``."""
         if self._inflight:
             raise StoreError("a direct commit while pipelined changes are in flight")
-        # Validate and normalise first: nothing is written when an op is unusable.
-        clean = tuple(_checked_op(op) for op in ops)
-        change = Change(
-            seq=self._last_seq + 1,
-            time=time,
-            user=user,
-            source=source,
-            command=command,
-            ops=clean,
-            epoch=epoch,
+        change = self.prepare(
+            ops, user=user, source=source, command=command, time=time, epoch=epoch
         )
-        with self._tx() as db:
-            self._write_ops(db, clean)
-            self._append_change(db, change)
-        self._last_seq = self._head_seq = change.seq
+        self._write_now(change)
         return change
+
+    def _write_now(self, change: Change) -> None:
+        """Write the one change in flight in this thread, or drop it."""
+        try:
+            with self._tx() as db:
+                self._write_ops(db, change.ops)
+                self._append_change(db, change)
+        except BaseException:
+            self.abandon(change.seq)
+            raise
+        self.durable(change.seq)
 
     def apply_replicated(self, change: Change) -> bool:
         """Standby: apply a change of the active, exactly once and in order (in
@@ -640,26 +648,9 @@ class Store:
         """
         if self._inflight:
             raise StoreError("a direct apply while pipelined changes are in flight")
-        if change.seq <= self._last_seq:
+        if not self.prepare_replicated(change):
             return False
-        if change.seq != self._last_seq + 1:
-            raise StoreError(
-                f"replicated change {change.seq} does not follow {self._last_seq}: "
-                "changes are missing, a bulk synchronisation is needed"
-            )
-        clean = Change(
-            seq=change.seq,
-            time=change.time,
-            user=change.user,
-            source=change.source,
-            command=change.command,
-            ops=tuple(_checked_op(op) for op in change.ops),
-            epoch=change.epoch,
-        )
-        with self._tx() as db:
-            self._write_ops(db, clean.ops)
-            self._append_change(db, clean)
-        self._last_seq = self._head_seq = change.seq
+        self._write_now(self._inflight[change.seq])
         return True
 
     # --- change log ---
@@ -865,6 +856,17 @@ def _checked_op(op: Op) -> Op:
     except (TypeError, msgspec.EncodeError, msgspec.DecodeError) as exc:
         raise StoreError(f"invalid op {op.kind}/{op.key}: body not JSON-able ({exc})") from None
     return op if body == op.body else Op(kind=op.kind, key=op.key, body=body)
+
+
+def _contracted(op: Op) -> Op:
+    """A new body must match its kind's contract. Replicated changes and stored
+    bodies are not checked again: the active checked them when it committed."""
+    if op.body is not None:
+        try:
+            check_body(op.kind, op.key, op.body)
+        except BodyError as exc:
+            raise BodyRefused(f"invalid op {exc}") from None
+    return op
 
 
 def _row_change(row: tuple[Any, ...]) -> Change:

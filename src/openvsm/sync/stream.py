@@ -78,7 +78,6 @@ import collections
 import collections.abc
 import contextlib
 import enum
-import hashlib
 import hmac
 import os
 import struct
@@ -87,6 +86,7 @@ from typing import Final, Protocol
 
 import msgspec
 
+from openvsm.errors import ImpossibleTransition, LocalProtocolError, RemoteProtocolError
 from openvsm.store.pss import Change, ChangeLogTrimmed, Op, Snapshot, Store, StoreError
 from openvsm.wire.messages import AccountingEntry
 
@@ -108,22 +108,6 @@ def _check_ints(what: str, *values: int) -> None:
     """A seq, epoch or count the store cannot hold is the peer's fault."""
     if any(not 0 <= v <= _I64_MAX for v in values):
         raise RemoteProtocolError("malformed", f"{what} out of range")
-
-
-class RemoteProtocolError(Exception):
-    """The peer sent something unacceptable; ``reason`` is a counter name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-class LocalProtocolError(Exception):
-    """This side used a core in a way its state forbids (a bug)."""
-
-
-class ImpossibleTransition(LocalProtocolError):
-    """A core tried a state change its transition table does not list (a bug)."""
 
 
 # --- messages ---------------------------------------------------------------------
@@ -207,7 +191,8 @@ class FrameCodec:
         self._dec: msgspec.msgpack.Decoder[SyncMessage] = msgspec.msgpack.Decoder(SyncMessage)
 
     def _tag(self, data: bytes) -> bytes:
-        return hmac.new(self._secret, data, hashlib.sha256).digest()[:TAG_LEN]
+        # hmac.digest: OpenSSL's one-shot HMAC, no Python HMAC object per frame.
+        return hmac.digest(self._secret, data, "sha256")[:TAG_LEN]
 
     def rekey(self, key: bytes) -> None:
         """Tag and check every later frame with ``key`` (the handshake's session key)."""
@@ -224,28 +209,36 @@ class FrameCodec:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[SyncMessage]:
-        """Complete frames in ``data`` (and what came before); raises on a bad one."""
+        """Complete frames in ``data`` (and what came before); raises on a bad one.
+
+        The consumed bytes leave the buffer once per call (one memmove per read,
+        not one per frame: a read of a hot stream holds hundreds of frames)."""
         self._buf += data
+        buf = self._buf
         out: list[SyncMessage] = []
-        while len(self._buf) >= _LEN.size:
-            (length,) = _LEN.unpack_from(self._buf)
-            if length > self.max_frame:
-                raise RemoteProtocolError("too_large", f"frame of {length} bytes")
-            end = _LEN.size + length
-            if len(self._buf) < end + TAG_LEN:
-                break
-            body = bytes(self._buf[:end])
-            tag = bytes(self._buf[end : end + TAG_LEN])
-            del self._buf[: end + TAG_LEN]
-            if not hmac.compare_digest(self._tag(body), tag):
-                raise RemoteProtocolError("bad_tag")
-            try:
-                msg = self._dec.decode(body[_LEN.size :])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise RemoteProtocolError("malformed", str(exc)[:80]) from None
-            out.append(msg)
-            if isinstance(msg, _KEY_CHANGING):
-                break  # what follows may be under the session key: feed(b"") for it
+        pos = 0
+        try:
+            while len(buf) - pos >= _LEN.size:
+                (length,) = _LEN.unpack_from(buf, pos)
+                if length > self.max_frame:
+                    raise RemoteProtocolError("too_large", f"frame of {length} bytes")
+                end = pos + _LEN.size + length
+                if len(buf) < end + TAG_LEN:
+                    break
+                body = bytes(buf[pos:end])
+                tag = bytes(buf[end : end + TAG_LEN])
+                pos = end + TAG_LEN
+                if not hmac.compare_digest(self._tag(body), tag):
+                    raise RemoteProtocolError("bad_tag")
+                try:
+                    msg = self._dec.decode(body[_LEN.size :])
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise RemoteProtocolError("malformed", str(exc)[:80]) from None
+                out.append(msg)
+                if isinstance(msg, _KEY_CHANGING):
+                    break  # what follows may be under the session key: feed(b"") for it
+        finally:
+            del buf[:pos]
         return out
 
     def feed_batches(self, data: bytes) -> collections.abc.Iterator[list[SyncMessage]]:

@@ -54,25 +54,32 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
+from openvsm.errors import LocalProtocolError, RemoteProtocolError
 from openvsm.store.pss import Change, Store
 from openvsm.store.writer import StoreWriter
+from openvsm.sync.backoff import ReconnectBackoff
 from openvsm.sync.stream import (
     DEFAULT_BUFFER_BYTES,
     ChangeSource,
     Confirm,
     FrameCodec,
     Handshake,
-    LocalProtocolError,
     ReceiverState,
-    RemoteProtocolError,
     ReplicationReceiver,
     ReplicationSender,
 )
 
 log = logging.getLogger(__name__)
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until ``deadline`` on the monotonic clock (a core's ``next_deadline``)."""
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
 
 _READ_SIZE = 256 * 1024
 _HANDSHAKE_MAX_FRAME = 4096  # before the proof nothing bigger is read
@@ -229,7 +236,8 @@ class SyncSender:
             writer.close()
 
     async def _run(self) -> None:
-        delay = self.reconnect_min_s
+        # The back-off is the core's; this loop only sleeps until its deadline.
+        backoff = ReconnectBackoff(self.reconnect_min_s, self.reconnect_max_s)
         while not self._stopping:
             try:
                 reader, writer = await asyncio.open_connection(
@@ -240,10 +248,9 @@ class SyncSender:
             except (TimeoutError, OSError, ssl.SSLError) as exc:
                 if isinstance(exc, ssl.SSLError):
                     _count(self.counters, "tls_failures")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reconnect_max_s)
+                await _sleep_until(backoff.connect_failed(time.monotonic()))
                 continue
-            delay = self.reconnect_min_s
+            backoff.connected()
             _count(self.counters, "connects")
             try:
                 await self._serve(reader, writer)
@@ -256,9 +263,8 @@ class SyncSender:
                 self._report()
             if self.core.refused is not None:
                 log.error("sync: %s", self.core.refused)
-                await asyncio.sleep(self.reconnect_max_s)
-            else:
-                await asyncio.sleep(self.reconnect_min_s)
+            refused = self.core.refused is not None
+            await _sleep_until(backoff.closed(time.monotonic(), refused=refused))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _tune(writer)
@@ -442,6 +448,11 @@ class SyncReceiver:
                 conn,
                 ssl=tls,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
+                # A handshake that fails, times out or is evicted (cancelled) is
+                # closed by asyncio with a TLS shutdown that waits for the peer's
+                # close_notify: 30 s by default, the descriptor held all along
+                # (a flood kept them). Bounded like every other close here.
+                ssl_shutdown_timeout=CLOSE_WAIT_S if tls is not None else None,
             )
         except ConnectionAbortedError:  # asyncio's handshake timeout
             _count(self.counters, "handshake_timeout")

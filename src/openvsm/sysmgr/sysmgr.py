@@ -41,14 +41,11 @@ from openvsm.config import ConfigError, NodeConfig, load_node_config
 from openvsm.identity import resolve_identity
 from openvsm.ipc import IpcClient, IpcError, IpcServer
 from openvsm.node import FATAL_EXIT, PREVIOUS_EXIT_ENV, RELOAD_EXIT, RunDir, node_services
+from openvsm.sysmgr.restart import CrashLoop, RestartPolicy
 from openvsm.sysmgr.service import setup_logging
 
 log = logging.getLogger("sysmgr")
 
-CRASH_LOOP_COUNT = 5
-CRASH_LOOP_WINDOW = 60.0
-BACKOFF_START = 0.05
-BACKOFF_MAX = 5.0
 STOP_GRACE = 3.0
 HANDOVER_GRACE = 10.0  # crash loop on an active: time for hamgr's switchover-then-reload
 
@@ -68,8 +65,7 @@ class Service:
     started_at: float = 0.0
     restarts: int = 0
     last_exit: str | None = None
-    crashes: list[float] = field(default_factory=list)
-    backoff: float = BACKOFF_START
+    policy: RestartPolicy = field(default_factory=lambda: RestartPolicy(""))
     manual_restart: bool = False
     exited_at: float | None = None  # monotonic; passed to the next process (stateful restart)
 
@@ -78,7 +74,7 @@ class Sysmgr:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self.names = node_services(cfg)
-        self.services = {name: Service(name) for name in self.names}
+        self.services = {name: Service(name, policy=RestartPolicy(name)) for name in self.names}
         self._stopping = False
         self._reload_reason: str | None = None
         self.fatal_reason: str | None = None
@@ -119,6 +115,7 @@ class Sysmgr:
             *cmd, stdin=asyncio.subprocess.DEVNULL, env=env
         )
         svc.started_at = time.monotonic()
+        svc.policy.started(svc.started_at)
         svc.state = ServiceState.RUNNING
         log.info("started %s pid %d", svc.name, svc.proc.pid)
         task = asyncio.create_task(self._watch(svc, svc.proc))
@@ -144,23 +141,14 @@ class Sysmgr:
             print(f"openvsm vsm: stopping the node: {reason}", file=sys.stderr, flush=True)
             self.stop()
             return
-        now = time.monotonic()
-        if svc.manual_restart:
-            svc.manual_restart = False
-        else:
-            svc.crashes = [t for t in svc.crashes if now - t < CRASH_LOOP_WINDOW] + [now]
-            if len(svc.crashes) >= CRASH_LOOP_COUNT:
-                await self.crash_loop_reload(
-                    f"{svc.name} crashed {len(svc.crashes)} times in {CRASH_LOOP_WINDOW:.0f} s",
-                    via_hamgr=svc.name != "hamgr",
-                )
-                return
-        if now - svc.started_at > 30:
-            svc.backoff = BACKOFF_START
+        manual, svc.manual_restart = svc.manual_restart, False
+        decision = svc.policy.exited(time.monotonic(), manual=manual)
+        if isinstance(decision, CrashLoop):
+            await self.crash_loop_reload(decision.reason, via_hamgr=svc.name != "hamgr")
+            return
         svc.state = ServiceState.BACKOFF
-        delay = 0.0 if len(svc.crashes) <= 1 else svc.backoff
-        svc.backoff = min(svc.backoff * 2, BACKOFF_MAX)
-        await asyncio.sleep(delay)
+        # The policy owns the back-off: sleep until its deadline only.
+        await asyncio.sleep(max(0.0, svc.policy.next_deadline() - time.monotonic()))
         svc.restarts += 1
         await self._start(svc)
 

@@ -28,24 +28,25 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import msgspec
 
 from openvsm import __version__
 from openvsm.config import ConfigError, VemConfig, load_vem_config
+from openvsm.errors import LocalProtocolError
 from openvsm.files import write_private
 from openvsm.ipc import IpcError, IpcServer
 from openvsm.vem.core import (
     Addr,
     ApplyDatapath,
     Effect,
-    LocalProtocolError,
     Send,
     Trace,
     VemCore,
     VemState,
 )
+from openvsm.vem.lacp import ReportPacer
 from openvsm.vem.memory import MemoryBackend
 from openvsm.vem.model import Backend, DesiredState, Egress, Probe, VemConfigSnapshot, forwarding
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
@@ -118,25 +119,28 @@ class VemRunner:
 
     def process(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Send):
-                data = self.codec.encode(
-                    effect.msg,
-                    role=SenderRole.VEM,
-                    mac=self.mac,
-                    epoch=self.core.highest_epoch,
-                    seq=self._next_seq(),
-                )
-                if len(data) > MAX_FRAME:
-                    self.trace(f"frame {type(effect.msg).__name__} too large, not sent")
-                    continue
-                self.send_raw(data, effect.addr)
-            elif isinstance(effect, ApplyDatapath):
-                if self.defer_apply is not None:
-                    self.defer_apply(effect.desired)
-                    continue
-                self.set_datapath_errors(self.apply_datapath(effect.desired))
-            elif isinstance(effect, Trace):
-                self.trace(effect.text)
+            match effect:  # a new effect type fails mypy here (assert_never)
+                case Send():
+                    data = self.codec.encode(
+                        effect.msg,
+                        role=SenderRole.VEM,
+                        mac=self.mac,
+                        epoch=self.core.highest_epoch,
+                        seq=self._next_seq(),
+                    )
+                    if len(data) > MAX_FRAME:
+                        self.trace(f"frame {type(effect.msg).__name__} too large, not sent")
+                        continue
+                    self.send_raw(data, effect.addr)
+                case ApplyDatapath():
+                    if self.defer_apply is not None:
+                        self.defer_apply(effect.desired)
+                        continue
+                    self.set_datapath_errors(self.apply_datapath(effect.desired))
+                case Trace():
+                    self.trace(effect.text)
+                case _:
+                    assert_never(effect)
         self.wake.set()
 
     def set_datapath_errors(self, errors: list[str]) -> None:
@@ -322,8 +326,7 @@ class VemAgent:
         """Every poll interval: backend poll, config persistence, VemLacpReport to the
         active VSM on change, on a new attachment and every report interval."""
         runner = self.runner
-        sent: tuple[object, ...] | None = None
-        last_sent = -1e9
+        pacer = ReportPacer(self.cfg.report_interval)
         while True:
             await asyncio.sleep(self.cfg.poll_interval)
             try:
@@ -335,7 +338,7 @@ class VemAgent:
                 runner.set_datapath_errors(errors)
             core = runner.core
             if core.state is not VemState.ATTACHED or core.active_addr is None:
-                sent = None
+                pacer.reset()
                 continue
             report = await asyncio.to_thread(runner.lacp_report)
             runner.last_lacp = report
@@ -344,9 +347,9 @@ class VemAgent:
                 continue  # changed while the report was built
             key = (addr, core.active_epoch, report)
             now = time.monotonic()
-            if key != sent or now - last_sent >= self.cfg.report_interval:
+            if pacer.due(key, now):
                 runner.process([Send(addr, report)])
-                sent, last_sent = key, now
+                pacer.sent(key, now)
 
     def _save_ports(self) -> None:
         self.cfg.data_dir.mkdir(parents=True, exist_ok=True)

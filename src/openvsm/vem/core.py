@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from openvsm.config import VemConfig
+from openvsm.errors import ImpossibleTransition, LocalProtocolError
 from openvsm.vem.model import DesiredState, PortChannelState, VemConfigSnapshot, VethState
 from openvsm.wire.codec import Frame
 from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests, new_nonce
@@ -117,14 +118,6 @@ _TRANSITIONS: dict[VemState, frozenset[VemState]] = {
     VemState.SWITCHING: frozenset({VemState.ATTACHED, VemState.SWITCHING, VemState.HEADLESS}),
     VemState.HEADLESS: frozenset({VemState.ATTACHED, VemState.SWITCHING}),
 }
-
-
-class LocalProtocolError(ValueError):
-    """The local caller asked for something impossible (bad port, duplicate name)."""
-
-
-class ImpossibleTransition(RuntimeError):
-    """A bug: the core tried a transition its table does not allow."""
 
 
 _COUNTERS = (

@@ -325,6 +325,33 @@ class PortChannelSelector:
         }
 
 
+class ReportPacer:
+    """When a VEM sends its port-channel report (``VemLacpReport``), sans-IO.
+
+    At once when what it would say changed (the report, the active's address
+    or epoch: ``key``), else every ``interval`` seconds so the VSM's copy stays
+    fresh; nothing while not attached (``reset``: the next report goes at once).
+    The adapter asks ``due`` at each datapath poll and calls ``sent``."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._key: object = None
+        self._last = -float("inf")
+
+    def due(self, key: object, now: float) -> bool:
+        return key != self._key or now >= self.next_deadline()
+
+    def sent(self, key: object, now: float) -> None:
+        self._key, self._last = key, now
+
+    def reset(self) -> None:
+        self._key = None
+
+    def next_deadline(self) -> float:
+        """When the unchanged report is due again."""
+        return self._last + self.interval
+
+
 # -- reports (VEM -> VSM) and the VSM's show rows (openvsm.cli.views shapes) -------
 
 _STATE_BITS = {

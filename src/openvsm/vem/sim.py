@@ -30,9 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from openvsm.config import ConfigError, parse_endpoint, read_secret_file
+from openvsm.errors import LocalProtocolError
 from openvsm.modules.udpbatch import BatchedUdpEndpoint
 from openvsm.vem.agent import VemRunner
-from openvsm.vem.core import LocalProtocolError, VemCore
+from openvsm.vem.core import VemCore
 from openvsm.vem.memory import MemoryBackend
 from openvsm.wire.codec import Codec
 from openvsm.wire.keys import derive_host_key

@@ -98,15 +98,19 @@ class AccountingEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ResolutionLogs(msgspec.Struct, frozen=True, kw_only=True):
-    """Sent by the split-brain loser to the winner before it reloads."""
+    """Sent by the split-brain loser to the winner before it reloads.
+
+    ``nonce``: fresh per exchange (the engine's); the winner's ack echoes it."""
 
     accounting: list[AccountingEntry]
     traces: list[str]
     discarded: list[AccountingEntry]
+    nonce: int
 
 
 class ResolutionLogsAck(msgspec.Struct, frozen=True, kw_only=True):
     count: int
+    nonce: int  # the ResolutionLogs' nonce
 
 
 class VethPort(msgspec.Struct, frozen=True, kw_only=True):
