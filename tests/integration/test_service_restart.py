@@ -238,8 +238,6 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
         return int(st["module_count"]), float(st["last_config_time"])
 
     wait_for(lambda: facts()[0] == 2 and facts()[1] > 0, SETTLE, "hamgr to hold the facts")
-    before = facts()
-    time.sleep(0.5)  # hamgr writes them at most 100 ms after a change
     old_instance = ipc_call(sock, "status")["instance"]
     services = ipc_call(lab.rundir(active) / "sysmgr.sock", "services")
     pids = {row["name"]: int(row["pid"]) for row in services["TABLE_service"]["ROW_service"]}
@@ -247,6 +245,12 @@ def test_restarted_hamgr_resolves_split_brain_with_the_nodes_facts(
     for pid in stopped:
         os.kill(pid, signal.SIGSTOP)
     try:
+        # The facts as they stand once nobody can push them again (a push
+        # in flight when cfgmgr stopped lands within 100 ms, and hamgr writes
+        # them at most 100 ms after a change).
+        time.sleep(0.5)
+        before = facts()
+        time.sleep(0.5)
         os.kill(pids["hamgr"], signal.SIGKILL)
 
         def restarted() -> bool:
