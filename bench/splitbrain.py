@@ -144,7 +144,7 @@ def main() -> int:
             for node in lab.nodes.values():
                 cmd += ["--vsm", f"{node.vem[0]}:{node.vem[1]}"]
             cmd += [
-                "--domain", str(lab.domain_id), "--secret-file", str(lab.secret_file),
+                "--domain", str(lab.domain_id), "--vem-key-file", str(lab.vem_key_file),
                 "--ports", "1",
                 "--base-port", str(bases[name]), "--name", f"sb-{name}",
                 "--heartbeat-ms", str(vem_hb), "--headless-ms", str(vem_loss),

@@ -126,8 +126,8 @@ def start_sim(lab: Lab, count: int, name: str) -> subprocess.Popen[bytes]:
     cmd += [
         "--domain",
         str(lab.domain_id),
-        "--secret-file",
-        str(lab.secret_file),
+        "--vem-key-file",  # each simulated host signs with its derived key
+        str(lab.vem_key_file),
         "--name",
         name,
         "--heartbeat-ms",

@@ -15,6 +15,7 @@ commands:
   vsm --config FILE          run a VSM node (sysmgr and its services)
   init --domain ID --hosts N --out DIR
                              write a new pair's and its VEM hosts' configs and secrets
+  keys new|host --out FILE ... make a frame key, or derive a VEM host's key
   cli --node RUNDIR [-c CMD] the NX-OS CLI of a node (interactive, or one-shot)
   lab [--dir D] [--no-shell] [--vems N] [--timers default|fast]
                              a VSM pair and VEMs on loopback
@@ -29,6 +30,7 @@ commands:
 _COMMANDS = {
     "vsm": "openvsm.sysmgr.sysmgr",
     "init": "openvsm.init",
+    "keys": "openvsm.credentials",
     "service": "openvsm.sysmgr.service",
     "cli": "openvsm.cli.client",
     "lab": "openvsm.lab.command",

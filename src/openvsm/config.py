@@ -10,7 +10,8 @@ VSM node file::
     name = "primary"            # free text, used for the run directory name
     domain_id = 100             # 1-4095
     role = "primary"            # primary | secondary
-    secret = "lab-secret"       # domain secret (HMAC key), at least 8 characters
+    secret = "lab-secret"       # old files: the one domain secret (at least 8 characters);
+                                # with [keys] leave it out
     system_mac = "02:00:00:00:00:01"  # optional pin; else kept in data_dir (openvsm.identity)
     data_dir = "/var/lib/openvsm/primary"
     run_dir = "/run/openvsm/primary"
@@ -41,6 +42,11 @@ VSM node file::
     heartbeat_interval_ms = 1000    # optional, 100-10000: the VEM heartbeat (default [timers])
     loss_ms = 15000                 # optional, 100-600000: a silent VEM's loss time
                                     # (default [timers] max_loss_interval_ms)
+
+    [keys]                          # files (0600, first line; relative to this file)
+    pair_key = "pair.secret"        # the pair key: heartbeats, resolution, sync (both VSMs)
+    vem_key = "vem.secret"          # the domain VEM key: hosts' keys derive from it (VSMs only)
+    vem_key_next = "vem-next.secret"  # optional: a second VEM key accepted (rotation overlap)
 
     [tls]                           # the pair certificate (openvsm.credentials)
     cert = "pair.crt"               # same files on both nodes; relative to this file
@@ -75,6 +81,10 @@ VSM node file::
     device = "mgmt0"
     ssh_port = 22                   # the SSH server also listens there while holding it
 
+Without ``[keys]`` (old files) ``node.secret`` signs every frame, VEM frames
+too, so every host holds it; with ``[keys] vem_key`` each host holds only its
+own key (``openvsm.wire.keys``, docs/security.md "Keys").
+
 With ``[tls]`` the replication stream is mutual TLS with the pair
 certificate; without it (unit tests, old files) it is plain TCP with the
 stream's HMAC only, and a REST ``listen`` is refused.
@@ -84,7 +94,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +186,7 @@ class NodeConfig:
     name: str
     domain_id: int
     role: str
-    secret: bytes
+    secret: bytes  # the pair key ([keys] pair_key, or the old node.secret)
     configured_mac: str | None  # node.system_mac when the file pins it
     data_dir: Path
     run_dir: Path
@@ -197,6 +209,8 @@ class NodeConfig:
     # The MAC this installation uses, set at node start by ``openvsm.identity``.
     resolved_mac: str | None = None
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    # [keys] vem_key (then vem_key_next): empty = old files, VEM frames signed with ``secret``
+    vem_keys: tuple[bytes, ...] = field(default=(), repr=False)
     # [vem] heartbeat_interval_ms / loss_ms (seconds); None: the [timers] values.
     vem_heartbeat_interval: float | None = None
     vem_loss_time: float | None = None
@@ -232,7 +246,7 @@ class VemConfig:
     host_name: str
     host_ip: str
     domain_id: int
-    secret: bytes
+    secret: bytes  # this host's key (vem.key_file), or the old domain secret (vem.secret)
     local: Endpoint
     vsms: tuple[Endpoint, ...]
     run_dir: Path
@@ -449,13 +463,11 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
     role = _get(node, "role", where, str)
     if role not in ("primary", "secondary"):
         raise ConfigError(f"node.role: {role!r} is not allowed (primary | secondary)")
-    secret = _get(node, "secret", where, str)
-    if len(secret) < 8:
-        raise ConfigError("node.secret: must be at least 8 characters")
     name = _get(node, "name", where, str, role)
     mac_s = _get(node, "system_mac", where, str, None)
     configured_mac = unicast_mac(mac_s, "node.system_mac") if mac_s else None
     base = base or Path.cwd()
+    secret, vem_keys = _node_keys(doc, node, base)
     data_dir = base / _get(node, "data_dir", where, str)
     run_dir = base / _get(node, "run_dir", where, str)
     if len(str(RunDir(run_dir).cfgmgr)) > 100:
@@ -482,7 +494,8 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         name=name,
         domain_id=domain_id,
         role=role,
-        secret=secret.encode(),
+        secret=secret,
+        vem_keys=vem_keys,
         configured_mac=configured_mac,
         data_dir=data_dir,
         run_dir=run_dir,
@@ -564,15 +577,60 @@ def _tls(doc: dict[str, Any], base: Path) -> tuple[Path | None, Path | None]:
     return cert, key
 
 
-def read_secret_file(path: Path, where: str) -> str:
-    """A key kept in a file (first line): never on a command line, where ``ps`` shows it."""
+def read_secret_file(path: Path, where: str, *, private: bool = False) -> str:
+    """A key kept in a file (first line): never on a command line, where ``ps`` shows it.
+
+    ``private``: the file must not be readable by group or others (mode 0600)."""
     try:
-        text = path.read_text().strip()
+        if private and path.stat().st_mode & 0o077:
+            raise ConfigError(f"{where}: {path} is readable by group or others (chmod 600 {path})")
+        lines = path.read_text().splitlines()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    text = lines[0].strip() if lines else ""
     if len(text) < 8:
         raise ConfigError(f"{where}: {path} must hold a key of at least 8 characters")
     return text
+
+
+def _key_file(section: dict[str, Any], key: str, where: str, base: Path) -> bytes | None:
+    name = _get(section, key, where, str, None)
+    if name is None:
+        return None
+    if not name.strip():
+        raise ConfigError(f"{where}.{key}: must name a key file")
+    return read_secret_file(base / name, f"{where}.{key}", private=True).encode()
+
+
+def _node_keys(
+    doc: dict[str, Any], node: dict[str, Any], base: Path
+) -> tuple[bytes, tuple[bytes, ...]]:
+    """The pair key and the VEM keys: ``[keys]`` files, or the old ``node.secret``."""
+    keys = doc.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError("keys: must be a table")
+    unknown = sorted(set(keys) - {"pair_key", "vem_key", "vem_key_next"})
+    if unknown:
+        raise ConfigError(
+            f"keys.{unknown[0]}: unknown key (allowed: pair_key, vem_key, vem_key_next)"
+        )
+    pair = _key_file(keys, "pair_key", "keys", base)
+    if pair is not None and "secret" in node:
+        raise ConfigError("node.secret: not with keys.pair_key (the pair key is in its file)")
+    if pair is None:
+        if "secret" not in node:
+            raise ConfigError("keys.pair_key: required key is missing (or the old node.secret)")
+        text: str = _get(node, "secret", "node", str)
+        if len(text) < 8:
+            raise ConfigError("node.secret: must be at least 8 characters")
+        pair = text.encode()
+    vem = _key_file(keys, "vem_key", "keys", base)
+    nxt = _key_file(keys, "vem_key_next", "keys", base)
+    if nxt is not None and vem is None:
+        raise ConfigError("keys.vem_key_next: needs keys.vem_key (the current VEM key)")
+    if vem is not None and (vem == pair or nxt == pair):
+        raise ConfigError("keys.vem_key: must differ from the pair key (hosts would hold it)")
+    return pair, tuple(k for k in (vem, nxt) if k is not None)
 
 
 def load_vem_config(path: Path) -> VemConfig:
@@ -587,7 +645,9 @@ def vem_config_from_dict(
 
     [vem]
     host_uuid = "..."; host_name = "host-1"; host_ip = "127.0.0.1"
-    domain_id = 100; secret = "..."
+    domain_id = 100
+    key_file = "host.key"                # this host's own key (0600; openvsm init / keys)
+    # secret = "..."                     # old files instead: the domain secret itself
     local = "127.0.0.1:18001"            # this agent's UDP socket
     vsms = ["127.0.0.1:17003", "127.0.0.1:17103"]  # both VSMs' VEM endpoints
     run_dir = "..."; data_dir = "..."
@@ -614,16 +674,14 @@ def vem_config_from_dict(
         raise ConfigError(f"vem.backend: {backend!r} is not allowed (memory | ovs)")
     hb = _int_range(vem, "heartbeat_interval_ms", where, 100, 10000, 1000)
     headless = _int_range(vem, "headless_after_ms", where, 3 * hb, 120000, 15000)
-    secret = _get(vem, "secret", where, str)
-    if len(secret) < 8:
-        raise ConfigError("vem.secret: must be at least 8 characters")
+    secret = _vem_key(vem, base)
     ovs_run = _get(vem, "ovs_run_dir", where, str, None)
     return VemConfig(
         host_uuid=_get(vem, "host_uuid", where, str),
         host_name=_get(vem, "host_name", where, str),
         host_ip=_get(vem, "host_ip", where, str, "127.0.0.1"),
         domain_id=_int_range(vem, "domain_id", where, 1, 4095),
-        secret=secret.encode(),
+        secret=secret,
         local=parse_endpoint(_get(vem, "local", where, str), "vem.local"),
         vsms=tuple(parse_endpoint(v, "vem.vsms") for v in vsms_raw),
         run_dir=base / _get(vem, "run_dir", where, str),
@@ -642,6 +700,63 @@ def vem_config_from_dict(
         report_interval=_int_range(vem, "report_interval_ms", where, 100, 600000, 5000) / 1000,
         metrics_listen=_optional_endpoint(vem, "metrics_listen", where),
     )
+
+
+def _vem_key(vem: dict[str, Any], base: Path) -> bytes:
+    """The host's key (``vem.key_file``), or the old domain secret (``vem.secret``)."""
+    key = _key_file(vem, "key_file", "vem", base)
+    if key is not None and "secret" in vem:
+        raise ConfigError("vem.secret: not with vem.key_file (the host key is in its file)")
+    if key is not None:
+        return key
+    if "secret" not in vem:
+        raise ConfigError("vem.key_file: required key is missing (or the old vem.secret)")
+    text: str = _get(vem, "secret", "vem", str)
+    if len(text) < 8:
+        raise ConfigError("vem.secret: must be at least 8 characters")
+    return text.encode()
+
+
+# The order ``render_vem_toml`` writes known keys in; others follow as given.
+_VEM_KEY_ORDER = (
+    "host_uuid",
+    "host_name",
+    "host_ip",
+    "domain_id",
+    "key_file",
+    "secret",
+    "local",
+    "vsms",
+    "run_dir",
+    "data_dir",
+    "backend",
+)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a TOML basic string
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def render_vem_toml(values: Mapping[str, Any], *, comment: str = "") -> str:
+    """A VEM host file (the ``[vem]`` keys ``vem_config_from_dict`` reads; None
+    values left out): the one renderer of ``openvsm init`` and the labs."""
+    order = [k for k in _VEM_KEY_ORDER if k in values] + [
+        k for k in values if k not in _VEM_KEY_ORDER
+    ]
+    lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+    lines.append("[vem]")
+    lines += [f"{k} = {_toml_value(values[k])}" for k in order if values[k] is not None]
+    return "\n".join(lines) + "\n"
 
 
 def _optional_endpoint(section: dict[str, Any], key: str, where: str) -> Endpoint | None:

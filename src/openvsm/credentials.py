@@ -18,6 +18,10 @@ Uses:
   before it proved it is the peer VSM; the stream (snapshots carry user
   password hashes) is encrypted.
 
+``openvsm keys`` (``cli_main``) makes the frame keys of
+``openvsm.wire.keys`` for operators: a new pair or VEM key, or one host's key
+derived from the VEM key (a new host, a rotation).
+
 Generation runs the ``openssl`` command (present wherever Python's ``ssl``
 is); the key file is written 0600 and nothing is readable by others.
 """
@@ -26,9 +30,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -161,3 +167,59 @@ def sync_tls(cert: Path | None, key: Path | None, *, server: bool) -> ssl.SSLCon
     if cert is None or key is None:
         return None
     return sync_server_context(cert, key) if server else sync_client_context(cert, key)
+
+
+# ---- frame keys (issue 12 point 1: openvsm.wire.keys) ---------------------------
+
+KEYS_USAGE = """usage: openvsm keys new --out FILE
+       openvsm keys host --vem-key FILE --host-uuid UUID --out FILE
+
+new:  a fresh random key (a pair key, or a VEM key: a rotation's next one)
+host: the key of one VEM host, derived from the domain VEM key and its host
+      UUID (the [vem] host_uuid of its vem.toml); the host's key_file
+Keys are read from and written to files (mode 0600, never overwritten),
+never taken on the command line (ps shows it)."""
+
+
+def new_key() -> str:
+    """A fresh frame key (64 hex characters)."""
+    return secrets.token_hex(32)
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """``key`` in a new file of mode 0600 (an existing file is never replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def cli_main(argv: list[str]) -> int:
+    """``openvsm keys``: make a key, or derive a host's key (see ``KEYS_USAGE``)."""
+    import argparse
+
+    from openvsm.config import ConfigError, read_secret_file
+    from openvsm.wire.keys import derive_host_key
+
+    parser = argparse.ArgumentParser(prog="openvsm keys", usage=KEYS_USAGE)
+    parser.add_argument("what", choices=("new", "host"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--vem-key", type=Path, help="host: the domain VEM key file")
+    parser.add_argument("--host-uuid", default="", help="host: the host's UUID")
+    args = parser.parse_args(argv)
+    try:
+        if args.what == "new":
+            key = new_key()
+        else:
+            if args.vem_key is None or not args.host_uuid.strip():
+                raise ConfigError("host: --vem-key FILE and --host-uuid UUID are needed")
+            vem_key = read_secret_file(args.vem_key, "--vem-key", private=True)
+            key = derive_host_key(vem_key.encode(), args.host_uuid.strip())
+        write_key_file(args.out, key)
+    except (ConfigError, OSError) as exc:
+        print(f"openvsm keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"openvsm keys: wrote {args.out} (mode 0600)")
+    return 0

@@ -5,8 +5,10 @@ hosts, with fresh secrets, ready to copy to the machines.
 
     DIR/primary/node.toml, DIR/secondary/node.toml    each VSM's node file
     DIR/primary/..., DIR/secondary/...                the pair's secrets (same files
-                                                       on both: host key, certificate)
-    DIR/hosts/host-K/vem.toml                          each VEM host's file
+                                                       on both: pair key, VEM key,
+                                                       SSH host key, certificate)
+    DIR/hosts/host-K/vem.toml, host.secret             each VEM host's file and its
+                                                       own key (derived, nothing else)
     DIR/bootstrap.cli                                  the first admin user, to run once
     DIR/admin-password                                 its password, for the operator
     DIR/README.txt                                     what goes where (also printed)
@@ -15,44 +17,59 @@ Every file is created with mode 0600 (umask 077 while writing). Nothing is
 ever overwritten: ``DIR`` must not exist or be empty.
 
 Secrets come from ``generate_secrets`` (the one place that makes them), so
-that new kinds of keys (per-channel keys, the TLS certificate the REST API
-serves) are added there and reach every deployment path (``openvsm init``,
-docs) at once. Today: the domain secret (HMAC of heartbeats, sync and VEM
-frames), the pair's SSH host key (both VSMs serve it: a client behind the
-shared management address sees one key), a self-signed pair certificate and
-key (ECDSA P-256, SANs: both VSMs and the shared address), and the first
-admin password (only its scrypt hash goes into ``bootstrap.cli``).
+that new kinds of keys are added there and reach every deployment path
+(``openvsm init``, docs) at once. Today: the pair key (HMAC of heartbeats,
+resolution frames and the sync stream: ``pair.secret``, only on the VSMs),
+the domain VEM key (``vem.secret``, only on the VSMs) and each host's key
+derived from it and the host's UUID (``hosts/host-K/host.secret``,
+``openvsm.wire.keys``), the pair's SSH host key (both VSMs serve it: a client
+behind the shared management address sees one key), and the first admin
+password (only its scrypt hash goes into ``bootstrap.cli``). The pair
+certificate and key (ECDSA P-256, SANs: both VSMs and the shared address)
+come from ``openvsm.credentials.generate_pair_credentials``, the one
+certificate generator (``openvsm lab`` uses it too); the host files from
+``openvsm.config.render_vem_toml``, the labs' renderer.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import ipaddress
 import os
 import secrets
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from openvsm.config import render_vem_toml
+from openvsm.credentials import CERT_NAME, KEY_NAME, generate_pair_credentials
 from openvsm.passwords import hash_password
+from openvsm.wire.keys import derive_host_key
 
 HOST_KEY = "ssh_host_ed25519_key"
-CERT = "pair.crt"
-CERT_KEY = "pair.key"
+CERT = CERT_NAME
+CERT_KEY = KEY_NAME
+PAIR_SECRET = "pair.secret"  # the pair key (both VSMs only)
+VEM_SECRET = "vem.secret"  # the domain VEM key (both VSMs only)
+HOST_SECRET = "host.secret"  # one host's derived key (that host only)
 ETC = "/etc/openvsm"
 
 
 @dataclass(frozen=True)
 class PairSecrets:
-    domain_secret: str
+    pair_key: str
+    vem_key: str
     admin_password: str
     host_key: bytes  # OpenSSH private key
     host_key_pub: bytes
-    cert_pem: bytes
-    cert_key_pem: bytes
+
+    def vem_host_key(self, host_uuid: str) -> str:
+        """The key of the VEM host ``host_uuid`` (``openvsm.wire.keys``)."""
+        return derive_host_key(self.vem_key.encode(), host_uuid)
 
 
 @contextlib.contextmanager
@@ -75,56 +92,29 @@ def write_secret(path: Path, data: bytes | str) -> None:
         os.fsync(fh.fileno())
 
 
-def _certificate(names: list[str], domain: int) -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"openvsm-domain-{domain}")])
-    now = datetime.datetime.now(datetime.UTC)
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def generate_secrets(*, domain: int, names: list[str]) -> PairSecrets:
-    """Fresh secrets of one VSM pair (see the module doc); ``names`` go into the
-    certificate's SANs (the VSMs' addresses and the shared management address)."""
+def generate_secrets() -> PairSecrets:
+    """Fresh secrets of one VSM pair (see the module doc; the certificate is
+    ``generate_pair_credentials``')."""
     import asyncssh
 
     host_key = asyncssh.generate_private_key("ssh-ed25519")
-    cert, cert_key = _certificate(names, domain)
     return PairSecrets(
-        domain_secret=secrets.token_hex(32),
+        pair_key=secrets.token_hex(32),
+        vem_key=secrets.token_hex(32),
         admin_password=secrets.token_urlsafe(15),
         host_key=host_key.export_private_key("openssh"),
         host_key_pub=host_key.export_public_key("openssh"),
-        cert_pem=cert,
-        cert_key_pem=cert_key,
     )
+
+
+def pair_certificate(names: list[str], domain: int) -> tuple[bytes, bytes]:
+    """The pair certificate and key (PEM) from ``generate_pair_credentials``;
+    ``names``: the SANs (the VSMs' addresses and the shared management address)."""
+    with tempfile.TemporaryDirectory(prefix="openvsm-init-") as tmp:
+        creds = generate_pair_credentials(
+            Path(tmp), hosts=names, common_name=f"openvsm-domain-{domain}"
+        )
+        return creds.cert.read_bytes(), creds.key.read_bytes()
 
 
 @dataclass(frozen=True)
@@ -150,7 +140,7 @@ class Plan:
 ROLES = ("primary", "secondary")
 
 
-def node_toml(plan: Plan, role: str, secret: str) -> str:
+def node_toml(plan: Plan, role: str) -> str:
     i = ROLES.index(role)
     me, peer = plan.vsm_ips[i], plan.vsm_ips[1 - i]
     etc = f"{plan.etc}/{role}"
@@ -166,7 +156,6 @@ def node_toml(plan: Plan, role: str, secret: str) -> str:
 name = "{role}"
 domain_id = {plan.domain}
 role = "{role}"
-secret = "{secret}"
 data_dir = "{plan.data_dir}/{role}"
 run_dir = "{plan.run_dir}/{role}"
 hostname = "vsm-{plan.domain}"
@@ -182,6 +171,10 @@ peer = "{peer}:{plan.port(2)}"
 [vem]
 listen = "{me}:{plan.port(3)}"
 
+[keys]
+pair_key = "{etc}/{PAIR_SECRET}"
+vem_key = "{etc}/{VEM_SECRET}"
+
 [tls]
 cert = "{etc}/{CERT}"
 key = "{etc}/{CERT_KEY}"
@@ -195,26 +188,28 @@ host_key = "{etc}/{HOST_KEY}"
 {shared}"""
 
 
-def vem_toml(plan: Plan, index: int, secret: str) -> str:
-    import uuid
-
+def vem_toml(plan: Plan, index: int, host_uuid: str) -> str:
     name = f"host-{index}"
     ip = plan.host_ips[index - 1]
-    vsms = ", ".join(f'"{ip_}:{plan.port(3)}"' for ip_ in plan.vsm_ips)
-    return f"""# openvsm VEM host {name} of domain {plan.domain} (openvsm init)
-# Install as {plan.etc}/vem.toml on {name}; run: systemctl enable --now openvsm-vem
-[vem]
-host_uuid = "{uuid.uuid4()}"
-host_name = "{name}"
-host_ip = "{ip}"
-domain_id = {plan.domain}
-secret = "{secret}"
-local = "{ip}:{plan.port(4)}"
-vsms = [{vsms}]
-run_dir = "{plan.run_dir}/vem"
-data_dir = "{plan.data_dir}/vem"
-backend = "{plan.vem_backend}"
-"""
+    return render_vem_toml(
+        {
+            "host_uuid": host_uuid,
+            "host_name": name,
+            "host_ip": ip,
+            "domain_id": plan.domain,
+            "key_file": HOST_SECRET,  # next to this file: its own key, nothing else
+            "local": f"{ip}:{plan.port(4)}",
+            "vsms": [f"{ip_}:{plan.port(3)}" for ip_ in plan.vsm_ips],
+            "run_dir": f"{plan.run_dir}/vem",
+            "data_dir": f"{plan.data_dir}/vem",
+            "backend": plan.vem_backend,
+        },
+        comment=(
+            f"openvsm VEM host {name} of domain {plan.domain} (openvsm init)\n"
+            f"Install as {plan.etc}/vem.toml on {name}, {HOST_SECRET} next to it;\n"
+            "run: systemctl enable --now openvsm-vem"
+        ),
+    )
 
 
 def write_deployment(plan: Plan) -> str:
@@ -225,20 +220,24 @@ def write_deployment(plan: Plan) -> str:
     names = list(plan.vsm_ips)
     if plan.mgmt_address:
         names.append(plan.mgmt_address.partition("/")[0])
-    sec = generate_secrets(domain=plan.domain, names=names)
+    sec = generate_secrets()
     with _umask(0o077):
+        cert, cert_key = pair_certificate(names, plan.domain)
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
         for role in ROLES:
             d = out / role
-            write_secret(d / "node.toml", node_toml(plan, role, sec.domain_secret))
+            write_secret(d / "node.toml", node_toml(plan, role))
+            write_secret(d / PAIR_SECRET, sec.pair_key + "\n")
+            write_secret(d / VEM_SECRET, sec.vem_key + "\n")
             write_secret(d / HOST_KEY, sec.host_key)
             write_secret(d / f"{HOST_KEY}.pub", sec.host_key_pub)
-            write_secret(d / CERT, sec.cert_pem)
-            write_secret(d / CERT_KEY, sec.cert_key_pem)
+            write_secret(d / CERT, cert)
+            write_secret(d / CERT_KEY, cert_key)
         for k in range(1, plan.hosts + 1):
-            write_secret(
-                out / "hosts" / f"host-{k}" / "vem.toml", vem_toml(plan, k, sec.domain_secret)
-            )
+            host_uuid = str(uuid.uuid4())
+            d = out / "hosts" / f"host-{k}"
+            write_secret(d / "vem.toml", vem_toml(plan, k, host_uuid))
+            write_secret(d / HOST_SECRET, sec.vem_host_key(host_uuid) + "\n")
         write_secret(
             out / "bootstrap.cli",
             "configure terminal ; username admin password 5 "
@@ -263,8 +262,8 @@ def _where(plan: Plan) -> str:
         )
     for k in range(1, plan.hosts + 1):
         lines.append(
-            f"  hosts/host-{k}/vem.toml -> {plan.etc}/vem.toml on host-{k} "
-            f"({plan.host_ips[k - 1]}); then: systemctl enable --now openvsm-vem"
+            f"  hosts/host-{k}/*  -> {plan.etc}/ on host-{k} ({plan.host_ips[k - 1]}) "
+            f"(vem.toml, {HOST_SECRET}); then: systemctl enable --now openvsm-vem"
         )
     lines += [
         "  bootstrap.cli  -> run once on the active VSM when the pair is up:",
@@ -278,6 +277,8 @@ def _where(plan: Plan) -> str:
             else ""
         ),
         "Both VSMs carry the same SSH host key and certificate: clients see one switch.",
+        f"{PAIR_SECRET} and {VEM_SECRET} never leave the two VSMs; a host gets only its own",
+        f"{HOST_SECRET} (a new host's: openvsm keys host --vem-key {VEM_SECRET} --host-uuid U).",
         "",
     ]
     return "\n".join(lines)

@@ -87,6 +87,19 @@ def test_init_then_units_exec_start(tmp_path: Path) -> None:
     assert len(files) >= 14
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    # Keys per channel and per host: the pair key and the VEM key only on the VSMs,
+    # a host only its own derived key (never the pair's or the VEM key).
+    host_dir = out / "hosts" / "host-1"
+    assert sorted(p.name for p in host_dir.iterdir()) == ["host.secret", "vem.toml"]
+    pair, vem = ((out / "primary" / n).read_text() for n in ("pair.secret", "vem.secret"))
+    assert pair != vem and len(pair.strip()) == len(vem.strip()) == 64
+    for name in ("pair.secret", "vem.secret", "pair.crt", "pair.key"):
+        assert (out / "secondary" / name).read_bytes() == (out / "primary" / name).read_bytes()
+    host_files = (host_dir / "vem.toml").read_text() + (host_dir / "host.secret").read_text()
+    assert pair.strip() not in host_files and vem.strip() not in host_files
+    assert 'key_file = "host.secret"' in host_files and "secret =" not in host_files
+    node_toml = (out / "primary" / "node.toml").read_text()
+    assert "[keys]" in node_toml and "secret =" not in node_toml
     # init never overwrites.
     again = subprocess.run(
         [OPENVSM, "init", "--domain", "42", "--out", str(out)], capture_output=True, text=True

@@ -236,7 +236,7 @@ def test_vem_cut_off_from_new_active_goes_headless_then_attaches_on_heal(
     assert ipc_call(cut.rundir / "vem.sock", "ports")["ports"] == ports_before
 
 
-def test_wrong_secret_and_module_limit_are_refused_and_counted(
+def test_wrong_host_key_and_module_limit_are_refused_and_counted(
     make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(vems=3, timers="fast", rest=False, module_limit=3)
@@ -244,18 +244,20 @@ def test_wrong_secret_and_module_limit_are_refused_and_counted(
     wait_all_attached(lab, active, lab.vems, "3 VEMs attached")
     before = vem_modules(lab, active)
 
-    # A VEM of the domain with the wrong shared secret: every frame fails the HMAC.
+    # A host holding another host's key (a copied key file): every frame claims
+    # its own host UUID and fails that host's key.
     intruder = lab.add_vem(len(lab.vems) + 1)
     text = intruder.config.read_text()
-    assert lab.secret in text
-    intruder.config.write_text(text.replace(lab.secret, "not-the-domain-secret"))
+    assert lab.secret not in text and lab.vem_key not in text  # only its own key file
+    assert intruder.key_file is not None and lab.vems[0].key_file is not None
+    intruder.key_file.write_bytes(lab.vems[0].key_file.read_bytes())
     lab.start_vem(intruder)
 
-    def bad_tags() -> int:
+    def bad_keys() -> int:
         counters = lab.cli_json(active, "show module vem counters")
-        return int(counters["drops"].get("bad_tag", 0))
+        return int(counters["drops"].get("bad_host_key", 0))
 
-    wait_for(lambda: bad_tags() >= 5, SETTLE, "wrong-secret frames to be counted")
+    wait_for(lambda: bad_keys() >= 5, SETTLE, "frames under another host's key to be counted")
     st = vem_status(intruder)
     assert st["state"] == "booting" and st["module"] == 0
     assert st["counters"]["attach_sent"] >= 5
@@ -277,5 +279,5 @@ def test_wrong_secret_and_module_limit_are_refused_and_counted(
     vemmgr_traces = ipc_call(lab.rundir(active) / "vemmgr.sock", "traces")["traces"]
     assert any(extra.uuid in t and "module limit 3 reached" in t for t in vemmgr_traces)
     assert vem_modules(lab, active) == before
-    assert bad_tags() > 5  # the intruder keeps trying and keeps being dropped
+    assert bad_keys() > 5  # the intruder keeps trying and keeps being dropped
     assert vem_status(intruder)["state"] == "booting"

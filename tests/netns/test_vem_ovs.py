@@ -115,7 +115,7 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
                     host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{root}/{name}")),
                     host_ip="127.0.0.1",
                     domain_id=lab.domain_id,
-                    secret=lab.secret,
+                    key_file=str(vem.key_file),
                     local=f"{vem.addr[0]}:{vem.addr[1]}",
                     vsms=[f"{n.vem[0]}:{n.vem[1]}" for n in lab.nodes.values()],
                     uplinks=[("eth1", UPLINK_PROFILE), ("eth2", UPLINK_PROFILE)],
@@ -247,17 +247,21 @@ def test_channel_errors_and_ovs_down_surface_on_the_vsm(fabric: Fabric) -> None:
     common: dict[str, Any] = {
         "host_ip": "127.0.0.1",
         "domain_id": lab.domain_id,
-        "secret": lab.secret,
         "vsms": vsms,
         "heartbeat_ms": lab.timers["vem_heartbeat_ms"],
         "headless_ms": lab.timers["vem_headless_ms"],
     }
     v3.config.write_text(ovs_vem_toml(h3, host_uuid=v3.uuid, local=f"{v3.addr[0]}:{v3.addr[1]}",
-                                      uplinks=uplinks, **common))  # fmt: skip
+                                      key_file=str(v3.key_file), uplinks=uplinks,
+                                      **common))  # fmt: skip
     v4.config.write_text(
-        ovs_vem_toml(h3, host_uuid=v4.uuid, local=f"{v4.addr[0]}:{v4.addr[1]}", **common).replace(
-            str(h3.ovs.directory), "/nonexistent/openvsm-ovs"
-        )
+        ovs_vem_toml(
+            h3,
+            host_uuid=v4.uuid,
+            local=f"{v4.addr[0]}:{v4.addr[1]}",
+            key_file=str(v4.key_file),
+            **common,
+        ).replace(str(h3.ovs.directory), "/nonexistent/openvsm-ovs")
     )
     try:
         for vem in (v3, v4):

@@ -29,6 +29,8 @@ from openvsm.vem.agent import VemRunner
 from openvsm.vem.core import VemCore, VemState
 from openvsm.vem.memory import MemoryBackend
 from openvsm.wire.codec import Codec
+from openvsm.wire.keys import derive_host_key, vem_mac
+from openvsm.wire.messages import SenderRole, VemHeartbeat
 from openvsm.wire.udp import UdpEndpoint
 
 DOMAIN = 77
@@ -98,7 +100,11 @@ async def wait_until(cond: Callable[[], Any], what: str, timeout: float = 10.0) 
 
 
 @asynccontextmanager
-async def deployment() -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, VemRunner, Path]]:
+async def deployment(
+    vem_key: bytes | None = None,
+) -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, VemRunner, Path]]:
+    """vemmgr and one VEM; ``vem_key``: the VSM holds that VEM key (``[keys]``)
+    and the VEM only its derived host key, else both the old shared secret."""
     root = Path(tempfile.mkdtemp(prefix="ovvm"))
     run = root / "run"
     cfg = node_config_from_dict(
@@ -123,6 +129,10 @@ async def deployment() -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, Vem
     cfgmgr = FakeCfgmgr(run / "cfgmgr.sock")
     await hamgr.server.start()
     await cfgmgr.server.start()
+    vem_secret = SECRET.encode()
+    if vem_key is not None:
+        cfg = dataclasses.replace(cfg, vem_keys=(vem_key,))
+        vem_secret = derive_host_key(vem_key, "uuid-host-1").encode()
     mgr = Vemmgr(cfg)
     vem_ep: UdpEndpoint | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -139,7 +149,7 @@ async def deployment() -> AsyncIterator[tuple[Vemmgr, FakeHamgr, FakeCfgmgr, Vem
         )
         vem_ep = UdpEndpoint(("127.0.0.1", 0), lambda d, a: None)
         await vem_ep.open()
-        runner = VemRunner(core, Codec(DOMAIN, SECRET.encode()), MemoryBackend(), vem_ep.send)
+        runner = VemRunner(core, Codec(DOMAIN, vem_secret), MemoryBackend(), vem_ep.send)
         vem_ep.on_datagram = runner.on_datagram
         core.attach_port("vm-a", "vm-net", "02:00:00:00:00:aa")
         runner.start()
@@ -185,7 +195,7 @@ def test_vemmgr_serves_vems_only_when_active_and_commits_modules() -> None:
                 "module and vEth committed",
             )
             body = cfgmgr.store["module"]["uuid-host-1"]
-            assert body["module"] == 3 and body["status"] == "ok"
+            assert body["module"] == 3
             assert cfgmgr.store["veth"]["Vethernet1"]["vm"] == "vm-a"
             assert cfgmgr.commits[0]["user"] == "vemmgr"
             await wait_until(lambda: hamgr.counts and hamgr.counts[-1] == 1, "module count")
@@ -257,6 +267,58 @@ def test_new_epoch_broadcasts_switch_request_and_vem_follows() -> None:
             assert mgr.table.counters["switch_requests_sent"] == 1
             assert core.state is VemState.ATTACHED
             assert mgr.table.modules["uuid-host-1"].attaches == attaches
+
+    asyncio.run(scenario())
+
+
+def test_a_keyed_vemmgr_binds_each_frame_to_the_key_of_the_host_it_claims() -> None:
+    vem_key = b"unit-vem-key-0123456789"
+
+    async def scenario() -> None:
+        async with deployment(vem_key) as (mgr, hamgr, cfgmgr, runner, run):
+            hamgr.set(state="active", epoch=3)
+            core = runner.core
+            await wait_until(lambda: core.state is VemState.ATTACHED, "VEM attached")
+            # Host 2 holding host 1's key (a copied key file): never attached, counted.
+            stolen = Codec(DOMAIN, derive_host_key(vem_key, "uuid-host-1").encode())
+            intruder = VemCore(
+                host_uuid="uuid-host-2",
+                host_name="host-2",
+                host_ip="127.0.0.1",
+                vsms=(mgr.endpoint.local,),
+                heartbeat_interval=0.1,
+                headless_after=1.0,
+            )
+            ep = UdpEndpoint(("127.0.0.1", 0), lambda d, a: None)
+            await ep.open()
+            other = VemRunner(intruder, stolen, MemoryBackend(), ep.send)
+            ep.on_datagram = other.on_datagram
+            other.start()
+            task = asyncio.create_task(other.timer_loop())
+            try:
+                drops = mgr.drops
+                await wait_until(lambda: drops.get("bad_host_key", 0) >= 2, "refused attaches")
+                # Host 1 forging a VSM's frame with its own key: dropped, named.
+                forged = stolen.encode(
+                    VemHeartbeat(host_uuid="uuid-host-1"),
+                    role=SenderRole.SECONDARY,
+                    mac=vem_mac("uuid-host-1"),
+                    epoch=4,
+                    seq=time.time_ns(),
+                )
+                ep.send(forged, mgr.endpoint.local)
+                await wait_until(lambda: drops.get("vem_key_vsm_role", 0) == 1, "forged frame")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                ep.close()
+            assert intruder.state is VemState.BOOTING and intruder.module == 0
+            assert list(mgr.table.modules) == ["uuid-host-1"]
+            counters = await call(run, "counters")
+            assert counters["drops"]["bad_host_key"] >= 2
+            assert counters["drops"]["vem_key_vsm_role"] == 1
+            assert core.state is VemState.ATTACHED  # the real host is untouched
+            assert list(cfgmgr.store["module"]) == ["uuid-host-1"]
 
     asyncio.run(scenario())
 

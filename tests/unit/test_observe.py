@@ -158,7 +158,8 @@ def full_snapshot() -> Pulled:
                     {"module": 3, "status": "ok", "hb_missed": 2},
                     {"module": 4, "status": "headless", "hb_missed": 5},
                 ]
-            }
+            },
+            "drops": {"bad_host_key": 4, "vem_key_vsm_role": 2},
         },
         neighbors={"TABLE_neighbor": {"ROW_neighbor": [{"last_learnt_s": 0.4}]}},
         services={"TABLE_service": {"ROW_service": [{"name": "hamgr", "pid": 9, "restarts": 3}]}},
@@ -202,6 +203,9 @@ def test_node_metrics_render_the_pulled_snapshot_with_prometheus_names() -> None
     assert got["openvsm_modules"][(("status", "headless"),)] == 1.0
     assert got["openvsm_modules"][(("status", "powered-up"),)] == 0.0
     assert got["openvsm_vem_heartbeats_missed_total"][()] == 7.0
+    frames = got["openvsm_vem_frames_dropped_total"]
+    assert frames[(("reason", "bad_host_key"),)] == 4.0
+    assert frames[(("reason", "vem_key_vsm_role"),)] == 2.0
     assert got["openvsm_service_restarts_total"][(("service", "hamgr"),)] == 3.0
     assert got["openvsm_shared_address_holder"][()] == 1.0
     assert got["openvsm_changes_acknowledged_total"][()] == 1.0

@@ -371,13 +371,15 @@ def render_vem_counters(d: Mapping[str, Any]) -> str:
         )
         for r in _rows(d, "TABLE_vem_counters", "ROW_vem_counters")
     ]
-    return _lines(
-        _table(
-            ("Mod", "HB-Sent", "HB-Recv", "HB-Missed", "Config-Push", "Last-Attach"),
-            (3, 10, 10, 10, 11, 20),
-            rows,
-        )
+    out = _table(
+        ("Mod", "HB-Sent", "HB-Recv", "HB-Missed", "Config-Push", "Last-Attach"),
+        (3, 10, 10, 10, 11, 20),
+        rows,
     )
+    drops = d.get("drops")
+    if isinstance(drops, Mapping) and drops:
+        out += ["", "Frames dropped: " + ", ".join(f"{k} {drops[k]}" for k in sorted(drops))]
+    return _lines(out)
 
 
 @renderer("show_svs_domain")

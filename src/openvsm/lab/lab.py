@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.config import render_vem_toml
 from openvsm.credentials import generate_pair_credentials
 from openvsm.files import write_private
 from openvsm.ipc import IpcError
@@ -39,6 +40,7 @@ from openvsm.lab.common import ipc_call as ipc_call
 from openvsm.lab.common import signal_group as signal_group
 from openvsm.lab.common import wait_for as wait_for
 from openvsm.node import RunDir
+from openvsm.wire.keys import derive_host_key
 
 TIMER_PROFILES: dict[str, dict[str, int]] = {
     "default": {
@@ -108,6 +110,7 @@ class VemHandle:
     # node name -> fault proxy link between this VEM and that node (vem_proxy labs)
     links: dict[str, str] = field(default_factory=dict)
     via: dict[str, tuple[str, int]] = field(default_factory=dict)  # node -> address the VEM uses
+    key_file: Path | None = None  # its host key (0600; None: the old domain secret in vem.toml)
 
     @property
     def rundir(self) -> Path:
@@ -132,6 +135,7 @@ class Lab:
         observe_toml: str = "",
         ssh: bool = False,
         ssh_write_timeout: int = 30,
+        keys: bool = True,
     ) -> None:
         if timers not in TIMER_PROFILES:
             raise LabError(f"unknown timer profile {timers!r} (default | fast)")
@@ -139,7 +143,11 @@ class Lab:
         self.timers = {**TIMER_PROFILES[timers], **(timer_overrides or {})}
         self.timer_profile = timers
         self.domain_id = domain_id
+        # The pair key (old files: the one domain secret); with ``keys`` (the default)
+        # a separate VEM key, and each VEM holds only its derived host key.
         self.secret = secrets.token_hex(16)
+        self.keys = keys
+        self.vem_key = secrets.token_hex(32)
         self.password = secrets.token_urlsafe(12)
         self.use_proxy = proxy
         self.nvems = vems
@@ -171,9 +179,7 @@ class Lab:
         host = "127.0.0.1"
         # One certificate for the pair (REST HTTPS, mutual TLS of the sync stream).
         self.credentials = generate_pair_credentials(self.root / "pki", hosts=[host])
-        # for tools that take the key from a file, never from argv (vem-sim)
-        self.secret_file = self.root / "pki" / "domain.key"
-        write_private(self.secret_file, self.secret + "\n")
+        self._write_keys()
         ports = {
             role: {
                 k: free_port(host) for k in ("control", "mgmt", "vem", "rest", "rest_plain", "ssh")
@@ -220,6 +226,26 @@ class Lab:
             self._write_node_config(node)
         for _ in range(self._nproxied):
             self._plan_proxied_vem()
+
+    def _write_keys(self) -> None:
+        """The pair key (``domain.key``: also for tools taking the old one secret)
+        and the VEM key (``vem.key``), 0600, never on argv (vem-sim reads them)."""
+        self.secret_file = self.root / "pki" / "domain.key"
+        write_private(self.secret_file, self.secret + "\n")
+        self.vem_key_file = self.root / "pki" / "vem.secret"
+        if self.keys:
+            write_private(self.vem_key_file, self.vem_key + "\n")
+
+    def vem_host_key(self, host_uuid: str) -> str:
+        """The key a VEM of this lab signs with (its derived host key, or the old secret)."""
+        if not self.keys:
+            return self.secret
+        return derive_host_key(self.vem_key.encode(), host_uuid)
+
+    def _keys_toml(self) -> str:
+        if not self.keys:
+            return ""
+        return f'\n[keys]\npair_key = "{self.secret_file}"\nvem_key = "{self.vem_key_file}"\n'
 
     def _plan_proxied_vem(self) -> VemHandle:
         """A VEM that reaches each node through its own proxy link, so a test can
@@ -300,7 +326,7 @@ class Lab:
 name = "{node.name}"
 domain_id = {self.domain_id}
 role = "{node.role}"
-secret = "{self.secret}"
+{"" if self.keys else f'secret = "{self.secret}"'}
 data_dir = "data"
 run_dir = "run"
 hostname = "switch"
@@ -328,7 +354,7 @@ buffer_bytes = {self.sync_buffer_bytes}
 [vem]
 listen = "{node.vem[0]}:{node.vem[1]}"
 module_limit = {self.module_limit}
-{rest}{self.extra_node_toml}""",
+{self._keys_toml()}{rest}{self.extra_node_toml}""",
         )
 
     def proxy_links(self) -> dict[str, Any]:
@@ -514,29 +540,38 @@ module_limit = {self.module_limit}
     ) -> None:
         if targets is None:
             targets = [n.vem for n in self.nodes.values()]
-        vsms = ", ".join(f'"{t[0]}:{t[1]}"' for t in targets)
         if vem.metrics is None:
             vem.metrics = ("127.0.0.1", free_port())
-        metrics = f'metrics_listen = "{vem.metrics[0]}:{vem.metrics[1]}"\n'
         vem.dir.mkdir(parents=True, exist_ok=True)
         write_private(
             vem.config,
-            f"""# openvsm lab VEM {vem.host}
-[vem]
-host_uuid = "{vem.uuid}"
-host_name = "{vem.host}"
-host_ip = "127.0.0.1"
-domain_id = {self.domain_id}
-secret = "{self.secret}"
-local = "{vem.addr[0]}:{vem.addr[1]}"
-vsms = [{vsms}]
-run_dir = "run"
-data_dir = "data"
-backend = "memory"
-heartbeat_interval_ms = {self.timers["vem_heartbeat_ms"]}
-headless_after_ms = {self.timers["vem_headless_ms"]}
-{metrics}""",
+            render_vem_toml(self.vem_values(vem, targets), comment=f"openvsm lab VEM {vem.host}"),
         )
+
+    def vem_values(self, vem: VemHandle, targets: list[tuple[str, int]]) -> dict[str, Any]:
+        """The ``[vem]`` keys of a lab VEM (``render_vem_toml``); writes its host key
+        file first (``vem.key_file``)."""
+        key: dict[str, Any] = {"secret": self.secret}
+        if self.keys:
+            vem.key_file = vem.dir / "host.secret"
+            vem.dir.mkdir(parents=True, exist_ok=True)
+            write_private(vem.key_file, self.vem_host_key(vem.uuid) + "\n")
+            key = {"key_file": vem.key_file.name}
+        return {
+            "host_uuid": vem.uuid,
+            "host_name": vem.host,
+            "host_ip": "127.0.0.1",
+            "domain_id": self.domain_id,
+            **key,
+            "local": f"{vem.addr[0]}:{vem.addr[1]}",
+            "vsms": [f"{t[0]}:{t[1]}" for t in targets],
+            "run_dir": "run",
+            "data_dir": "data",
+            "backend": "memory",
+            "heartbeat_interval_ms": self.timers["vem_heartbeat_ms"],
+            "headless_after_ms": self.timers["vem_headless_ms"],
+            "metrics_listen": f"{vem.metrics[0]}:{vem.metrics[1]}" if vem.metrics else None,
+        }
 
     def add_vem(self, index: int) -> VemHandle:
         host = f"host-{index}"

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.config import render_vem_toml
 from openvsm.credentials import generate_pair_credentials
-from openvsm.files import write_private
 from openvsm.lab.common import LabError, ipc_call, wait_for
 from openvsm.lab.lab import Lab, NodeHandle, VemHandle
 from openvsm.node import RunDir
@@ -388,9 +388,10 @@ def ovs_vem_toml(
     host_uuid: str,
     host_ip: str,
     domain_id: int,
-    secret: str,
     local: str,
     vsms: list[str],
+    secret: str | None = None,
+    key_file: str | None = None,
     uplinks: Sequence[tuple[str, str]] = (),
     heartbeat_ms: int = 1000,
     headless_ms: int = 15000,
@@ -398,34 +399,33 @@ def ovs_vem_toml(
 ) -> str:
     """A VEM agent config (backend ``ovs``) for the private OVS of ``host``.
 
-    ``in_namespace``: the agent runs inside the host's namespace (the lab);
-    otherwise it runs in ours and reaches the host's devices with ``ip -n``
-    (the OVS sockets are files, reachable from any namespace)."""
-    lines = [
-        "[vem]",
-        f'host_uuid = "{host_uuid}"',
-        f'host_name = "{host.name}"',
-        f'host_ip = "{host_ip}"',
-        f"domain_id = {domain_id}",
-        f'secret = "{secret}"',
-        f'local = "{local}"',
-        "vsms = [" + ", ".join(f'"{v}"' for v in vsms) + "]",
-        'run_dir = "run"',
-        'data_dir = "data"',
-        'backend = "ovs"',
-        f'ovs_run_dir = "{host.ovs.directory}"',
-        'bridge = "br-int"',
-        f"heartbeat_interval_ms = {heartbeat_ms}",
-        f"headless_after_ms = {headless_ms}",
-    ]
-    if not in_namespace:
-        lines.append(f'ovs_netns = "{host.ns}"')
-    lines.append(
-        "uplinks = ["
-        + ", ".join(f'{{device = "{d}", port_profile = "{p}"}}' for d, p in uplinks)
-        + "]"
+    ``key_file``: the host's key file (``Lab.vem_values`` writes it); ``secret``:
+    the old domain secret instead. ``in_namespace``: the agent runs inside the
+    host's namespace (the lab); otherwise it runs in ours and reaches the host's
+    devices with ``ip -n`` (the OVS sockets are files, reachable from any namespace)."""
+    if (secret is None) == (key_file is None):
+        raise ValueError("ovs_vem_toml takes key_file or secret")
+    return render_vem_toml(
+        {
+            "host_uuid": host_uuid,
+            "host_name": host.name,
+            "host_ip": host_ip,
+            "domain_id": domain_id,
+            "key_file": key_file,
+            "secret": secret,
+            "local": local,
+            "vsms": vsms,
+            "run_dir": "run",
+            "data_dir": "data",
+            "backend": "ovs",
+            "ovs_run_dir": str(host.ovs.directory),
+            "bridge": "br-int",
+            "heartbeat_interval_ms": heartbeat_ms,
+            "headless_after_ms": headless_ms,
+            "ovs_netns": None if in_namespace else host.ns,
+            "uplinks": [{"device": d, "port_profile": p} for d, p in uplinks],
+        }
     )
-    return "\n".join(lines) + "\n"
 
 
 # -- openvsm lab --netns --------------------------------------------------------------
@@ -491,8 +491,7 @@ class NetnsLab(Lab):
         # the pair certificate names both management addresses (REST over HTTPS)
         mgmt_ips = [f"{MGMT_NET}.1", f"{MGMT_NET}.2"]
         self.credentials = generate_pair_credentials(self.root / "pki", hosts=mgmt_ips)
-        self.secret_file = self.root / "pki" / "domain.key"
-        write_private(self.secret_file, self.secret + "\n")
+        self._write_keys()
         topo = self.topo
         self.mgmt_ns = topo.namespace("mgmt")
         sh("ip", "-n", self.mgmt_ns, "link", "add", "br0", "type", "bridge")
@@ -603,14 +602,15 @@ class NetnsLab(Lab):
                 config=self.root / "vems" / name / "vem.toml",
                 addr=(ip, 18000),
             )
-            vem.dir.mkdir(parents=True, exist_ok=True)
+            key = self.vem_values(vem, [])  # writes vems/NAME/host.secret
             vem.config.write_text(
                 ovs_vem_toml(
                     host,
                     host_uuid=vem.uuid,
                     host_ip=ip,
                     domain_id=self.domain_id,
-                    secret=self.secret,
+                    secret=key.get("secret"),
+                    key_file=key.get("key_file"),
                     local=f"{ip}:18000",
                     vsms=vsms,
                     uplinks=[(f"eth{j}", UPLINK_PROFILE) for j in range(1, self.nuplinks + 1)],

@@ -111,6 +111,7 @@ CONFIG_KINDS = ("port_profile", "vlan", "os_bridge_domain")
 class Send:
     addr: Addr
     msg: Message
+    host: str = ""  # the host UUID whose key signs it (openvsm.wire.keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,7 +681,7 @@ class ModuleTable:
         for host in self.pacer.release(now):
             mod = self.modules.get(host)
             if mod is not None and mod.addr is not None:
-                effects.append(Send(mod.addr, request))
+                effects.append(Send(mod.addr, request, host))
         self.counters["switch_requests_sent"] += len(effects)
         return effects
 
@@ -803,6 +804,7 @@ class ModuleTable:
                             config_seq=mod.pushed_seq,
                             boot_id=self.boot_id,
                         ),
+                        mod.host_uuid,
                     )
                 )
             nxt = self._next_heartbeat + self.heartbeat_interval
@@ -881,7 +883,7 @@ class ModuleTable:
                     nonce=msg.nonce,
                     boot_id=self.boot_id,
                 )
-                effects.append(Send(src, refusal))
+                effects.append(Send(src, refusal, msg.host_uuid))
                 return effects
             mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
             self.modules[msg.host_uuid] = mod
@@ -970,6 +972,7 @@ class ModuleTable:
                     nonce=msg.nonce,
                     boot_id=self.boot_id,
                 ),
+                msg.host_uuid,
             )
         )
         if vtep_changed:
@@ -983,11 +986,21 @@ class ModuleTable:
         mod = self.modules.get(msg.host_uuid)
         if mod is None:
             self.counters["unknown_module"] += 1
-            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="unknown module"))]
+            return [
+                Send(
+                    src, VemDetach(host_uuid=msg.host_uuid, reason="unknown module"), msg.host_uuid
+                )
+            ]
         if mod.status is ModuleStatus.OFFLINE:
             # It went offline here (or detached); it must attach again.
             self.counters["unknown_module"] += 1
-            return [Send(src, VemDetach(host_uuid=msg.host_uuid, reason="module is offline"))]
+            return [
+                Send(
+                    src,
+                    VemDetach(host_uuid=msg.host_uuid, reason="module is offline"),
+                    msg.host_uuid,
+                )
+            ]
         mod.hb_received += 1
         mod.last_heard = now
         mod.addr = src
@@ -1220,7 +1233,7 @@ class ModuleTable:
             if mod.pushed_config == before:
                 continue
             mod.config_pushes += 1
-            effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw)))
+            effects.append(Send(mod.addr, ConfigDelta(config_seq=seq, config=raw), mod.host_uuid))
         return effects
 
     def _vtep_ips(self) -> tuple[str, ...]:

@@ -4,9 +4,15 @@
 ``openvsm service vemmgr``). It owns:
 
 - the UDP socket on ``cfg.vem_listen`` (``BatchedUdpEndpoint``: up to 64
-  datagrams read per wake-up, sends straight to the socket; codec with the
-  domain secret; drops counted by reason). Only the ACTIVE serves VEMs; the standby drops their
-  frames (counted ``not_active``);
+  datagrams read per wake-up, sends straight to the socket; drops counted by
+  reason). Only the ACTIVE serves VEMs; the standby drops their frames
+  (counted ``not_active``);
+- the frame keys (``openvsm.wire.keys``): with ``[keys] vem_key`` a VEM's
+  frame must carry the tag of the host it names (``bad_host_key``), a
+  VSM-role frame signed with a host key is dropped (``vem_key_vsm_role``),
+  and every frame to a VEM is signed with that host's key (one copy per VEM
+  key while a rotation overlap does not know the host's generation yet).
+  Old files (only ``node.secret``): that one secret signs everything;
 - a subscription to hamgr ``status`` (retried with back-off: hamgr may not
   exist yet or may restart). On becoming active it loads modules, vEths and
   the configuration from cfgmgr, then (if hamgr still says active with that
@@ -129,7 +135,7 @@ class Vemmgr:
             heartbeat_interval=hb if hb is not None else cfg.timers.heartbeat_interval,
             loss_time=loss if loss is not None else cfg.timers.max_loss_interval,
         )
-        self.codec = Codec(cfg.domain_id, cfg.secret)
+        self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
         self.endpoint = BatchedUdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
         self.run_dir: Path = cfg.run_dir
@@ -236,18 +242,22 @@ class Vemmgr:
         self.endpoint.set_receive_buffer(RCVBUF_BYTES)
 
     def _send(self, addr: Addr, effect: Send) -> None:
-        self._seq += 1
-        data = self.codec.encode(
-            effect.msg,
-            role=self.role,
-            mac=self.cfg.system_mac,
-            epoch=self.table.epoch,
-            seq=self._seq,
-        )
-        if len(data) > MAX_FRAME:
-            self.trace(f"{type(effect.msg).__name__} to {addr[0]}:{addr[1]} too large, not sent")
-            return
-        self.endpoint.send(data, addr)
+        for key in self.codec.keys.sign_keys(effect.host):
+            self._seq += 1
+            data = self.codec.encode(
+                effect.msg,
+                role=self.role,
+                mac=self.cfg.system_mac,
+                epoch=self.table.epoch,
+                seq=self._seq,
+                key=key,
+            )
+            if len(data) > MAX_FRAME:
+                self.trace(
+                    f"{type(effect.msg).__name__} to {addr[0]}:{addr[1]} too large, not sent"
+                )
+                return
+            self.endpoint.send(data, addr)
 
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
         result = self.codec.decode(data)

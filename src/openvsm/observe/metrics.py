@@ -292,6 +292,15 @@ def _modules(counters: dict[str, Any] | None, neighbors: dict[str, Any] | None) 
         yield CounterMetricFamily(
             "openvsm_vem_heartbeats_missed", "VEM heartbeats missed (all modules)", value=missed
         )
+        drops = CounterMetricFamily(
+            "openvsm_vem_frames_dropped",
+            "VEM-port frames dropped by vemmgr's codec (bad_host_key, vem_key_vsm_role, ...)",
+            labels=["reason"],
+        )
+        raw = counters.get("drops")
+        for reason, n in sorted(raw.items() if isinstance(raw, dict) else ()):
+            drops.add_metric([str(reason)], _num(n))
+        yield drops
     ages = [
         _num(r.get("last_learnt_s"))
         for r in _rows(neighbors, "TABLE_neighbor", "ROW_neighbor")

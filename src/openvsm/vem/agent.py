@@ -1,10 +1,12 @@
 """``openvsm vem --config FILE``: the VEM agent process (asyncio adapter).
 
 A thin adapter around the sans-IO ``VemCore``: it owns the UDP socket (the
-codec with the domain secret; undecodable frames are dropped and counted by
-reason), the clock (monotonic), the datapath backend (``memory``, or
-``ovs`` from ``openvsm.vem.ovs`` imported only when configured) and the
-local control socket ``RUN_DIR/vem.sock`` (ops ``attach_port``,
+codec with this host's own key, ``vem.key_file``, or the old domain secret:
+``openvsm.wire.keys``; frames it cannot verify are dropped and counted by
+reason, so it trusts only the VSMs, which alone derive its key), the clock
+(monotonic), the datapath backend (``memory``, or ``ovs`` from
+``openvsm.vem.ovs`` imported only when configured) and the local control
+socket ``RUN_DIR/vem.sock`` (ops ``attach_port``,
 ``detach_port``, ``status``, ``ports``). vEth ports are kept in
 ``DATA_DIR/ports.json`` so an agent restart re-attaches with them.
 
@@ -31,7 +33,7 @@ from typing import Any, assert_never
 import msgspec
 
 from openvsm import __version__
-from openvsm.config import ConfigError, VemConfig, derived_mac, load_vem_config
+from openvsm.config import ConfigError, VemConfig, load_vem_config
 from openvsm.errors import LocalProtocolError
 from openvsm.files import write_private
 from openvsm.ipc import IpcError, IpcServer
@@ -48,6 +50,7 @@ from openvsm.vem.lacp import ReportPacer
 from openvsm.vem.memory import MemoryBackend
 from openvsm.vem.model import Backend, DesiredState, Egress, Probe, VemConfigSnapshot, forwarding
 from openvsm.wire.codec import MAX_FRAME, Codec, Drop
+from openvsm.wire.keys import vem_mac
 from openvsm.wire.messages import PortChannelInfo, SenderRole, VemLacpReport, VethPort
 from openvsm.wire.udp import UdpEndpoint
 
@@ -88,7 +91,7 @@ class VemRunner:
         self.core = core
         self.codec = codec
         self.backend = backend
-        self.mac = derived_mac(f"vem/{core.host_uuid}")
+        self.mac = vem_mac(core.host_uuid)  # the VSM checks it is this host's
         self.send_raw = send
         self.clock = clock
         self.name = name

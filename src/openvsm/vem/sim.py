@@ -36,6 +36,7 @@ from openvsm.vem.agent import VemRunner
 from openvsm.vem.core import VemCore
 from openvsm.vem.memory import MemoryBackend
 from openvsm.wire.codec import Codec
+from openvsm.wire.keys import derive_host_key
 
 TICK_S = 0.02
 
@@ -50,7 +51,9 @@ def _unbound(data: bytes, addr: Addr) -> None:
 class Simulator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.codec = Codec(args.domain, args.secret.encode())
+        # --vem-key-file: each simulated host signs with its own derived key
+        self.vem_key: bytes | None = args.vem_key.encode() if args.vem_key else None
+        self.codec = Codec(args.domain, args.secret.encode()) if args.secret else None
         self.vsms = tuple(parse_endpoint(v, "--vsm").addr for v in args.vsm)
         self.runners: list[VemRunner] = []
         self.endpoints: list[BatchedUdpEndpoint] = []
@@ -61,8 +64,9 @@ class Simulator:
         a = self.args
         for i in range(a.count):
             host = f"{a.name}-{i + 1}"
+            host_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"openvsm-sim/{a.domain}/{host}"))
             core = VemCore(
-                host_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"openvsm-sim/{a.domain}/{host}")),
+                host_uuid=host_uuid,
                 host_name=host,
                 host_ip=a.host_ip,
                 vsms=self.vsms,
@@ -73,7 +77,9 @@ class Simulator:
             port = a.base_port + i if a.base_port else 0
             endpoint = BatchedUdpEndpoint(("127.0.0.1", port), _unbound, read_batch=1)
             await endpoint.open()
-            runner = VemRunner(core, self.codec, MemoryBackend(), endpoint.send, name=host)
+            runner = VemRunner(
+                core, self._codec(host_uuid), MemoryBackend(), endpoint.send, name=host
+            )
             runner.wake = self.wake
             endpoint.on_datagram = self._receiver(i, runner)
             for p in range(a.ports):
@@ -86,6 +92,12 @@ class Simulator:
             runner.backend.start()
             runner.start()
             self._push(i, runner)
+
+    def _codec(self, host_uuid: str) -> Codec:
+        if self.vem_key is not None:
+            return Codec(self.args.domain, derive_host_key(self.vem_key, host_uuid).encode())
+        assert self.codec is not None
+        return self.codec
 
     def _push(self, index: int, runner: VemRunner) -> None:
         due = runner.due()
@@ -172,8 +184,13 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--vsm", action="append", required=True, help="ip:port (repeatable)")
     parser.add_argument("--domain", type=int, required=True)
-    parser.add_argument(
-        "--secret-file", required=True, help="file holding the VEM key (never on argv: ps)"
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument(
+        "--vem-key-file",
+        help="the domain VEM key: each simulated host signs with its derived host key",
+    )
+    keys.add_argument(
+        "--secret-file", help="one key for every simulated host (old files: the domain secret)"
     )
     parser.add_argument("--ports", type=int, default=2, help="vEth ports per VEM")
     parser.add_argument("--port-profile", default="vm-net")
@@ -189,7 +206,11 @@ def cli_main(argv: list[str]) -> int:
     try:
         for v in args.vsm:
             parse_endpoint(v, "--vsm")
-        args.secret = read_secret_file(Path(args.secret_file), "--secret-file")
+        args.secret = args.vem_key = None  # files only, never argv (ps shows it)
+        if args.secret_file:
+            args.secret = read_secret_file(Path(args.secret_file), "--secret-file")
+        else:
+            args.vem_key = read_secret_file(Path(args.vem_key_file), "--vem-key-file")
     except ConfigError as exc:
         print(f"openvsm vem-sim: {exc}", file=sys.stderr)
         return 2

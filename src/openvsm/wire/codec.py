@@ -5,28 +5,31 @@ Layout (network byte order)::
     magic "OV" | version u8 | type u8 | domain u16 | role u8 | mac 6s |
     epoch u64 | seq u64 | payload_len u32 | payload | tag 16s
 
-The tag is HMAC-SHA256 over everything before it, keyed by the domain's
-shared secret, truncated to 16 bytes. The codec keeps the key's inner and
-outer SHA-256 states (RFC 2104) and copies them per frame: the same tag as
-``hmac.digest`` at half its cost (which sets the key up again each call).
-MAC texts are cached both ways (a VSM hears the same few thousand VEM MACs
-every second), bounded by ``MAC_CACHE``. ``decode`` never raises: a frame that
-is not acceptable comes back as a ``Drop`` with its reason, which the caller
-counts (``show system internal redundancy counters``).
+The tag is HMAC-SHA256 over everything before it, truncated to 16 bytes,
+keyed as the codec's ``FrameKeys`` policy says (``openvsm.wire.keys``: the
+pair key for VSM frames, each host's own key for VEM frames; one shared key
+for old files and for a VEM). ``decode`` never raises: a frame that is not
+acceptable comes back as a ``Drop`` with its reason, which the caller counts
+(``show system internal redundancy counters``, ``show module vem counters``).
+Each key keeps its inner and outer SHA-256 states (RFC 2104,
+``openvsm.wire.keys.KeyTag``) and copies them per frame: the same tag as
+``hmac.digest`` at half its cost. MAC texts are cached both ways (a VSM
+hears the same few thousand VEM MACs every second), bounded by ``MAC_CACHE``.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import hashlib
-import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 
+from openvsm.wire import keys as _keys
+from openvsm.wire.keys import FrameKeys, KeyTag, SharedKey, VsmKeys
 from openvsm.wire.messages import MESSAGE_TYPES, TYPE_NUMBERS, Message, SenderRole
 
 MAGIC: Final = b"OV"
@@ -36,7 +39,6 @@ _HEADER = struct.Struct("!2sBBHB6sQQI")
 HEADER_LEN: Final = _HEADER.size
 MAX_FRAME: Final = 65507  # largest UDP payload
 MAC_CACHE: Final = 1 << 15  # MAC texts cached per direction (10,000 VEMs fit)
-_BLOCK: Final = 64  # SHA-256 block size (HMAC key padding)
 
 
 class DropReason(enum.Enum):
@@ -48,6 +50,9 @@ class DropReason(enum.Enum):
     BAD_TYPE = "bad_type"
     BAD_MAC = "bad_mac"
     STALE = "stale"
+    BAD_HOST_KEY = _keys.BAD_HOST_KEY  # a VEM frame without its claimed host's tag
+    NO_HOST = _keys.NO_HOST  # a VEM frame naming no host UUID (keyed VSMs)
+    VEM_KEY_VSM_ROLE = _keys.VEM_KEY_VSM_ROLE  # a VSM-role frame signed with a host key
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,8 @@ class Frame:
     seq: int
     msg: Message
     domain: int = 0
+    host: str = ""  # the host UUID whose key verified it ("" = the pair/shared key)
+    key_gen: int = 0  # which VEM key generation (0 current, 1 ``vem_key_next``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,27 +100,42 @@ _DECODERS: Final[dict[int, msgspec.msgpack.Decoder[msgspec.Struct]]] = {
 
 
 class Codec:
-    """Encodes and decodes frames for one domain."""
+    """Encodes and decodes frames for one domain.
 
-    def __init__(self, domain_id: int, secret: bytes) -> None:
+    ``Codec(domain, secret)``: one shared key; ``Codec(domain, keys=policy)``:
+    the keys a ``FrameKeys`` policy chooses (``openvsm.wire.keys.VsmKeys``)."""
+
+    def __init__(
+        self, domain_id: int, secret: bytes | None = None, *, keys: FrameKeys | None = None
+    ) -> None:
         if not 1 <= domain_id <= 4095:
             raise ValueError("domain id must be 1-4095")
+        if (secret is None) == (keys is None):
+            raise ValueError("a codec takes a secret or a keys policy")
         self.domain_id = domain_id
-        self._secret = secret
-        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self.keys: FrameKeys = keys if keys is not None else SharedKey(secret or b"")
 
-    def _tag(self, data: bytes) -> bytes:
-        """HMAC-SHA256(secret, data), truncated (from the precomputed key states)."""
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:TAG_LEN]
+    @classmethod
+    def for_vsm(cls, domain_id: int, pair: bytes, vem_keys: Sequence[bytes]) -> Codec:
+        """A VSM's codec (hamgr, vemmgr): the pair key and the VEM keys
+        (``VsmKeys``); without VEM keys (old files) the pair key signs everything."""
+        if vem_keys:
+            return cls(domain_id, keys=VsmKeys(pair, vem_keys))
+        return cls(domain_id, pair)
 
-    def encode(self, msg: Message, *, role: SenderRole, mac: str, epoch: int, seq: int) -> bytes:
+    def encode(
+        self,
+        msg: Message,
+        *,
+        role: SenderRole,
+        mac: str,
+        epoch: int,
+        seq: int,
+        host: str = "",
+        key: KeyTag | None = None,
+    ) -> bytes:
+        """One frame; signed with ``key``, else the policy's first key for ``host``
+        ("" = a VSM frame, the pair key)."""
         payload = _ENCODER.encode(msg)
         header = _HEADER.pack(
             MAGIC,
@@ -127,7 +149,7 @@ class Codec:
             len(payload),
         )
         body = header + payload
-        return body + self._tag(body)
+        return body + (key if key is not None else self.keys.sign_keys(host)[0]).tag(body)
 
     def decode(self, data: bytes) -> Frame | Drop:
         """Decode one frame; never raises on any input."""
@@ -149,8 +171,11 @@ class Codec:
         if domain != self.domain_id:
             return Drop(DropReason.BAD_DOMAIN, f"domain {domain}")
         body = data[: HEADER_LEN + plen]
-        if not hmac.compare_digest(self._tag(body), data[HEADER_LEN + plen :]):
-            return Drop(DropReason.BAD_TAG)
+        verdict = self.keys.verify(
+            role, mac, body, data[HEADER_LEN + plen :], data[HEADER_LEN : HEADER_LEN + plen]
+        )
+        if isinstance(verdict, str):
+            return Drop(DropReason(verdict))
         decoder = _DECODERS.get(mtype)
         if decoder is None:
             return Drop(DropReason.BAD_TYPE, f"type {mtype}")
@@ -168,4 +193,6 @@ class Codec:
             seq=seq,
             msg=msg,  # type: ignore[arg-type]
             domain=domain,
+            host=verdict[0],
+            key_gen=verdict[1],
         )
