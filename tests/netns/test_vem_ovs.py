@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +111,7 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
             vem.config.write_text(
                 ovs_vem_toml(
                     host,
-                    host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{root}/{name}")),
+                    host_uuid=vem.uuid,  # the UUID its host key was derived from
                     host_ip="127.0.0.1",
                     domain_id=lab.domain_id,
                     key_file=str(vem.key_file),
