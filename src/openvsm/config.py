@@ -45,6 +45,8 @@ VSM node file::
 
     [keys]                          # files (0600, first line; relative to this file)
     pair_key = "pair.secret"        # the pair key: heartbeats, resolution, sync (both VSMs)
+    pair_key_next = "pair-next.secret"  # optional: a second pair key accepted (rotation
+                                    # overlap; needs vem_key); frames signed with pair_key
     vem_key = "vem.secret"          # the domain VEM key: hosts' keys derive from it (VSMs only)
     vem_key_next = "vem-next.secret"  # optional: a second VEM key accepted (rotation overlap)
 
@@ -211,6 +213,8 @@ class NodeConfig:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     # [keys] vem_key (then vem_key_next): empty = old files, VEM frames signed with ``secret``
     vem_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    # [keys] pair_key_next: a second pair key accepted during a rotation overlap
+    pair_key_next: bytes | None = field(default=None, repr=False)
     # [vem] heartbeat_interval_ms / loss_ms (seconds); None: the [timers] values.
     vem_heartbeat_interval: float | None = None
     vem_loss_time: float | None = None
@@ -225,6 +229,11 @@ class NodeConfig:
                 "reads or generates it in the data directory)"
             )
         return mac
+
+    @property
+    def pair_keys(self) -> tuple[bytes, ...]:
+        """The pair keys this node accepts: the one it signs with first."""
+        return (self.secret,) + ((self.pair_key_next,) if self.pair_key_next else ())
 
     @property
     def rundir(self) -> RunDir:
@@ -467,7 +476,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
     mac_s = _get(node, "system_mac", where, str, None)
     configured_mac = unicast_mac(mac_s, "node.system_mac") if mac_s else None
     base = base or Path.cwd()
-    secret, vem_keys = _node_keys(doc, node, base)
+    secret, vem_keys, pair_next = _node_keys(doc, node, base)
     data_dir = base / _get(node, "data_dir", where, str)
     run_dir = base / _get(node, "run_dir", where, str)
     if len(str(RunDir(run_dir).cfgmgr)) > 100:
@@ -496,6 +505,7 @@ def node_config_from_dict(doc: dict[str, Any], base: Path | None = None) -> Node
         role=role,
         secret=secret,
         vem_keys=vem_keys,
+        pair_key_next=pair_next,
         configured_mac=configured_mac,
         data_dir=data_dir,
         run_dir=run_dir,
@@ -604,16 +614,16 @@ def _key_file(section: dict[str, Any], key: str, where: str, base: Path) -> byte
 
 def _node_keys(
     doc: dict[str, Any], node: dict[str, Any], base: Path
-) -> tuple[bytes, tuple[bytes, ...]]:
-    """The pair key and the VEM keys: ``[keys]`` files, or the old ``node.secret``."""
+) -> tuple[bytes, tuple[bytes, ...], bytes | None]:
+    """The pair key, the VEM keys and the second pair key of a rotation overlap:
+    ``[keys]`` files, or the old ``node.secret``."""
     keys = doc.get("keys", {})
     if not isinstance(keys, dict):
         raise ConfigError("keys: must be a table")
-    unknown = sorted(set(keys) - {"pair_key", "vem_key", "vem_key_next"})
+    allowed = ("pair_key", "pair_key_next", "vem_key", "vem_key_next")
+    unknown = sorted(set(keys) - set(allowed))
     if unknown:
-        raise ConfigError(
-            f"keys.{unknown[0]}: unknown key (allowed: pair_key, vem_key, vem_key_next)"
-        )
+        raise ConfigError(f"keys.{unknown[0]}: unknown key (allowed: {', '.join(allowed)})")
     pair = _key_file(keys, "pair_key", "keys", base)
     if pair is not None and "secret" in node:
         raise ConfigError("node.secret: not with keys.pair_key (the pair key is in its file)")
@@ -626,11 +636,20 @@ def _node_keys(
         pair = text.encode()
     vem = _key_file(keys, "vem_key", "keys", base)
     nxt = _key_file(keys, "vem_key_next", "keys", base)
+    pair_next = _key_file(keys, "pair_key_next", "keys", base)
     if nxt is not None and vem is None:
         raise ConfigError("keys.vem_key_next: needs keys.vem_key (the current VEM key)")
-    if vem is not None and (vem == pair or nxt == pair):
+    if pair_next is not None and vem is None:
+        raise ConfigError(
+            "keys.pair_key_next: needs keys.vem_key (with the old node.secret, hosts hold the "
+            "pair key too: give the VEMs their own keys first)"
+        )
+    if pair_next is not None and pair_next == pair:
+        raise ConfigError("keys.pair_key_next: must differ from keys.pair_key")
+    pair_keys = {pair, pair_next} - {None}
+    if vem is not None and (vem in pair_keys or nxt in pair_keys):
         raise ConfigError("keys.vem_key: must differ from the pair key (hosts would hold it)")
-    return pair, tuple(k for k in (vem, nxt) if k is not None)
+    return pair, tuple(k for k in (vem, nxt) if k is not None), pair_next
 
 
 def load_vem_config(path: Path) -> VemConfig:

@@ -213,6 +213,40 @@ def test_rotation_overlap_accepts_both_keys_then_refuses_the_old_one() -> None:
     assert isinstance(after.decode(heartbeat(new_host, B)), Frame)
 
 
+PAIR_NEW = b"pair-key-new-0123456789"
+
+
+def discovery(codec: Codec, seq: int = 1) -> bytes:
+    return codec.encode(
+        Discovery(state="active", boot_id=1),
+        role=SenderRole.PRIMARY,
+        mac=PRIMARY_MAC,
+        epoch=1,
+        seq=seq,
+    )
+
+
+def test_pair_key_rotation_overlap_accepts_both_signs_with_the_first() -> None:
+    old_only = Codec.for_vsm(DOMAIN, PAIR, (VEM_OLD,))
+    accepts_new = Codec.for_vsm(DOMAIN, PAIR, (VEM_OLD,), PAIR_NEW)  # step 1
+    uses_new = Codec.for_vsm(DOMAIN, PAIR_NEW, (VEM_OLD,), PAIR)  # step 2
+    new_only = Codec.for_vsm(DOMAIN, PAIR_NEW, (VEM_OLD,))  # step 3
+    # a node that only added the next key still signs with the old one: both read it
+    assert isinstance(old_only.decode(discovery(accepts_new)), Frame)
+    # a node that swapped the keys is read by every node that accepts the new key
+    for reader in (accepts_new, uses_new, new_only):
+        assert isinstance(reader.decode(discovery(uses_new)), Frame)
+    got = accepts_new.decode(discovery(uses_new))
+    assert isinstance(got, Frame) and got.key_gen == 1
+    # ... and not by one that never heard of it, nor the old key once it is dropped
+    assert reason(old_only.decode(discovery(uses_new))) == "bad_tag"
+    assert reason(new_only.decode(discovery(old_only))) == "bad_tag"
+    # VEM frames are not keyed by the pair key: a host is unaffected by the rotation
+    assert isinstance(uses_new.decode(heartbeat(host_codec(A), A)), Frame)
+    with pytest.raises(ValueError, match="VEM keys"):
+        Codec.for_vsm(DOMAIN, PAIR, (), PAIR_NEW)
+
+
 def test_forged_host_uuids_keep_nothing_and_the_cache_is_bounded() -> None:
     vsm = vsm_codec()
     keys = vsm.keys
@@ -272,6 +306,13 @@ def test_node_keys_from_files(tmp_path: Path) -> None:
     cfg = node_config_from_dict(_node(tmp_path, {}, keys), base=tmp_path)
     assert cfg.secret == b"p" * 64
     assert cfg.vem_keys == (b"v" * 64, b"n" * 64)
+    assert cfg.pair_key_next is None and cfg.pair_keys == (b"p" * 64,)
+    _key(tmp_path / "pair-next.secret", "q" * 64)
+    rotating = node_config_from_dict(
+        _node(tmp_path, {}, {**keys, "pair_key_next": "pair-next.secret"}), base=tmp_path
+    )
+    assert rotating.pair_keys == (b"p" * 64, b"q" * 64)
+    assert "q" * 64 not in repr(rotating)
     old = node_config_from_dict(_node(tmp_path, {"secret": "old-domain-secret"}, None))
     assert old.secret == b"old-domain-secret" and old.vem_keys == ()
     assert "v" * 64 not in repr(cfg)
@@ -291,6 +332,22 @@ def test_node_keys_from_files(tmp_path: Path) -> None:
         ({"secret": "old-domain-secret"}, {"pair_key": "pair.secret"}, "node.secret"),
         ({}, {"pair_key": "pair.secret", "vem": "x"}, "keys.vem"),
         ({}, {"pair_key": ""}, "keys.pair_key"),
+        ({}, {"pair_key": "pair.secret", "pair_key_next": "vem.secret"}, "keys.pair_key_next"),
+        (
+            {},
+            {"pair_key": "pair.secret", "vem_key": "vem.secret", "pair_key_next": "pair.secret"},
+            "keys.pair_key_next",
+        ),
+        (
+            {},
+            {"pair_key": "pair.secret", "vem_key": "vem.secret", "pair_key_next": "vem.secret"},
+            "keys.vem_key",
+        ),
+        (
+            {},
+            {"pair_key": "pair.secret", "vem_key": "vem.secret", "pair_key_next": "open"},
+            "keys.pair_key_next",
+        ),
     ],
 )
 def test_node_key_errors_name_the_key(

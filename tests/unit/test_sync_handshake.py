@@ -74,6 +74,69 @@ def test_both_ends_prove_the_key_over_fresh_nonces() -> None:
     assert other.session_key != standby.session_key
 
 
+NEW = b"pair-key-new"
+
+
+@pytest.mark.parametrize(
+    ("active_keys", "standby_keys"),
+    [
+        ((SECRET, NEW), (SECRET,)),  # step 1 on the active only
+        ((SECRET,), (SECRET, NEW)),  # step 1 on the standby only
+        ((NEW, SECRET), (SECRET, NEW)),  # step 2 on the active only
+        ((SECRET, NEW), (NEW, SECRET)),  # step 2 on the standby only
+        ((NEW, SECRET), (NEW,)),  # step 3 on the standby only
+        ((NEW,), (NEW, SECRET)),  # step 3 on the active only
+    ],
+)
+def test_a_pair_key_rotation_overlap_keeps_the_stream(
+    stores: tuple[Store, Store],
+    active_keys: tuple[bytes, ...],
+    standby_keys: tuple[bytes, ...],
+) -> None:
+    """Each step of docs/security.md's rotation, one node ahead of the other:
+    the connection settles on a key both accept and the stream runs."""
+    active, standby = stores
+    commit(active, 1)
+    sender = ReplicationSender(active, active_keys, epoch=1)
+    receiver = ReplicationReceiver(standby, standby_keys, epoch=1, boot_id=5)
+    _, confirm_hello = handshake(sender, receiver)
+    welcome = sender.receive(confirm_hello)
+    assert sender.proven and receiver.receive(welcome)
+    assert standby.last_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("active_keys", "standby_keys"), [((SECRET,), (NEW, SECRET)), ((NEW,), (SECRET,))]
+)
+def test_a_node_that_does_not_accept_the_new_key_refuses_it(
+    stores: tuple[Store, Store],
+    active_keys: tuple[bytes, ...],
+    standby_keys: tuple[bytes, ...],
+) -> None:
+    """Signing with a key the peer does not accept (step 2 before step 1 has
+    reached both nodes, or step 3 before step 2) is a bad tag: nothing replaces
+    the live stream."""
+    active, standby = stores
+    sender = ReplicationSender(active, active_keys, epoch=1)
+    receiver = ReplicationReceiver(standby, standby_keys, epoch=1, boot_id=5)
+    sender.connection_made()
+    with pytest.raises(RemoteProtocolError) as exc:
+        receiver.receive(sender.receive(receiver.connection_made()))
+    assert exc.value.reason == "bad_tag"
+    assert not sender.proven and receiver.state is ReceiverState.CHALLENGED
+
+
+def test_the_codec_keeps_the_key_of_the_first_good_frame() -> None:
+    ours, theirs = FrameCodec((SECRET, NEW)), FrameCodec((NEW,))
+    assert ours.feed(theirs.encode(Challenge(nonce=b"n" * 16))) == [Challenge(nonce=b"n" * 16)]
+    assert ours.key == NEW
+    # from now on only that key: a frame under the other is refused
+    with pytest.raises(RemoteProtocolError):
+        ours.feed(FrameCodec(SECRET).encode(Challenge(nonce=b"m" * 16)))
+    with pytest.raises(ValueError):
+        FrameCodec(())
+
+
 def test_a_replayed_response_fails_a_fresh_challenge() -> None:
     active = Handshake(SECRET, "active")
     first = Handshake(SECRET, "standby")

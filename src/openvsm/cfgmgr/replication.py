@@ -75,7 +75,7 @@ class Replication:
                 self.sender = SyncSender(
                     cm.store,
                     cfg.control.peer.addr,
-                    cfg.secret,
+                    cfg.pair_keys,
                     epoch=epoch,
                     buffer_bytes=cfg.sync_buffer_bytes,
                     on_state=self._on_sender_state,
@@ -87,7 +87,7 @@ class Replication:
             self.receiver = SyncReceiver(
                 cfg.control.local.addr,
                 cm.store,
-                cfg.secret,
+                cfg.pair_keys,
                 epoch=epoch,
                 boot_id=cm.ha.boot_id,
                 on_applied=cm.on_replicated,

@@ -135,7 +135,7 @@ class Vemmgr:
             heartbeat_interval=hb if hb is not None else cfg.timers.heartbeat_interval,
             loss_time=loss if loss is not None else cfg.timers.max_loss_interval,
         )
-        self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys)
+        self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys, cfg.pair_key_next)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
         self.endpoint = BatchedUdpEndpoint(cfg.vem_listen.addr, self._on_datagram)
         self.run_dir: Path = cfg.run_dir

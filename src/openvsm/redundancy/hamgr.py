@@ -145,7 +145,7 @@ def read_json(path: Path, default: Any) -> Any:
 class Hamgr:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
-        self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys)
+        self.codec = Codec.for_vsm(cfg.domain_id, cfg.secret, cfg.vem_keys, cfg.pair_key_next)
         self.role = SenderRole.PRIMARY if cfg.role == "primary" else SenderRole.SECONDARY
         self.facts_path = cfg.data_dir / "ha-facts.json"
         self.aa_dir = cfg.data_dir / "active-active"

@@ -6,7 +6,7 @@ the standby's ``ReplicationReceiver``. ``openvsm.sync.transport`` runs them
 over TCP.
 
 Frames: ``len u32 | msgpack payload | tag 16s``; the tag is HMAC-SHA256 over
-length and payload, keyed by the domain secret, truncated to 16 bytes. A
+length and payload, keyed by the pair key, truncated to 16 bytes. A
 frame that is too large, unauthenticated or malformed raises
 ``RemoteProtocolError`` (the peer's fault: the adapter counts it and closes
 the connection); calling a core in a way its state forbids raises
@@ -178,13 +178,30 @@ _KEY_CHANGING: Final = (Response, Confirm)  # the frames after them may use the 
 NONCE_LEN: Final = 16
 
 
-class FrameCodec:
-    """Authenticated frames of ``SyncMessage`` over a byte stream."""
+PairKeys = bytes | collections.abc.Sequence[bytes]
 
-    def __init__(self, secret: bytes, max_frame: int = MAX_FRAME) -> None:
-        if not secret:
-            raise ValueError("the sync stream needs the domain secret")
-        self._secret = secret
+
+def pair_key_list(keys: PairKeys) -> tuple[bytes, ...]:
+    """The accepted pair keys, the current one first (a rotation overlap adds
+    ``[keys] pair_key_next``)."""
+    out = (keys,) if isinstance(keys, bytes) else tuple(keys)
+    if not out or not all(out):
+        raise ValueError("the sync stream needs the pair key")
+    return out
+
+
+class FrameCodec:
+    """Authenticated frames of ``SyncMessage`` over a byte stream.
+
+    With more than one pair key (a rotation overlap) frames are tagged with the
+    first until the peer's first good frame shows which key it uses: the codec
+    then keeps that one (``key``) for the rest of the connection, so both ends
+    of a connection use one key while each node may list them in another order.
+    ``rekey`` (the session key) ends the choice."""
+
+    def __init__(self, secret: PairKeys, max_frame: int = MAX_FRAME) -> None:
+        self._accept = pair_key_list(secret)
+        self._secret = self._accept[0]
         self.max_frame = max_frame
         self._buf = bytearray()
         self._enc = msgspec.msgpack.Encoder()
@@ -194,9 +211,28 @@ class FrameCodec:
         # hmac.digest: OpenSSL's one-shot HMAC, no Python HMAC object per frame.
         return hmac.digest(self._secret, data, "sha256")[:TAG_LEN]
 
+    @property
+    def key(self) -> bytes:
+        """The key frames are tagged with now (the pair key this connection uses)."""
+        return self._secret
+
     def rekey(self, key: bytes) -> None:
         """Tag and check every later frame with ``key`` (the handshake's session key)."""
         self._secret = key
+        self._accept = (key,)
+
+    def _verify(self, body: bytes, tag: bytes) -> bool:
+        if hmac.compare_digest(self._tag(body), tag):
+            self._accept = (self._secret,)
+            return True
+        for key in self._accept:
+            if key != self._secret and hmac.compare_digest(
+                hmac.digest(key, body, "sha256")[:TAG_LEN], tag
+            ):
+                self._secret = key  # the peer's key of the overlap: use it from now on
+                self._accept = (key,)
+                return True
+        return False
 
     def encode(self, msg: SyncMessage) -> bytes:
         payload = self._enc.encode(msg)
@@ -228,7 +264,7 @@ class FrameCodec:
                 body = bytes(buf[pos:end])
                 tag = bytes(buf[end : end + TAG_LEN])
                 pos = end + TAG_LEN
-                if not hmac.compare_digest(self._tag(body), tag):
+                if not self._verify(body, tag):
                     raise RemoteProtocolError("bad_tag")
                 try:
                     msg = self._dec.decode(body[_LEN.size :])
@@ -270,15 +306,23 @@ class Handshake:
     handshake message out of turn, raises ``RemoteProtocolError``.
     """
 
-    def __init__(self, secret: bytes, role: str, nonce: bytes | None = None) -> None:
+    def __init__(self, secret: PairKeys, role: str, nonce: bytes | None = None) -> None:
         if role not in ("active", "standby"):
             raise ValueError(f"role must be active or standby, not {role!r}")
-        self._secret = secret
+        self._keys = pair_key_list(secret)
+        self._secret = self._keys[0]
         self.role = role
         self.nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
         self._peer_nonce: bytes | None = None
         self.proven = False
         self.session_key = b""
+
+    def use_key(self, key: bytes) -> None:
+        """Prove with ``key``: the pair key the connection's frames use
+        (``FrameCodec.key``; one of the keys of a rotation overlap)."""
+        if key not in self._keys:
+            raise LocalProtocolError("use_key with a key this node does not accept")
+        self._secret = key
 
     def _nonces(self) -> tuple[bytes, bytes]:
         assert self._peer_nonce is not None
@@ -363,7 +407,7 @@ class ReplicationSender:
     def __init__(
         self,
         store: ChangeSource,
-        secret: bytes,
+        secret: PairKeys,
         *,
         epoch: int,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
@@ -459,6 +503,7 @@ class ReplicationSender:
 
     def _on_message(self, msg: SyncMessage) -> bytes:
         if isinstance(msg, Challenge | Confirm):
+            self._handshake.use_key(self._codec.key)
             answer = self._handshake.on_message(msg)
             if answer is None:
                 self._codec.rekey(self._handshake.session_key)
@@ -652,7 +697,7 @@ class ReplicationReceiver:
     """The standby's end: applies the stream to its store, in order, idempotently."""
 
     def __init__(
-        self, store: Store, secret: bytes, *, epoch: int, boot_id: int, pipelined: bool = False
+        self, store: Store, secret: PairKeys, *, epoch: int, boot_id: int, pipelined: bool = False
     ) -> None:
         self.store = store
         # Pipelined: changes are only ordered and checked here (``Store.prepare_replicated``)
@@ -721,6 +766,7 @@ class ReplicationReceiver:
 
     def _on_proof(self, msg: SyncMessage) -> bytes:
         """CHALLENGED: the active's response; the confirmation and the Hello."""
+        self._handshake.use_key(self._codec.key)
         confirm = self._handshake.on_message(msg)
         assert confirm is not None  # a standby's proven handshake answers with Confirm
         out = self._codec.encode(confirm)

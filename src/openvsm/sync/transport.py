@@ -68,6 +68,7 @@ from openvsm.sync.stream import (
     Confirm,
     FrameCodec,
     Handshake,
+    PairKeys,
     ReceiverState,
     ReplicationReceiver,
     ReplicationSender,
@@ -106,7 +107,7 @@ class SyncSender:
         self,
         store: ChangeSource,
         peer: tuple[str, int],
-        secret: bytes,
+        secret: PairKeys,
         *,
         epoch: int,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
@@ -303,7 +304,7 @@ class SyncReceiver:
         self,
         listen: tuple[str, int],
         store: Store,
-        secret: bytes,
+        secret: PairKeys,
         *,
         epoch: int = 0,
         boot_id: int = 0,
@@ -489,6 +490,7 @@ class SyncReceiver:
                         _count(self.counters, "handshake_incomplete")
                         return None
                     for msg in codec.feed(data):
+                        hs.use_key(codec.key)
                         answer = hs.on_message(msg)
                         confirm = answer if isinstance(answer, Confirm) else None
             if codec.pending:

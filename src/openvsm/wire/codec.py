@@ -64,7 +64,7 @@ class Frame:
     msg: Message
     domain: int = 0
     host: str = ""  # the host UUID whose key verified it ("" = the pair/shared key)
-    key_gen: int = 0  # which VEM key generation (0 current, 1 ``vem_key_next``)
+    key_gen: int = 0  # which key generation (0 current, 1 ``vem_key_next``/``pair_key_next``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +116,20 @@ class Codec:
         self.keys: FrameKeys = keys if keys is not None else SharedKey(secret or b"")
 
     @classmethod
-    def for_vsm(cls, domain_id: int, pair: bytes, vem_keys: Sequence[bytes]) -> Codec:
-        """A VSM's codec (hamgr, vemmgr): the pair key and the VEM keys
-        (``VsmKeys``); without VEM keys (old files) the pair key signs everything."""
+    def for_vsm(
+        cls,
+        domain_id: int,
+        pair: bytes,
+        vem_keys: Sequence[bytes],
+        pair_next: bytes | None = None,
+    ) -> Codec:
+        """A VSM's codec (hamgr, vemmgr): the pair key (and, during a rotation
+        overlap, ``pair_next``) and the VEM keys (``VsmKeys``); without VEM keys
+        (old files) the pair key signs everything."""
         if vem_keys:
-            return cls(domain_id, keys=VsmKeys(pair, vem_keys))
+            return cls(domain_id, keys=VsmKeys(pair, vem_keys, pair_next=pair_next))
+        if pair_next is not None:
+            raise ValueError("a second pair key needs the VEM keys (keys.vem_key)")
         return cls(domain_id, pair)
 
     def encode(

@@ -4,7 +4,9 @@ Three kinds of key (docs/security.md "Keys"):
 
 - the **pair key**: VSM<->VSM frames (heartbeats, discovery, resolution
   info and logs) and the replication stream. Only the two VSMs hold it
-  (``[keys] pair_key``, or the old ``[node] secret``).
+  (``[keys] pair_key``, or the old ``[node] secret``). During a rotation
+  overlap a second pair key (``[keys] pair_key_next``) is accepted too; frames
+  are signed with the first.
 - the domain **VEM key**: held only by the two VSMs (``[keys] vem_key``);
   never on a host.
 - a **host key** per VEM host: ``derive_host_key(VEM key, host UUID)`` =
@@ -168,13 +170,19 @@ class VsmKeys:
     """A VSM's keys: the pair key and the VEM key(s) (see the module doc)."""
 
     def __init__(
-        self, pair: bytes, vem: Sequence[bytes], *, cache_limit: int = CACHE_LIMIT
+        self,
+        pair: bytes,
+        vem: Sequence[bytes],
+        *,
+        pair_next: bytes | None = None,
+        cache_limit: int = CACHE_LIMIT,
     ) -> None:
-        if not pair or not vem or not all(vem):
+        if not pair or not vem or not all(vem) or pair_next == b"":
             raise ValueError("VsmKeys needs the pair key and at least one VEM key")
         self.pair = pair
         self.vem = tuple(vem)
-        self._pair_keys = (KeyTag(pair),)
+        # signing uses the first; a rotation overlap accepts the second as well
+        self._pair_keys = (KeyTag(pair),) + ((KeyTag(pair_next),) if pair_next else ())
         self._hosts: dict[str, _Host] = {}
         self.cache_limit = cache_limit
 
@@ -202,7 +210,7 @@ class VsmKeys:
 
     def sign_keys(self, host: str) -> Sequence[KeyTag]:
         if not host:
-            return self._pair_keys
+            return self._pair_keys[:1]
         entry = self._derive(host)
         if entry.gen is not None:
             return entry.keys[entry.gen : entry.gen + 1]
@@ -212,8 +220,9 @@ class VsmKeys:
         self, role: int, mac: bytes, body: bytes, got: bytes, payload: bytes
     ) -> Verified | str:
         if role != _VEM_ROLE:
-            if self._pair_keys[0].check(body, got):
-                return ("", 0)
+            for pair_gen, key in enumerate(self._pair_keys):
+                if key.check(body, got):
+                    return ("", pair_gen)
             host = claimed_host(payload)
             if host and self._match(self._derive(host), body, got) is not None:
                 return VEM_KEY_VSM_ROLE
