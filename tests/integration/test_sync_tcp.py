@@ -476,3 +476,32 @@ def test_stopping_the_sender_is_not_an_acknowledgement(tmp_path: Path) -> None:
         assert failed.value.reason is FailReason.STOPPED
 
     pair_test(body, tmp_path)
+
+
+def test_a_busy_sync_port_is_retried_until_free(tmp_path: Path) -> None:
+    """The standby's sync port held by another socket when the standby starts
+    (chaos seed 1000 fault 377: a restarted cfgmgr found its port taken and its
+    role task died, so the standby never synced again): the receiver counts
+    ``listen_errors``, keeps retrying, and the stream runs once the port is free."""
+
+    async def body(pair: Pair) -> None:
+        blocker = socket.create_server(("127.0.0.1", 0))
+        port = blocker.getsockname()[1]
+        pair.receiver.listen = ("127.0.0.1", port)
+        try:
+            await pair.receiver.start()  # returns: the retry runs in the background
+            assert pair.receiver.counters.get("listen_errors", 0) >= 1
+            assert not pair.receiver.listening
+            await until(lambda: pair.receiver.counters.get("listen_errors", 0) >= 3)
+        finally:
+            blocker.close()
+        await until(lambda: pair.receiver.listening and pair.receiver.bound[1] == port)
+        sender = SyncSender(pair.active, ("127.0.0.1", port), SECRET, epoch=1,
+                            reconnect_min_s=0.01, reconnect_max_s=0.1)  # fmt: skip
+        pair.wire(sender)
+        await sender.start()
+        await pair.hot()
+        await pair.replicate(commit(pair.active, 1))
+        await until(lambda: pair.standby.last_seq == pair.active.last_seq == 1)
+
+    pair_test(body, tmp_path)

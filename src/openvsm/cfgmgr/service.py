@@ -85,6 +85,7 @@ class Cfgmgr:
         self.sysmgr = IpcClient(cfg.rundir.sysmgr, timeout=5.0)
         self.vemmgr = IpcClient(cfg.rundir.vemmgr, timeout=5.0)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._failed: asyncio.Future[None] | None = None  # set by run: a task failed
         self._role_started: str | None = None
         self._role_changed = asyncio.Event()
         # Set once this process serves as active (its sender is in place): a
@@ -113,10 +114,21 @@ class Cfgmgr:
         return time.time() + self.cfg.clock_offset_s
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background task of this service. One that ends with an exception
+        ends the service with it (``run`` raises; sysmgr restarts cfgmgr, a
+        stateful restart) instead of leaving cfgmgr running without it."""
         task: asyncio.Task[Any] = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("cfgmgr task %s failed: %r", task.get_name(), task.exception())
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(task.exception())  # type: ignore[arg-type]
 
     # ---- lifecycle ------------------------------------------------------
     async def run(self) -> None:
@@ -127,6 +139,7 @@ class Cfgmgr:
             loop=asyncio.get_running_loop(),
             max_changes=self.store.max_changes,
         )
+        self._failed = asyncio.get_running_loop().create_future()
         await self.ipc.start()
         self.spawn(self._follow_hamgr())
         self.spawn(self._facts_pusher())
@@ -134,7 +147,7 @@ class Cfgmgr:
         if self.cfg.rest_listen is not None or self.cfg.rest_plain_listen is not None:
             self.rest = await start_rest(self)
         try:
-            await asyncio.Event().wait()
+            await self._failed  # raises the exception of a failed task
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -75,6 +75,8 @@ from openvsm.sync.stream import (
 )
 
 log = logging.getLogger(__name__)
+LISTEN_RETRY_MIN_S = 0.05  # the sync port busy at start: first retry, then doubling
+LISTEN_RETRY_MAX_S = 2.0
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -330,6 +332,7 @@ class SyncReceiver:
         self.counters: dict[str, int] = {}
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
+        self._binding: asyncio.Task[None] | None = None  # retrying the listen (start)
         self._pending: dict[asyncio.Task[None], None] = {}  # in their handshake, oldest first
         self._conn: asyncio.Task[None] | None = None
         self._conn_writer: asyncio.StreamWriter | None = None
@@ -344,6 +347,11 @@ class SyncReceiver:
         return self.core.state
 
     @property
+    def listening(self) -> bool:
+        """The sync port is bound (``start`` may still be retrying it)."""
+        return self._listener is not None
+
+    @property
     def bound(self) -> tuple[str, int]:
         """The address actually bound (``listen`` may ask for port 0)."""
         if self._listener is None:
@@ -352,8 +360,20 @@ class SyncReceiver:
         return str(host), int(port)
 
     async def start(self) -> None:
-        if self._listener is not None:
+        """Listen for the active. A port that cannot be bound now (still held by
+        a socket of the previous process, or by another connection's local
+        end) is retried in the background, counted ``listen_errors`` and
+        logged, so a standby never gives up its stream for good."""
+        if self._listener is not None or self._binding is not None:
             return
+        try:
+            self._listen()
+        except OSError as exc:
+            _count(self.counters, "listen_errors")
+            log.warning("sync: cannot listen on %s:%d (%s); retrying", *self.listen, exc)
+            self._binding = asyncio.create_task(self._listen_retry(), name="sync-listen")
+
+    def _listen(self) -> None:
         host, port = self.listen
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.create_server((host, port), family=family, backlog=128)
@@ -361,9 +381,24 @@ class SyncReceiver:
         self._listener = sock
         self._accepting = asyncio.create_task(self._accept_loop(sock), name="sync-accept")
 
+    async def _listen_retry(self) -> None:
+        delay = LISTEN_RETRY_MIN_S
+        while self._listener is None:
+            await asyncio.sleep(delay)
+            try:
+                self._listen()
+            except OSError as exc:
+                _count(self.counters, "listen_errors")
+                if delay >= LISTEN_RETRY_MAX_S:
+                    log.warning("sync: still cannot listen on %s:%d (%s)", *self.listen, exc)
+                delay = min(delay * 2, LISTEN_RETRY_MAX_S)
+        log.info("sync: listening on %s:%d", *self.listen)
+        self._binding = None
+
     async def stop(self) -> None:
-        tasks = [t for t in (self._accepting, *self._pending) if t is not None]
+        tasks = [t for t in (self._accepting, self._binding, *self._pending) if t is not None]
         self._accepting = None
+        self._binding = None
         for task in tasks:
             task.cancel()
         for task in tasks:
