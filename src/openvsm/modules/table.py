@@ -289,6 +289,20 @@ class VethMap(dict[tuple[str, str], Veth]):
         return self.by_host.get(host_uuid, {})
 
 
+# What a repeated attach must match to commit nothing (see ``ModuleTable._attached_details``).
+_AttachDetails = tuple[Addr | None, str, str, str, str, tuple[str, ...]]
+
+
+def _attach_is_well_formed(msg: VemAttach) -> bool:
+    names = [p.name for p in msg.ports]
+    return (
+        bool(msg.host_uuid)
+        and len(msg.host_uuid) <= 128
+        and len(msg.ports) <= MAX_PORTS_PER_VEM
+        and len(set(names)) == len(names)
+    )
+
+
 def _parse_addr(text: object) -> Addr | None:
     if not isinstance(text, str) or ":" not in text:
         return None
@@ -855,13 +869,7 @@ class ModuleTable:
 
     def _on_attach(self, frame: Frame, msg: VemAttach, src: Addr, now: float) -> list[Effect]:
         self.counters["attach_requests"] += 1
-        names = [p.name for p in msg.ports]
-        if (
-            not msg.host_uuid
-            or len(msg.host_uuid) > 128
-            or len(msg.ports) > MAX_PORTS_PER_VEM
-            or len(set(names)) != len(names)
-        ):
+        if not _attach_is_well_formed(msg):
             self.counters["bad_attach"] += 1
             return []
         effects: list[Effect] = []
@@ -869,60 +877,10 @@ class ModuleTable:
         new = mod is None
         if mod is None:
             if len(self.modules) >= self.module_limit:
-                self.counters["attach_refused"] += 1
-                reason = f"module limit {self.module_limit} reached"
-                if not self._refusal_traced:
-                    self._refusal_traced = True
-                    effects.append(
-                        Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}")
-                    )
-                refusal = VemAttachAck(
-                    host_uuid=msg.host_uuid,
-                    accepted=False,
-                    reason=reason,
-                    nonce=msg.nonce,
-                    boot_id=self.boot_id,
-                )
-                effects.append(Send(src, refusal, msg.host_uuid))
-                return effects
-            mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
-            self.modules[msg.host_uuid] = mod
-            if msg.module and mod.number != msg.module:
-                holder = next(
-                    (m for m in self.modules.values() if m.number == msg.module and m is not mod),
-                    None,
-                )
-                self.counters["module_renumbered"] += 1
-                held = f"{holder.host_name} ({holder.host_uuid})" if holder else "nobody"
-                effects.append(
-                    Trace(
-                        f"{msg.host_name} ({msg.host_uuid}) was module {msg.module}, which is "
-                        f"held by {held}: it is module {mod.number} now"
-                    )
-                )
-        was_attached = not new and mod.status in (
-            ModuleStatus.OK,
-            ModuleStatus.POWERED_UP,
-            ModuleStatus.HEADLESS,
-        )
-        before_attach = (
-            (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
-            if was_attached and mod.attaches > 0  # attached through this table, not loaded
-            else None
-        )
-        vtep_changed = False
-        if new or mod.host_ip != msg.host_ip:
-            # Other VEMs need a new push only if the set of VTEP addresses changed
-            # (a new host on an address already known adds nothing).
-            before = self._vtep_ips()
-            old_ip, mod.host_ip = mod.host_ip, msg.host_ip
-            if old_ip or (msg.host_ip and msg.host_ip not in before):
-                self._vteps = None
-                vtep_changed = self._vtep_ips() != before
-        mod.host_name = msg.host_name
-        mod.host_ip = msg.host_ip
-        mod.host_os = msg.host_os
-        mod.version = msg.version
+                return self._refuse_attach(msg, src)
+            mod = self._add_module(msg, effects)
+        before_attach = self._attached_details(mod) if not new else None
+        vtep_changed = self._take_host_details(mod, msg, new)
         # An attach is a request: the VEM is attached only once it took this
         # VSM's ack, which its first heartbeat says (it sends one at once).
         # Until then ``powered-up`` -- a VEM that asked every VSM and took
@@ -938,49 +896,108 @@ class ModuleTable:
         mod.attaches += 1
         mod.uplink_profiles = tuple(sorted(set(msg.uplink_profiles)))[:MAX_UPLINK_PROFILES]
         ops = self._sync_ports(mod, msg.ports)
-        repeat = (
-            not ops
-            and before_attach is not None
-            and before_attach
-            == (src, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
-        )
-        if repeat:
+        if not ops and before_attach is not None and before_attach == self._attached_details(mod):
             # A retransmitted attach of a VEM that is attached already with the
             # same ports and details: answer it again, commit nothing.
             self.counters["attach_repeats"] += 1
         else:
-            ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
-            effects.append(Commit(tuple(ops), f"module {mod.number} attach"))
-            effects.append(
-                Trace(
-                    f"module {mod.number} attached: {msg.host_name} ({msg.host_uuid}) at "
-                    f"{src[0]}:{src[1]}, {len(msg.ports)} port(s), reason {msg.reason}"
-                )
-            )
-        seq, raw = self._snapshot_for(mod)
-        mod.config_pushes += 1
-        mod.dirty = False
-        effects.append(
-            Send(
-                src,
-                VemAttachAck(
-                    host_uuid=msg.host_uuid,
-                    accepted=True,
-                    module=mod.number,
-                    config=raw,
-                    config_seq=seq,
-                    nonce=msg.nonce,
-                    boot_id=self.boot_id,
-                ),
-                msg.host_uuid,
-            )
-        )
+            effects += self._commit_attach(mod, msg, src, ops)
+        effects.append(Send(src, self._accept_attach(mod, msg), msg.host_uuid))
         if vtep_changed:
             for other in self.modules.values():
                 if other is not mod:
                     other.dirty = True
         effects += self._count_effect()
         return effects
+
+    def _refuse_attach(self, msg: VemAttach, src: Addr) -> list[Effect]:
+        """The answer to an attach of a new host when the table is full."""
+        self.counters["attach_refused"] += 1
+        reason = f"module limit {self.module_limit} reached"
+        effects: list[Effect] = []
+        if not self._refusal_traced:
+            self._refusal_traced = True
+            effects.append(Trace(f"attach of {msg.host_name} ({msg.host_uuid}) refused: {reason}"))
+        refusal = VemAttachAck(
+            host_uuid=msg.host_uuid,
+            accepted=False,
+            reason=reason,
+            nonce=msg.nonce,
+            boot_id=self.boot_id,
+        )
+        effects.append(Send(src, refusal, msg.host_uuid))
+        return effects
+
+    def _add_module(self, msg: VemAttach, effects: list[Effect]) -> Module:
+        """A module for a host this table has not seen, numbered as it asks if that is free."""
+        mod = Module(number=self._claim_module_number(msg.module), host_uuid=msg.host_uuid)
+        self.modules[msg.host_uuid] = mod
+        if msg.module and mod.number != msg.module:
+            holder = next(
+                (m for m in self.modules.values() if m.number == msg.module and m is not mod),
+                None,
+            )
+            self.counters["module_renumbered"] += 1
+            held = f"{holder.host_name} ({holder.host_uuid})" if holder else "nobody"
+            effects.append(
+                Trace(
+                    f"{msg.host_name} ({msg.host_uuid}) was module {msg.module}, which is "
+                    f"held by {held}: it is module {mod.number} now"
+                )
+            )
+        return mod
+
+    @staticmethod
+    def _attached_details(mod: Module) -> _AttachDetails | None:
+        """What a repeated attach must match to commit nothing; None if not attached here."""
+        attached = mod.status in (ModuleStatus.OK, ModuleStatus.POWERED_UP, ModuleStatus.HEADLESS)
+        if not attached or mod.attaches == 0:  # not attached through this table (loaded)
+            return None
+        return (mod.addr, mod.host_name, mod.host_ip, mod.host_os, mod.version, mod.uplink_profiles)
+
+    def _take_host_details(self, mod: Module, msg: VemAttach, new: bool) -> bool:
+        """Record the host's details; True if the set of VTEP addresses changed."""
+        vtep_changed = False
+        if new or mod.host_ip != msg.host_ip:
+            # Other VEMs need a new push only if the set of VTEP addresses changed
+            # (a new host on an address already known adds nothing).
+            before = self._vtep_ips()
+            old_ip, mod.host_ip = mod.host_ip, msg.host_ip
+            if old_ip or (msg.host_ip and msg.host_ip not in before):
+                self._vteps = None
+                vtep_changed = self._vtep_ips() != before
+        mod.host_name = msg.host_name
+        mod.host_ip = msg.host_ip
+        mod.host_os = msg.host_os
+        mod.version = msg.version
+        return vtep_changed
+
+    def _commit_attach(
+        self, mod: Module, msg: VemAttach, src: Addr, ops: list[StoreOp]
+    ) -> list[Effect]:
+        ops.insert(0, StoreOp("module", mod.host_uuid, mod.body(self._ports(mod))))
+        return [
+            Commit(tuple(ops), f"module {mod.number} attach"),
+            Trace(
+                f"module {mod.number} attached: {msg.host_name} ({msg.host_uuid}) at "
+                f"{src[0]}:{src[1]}, {len(msg.ports)} port(s), reason {msg.reason}"
+            ),
+        ]
+
+    def _accept_attach(self, mod: Module, msg: VemAttach) -> VemAttachAck:
+        """The ack that attaches the VEM, carrying its whole configuration."""
+        seq, raw = self._snapshot_for(mod)
+        mod.config_pushes += 1
+        mod.dirty = False
+        return VemAttachAck(
+            host_uuid=msg.host_uuid,
+            accepted=True,
+            module=mod.number,
+            config=raw,
+            config_seq=seq,
+            nonce=msg.nonce,
+            boot_id=self.boot_id,
+        )
 
     def _on_heartbeat(self, frame: Frame, msg: VemHeartbeat, src: Addr, now: float) -> list[Effect]:
         mod = self.modules.get(msg.host_uuid)
