@@ -103,6 +103,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openvsm.macs import is_mac, is_multicast, local_unicast
 from openvsm.node import RunDir
 
 
@@ -346,20 +347,15 @@ def parse_endpoint(text: str, where: str) -> Endpoint:
 
 
 def _mac(text: str, where: str) -> str:
-    parts = text.split(":")
-    if len(parts) != 6 or any(len(p) != 2 for p in parts):
+    if not is_mac(text):
         raise ConfigError(f"{where}: {text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
-    try:
-        [int(p, 16) for p in parts]
-    except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)") from None
     return text.lower()
 
 
 def unicast_mac(text: str, where: str) -> str:
     """A MAC that can name a VSM: well formed and not multicast/broadcast."""
     mac = _mac(text, where)
-    if int(mac[:2], 16) & 0x01:
+    if is_multicast(mac):
         raise ConfigError(f"{where}: {text!r} is a multicast address, not a system MAC")
     return mac
 
@@ -369,9 +365,7 @@ def derived_mac(seed: str) -> str:
 
     For a VSM, only the migration of a data directory from before
     ``openvsm.identity`` uses it (it was then derived from domain id and name)."""
-    raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
+    return local_unicast(hashlib.sha256(seed.encode()).digest())
 
 
 def _interface(doc: dict[str, Any], name: str) -> InterfaceConfig:

@@ -34,9 +34,9 @@ import dataclasses
 import enum
 import logging
 import os
-import secrets
 from pathlib import Path
 
+from openvsm import macs
 from openvsm.config import ConfigError, NodeConfig, derived_mac, load_node_config, unicast_mac
 
 log = logging.getLogger("identity")
@@ -53,11 +53,7 @@ class MacSource(enum.Enum):
     MIGRATED = "migrated"  # a data directory from before: its derived MAC
 
 
-def random_mac() -> str:
-    """A random locally administered unicast MAC."""
-    raw = bytearray(secrets.token_bytes(6))
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
+random_mac = macs.random_mac
 
 
 def read_mac_file(data_dir: Path) -> str | None:

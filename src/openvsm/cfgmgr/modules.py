@@ -20,7 +20,7 @@ from openvsm.contracts import hamgr as hamgr_api
 from openvsm.contracts.hamgr import HaStatus
 from openvsm.ipc import IpcError
 from openvsm.modules.checkpoint import CheckpointError, read_attachments, takeover_view
-from openvsm.modules.table import ModuleTable
+from openvsm.modules.table import ModuleShowRows, ModuleTable
 
 VSM_TYPE = "Virtual Supervisor Module"
 
@@ -88,27 +88,22 @@ async def show_module_data(cm: ModuleSources) -> dict[str, Any]:
         if ha.state == "active" and not vems.get("active"):
             vems = _vem_from_store(cm, ha)  # vemmgr has not taken over yet
     mgmt_ip = cm.cfg.mgmt.local.host
-    info, sw, srv = [], [], []
+    rows = ModuleShowRows()
     for number, status in vsm_rows(cm, ha):
-        info.append(
-            {
-                "modinf": number,
-                "ports": 0,
-                "modtype": VSM_TYPE,
-                "model": "openvsm",
-                "status": status,
-            }
+        rows.add(
+            number,
+            ports=0,
+            modtype=VSM_TYPE,
+            model="openvsm",
+            status=status,
+            sw=__version__,
+            hw="0.0",
+            srvip=mgmt_ip,
+            srvuuid="NA",
+            srvname="NA",
         )
-        sw.append({"modwwn": number, "sw": __version__, "hw": "0.0"})
-        srv.append({"modsrv": number, "srvip": mgmt_ip, "srvuuid": "NA", "srvname": "NA"})
-    info += vems.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
-    sw += vems.get("TABLE_modwwninfo", {}).get("ROW_modwwninfo", [])
-    srv += vems.get("TABLE_modsrvinfo", {}).get("ROW_modsrvinfo", [])
-    return {
-        "TABLE_modinfo": {"ROW_modinfo": info},
-        "TABLE_modwwninfo": {"ROW_modwwninfo": sw},
-        "TABLE_modsrvinfo": {"ROW_modsrvinfo": srv},
-    }
+    rows.extend(vems)
+    return rows.data()
 
 
 def svs_neighbors_data(cm: ModuleSources, vemmgr_data: Any) -> dict[str, Any]:

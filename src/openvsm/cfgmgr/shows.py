@@ -26,6 +26,7 @@ from typing import Any
 from openvsm import __version__
 from openvsm.cfgmgr.host import NodeView
 from openvsm.cli.server import CliServer, CliSession
+from openvsm.macs import dotted_mac
 from openvsm.store.runningconfig import running_config_lines
 from openvsm.vlans import default_vlan_name
 
@@ -42,10 +43,7 @@ def system_mac(cm: NodeView) -> str:
     return cm.cfg.resolved_mac or cm.cfg.configured_mac or "00:00:00:00:00:00"
 
 
-def _dotted(mac: str) -> str:
-    """``02:00:5e:10:00:01`` -> ``0200.5e10.0001`` (NX-OS)."""
-    hexes = mac.replace(":", "").replace("-", "").lower()
-    return ".".join(hexes[i : i + 4] for i in range(0, 12, 4))
+_dotted = dotted_mac
 
 
 def version_data(cm: NodeView) -> dict[str, Any]:

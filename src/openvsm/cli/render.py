@@ -9,9 +9,10 @@ NX-OS's look. Renderers only read data; they never fetch anything.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from openvsm.timefmt import display_time
 
 Renderer = Callable[[Mapping[str, Any]], str]
 
@@ -566,7 +567,7 @@ def render_openstack_sync(d: Mapping[str, Any]) -> str:
     def when(t: Any) -> str:
         if not isinstance(t, int | float) or not t:
             return "-"
-        return time.strftime("%Y-%b-%d %H:%M:%S", time.localtime(float(t)))
+        return display_time(float(t))
 
     hashes = d.get("md5_hashes") or {}
     out = [

@@ -77,6 +77,7 @@ from openvsm.contracts.objects import BodyError, from_body
 from openvsm.contracts.objects import Module as ModuleBody
 from openvsm.contracts.objects import Veth as VethBody
 from openvsm.modules.pacing import SwitchPacer
+from openvsm.timefmt import display_time
 from openvsm.vem.lacp import counter_rows, neighbor_rows, summary_rows
 from openvsm.vem.model import BridgeDomainConfig, PortProfileConfig, VemConfigSnapshot
 from openvsm.wire.codec import Frame
@@ -287,6 +288,49 @@ class VethMap(dict[tuple[str, str], Veth]):
     def of_host(self, host_uuid: str) -> dict[str, Veth]:
         """port name -> vEth of one host (do not mutate)."""
         return self.by_host.get(host_uuid, {})
+
+
+@dataclass
+class ModuleShowRows:
+    """``show module``'s three tables (NX-OS keys, specs/cli-output.md), built
+    the one way for VSM rows (cfgmgr) and VEM rows (this table)."""
+
+    info: list[dict[str, Any]] = field(default_factory=list)
+    sw: list[dict[str, Any]] = field(default_factory=list)
+    srv: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        number: int,
+        *,
+        ports: int,
+        modtype: str,
+        model: str,
+        status: str,
+        sw: str,
+        hw: str,
+        srvip: str,
+        srvuuid: str,
+        srvname: str,
+    ) -> None:
+        self.info.append(
+            {"modinf": number, "ports": ports, "modtype": modtype, "model": model, "status": status}
+        )
+        self.sw.append({"modwwn": number, "sw": sw, "hw": hw})
+        self.srv.append({"modsrv": number, "srvip": srvip, "srvuuid": srvuuid, "srvname": srvname})
+
+    def extend(self, data: Mapping[str, Any]) -> None:
+        """Append the rows of another ``show module`` answer (``data()``'s shape)."""
+        self.info += data.get("TABLE_modinfo", {}).get("ROW_modinfo", [])
+        self.sw += data.get("TABLE_modwwninfo", {}).get("ROW_modwwninfo", [])
+        self.srv += data.get("TABLE_modsrvinfo", {}).get("ROW_modsrvinfo", [])
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "TABLE_modinfo": {"ROW_modinfo": self.info},
+            "TABLE_modwwninfo": {"ROW_modwwninfo": self.sw},
+            "TABLE_modsrvinfo": {"ROW_modsrvinfo": self.srv},
+        }
 
 
 # What a repeated attach must match to commit nothing (see ``ModuleTable._attached_details``).
@@ -1279,37 +1323,21 @@ class ModuleTable:
 
     def modules_data(self) -> dict[str, Any]:
         """``show module`` VEM rows (NX-OS keys, specs/cli-output.md)."""
-        mods = self._sorted()
-        return {
-            "TABLE_modinfo": {
-                "ROW_modinfo": [
-                    {
-                        "modinf": m.number,
-                        "ports": self._ports(m),
-                        "modtype": "Virtual Ethernet Module",
-                        "model": "NA",
-                        "status": m.status.value,
-                    }
-                    for m in mods
-                ]
-            },
-            "TABLE_modwwninfo": {
-                "ROW_modwwninfo": [
-                    {"modwwn": m.number, "sw": m.version, "hw": m.host_os} for m in mods
-                ]
-            },
-            "TABLE_modsrvinfo": {
-                "ROW_modsrvinfo": [
-                    {
-                        "modsrv": m.number,
-                        "srvip": m.host_ip,
-                        "srvuuid": m.host_uuid,
-                        "srvname": m.host_name,
-                    }
-                    for m in mods
-                ]
-            },
-        }
+        rows = ModuleShowRows()
+        for m in self._sorted():
+            rows.add(
+                m.number,
+                ports=self._ports(m),
+                modtype="Virtual Ethernet Module",
+                model="NA",
+                status=m.status.value,
+                sw=m.version,
+                hw=m.host_os,
+                srvip=m.host_ip,
+                srvuuid=m.host_uuid,
+                srvname=m.host_name,
+            )
+        return rows.data()
 
     def counters_data(self) -> dict[str, Any]:
         """``show module vem counters``."""
@@ -1401,4 +1429,4 @@ class ModuleTable:
 def _wall_str(t: float) -> str:
     if not t:
         return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return display_time(t)

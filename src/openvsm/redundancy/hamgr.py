@@ -66,6 +66,7 @@ from openvsm.observe.gaps import HeartbeatGaps
 from openvsm.observe.tracelog import TRACE_JSONL, JsonlTrace, iso_utc
 from openvsm.redundancy import engine as eng
 from openvsm.redundancy.collision import CollisionEntry, Overwrite
+from openvsm.timefmt import display_time
 from openvsm.wire.codec import Codec, Drop, Frame
 from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests
 from openvsm.wire.l2 import BROADCAST_MAC, L2Endpoint
@@ -113,8 +114,7 @@ def previous_exit() -> float | None:
         return None
 
 
-def wall_str(t: float) -> str:
-    return time.strftime("%Y-%b-%d %H:%M:%S", time.localtime(t))
+wall_str = display_time
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

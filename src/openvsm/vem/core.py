@@ -64,6 +64,7 @@ import msgspec
 
 from openvsm.config import VemConfig
 from openvsm.errors import ImpossibleTransition, LocalProtocolError
+from openvsm.macs import is_mac
 from openvsm.vem.model import DesiredState, PortChannelState, VemConfigSnapshot, VethState
 from openvsm.wire.codec import Frame
 from openvsm.wire.freshness import FreshnessFilter, OutstandingRequests, new_nonce
@@ -146,15 +147,7 @@ _COUNTERS = (
 )
 
 
-def _valid_mac(mac: str) -> bool:
-    parts = mac.split(":")
-    if len(parts) != 6 or any(len(p) != 2 for p in parts):
-        return False
-    try:
-        [int(p, 16) for p in parts]
-    except ValueError:
-        return False
-    return True
+_valid_mac = is_mac
 
 
 def port_channels(

@@ -28,6 +28,7 @@ from typing import Final
 
 import msgspec
 
+from openvsm.macs import format_mac, parse_mac
 from openvsm.wire import keys as _keys
 from openvsm.wire.keys import FrameKeys, KeyTag, SharedKey, VsmKeys
 from openvsm.wire.messages import MESSAGE_TYPES, TYPE_NUMBERS, Message, SenderRole
@@ -75,21 +76,13 @@ class Drop:
 
 @functools.lru_cache(maxsize=MAC_CACHE)
 def mac_to_bytes(mac: str) -> bytes:
-    parts = mac.split(":")
-    if len(parts) != 6:
-        raise ValueError(f"invalid MAC address {mac!r}")
-    try:
-        raw = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"invalid MAC address {mac!r}") from None
-    if any(len(p) != 2 for p in parts):
-        raise ValueError(f"invalid MAC address {mac!r}")
-    return raw
+    """``openvsm.macs.parse_mac``, cached: the same few MACs are on every frame."""
+    return parse_mac(mac)
 
 
 @functools.lru_cache(maxsize=MAC_CACHE)
 def mac_to_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return format_mac(raw)
 
 
 _ROLES: Final = {int(r): r for r in SenderRole}

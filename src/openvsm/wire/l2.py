@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from openvsm.config import ConfigError
+from openvsm.macs import format_mac, parse_mac
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +76,8 @@ class L2Error(ConfigError):
     """The L2 transport cannot be used here (no CAP_NET_RAW, no such device, ...)."""
 
 
-def mac_bytes(mac: str) -> bytes:
-    parts = mac.split(":")
-    if len(parts) != 6 or any(len(p) != 2 for p in parts):
-        raise ValueError(f"invalid MAC address {mac!r}")
-    try:
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"invalid MAC address {mac!r}") from None
-
-
-def mac_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+mac_bytes = parse_mac
+mac_str = format_mac
 
 
 @dataclass(frozen=True, slots=True)
