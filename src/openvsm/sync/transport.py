@@ -330,7 +330,9 @@ class SyncReceiver:
         self.counters: dict[str, int] = {}
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
-        self._pending: dict[asyncio.Task[None], None] = {}  # in their handshake, oldest first
+        # In their handshake, oldest first; the accepted socket until its task
+        # has started (then the task's transport owns it).
+        self._pending: dict[asyncio.Task[None], socket.socket | None] = {}
         self._conn: asyncio.Task[None] | None = None
         self._conn_writer: asyncio.StreamWriter | None = None
 
@@ -429,15 +431,31 @@ class SyncReceiver:
                 await asyncio.sleep(0.1)
                 continue
             while len(self._pending) >= MAX_PENDING_HANDSHAKES:
-                oldest = next(iter(self._pending))
-                del self._pending[oldest]
-                oldest.cancel()
-                _count(self.counters, "handshake_evicted")
+                self._evict_oldest()
             task = asyncio.create_task(self._handshake(conn), name="sync-handshake")
-            self._pending[task] = None
+            self._pending[task] = conn
+            del conn, task
+
+    def _evict_oldest(self) -> None:
+        """Drop the oldest connection waiting in its handshake.
+
+        Under a flood the accept loop accepts many sockets without yielding, so
+        the oldest task may not have started: cancelling it then runs none of
+        its code, and its socket stayed open (referenced by the cancelled
+        task's traceback) with nobody reading it. Such a socket is closed here.
+        """
+        oldest = next(iter(self._pending))
+        conn = self._pending.pop(oldest)
+        oldest.cancel()
+        if conn is not None:
+            conn.close()
+        _count(self.counters, "handshake_evicted")
 
     async def _handshake(self, conn: socket.socket) -> None:
         """Finish the TLS handshake of an accepted socket, then serve it."""
+        task = asyncio.current_task()
+        if task in self._pending:
+            self._pending[task] = None  # from here asyncio closes ``conn`` on any failure
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -462,7 +480,7 @@ class SyncReceiver:
             _count(self.counters, "handshake_failed")
             return
         finally:
-            self._pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._pending.pop(task, None)  # type: ignore[arg-type]
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._on_conn(reader, writer)
 
