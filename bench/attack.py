@@ -14,7 +14,10 @@ median during the attack and its ratio to the quiet median of the same run.
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -30,11 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.attacks import (
     Flood,
+    forged_frames,
     ipc_junk,
     lab_nodes,
     metric_samples,
     rest_schema_fuzz,
     service_pid,
+    stolen_key,
     udp_junk,
 )
 
@@ -153,6 +158,88 @@ def udp_flood(lab: Lab, name: str) -> Attack:
     return run
 
 
+def hamgr_drops(lab: Lab, name: str) -> dict[str, int]:
+    ctr = lab.cli_json(name, "show system internal redundancy counters")
+    drops: dict[str, int] = {}
+    for row in ctr.get("TABLE_counters", {}).get("ROW_counters", []):
+        for k, v in row.items():
+            if k.startswith("drop_") and isinstance(v, int):
+                drops[k] = drops.get(k, 0) + v
+    return drops
+
+
+def drops_text(before: dict[str, int], after: dict[str, int]) -> str:
+    grown = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    return "hamgr " + ", ".join(f"{k} +{v}" for k, v in sorted(grown.items()))
+
+
+def vem_key_forgery(lab: Lab, name: str, active: str) -> Attack:
+    """VSM frames signed with a VEM host's key (read from its config, as on the
+    host): Discovery as active, reset/switchover requests, reflected VEM frames."""
+    node = lab.nodes[name]
+    info = json.loads((lab.root / "lab.json").read_text())
+    host, key = stolen_key(info)
+    trace = lab.cli_json(active, "show system internal redundancy trace")["TABLE_trace"]
+    macs = [re.search(r"system MAC ([0-9a-f:]{17})", r["event"]) for r in trace["ROW_trace"]]
+    mac = next(m.group(1) for m in macs if m)
+    frames = forged_frames(int(info["domain_id"]), host, key, mac)
+
+    def run(stop: threading.Event) -> tuple[int, str]:
+        before, sent = hamgr_drops(lab, name), 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            while not stop.is_set():
+                for addr in (node.control, node.mgmt, node.vem):
+                    for frame in frames:
+                        sock.sendto(frame, addr)
+                        sent += 1
+                stop.wait(0.01)
+        return sent, drops_text(before, hamgr_drops(lab, name))
+
+    return run
+
+
+def capture_lo(ports: set[int], seconds: float) -> list[tuple[int, bytes]]:
+    """UDP payloads to ``ports`` seen on the loopback device (AF_PACKET: root)."""
+    got: list[tuple[int, bytes]] = []
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)) as raw:
+        raw.bind(("lo", 0))
+        raw.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                pkt = raw.recv(65535)
+            except TimeoutError:
+                continue
+            ip = pkt[14:]
+            if len(ip) < 28 or ip[9] != 17:
+                continue
+            udp = ip[(ip[0] & 0x0F) * 4 :]
+            dport = int.from_bytes(udp[2:4], "big")
+            if dport in ports:
+                got.append((dport, bytes(udp[8:])))
+    return got
+
+
+def replay(lab: Lab, name: str) -> Attack:
+    """HA frames to ``name`` sniffed on loopback, then replayed (each many times)."""
+    node = lab.nodes[name]
+    ports = {node.control[1]: node.control, node.mgmt[1]: node.mgmt}
+
+    captured = capture_lo(set(ports), 3.0)  # before the attack: a few heartbeat rounds
+
+    def run(stop: threading.Event) -> tuple[int, str]:
+        before, sent = hamgr_drops(lab, name), 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            while not stop.is_set() and captured:
+                for port, payload in captured:
+                    sock.sendto(payload, ports[port])
+                    sent += 1
+                stop.wait(0.02)
+        return sent, f"{len(captured)} captured; " + drops_text(before, hamgr_drops(lab, name))
+
+    return run
+
+
 def ipc_flood(lab: Lab, name: str) -> Attack:
     path = lab.nodes[name].rundir / "cfgmgr.sock"
 
@@ -202,7 +289,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20, help="brute-force threads")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="openvsm-attack-") as tmp:
-        lab = Lab(Path(tmp), timers="fast", rest=True)
+        lab = Lab(Path(tmp), vems=1, timers="fast", rest=True)  # a host key to steal
         try:
             return run_all(lab, args)
         finally:
@@ -235,6 +322,11 @@ def run_all(lab: Lab, args: argparse.Namespace) -> int:
             schemathesis_run(anode["rest"], auth, ca, args.examples),
         ),
         ("UDP junk to the standby's hamgr/vemmgr ports", udp_flood(lab, standby)),
+        ("HA frames to the standby sniffed on lo, replayed", replay(lab, standby)),
+        (
+            "VSM frames forged with a VEM host's key, to the standby",
+            vem_key_forgery(lab, standby, active),
+        ),
         ("IPC junk to the active's cfgmgr socket", ipc_flood(lab, active)),
     ]
     commits(lab, active, 10, 100)  # warm up

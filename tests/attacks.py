@@ -18,13 +18,29 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import requests
+
+from openvsm.wire.codec import _HEADER, HEADER_LEN, TAG_LEN, Codec
+from openvsm.wire.keys import tag
+from openvsm.wire.messages import (
+    Discovery,
+    Flag,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    Message,
+    SenderRole,
+    SwitchRequest,
+    VemAttachAck,
+    VemHeartbeat,
+)
 
 API = "/api/n1k"
 
@@ -352,3 +368,50 @@ def timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+# ---- VSM frames forged with a VEM host's key (test_attack_vem_key, bench/attack.py)
+
+
+def stolen_key(lab_json: dict[str, Any]) -> tuple[str, bytes]:
+    """What an attacker on the VEM's host reads: its config and key file."""
+    path = Path(lab_json["vems"][0]["config"])
+    vem = tomllib.loads(path.read_text())["vem"]
+    assert "secret" not in vem, "the host holds the domain secret"
+    key = (path.parent / vem["key_file"]).read_text().splitlines()[0].strip()
+    return vem["host_uuid"], key.encode()
+
+
+def with_claim(frame: bytes, host: str, key: bytes) -> bytes:
+    """The frame with ``host_uuid`` added to its payload, signed again with ``key``."""
+    fields = msgspec.msgpack.decode(frame[HEADER_LEN:-TAG_LEN])
+    payload = msgspec.msgpack.encode({**fields, "host_uuid": host})
+    head = list(_HEADER.unpack_from(frame))
+    head[-1] = len(payload)
+    body = _HEADER.pack(*head) + payload
+    return body + tag(key, body)
+
+
+def forged_frames(domain: int, host: str, key: bytes, mac: str) -> list[bytes]:
+    codec = Codec(domain, key)
+    seq = time.time_ns() // 1000 + 10**9  # "newer" than anything the pair sent
+    frames: list[bytes] = []
+    ha: list[Message] = [
+        Discovery(state="active", boot_id=7, reply=False),
+        HeartbeatRequest(state="active", flags=int(Flag.RESET_ORDERED), boot_id=7),
+        HeartbeatRequest(state="active", flags=int(Flag.SWITCHOVER), boot_id=7),
+        HeartbeatResponse(state="standby", flags=int(Flag.RESET_REQUESTED), boot_id=7),
+    ]
+    reflected: list[Message] = [
+        VemHeartbeat(host_uuid=host, module=3),
+        VemAttachAck(host_uuid=host, accepted=True, module=3),
+        SwitchRequest(vsm_addr="127.0.0.1:9"),
+    ]
+    for role in (SenderRole.PRIMARY, SenderRole.SECONDARY):
+        for msg in ha + reflected:
+            seq += 1
+            frame = codec.encode(msg, role=role, mac=mac, epoch=10**6, seq=seq)
+            frames.append(frame)
+            if msg in ha or isinstance(msg, SwitchRequest):
+                frames.append(with_claim(frame, host, key))
+    return frames
